@@ -1,0 +1,14 @@
+"""pykd-ext: Windows kernel processes and threads as they really look in memory.
+
+Layers (each a sub-package; lower layers never import higher ones):
+- `memory`   address spaces: physical pages, x64 paging, typed faults for unreadable memory;
+- `targets`  sources of memory: crash dumps, raw images, minidumps (and later pykd, live VMs);
+- `layouts`  per-build structure layouts, generated from real symbol tables into `pykd_ext.structs`;
+- `kernel`   kernel objects (processes, threads, tokens, ...) decoded with a layout over a target;
+- `commands` one module per command, each returning a result grid;
+- `render`   the result grid and its renderers (WinDbg-shaped text, table, JSON, JSONL, CSV);
+- `forge`    writes dumps and images for tests and labs.
+
+`import pykd_ext` never imports pykd: it works on any OS.
+"""
+__version__ = "0.1.0"
