@@ -1,6 +1,9 @@
 """`python -m pykd_ext COMMAND ...` (also `!py -m pykd_ext COMMAND ...` inside WinDbg)."""
 import sys
 
-from pykd_ext.cli import main
-
-sys.exit(main())
+if "pykd" in sys.modules:           # H11: started by WinDbg's `!py -m pykd_ext` (pykd preloaded)
+    from pykd_ext.windbg.entry import main as windbg_main
+    windbg_main()
+else:
+    from pykd_ext.cli import main
+    sys.exit(main())

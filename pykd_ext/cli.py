@@ -24,6 +24,9 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     common.add_argument("--symbols", metavar="ISF",
                         help="use this ISF symbol table (.json/.json.xz) instead of the shipped layouts")
+    # H11 (issue 6): `--engine pykd` lets DbgEng read the dump through pykd (Windows batch use)
+    common.add_argument("--engine", choices=("file", "pykd"), default="file",
+                        help="who reads the target: our readers (file, default) or DbgEng via pykd")
     return common
 
 
@@ -50,8 +53,13 @@ def run_command(argv: List[str], out=None) -> int:
     from pykd_ext.session import Session
     if args.quiet:
         Progress.enabled_default = False
-    session = Session(target_path=args.target, symbols=args.symbols,
-                      build=getattr(args, "build", None), quiet=args.quiet)
+    if getattr(args, "engine", "file") == "pykd":    # H11: pykd.loadDump()/closeDump() session
+        from pykd_ext.windbg.session import PykdSession
+        session: Session = PykdSession(dump_path=args.target, symbols=args.symbols,
+                                       build=getattr(args, "build", None), quiet=args.quiet)
+    else:
+        session = Session(target_path=args.target, symbols=args.symbols,
+                          build=getattr(args, "build", None), quiet=args.quiet)
     try:
         module = importlib.import_module(args._module)
         result = module.run(session, args)

@@ -10,4 +10,9 @@ from typing import Dict
 #: command name -> module implementing it
 COMMANDS: Dict[str, str] = {
     "info": "pykd_ext.commands.info",
+    "dt": "pykd_ext.commands.dt", "structs": "pykd_ext.commands.structs",
+    "ps": "pykd_ext.commands.ps", "pstree": "pykd_ext.commands.pstree",
+    "eproc": "pykd_ext.commands.eproc", "threads": "pykd_ext.commands.threads",
+    "ethread": "pykd_ext.commands.ethread", "psxview": "pykd_ext.commands.psxview",
+    "layouts": "pykd_ext.commands.layouts", "windbg-setup": "pykd_ext.commands.windbg_setup",
 }

@@ -39,6 +39,17 @@ def _hex(value: Any) -> str:
     return "0x%x" % value if isinstance(value, int) else ("-" if value is None else str(value))
 
 
+def _auto(value: Any) -> str:
+    """Extra facts: addresses and sizes in hex, small counts in decimal, tuples element-wise."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return "0x%x" % value if value > 0xffff else "%d" % value
+    if isinstance(value, tuple):
+        return ", ".join(_auto(v) for v in value)
+    return "-" if value is None else str(value)
+
+
 def _text(info: Dict[str, Any], all_runs: bool) -> Iterable[str]:
     def line(label: str, value: Any) -> str:
         return "%-26s %s" % (label + ":", value)
@@ -88,9 +99,9 @@ def _text(info: Dict[str, Any], all_runs: bool) -> Iterable[str]:
     if info.get("comment"):
         yield line("Comment", info["comment"])
     for key, value in sorted((info.get("extra") or {}).items()):
-        if isinstance(value, (list, dict)) or key == "kernel_version":
+        if isinstance(value, (list, dict)) or key in ("kernel_version", "prcb_source"):
             continue
-        yield line(key, _hex(value) if isinstance(value, int) else value)
+        yield line(key, _auto(value))
     for note in info.get("notes") or []:
         yield "Note: %s" % note
 

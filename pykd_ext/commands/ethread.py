@@ -1,0 +1,52 @@
+"""`pykd-ext ethread ADDRESS|TID`: one thread in detail, like `!thread <ethread>` (without the stack).
+
+Known WinDbg lines first (state, wait objects, owning process, tick counts, stack bounds,
+priorities), then decoded extras (start address and its module, `RUNNING on processor N` from the
+PRCBs, flags, creation time, layout).
+"""
+import argparse
+from typing import Any, Iterable, List
+
+from pykd_ext.commands.procview import THREAD_COLUMNS, kernel_context, require, result_meta
+from pykd_ext.kernel.lookup import Finder
+from pykd_ext.kernel.process import Process
+from pykd_ext.render.grid import Result
+from pykd_ext.render.windbg import thread_full_lines
+
+HELP = "one thread in detail (like !thread)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("thread", metavar="ADDRESS|TID", help="_ETHREAD address or thread id")
+
+
+def run(session: Any, args: argparse.Namespace) -> Result:
+    ctx = kernel_context(session)
+    threads = require(Finder(ctx).threads(args.thread), args.thread, "thread")
+    records = [t.record() for t in threads]
+    blocks: List[List[str]] = []
+    for thread, rec in zip(threads, records):
+        owner = rec.get("process")
+        owner_name: Any = None
+        more_process = {}
+        if isinstance(owner, int) and owner:
+            process = Process(ctx, owner)
+            owner_name = process.name
+            device_map = process.pointer_field("DeviceMap")
+            if device_map is not None:
+                more_process["device_map"] = device_map
+        more = thread.display_more(owner_name)
+        more.update(more_process)
+        attached = more.get("attached_process")
+        if isinstance(attached, int) and attached:
+            more["attached_name"] = Process(ctx, attached).name
+        blocks.append(thread_full_lines(rec, more))
+
+    def text(result: Result) -> Iterable[str]:
+        for i, block in enumerate(blocks):
+            if i:
+                yield ""
+            for line in block:
+                yield line
+
+    return Result("ethread", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=list(ctx.notes))

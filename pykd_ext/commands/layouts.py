@@ -1,0 +1,82 @@
+"""`layouts [show]` / `layouts export FILE`: which kernel layouts decode the target, and taking
+the debugger's exact layouts home.
+
+`show` names the layout, where it came from (shipped, imported, the debugger's PDB through
+typeInfo, `--symbols`) and how it was chosen. `export FILE` (inside WinDbg: `!py layouts export
+C:\\lab\\nt.json`) writes the kernel types, enums and globals read from the debugger's PDB
+through pykd `typeInfo` as an ISF file; offline, `pykd-ext structs import FILE` turns it into a
+layout module like the shipped ones, so the VM's exact build decodes on any machine.
+"""
+import argparse
+import os
+from typing import Any, Dict, Iterable, List
+
+from pykd_ext.errors import TargetError
+from pykd_ext.render.grid import Column, Result
+
+HELP = "show the kernel layouts in use; `export FILE` writes the debugger's (typeInfo) layouts as ISF"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", nargs="?", choices=("show", "export"), default="show",
+                        help="show (default) or export")
+    parser.add_argument("file", nargs="?", help="export: the ISF file to write (.json)")
+
+
+def _show(session: Any) -> Result:
+    lay = session.layouts
+    choice = dict(lay.choice or {})
+    record: Dict[str, Any] = {"layout": lay.build_id, "label": lay.label, "version": lay.version,
+                              "guid": lay.guid, "age": lay.age, "arch": lay.arch, "source": lay.source,
+                              "method": choice.get("method"), "reason": choice.get("reason"),
+                              "warnings": list(choice.get("warnings") or [])}
+
+    def text(result: Result) -> Iterable[str]:
+        rec = result.records[0]
+        yield "%-10s %s" % ("Layout:", rec["label"])
+        yield "%-10s %s" % ("Source:", rec["source"] or "-")
+        yield "%-10s %s%s" % ("Chosen by:", rec["method"] or "-", " (%s)" % rec["reason"] if rec["reason"] else "")
+        for warning in rec["warnings"]:
+            yield "%-10s %s" % ("Warning:", warning)
+
+    columns = [Column("layout"), Column("source"), Column("method"), Column("guid"), Column("age", fmt="int")]
+    return Result("layouts", columns, [record], text=text, meta={"layout": lay.build_id})
+
+
+def _export(session: Any, path: str) -> Result:
+    from pykd_ext.targets.pykd_target import PykdTarget
+    target = session.target
+    if not isinstance(target, PykdTarget):
+        raise TargetError("`layouts export` reads the debugger's PDB through pykd typeInfo: run it inside "
+                          "WinDbg (`!py layouts export FILE`) or with `--engine pykd`; offline layouts "
+                          "already come from ISF files (`pykd-ext structs list`)")
+    from pykd_ext.layouts.from_typeinfo import export_typeinfo_layouts
+    doc = export_typeinfo_layouts(target, path)
+    pdb = ((doc.get("metadata") or {}).get("windows") or {}).get("pdb") or {}
+    record = {"file": os.path.abspath(path), "types": len(doc.get("user_types") or {}),
+              "enums": len(doc.get("enums") or {}), "symbols": len(doc.get("symbols") or {}),
+              "guid": pdb.get("GUID"), "age": pdb.get("age"),
+              "version": ((doc.get("metadata") or {}).get("source") or {}).get("version")}
+
+    def text(result: Result) -> Iterable[str]:
+        rec = result.records[0]
+        lines: List[str] = [
+            "Wrote %s" % rec["file"],
+            "  %d types, %d enums, %d globals from the debugger's PDB%s" % (
+                rec["types"], rec["enums"], rec["symbols"],
+                " %s-%s" % (rec["guid"], rec["age"]) if rec["guid"] else ""),
+            "Offline: pykd-ext structs import %s" % os.path.basename(rec["file"]),
+        ]
+        return lines
+
+    columns = [Column("file"), Column("types", fmt="int"), Column("enums", fmt="int"),
+               Column("symbols", fmt="int"), Column("guid"), Column("age", fmt="int"), Column("version")]
+    return Result("layouts", columns, [record], text=text)
+
+
+def run(session: Any, args: argparse.Namespace) -> Result:
+    if args.action == "export":
+        if not args.file:
+            raise TargetError("layouts export needs a FILE to write")
+        return _export(session, args.file)
+    return _show(session)

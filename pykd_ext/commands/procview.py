@@ -1,0 +1,74 @@
+"""Shared pieces of the process/thread commands (`ps`, `pstree`, `eproc`, `threads`, `ethread`,
+`psxview`): the kernel context of a session, result metadata, columns, and the honest notes a
+partial dump needs ("the rest of the process list is not in this dump").
+
+Why a module of its own: six commands must say the same thing the same way (which layout decoded
+the rows, how each global was found, what the dump does not hold).
+"""
+from typing import Any, Dict, List
+
+from pykd_ext.errors import PykdExtError
+from pykd_ext.kernel.context import KernelContext, context_for
+from pykd_ext.kernel.process import Process
+from pykd_ext.memory.faults import Fault
+from pykd_ext.render.grid import Column
+
+GLOBALS_REPORTED = ("PsActiveProcessHead", "PspCidTable", "KiProcessorBlock", "PsLoadedModuleList")
+
+PROCESS_COLUMNS = [
+    Column("address", "Address", "addr"), Column("pid", "PID", "int"), Column("ppid", "PPID", "int"),
+    Column("name", "Name"), Column("session_id", "Sess", "int"),
+    Column("threads_active", "Thds", "int"), Column("threads_listed", "Listed", "int"),
+    Column("handle_count", "Hnds", "int"), Column("create_time", "Created"),
+    Column("exit_time", "Exited"), Column("kind", "Kind"), Column("found_by", "FoundBy"),
+]
+
+THREAD_COLUMNS = [
+    Column("address", "Address", "addr"), Column("pid", "PID", "int"), Column("tid", "TID", "int"),
+    Column("state", "State"), Column("wait_reason", "WaitReason"), Column("priority", "Pri", "int"),
+    Column("start_address", "StartAddress", "addr"), Column("start_module", "Module"),
+    Column("create_time", "Created"), Column("running_on", "CPU", "int"),
+    Column("thread_flags", "Flags"),
+]
+
+
+def kernel_context(session: Any) -> KernelContext:
+    return context_for(session)
+
+
+def result_meta(ctx: KernelContext) -> Dict[str, Any]:
+    """Whole-result facts: layout used (and how it was chosen), target, how globals were found."""
+    layouts = ctx.layouts
+    ident = layouts.ident() if hasattr(layouts, "ident") else {"build_id": ctx.layout_id}
+    meta: Dict[str, Any] = {"layout": ident, "layout_label": getattr(layouts, "label", ctx.layout_id),
+                            "layout_choice": {k: v for k, v in getattr(layouts, "choice", {}).items()
+                                              if k in ("method", "reason", "warnings", "chosen")},
+                            "target": ctx.info.path, "dump_type": ctx.info.dump_type,
+                            "globals": {}}
+    for name in GLOBALS_REPORTED:
+        address, how = ctx.resolve_global(name)
+        meta["globals"][name] = {"address": address, "from": how}
+    return meta
+
+
+def dump_notes(ctx: KernelContext, processes: List[Process]) -> List[str]:
+    """Plain statements about what a partial dump does not hold."""
+    notes: List[str] = []
+    missing = [p for p in processes if isinstance(p.view["ImageFileName"], Fault)]
+    if missing:
+        notes.append("%d of %d processes on the list are not in this dump (their _EPROCESS memory was "
+                     "not captured); they are shown with <not in dump> fields" % (len(missing), len(processes)))
+    if (ctx.info.dump_type or "") == "triage":
+        notes.append("this is a triage dump: it holds the crashing thread, its process and a few data "
+                     "blocks; the rest of the process list is not in it")
+    return notes
+
+
+def require(found: List[Any], spec: str, what: str) -> List[Any]:
+    if not found:
+        raise PykdExtError("no %s matches %r" % (what, spec))
+    return found
+
+
+def owner_names(ctx: KernelContext, processes: List[Process]) -> Dict[int, Any]:
+    return {p.address: p.name for p in processes}

@@ -1,0 +1,207 @@
+"""`structs list|diff|history|import`: the layout collection as a teaching and research tool.
+
+- `list`: every known build (shipped + user-imported) with product names and PDB GUIDs.
+- `diff BUILD_A BUILD_B TYPE [-r]`: members added, removed, moved, resized, retyped.
+- `history TYPE.FIELD`: where a member sits (offset, type) in every build we have.
+- `import FILE.json.xz [--version V]`: add a user's ISF to the per-user layout store
+  ($PYKD_EXT_HOME/layouts, default ~/.pykd-ext/layouts), generated like the shipped tree.
+"""
+import argparse
+from typing import Any, Dict, List, Optional, Tuple
+
+from pykd_ext.errors import LayoutError, MissingLayoutError
+from pykd_ext.layouts.model import FieldLayout, TypeLayout, compile_record
+from pykd_ext.render.grid import Column, Result
+
+HELP = "kernel structure layouts: list builds, diff two builds, a field's history, import an ISF"
+
+MAX_DEPTH = 9
+
+
+def _late_common() -> argparse.ArgumentParser:
+    """The CLI's common options (--format, --quiet, ...) again, so they may follow the action.
+
+    Their defaults are suppressed so an option given before the action is not reset.
+    """
+    from pykd_ext.cli import _common_options
+    common = _common_options()
+    for action in common._actions:
+        action.default = argparse.SUPPRESS
+    return common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    common = [_late_common()]
+    sub.add_parser("list", help="builds known, with product names and PDB GUIDs", parents=common)
+    p = sub.add_parser("diff", help="how TYPE changed from BUILD_A to BUILD_B", parents=common)
+    p.add_argument("build_a", metavar="BUILD_A")
+    p.add_argument("build_b", metavar="BUILD_B")
+    p.add_argument("type", metavar="TYPE")
+    p.add_argument("-r", dest="recurse", action="store_true",
+                   help="also compare members of embedded structures (dotted paths)")
+    p = sub.add_parser("history", help="a member's offset and type across every build", parents=common)
+    p.add_argument("member", metavar="TYPE.FIELD")
+    p.add_argument("--arch", default=None, help="only builds of this architecture (x64, x86)")
+    p = sub.add_parser("import", help="add an ISF symbol table (.json/.json.xz/.json.gz) to the user store",
+                       parents=common)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--version", default=None,
+                   help="Windows version the ISF describes (e.g. 10.0.19041.1288), when the file does not say")
+
+
+def run(session: Any, args: argparse.Namespace) -> Result:
+    action = args.action
+    if action == "list":
+        return run_list()
+    if action == "diff":
+        return run_diff(args.build_a, args.build_b, args.type, bool(args.recurse))
+    if action == "history":
+        return run_history(args.member, args.arch)
+    if action == "import":
+        return run_import(args.file, args.version)
+    raise LayoutError("unknown structs action %r" % action)
+
+
+# ------------------------------------------------------------------ list
+
+def run_list() -> Result:
+    from pykd_ext.layouts.registry import list_builds
+    records = []
+    for e in list_builds():
+        records.append({"build_id": e.build_id, "version": e.version, "build": e.build,
+                        "products": ",".join(e.products), "arch": e.arch, "guid": e.guid, "age": e.age,
+                        "source": e.source, "types_only": e.types_only, "module": e.module,
+                        "store": e.store or "shipped"})
+    columns = [Column("build_id", "Build"), Column("products", "Products"), Column("arch", "Arch"),
+               Column("guid", "PDB GUID"), Column("age", "Age"), Column("source", "Source")]
+    return Result(command="structs list", columns=columns, records=records,
+                  meta={"count": len(records)})
+
+
+# ------------------------------------------------------------------ diff
+
+def flatten(t: TypeLayout, recurse: bool) -> Dict[str, FieldLayout]:
+    """Members by dotted path (offsets absolute within t); embedded structs expanded when recurse."""
+    out: Dict[str, FieldLayout] = {}
+    stack: List[Tuple[str, int, TypeLayout, int]] = [("", 0, t, 0)]
+    while stack:
+        prefix, base, cur, depth = stack.pop()
+        for fl in cur.fields.values():
+            path = prefix + fl.name
+            out[path] = fl.moved(base + fl.offset)
+            if recurse and fl.record is not None and depth < MAX_DEPTH:
+                stack.append((path + ".", base + fl.offset, compile_record(fl.record), depth + 1))
+    return dict(sorted(out.items(), key=lambda kv: (kv[1].offset, kv[1].bit_position or 0, kv[0])))
+
+
+def _where(fl: FieldLayout) -> str:
+    if fl.kind == "bitfield":
+        return "+0x%03x.%d" % (fl.offset, fl.bit_position)
+    return "+0x%03x" % fl.offset
+
+
+def diff_types(a: TypeLayout, b: TypeLayout, recurse: bool) -> List[Dict[str, Any]]:
+    fa, fb = flatten(a, recurse), flatten(b, recurse)
+    rows: List[Dict[str, Any]] = []
+    for path, x in fa.items():
+        y = fb.get(path)
+        if y is None:
+            rows.append({"change": "removed", "member": path, "a_offset": x.offset, "b_offset": None,
+                         "a_type": x.windbg_type(), "b_type": None, "a_size": x.size, "b_size": None})
+            continue
+        changes = []
+        if (x.offset, x.bit_position) != (y.offset, y.bit_position):
+            changes.append("moved")
+        if x.size != y.size or x.bit_length != y.bit_length or x.count != y.count:
+            changes.append("resized")
+        tx, ty = _type_identity(x), _type_identity(y)
+        if tx != ty:
+            changes.append("retyped")
+        if changes:
+            rows.append({"change": ",".join(changes), "member": path, "a_offset": x.offset,
+                         "b_offset": y.offset, "a_type": x.windbg_type(), "b_type": y.windbg_type(),
+                         "a_size": x.size, "b_size": y.size})
+    for path, y in fb.items():
+        if path not in fa:
+            rows.append({"change": "added", "member": path, "a_offset": None, "b_offset": y.offset,
+                         "a_type": None, "b_type": y.windbg_type(), "a_size": None, "b_size": y.size})
+    return rows
+
+
+def _type_identity(fl: FieldLayout) -> Tuple[Any, ...]:
+    # kind and named type; for bitfields the storage type; size changes are "resized", not "retyped"
+    if fl.kind == "array":
+        return ("array",) + _type_identity(fl.element)
+    return (fl.kind, fl.type_name, fl.depth, fl.target_kind)
+
+
+def run_diff(key_a: str, key_b: str, type_name: str, recurse: bool) -> Result:
+    from pykd_ext.layouts.registry import load_layouts
+    la, lb = load_layouts(key_a), load_layouts(key_b)
+    missing = [lay.label for lay in (la, lb) if not lay.has_type(type_name)]
+    if missing:
+        raise MissingLayoutError("%s not in layout(s) %s" % (type_name, ", ".join(missing)))
+    a, b = la.type(type_name), lb.type(type_name)
+    rows = diff_types(a, b, recurse)
+    columns = [Column("change", "Change"), Column("member", "Member"), Column("a_offset", "Offset A", "hex"),
+               Column("b_offset", "Offset B", "hex"), Column("a_type", "Type A"), Column("b_type", "Type B")]
+    notes = []
+    if a.size != b.size:
+        notes.append("sizeof(%s): 0x%x in %s, 0x%x in %s" % (type_name, a.size, la.build_id, b.size, lb.build_id))
+    if a.record is b.record or a.digest == b.digest:
+        notes.append("%s has the same layout in both builds (%s)" % (type_name, a.variant))
+    meta = {"type": type_name, "a": la.ident(), "b": lb.ident(), "a_size": a.size, "b_size": b.size,
+            "a_variant": a.variant, "b_variant": b.variant, "recursive": recurse}
+    return Result(command="structs diff", columns=columns, records=rows, meta=meta, notes=notes)
+
+
+# ------------------------------------------------------------------ history
+
+def run_history(member: str, arch: Optional[str]) -> Result:
+    from pykd_ext.layouts.registry import layouts_for_entry, list_builds
+    type_name, dot, path = member.partition(".")
+    if not dot or not path:
+        raise MissingLayoutError("history wants TYPE.FIELD, e.g. _EPROCESS.Token")
+    rows = []
+    for e in list_builds():
+        if arch and e.arch != arch:
+            continue
+        lay = layouts_for_entry(e)
+        rec: Dict[str, Any] = {"build_id": e.build_id, "version": e.version, "products": ",".join(e.products),
+                               "guid": e.guid, "offset": None, "type": None, "size": None,
+                               "bit_position": None, "bit_length": None, "type_size": None}
+        if lay.has_type(type_name):
+            t = lay.type(type_name)
+            rec["type_size"] = t.size
+            if t.has_field(path):
+                fl = t.field(path)
+                rec.update(offset=fl.offset, type=fl.windbg_type(), size=fl.size,
+                           bit_position=fl.bit_position, bit_length=fl.bit_length)
+        rows.append(rec)
+    if not any(r["offset"] is not None for r in rows):
+        raise MissingLayoutError("no build has %s" % member)
+    columns = [Column("build_id", "Build"), Column("products", "Products"), Column("offset", "Offset", "hex"),
+               Column("type", "Type"), Column("type_size", "Sizeof", "hex")]
+    return Result(command="structs history", columns=columns, records=rows, meta={"member": member})
+
+
+# ------------------------------------------------------------------ import
+
+def run_import(path: str, version: Optional[str]) -> Result:
+    from pykd_ext.layouts.registry import import_isf, store_dir
+    entry = import_isf(path, version=version)
+    rec = entry.to_dict()
+    rec["products"] = ",".join(entry.products)
+    rec["store"] = store_dir()
+    columns = [Column("build_id", "Build"), Column("version", "Version"), Column("guid", "PDB GUID"),
+               Column("age", "Age"), Column("arch", "Arch"), Column("store", "Stored in")]
+    notes = []
+    if entry.types_only:
+        notes.append("the ISF has no symbol addresses: walkers that need globals will not work with it")
+    if not entry.version:
+        notes.append("the ISF does not say its Windows version; it is used when a target's PDB GUID matches "
+                     "(or with --build %s); pass --version to also match by build number" % entry.build_id)
+    return Result(command="structs import", columns=columns, records=[rec], meta={"store": store_dir()},
+                  notes=notes)

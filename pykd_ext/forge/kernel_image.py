@@ -1,0 +1,222 @@
+"""A minimal ntoskrnl-like PE image, placed at a kernel virtual address of a forged machine.
+
+Why: readers identify a kernel the way debuggers do: find the image base (KDBG `KernBase`, the
+low stub's `LmTarget`, or a scan), read its PE headers, follow the debug directory to the
+CodeView `RSDS` record, and use the PDB GUID/age/name to pick symbols. A forged dump needs a
+kernel image whose headers are real PE structures carrying a chosen identity, nothing more.
+
+The PE/COFF structures are the reader's own construct definitions (`pykd_ext.targets.pe`:
+IMAGE_DOS_HEADER, IMAGE_FILE_HEADER, IMAGE_OPTIONAL_HEADER (PE32+), IMAGE_DATA_DIRECTORY,
+IMAGE_SECTION_HEADER, IMAGE_DEBUG_DIRECTORY, CV_INFO_PDB70), built instead of parsed, so the format
+is written down once. The constants below are from the Microsoft PE/COFF specification ("PE
+Format", learn.microsoft.com): machine AMD64 0x8664, characteristics, subsystem NATIVE, section
+flags, debug type 2 = CODEVIEW, and the CodeView PDB 7.0 record ("RSDS", GUID, age, NUL-terminated
+PDB path).
+
+The image is laid out as it is in memory (FileAlignment = SectionAlignment = 0x1000,
+PointerToRawData = VirtualAddress), so the same bytes are a valid file for `pefile` too.
+"""
+import uuid
+from dataclasses import dataclass, field
+from typing import List
+
+from construct import Array
+
+from pykd_ext.forge.pagetables import PAGE_2M, PageTables
+from pykd_ext.memory.space import PAGE_SIZE
+from pykd_ext.targets.pe import (CV_INFO_PDB70, IMAGE_DATA_DIRECTORY, IMAGE_DEBUG_DIRECTORY,
+                                 IMAGE_DEBUG_TYPE_CODEVIEW, IMAGE_DIRECTORY_ENTRY_DEBUG,
+                                 IMAGE_DOS_HEADER, IMAGE_FILE_HEADER, IMAGE_NT_SIGNATURE,
+                                 IMAGE_OPTIONAL_HEADER, IMAGE_SECTION_HEADER, PE32PLUS_MAGIC)
+
+IMAGE_FILE_MACHINE_AMD64 = 0x8664
+IMAGE_FILE_EXECUTABLE_IMAGE = 0x0002
+IMAGE_FILE_LARGE_ADDRESS_AWARE = 0x0020
+IMAGE_SUBSYSTEM_NATIVE = 1
+IMAGE_NUMBEROF_DIRECTORY_ENTRIES = 16
+IMAGE_SCN_CNT_CODE = 0x00000020
+IMAGE_SCN_CNT_INITIALIZED_DATA = 0x00000040
+IMAGE_SCN_MEM_EXECUTE = 0x20000000
+IMAGE_SCN_MEM_READ = 0x40000000
+IMAGE_SCN_MEM_WRITE = 0x80000000
+E_LFANEW = 0x100
+MAX_TEXT_PAGES = 0x1FF
+#: sizeof(IMAGE_OPTIONAL_HEADER64): 112 bytes of fields + 16 data directories of 8 bytes.
+OPTIONAL_HEADER64_SIZE = 0xF0
+#: The MS-DOS stub header fields between e_magic and e_lfanew, as link.exe writes them
+#: (e_cblp 0x90, e_cp 3, e_cparhdr 4, e_maxalloc 0xFFFF, e_sp 0xB8, e_lfarlc 0x40).
+_DOS_FIELDS = bytes.fromhex("9000030000000400" "0000ffff00000000" "b800000000000000"
+                            "4000") + bytes(0x3A - 26)
+_DATA_DIRECTORIES = Array(IMAGE_NUMBEROF_DIRECTORY_ENTRIES, IMAGE_DATA_DIRECTORY)
+
+
+def parse_guid(guid: str) -> uuid.UUID:
+    """A GUID written as symbol servers and ISF files do: 32 hex digits (dashes/braces allowed)."""
+    text = guid.replace("-", "").replace("{", "").replace("}", "")
+    if len(text) != 32:
+        raise ValueError("a GUID has 32 hex digits, got %r" % guid)
+    return uuid.UUID(hex=text)
+
+
+@dataclass
+class Section:
+    name: str
+    rva: int
+    size: int
+    characteristics: int
+
+
+@dataclass
+class PlacedImage:
+    """Where a KernelImage ended up in a forged machine."""
+
+    base: int                # kernel virtual address of the image (ImageBase)
+    physical: int            # physical address of the first byte
+    size_of_image: int
+    entry_point: int         # virtual address of AddressOfEntryPoint
+    debug_directory: int     # virtual address of the IMAGE_DEBUG_DIRECTORY
+
+
+@dataclass
+class KernelImage:
+    """The PE identity of a forged kernel (see the module docstring)."""
+
+    guid: str
+    age: int = 1
+    timestamp: int = 0x5F5E1000
+    size_of_image: int = 0x200000
+    pdb_name: str = "ntkrnlmp.pdb"
+    entry_rva: int = 0x1000
+    sections: List[Section] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        parse_guid(self.guid)
+        self.size_of_image = -(-self.size_of_image // PAGE_SIZE) * PAGE_SIZE
+        if self.size_of_image < 4 * PAGE_SIZE:
+            raise ValueError("SizeOfImage must hold the headers and three sections")
+        if not self.sections:
+            self.sections = self._default_sections()
+        if not 0 < self.entry_rva < self.size_of_image:
+            raise ValueError("entry point RVA 0x%x is outside the image" % self.entry_rva)
+
+    def _default_sections(self) -> List[Section]:
+        pages = self.size_of_image // PAGE_SIZE - 1
+        # .text ends within the first 2 MiB, so the CodeView record sits near the image start
+        # (Volatility 3's kernel scan looks for the PDB name within 4 MiB of the base).
+        text = max(1, min(pages * 2 // 5, MAX_TEXT_PAGES))
+        rdata = max(1, pages // 5)
+        data = pages - text - rdata
+        return [
+            Section(".text", PAGE_SIZE, text * PAGE_SIZE,
+                    IMAGE_SCN_CNT_CODE | IMAGE_SCN_MEM_EXECUTE | IMAGE_SCN_MEM_READ),
+            Section(".rdata", (1 + text) * PAGE_SIZE, rdata * PAGE_SIZE,
+                    IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ),
+            Section(".data", (1 + text + rdata) * PAGE_SIZE, data * PAGE_SIZE,
+                    IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ | IMAGE_SCN_MEM_WRITE),
+        ]
+
+    @property
+    def debug_rva(self) -> int:
+        """RVA of the debug directory: the start of the first read-only data section."""
+        for section in self.sections:
+            if not section.characteristics & (IMAGE_SCN_MEM_EXECUTE | IMAGE_SCN_MEM_WRITE):
+                return section.rva
+        return self.sections[-1].rva
+
+    def codeview_record(self) -> bytes:
+        guid = parse_guid(self.guid)
+        head = CV_INFO_PDB70.build({"Data1": guid.time_low, "Data2": guid.time_mid,
+                                    "Data3": guid.time_hi_version, "Data4": guid.bytes[8:],
+                                    "Age": self.age})
+        return head + self.pdb_name.encode("ascii") + b"\0"
+
+    def debug_blob(self) -> bytes:
+        """The IMAGE_DEBUG_DIRECTORY followed by the CodeView record it points to."""
+        record = self.codeview_record()
+        record_rva = self.debug_rva + IMAGE_DEBUG_DIRECTORY.sizeof()
+        directory = IMAGE_DEBUG_DIRECTORY.build({
+            "Characteristics": 0, "TimeDateStamp": self.timestamp, "MajorVersion": 0,
+            "MinorVersion": 0, "Type": IMAGE_DEBUG_TYPE_CODEVIEW, "SizeOfData": len(record),
+            "AddressOfRawData": record_rva, "PointerToRawData": record_rva})
+        return directory + record
+
+    def headers(self, image_base: int) -> bytes:
+        """The header page: DOS header, PE signature, file/optional headers, section table."""
+        code = sum(s.size for s in self.sections if s.characteristics & IMAGE_SCN_CNT_CODE)
+        init = sum(s.size for s in self.sections
+                   if s.characteristics & IMAGE_SCN_CNT_INITIALIZED_DATA)
+        directories = [{"VirtualAddress": 0, "Size": 0}
+                       for _ in range(IMAGE_NUMBEROF_DIRECTORY_ENTRIES)]
+        directories[IMAGE_DIRECTORY_ENTRY_DEBUG] = {"VirtualAddress": self.debug_rva,
+                                                   "Size": IMAGE_DEBUG_DIRECTORY.sizeof()}
+        dos = IMAGE_DOS_HEADER.build({"_dos": _DOS_FIELDS, "e_lfanew": E_LFANEW})
+        file_header = IMAGE_FILE_HEADER.build({
+            "Machine": IMAGE_FILE_MACHINE_AMD64, "NumberOfSections": len(self.sections),
+            "TimeDateStamp": self.timestamp, "PointerToSymbolTable": 0, "NumberOfSymbols": 0,
+            "SizeOfOptionalHeader": OPTIONAL_HEADER64_SIZE,
+            "Characteristics": IMAGE_FILE_EXECUTABLE_IMAGE | IMAGE_FILE_LARGE_ADDRESS_AWARE})
+        optional = IMAGE_OPTIONAL_HEADER.build({
+            "Magic": PE32PLUS_MAGIC,
+            "common": {"MajorLinkerVersion": 14, "MinorLinkerVersion": 0, "SizeOfCode": code,
+                       "SizeOfInitializedData": init, "SizeOfUninitializedData": 0,
+                       "AddressOfEntryPoint": self.entry_rva,
+                       "BaseOfCode": self.sections[0].rva},
+            "BaseOfData": {},
+            "windows": {
+                "ImageBase": image_base, "SectionAlignment": PAGE_SIZE,
+                "FileAlignment": PAGE_SIZE, "MajorOperatingSystemVersion": 10,
+                "MinorOperatingSystemVersion": 0, "MajorImageVersion": 10,
+                "MinorImageVersion": 0, "MajorSubsystemVersion": 10, "MinorSubsystemVersion": 0,
+                "Win32VersionValue": 0, "SizeOfImage": self.size_of_image,
+                "SizeOfHeaders": PAGE_SIZE, "CheckSum": 0, "Subsystem": IMAGE_SUBSYSTEM_NATIVE,
+                "DllCharacteristics": 0, "SizeOfStackReserve": 0x40000,
+                "SizeOfStackCommit": 0x1000, "SizeOfHeapReserve": 0x100000,
+                "SizeOfHeapCommit": 0x1000, "LoaderFlags": 0,
+                "NumberOfRvaAndSizes": IMAGE_NUMBEROF_DIRECTORY_ENTRIES}})
+        optional += _DATA_DIRECTORIES.build(directories)
+        if len(optional) != OPTIONAL_HEADER64_SIZE:
+            raise AssertionError("PE32+ optional header built 0x%x bytes" % len(optional))
+        table = b"".join(IMAGE_SECTION_HEADER.build({
+            "Name": s.name.encode("ascii").ljust(8, b"\0")[:8], "VirtualSize": s.size,
+            "VirtualAddress": s.rva, "SizeOfRawData": s.size, "PointerToRawData": s.rva,
+            "PointerToRelocations": 0, "PointerToLinenumbers": 0, "NumberOfRelocations": 0,
+            "NumberOfLinenumbers": 0, "Characteristics": s.characteristics})
+            for s in self.sections)
+        page = bytearray(PAGE_SIZE)
+        page[:len(dos)] = dos
+        nt = IMAGE_NT_SIGNATURE + file_header + optional + table
+        if E_LFANEW + len(nt) > PAGE_SIZE:
+            raise ValueError("too many sections for one header page")
+        page[E_LFANEW:E_LFANEW + len(nt)] = nt
+        return bytes(page)
+
+    def flat_image(self, image_base: int) -> bytes:
+        """The whole image as one buffer (headers + debug data; the rest zero), for pefile."""
+        out = bytearray(self.size_of_image)
+        out[:PAGE_SIZE] = self.headers(image_base)
+        blob = self.debug_blob()
+        out[self.debug_rva:self.debug_rva + len(blob)] = blob
+        return bytes(out)
+
+    def place(self, pt: PageTables, base: int, large_pages: bool = True) -> PlacedImage:
+        """Map the image at `base` and write its headers and debug data.
+
+        The whole SizeOfImage range is mapped to fresh frames (2 MiB pages when `base` allows,
+        as Windows maps ntoskrnl), but only pages that receive data become present.
+        """
+        if base % PAGE_SIZE:
+            raise ValueError("image base 0x%x is not page aligned" % base)
+        use_large = large_pages and base % PAGE_2M == 0
+        page_size = PAGE_2M if use_large else PAGE_SIZE
+        span = -(-self.size_of_image // page_size) * page_size
+        first = pt.phys.allocate(span // PAGE_SIZE, align_pages=page_size // PAGE_SIZE)
+        pt.map(base, first * PAGE_SIZE, span, page_size, user=False)
+        pt.write_virtual(base, self.headers(base))
+        pt.write_virtual(base + self.debug_rva, self.debug_blob())
+        return PlacedImage(base=base, physical=first * PAGE_SIZE,
+                           size_of_image=self.size_of_image,
+                           entry_point=base + self.entry_rva,
+                           debug_directory=base + self.debug_rva)
+
+
+__all__ = ["KernelImage", "PlacedImage", "Section", "parse_guid"]

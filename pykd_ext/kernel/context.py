@@ -1,0 +1,341 @@
+"""What every kernel walker needs to know about one target: memory, layouts, globals, processors.
+
+Why: processes, threads, the CID table and the processor blocks are all found from a handful of
+kernel globals (`PsActiveProcessHead`, `PspCidTable`, `KiProcessorBlock`, ...). Their addresses are
+`kernel base + the build's RVA` when the layout has symbols and the base is known; otherwise the
+dump header and the KDBG block state them (`target.info()`). `KernelContext` resolves each global
+once, remembers *how* (so output can say so), and caches the per-target facts walkers share
+(processors, loaded modules, object type indexes, the clock increment).
+"""
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from pykd_ext.errors import MemoryReadError, MissingLayoutError
+from pykd_ext.kernel.view import StructView, fast_ref_mask, read_unicode_string
+from pykd_ext.kernel.walk import WalkEnd, walk_list
+from pykd_ext.memory.faults import Fault
+from pykd_ext.targets.base import Target
+
+#: KiProcessorBlock holds at most this many processors (MAXIMUM_PROCESSORS on x64 is 640 today;
+#: the bound only keeps a corrupt count from running away).
+MAX_PROCESSORS = 2048
+#: Loaded-module walks stop here (a real system has a few hundred drivers).
+MAX_MODULES = 4096
+#: Documented values of the kernel's `_MODE` enum (wdm.h `MODE`: KernelMode, UserMode), used only
+#: when the layout does not carry the enum; `tests/kernel/test_context.py` checks them against
+#: every shipped ISF.
+_MODE_FALLBACK = {0: "KernelMode", 1: "UserMode"}
+
+
+class Processor:
+    """One processor's PRCB as the walkers use it."""
+
+    __slots__ = ("number", "prcb", "current_thread", "next_thread", "idle_thread", "fault")
+
+    def __init__(self, number: int, prcb: int) -> None:
+        self.number = number
+        self.prcb = prcb
+        self.current_thread: Union[int, Fault, None] = None
+        self.next_thread: Union[int, Fault, None] = None
+        self.idle_thread: Union[int, Fault, None] = None
+        self.fault: Optional[Fault] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"number": self.number, "prcb": self.prcb, "current_thread": self.current_thread,
+                "next_thread": self.next_thread, "idle_thread": self.idle_thread}
+
+
+class KernelContext:
+    """Kernel space + layouts + resolved globals of one target (see the module docstring)."""
+
+    def __init__(self, target: Target, layouts: Any) -> None:
+        self.target = target
+        self.layouts = layouts
+        self.space = target.kernel
+        self.info = target.info()
+        self.pointer_size: int = int(getattr(layouts, "pointer_size", 8) or 8)
+        self.pointer_mask = (1 << (8 * self.pointer_size)) - 1
+        kdbg = self.info.kdbg or {}
+        self.kdbg: Dict[str, Any] = kdbg
+        base = self.info.kernel_base or kdbg.get("KernBase")
+        self.kernel_base: Optional[int] = int(base) if isinstance(base, int) and base else None
+        self.notes: List[str] = []
+        self._globals: Dict[str, Tuple[Optional[int], str]] = {}
+        self._processors: Optional[List[Processor]] = None
+        self._modules: Optional[List[Tuple[int, int, str]]] = None
+        self._type_names: Dict[int, Union[str, None]] = {}
+        self._time_increment: Any = False
+        self._fast_ref_mask: Optional[int] = None
+        self._system_process: Any = False
+        self.layout_id: str = str(getattr(layouts, "build_id", "") or "")
+
+    # ---- globals
+    def global_address(self, name: str) -> Optional[int]:
+        """Virtual address of a kernel global, or None when neither symbols nor the dump state it."""
+        return self.resolve_global(name)[0]
+
+    def resolve_global(self, name: str) -> Tuple[Optional[int], str]:
+        """(address, how): how is "symbol" (base + RVA), "header", "kdbg" or "unknown"."""
+        found = self._globals.get(name)
+        if found is not None:
+            return found
+        result: Tuple[Optional[int], str] = (None, "unknown")
+        if self.kernel_base and self.layouts.has_symbol(name):
+            result = ((self.kernel_base + self.layouts.symbol_rva(name)) & self.pointer_mask, "symbol")
+        elif name == "PsActiveProcessHead" and self.info.ps_active_process_head:
+            result = (int(self.info.ps_active_process_head), "header")
+        elif name == "PsLoadedModuleList" and self.info.ps_loaded_module_list:
+            result = (int(self.info.ps_loaded_module_list), "header")
+        elif isinstance(self.kdbg.get(name), int) and self.kdbg.get(name):
+            result = (int(self.kdbg[name]), "kdbg")
+        self._globals[name] = result
+        return result
+
+    def read_global_pointer(self, name: str) -> Union[int, Fault, None]:
+        """The pointer-sized value stored in a global; None when its address is unknown."""
+        address = self.global_address(name)
+        if address is None:
+            return None
+        try:
+            return self.space.read_pointer(address)
+        except MemoryReadError as err:
+            return err.fault  # type: ignore[return-value]
+
+    def system_process(self) -> Optional[int]:
+        """The `_EPROCESS` address `PsInitialSystemProcess` holds, when readable."""
+        if self._system_process is False:
+            value = self.read_global_pointer("PsInitialSystemProcess")
+            self._system_process = value if isinstance(value, int) and value else None
+        return self._system_process  # type: ignore[return-value]
+
+    def read_global_u32(self, name: str) -> Union[int, Fault, None]:
+        address = self.global_address(name)
+        if address is None:
+            return None
+        try:
+            return int.from_bytes(self.space.read(address, 4), "little")
+        except MemoryReadError as err:
+            return err.fault  # type: ignore[return-value]
+
+    # ---- layouts
+    def view(self, type_name: str, address: int, size: Optional[int] = None) -> StructView:
+        return StructView(self.space, self.layouts.type(type_name), address, size)
+
+    def has(self, type_name: str, path: Optional[str] = None) -> bool:
+        if not self.layouts.has_type(type_name):
+            return False
+        return path is None or self.layouts.type(type_name).has_field(path)
+
+    def enum_name(self, enum: str, value: Any) -> Optional[str]:
+        """The build's name for an enum value, or None (no such enum in the layout, or unnamed)."""
+        if not isinstance(value, int) or not self.layouts.has_enum(enum):
+            return None
+        return self.layouts.enum(enum).name_of(value)
+
+    def mode_name(self, value: Any) -> Any:
+        """`KernelMode`/`UserMode` (`_MODE` from the layout when present), else the number."""
+        if not isinstance(value, int):
+            return value
+        name = self.enum_name("_MODE", value)
+        if name is None and not self.layouts.has_enum("_MODE"):
+            name = _MODE_FALLBACK.get(value)
+        return name if name is not None else value
+
+    @property
+    def fast_ref_mask(self) -> int:
+        if self._fast_ref_mask is None:
+            try:
+                self._fast_ref_mask = fast_ref_mask(self.layouts)
+            except MissingLayoutError:
+                self._fast_ref_mask = self.pointer_mask & ~0xF
+        return self._fast_ref_mask
+
+    def unicode_string_at(self, address: int, max_chars: int = 32768) -> Union[str, Fault]:
+        """A `_UNICODE_STRING` stored at `address` (e.g. `_OBJECT_NAME_INFORMATION.Name`)."""
+        view = self.view("_UNICODE_STRING", address)
+        if view.fault is not None and not view.data:
+            return view.fault
+        # a view of _UNICODE_STRING itself: its members are at the top level
+        length, buffer = view["Length"], view["Buffer"]
+        if isinstance(length, Fault):
+            return length
+        if isinstance(buffer, Fault):
+            return buffer
+        if not length or not buffer:
+            return ""
+        try:
+            data = self.space.read(int(buffer), min(int(length), max_chars * 2) & ~1)
+        except MemoryReadError as err:
+            return err.fault  # type: ignore[return-value]
+        return data.decode("utf-16-le", errors="replace")
+
+    def read_unicode(self, view: StructView, path: str) -> Union[str, Fault]:
+        return read_unicode_string(self.space, view, path)
+
+    # ---- processors
+    def processor_count(self) -> Optional[int]:
+        count = self.info.processors
+        if isinstance(count, int) and 0 < count <= MAX_PROCESSORS:
+            return count
+        value = self.read_global_u32("KeNumberProcessors")
+        if isinstance(value, int) and 0 < value <= MAX_PROCESSORS:
+            return value
+        return None
+
+    def processors(self) -> List[Processor]:
+        """Each processor's PRCB from `KiProcessorBlock` (plus the triage dump's own PRCB)."""
+        if self._processors is not None:
+            return self._processors
+        found: Dict[int, Processor] = {}
+        block = self.global_address("KiProcessorBlock")
+        count = self.processor_count()
+        if block is not None and count:
+            for number in range(count):
+                try:
+                    prcb = self.space.read_pointer(block + number * self.pointer_size)
+                except MemoryReadError as err:
+                    if number == 0:
+                        self.notes.append("KiProcessorBlock at 0x%x is not in the dump (%s)" % (block, err.fault))
+                    continue
+                if prcb:
+                    found[number] = Processor(number, prcb)
+        extra = self.info.extra or {}
+        prcb = extra.get("prcb")
+        if isinstance(prcb, int) and prcb and all(p.prcb != prcb for p in found.values()):
+            number = extra.get("processor")
+            if not isinstance(number, int) and self.has("_KPRCB", "Number"):
+                number = self.view("_KPRCB", prcb, self._prcb_prefix())["Number"]
+            number = number if isinstance(number, int) and number not in found else len(found)
+            found[number] = Processor(number, prcb)
+        if self.layouts.has_type("_KPRCB"):
+            for proc in found.values():
+                view = self.view("_KPRCB", proc.prcb, self._prcb_prefix())
+                for attr, path in (("current_thread", "CurrentThread"), ("next_thread", "NextThread"),
+                                   ("idle_thread", "IdleThread")):
+                    if view.has(path):
+                        setattr(proc, attr, view[path])
+                if view.fault is not None and not view.data:
+                    proc.fault = view.fault
+        self._processors = [found[n] for n in sorted(found)]
+        return self._processors
+
+    def _prcb_prefix(self) -> int:
+        """Bytes of `_KPRCB` worth reading: up to the furthest thread pointer, not the whole 40 KB."""
+        prcb = self.layouts.type("_KPRCB")
+        end = 0
+        for path in ("CurrentThread", "NextThread", "IdleThread", "Number"):
+            if prcb.has_field(path):
+                f = prcb.field(path)
+                end = max(end, f.offset + f.size)
+        return end or prcb.size
+
+    def running_on(self, thread: int) -> Optional[int]:
+        """The processor whose PRCB names this thread as CurrentThread, or None."""
+        for proc in self.processors():
+            if proc.current_thread == thread:
+                return proc.number
+        return None
+
+    # ---- clock
+    def time_increment(self) -> Optional[int]:
+        """Length of a clock tick in 100 ns (KeTimeIncrement / KeMaximumIncrement), when readable."""
+        if self._time_increment is False:
+            value: Optional[int] = None
+            for name in ("KeMaximumIncrement", "KeTimeIncrement"):
+                got = self.read_global_u32(name)
+                if isinstance(got, int) and 0 < got < 10000000:
+                    value = got
+                    break
+            self._time_increment = value
+        return self._time_increment  # type: ignore[return-value]
+
+    # ---- loaded modules (start address -> module)
+    def modules(self) -> List[Tuple[int, int, str]]:
+        """(base, size, name) of loaded kernel modules: the triage driver list or PsLoadedModuleList."""
+        if self._modules is not None:
+            return self._modules
+        mods: List[Tuple[int, int, str]] = []
+        drivers = (self.info.extra or {}).get("drivers")
+        if isinstance(drivers, list) and drivers:
+            for d in drivers[:MAX_MODULES]:
+                if isinstance(d, dict) and isinstance(d.get("base"), int) and isinstance(d.get("size"), int):
+                    mods.append((d["base"], d["size"], str(d.get("name") or "")))
+        else:
+            head = self.global_address("PsLoadedModuleList")
+            if head is not None and self.layouts.has_type("_LDR_DATA_TABLE_ENTRY"):
+                ldr = self.layouts.type("_LDR_DATA_TABLE_ENTRY")
+                link = ldr.offset("InLoadOrderLinks")
+                end = WalkEnd()
+                for entry in walk_list(self.space, head, end, limit=MAX_MODULES):
+                    view = self.view("_LDR_DATA_TABLE_ENTRY", entry - link)
+                    base, size = view["DllBase"], view["SizeOfImage"]
+                    if not isinstance(base, int) or not isinstance(size, int):
+                        continue
+                    name = self.read_unicode(view, "BaseDllName")
+                    mods.append((base, size, name if isinstance(name, str) else "?"))
+        mods.sort()
+        self._modules = mods
+        return mods
+
+    def module_for(self, address: Any) -> Optional[str]:
+        """Name of the loaded kernel module containing `address`, or None."""
+        if not isinstance(address, int) or not address:
+            return None
+        for base, size, name in self.modules():
+            if base <= address < base + size:
+                return name
+        return None
+
+    # ---- object headers
+    def object_type_name(self, body: int) -> Union[str, Fault, None]:
+        """The object manager type name (`Process`, `Thread`, `Event`...) of an object body.
+
+        `_OBJECT_HEADER` precedes the body; its TypeIndex indexes `ObTypeIndexTable`. Since
+        Windows 10 the stored index is XORed with the second byte of the header address and the
+        `ObHeaderCookie` byte (the build's symbols say whether the cookie exists).
+        """
+        if not self.layouts.has_type("_OBJECT_HEADER"):
+            return None
+        header_type = self.layouts.type("_OBJECT_HEADER")
+        header = body - header_type.offset("Body")
+        view = StructView(self.space, header_type, header)
+        index = view["TypeIndex"]
+        if not isinstance(index, int):
+            return index
+        if self.layouts.has_symbol("ObHeaderCookie"):
+            cookie_address = self.global_address("ObHeaderCookie")
+            if cookie_address is None:
+                return None
+            try:
+                cookie = self.space.read(cookie_address, 1)[0]
+            except MemoryReadError as err:
+                return err.fault  # type: ignore[return-value]
+            index = index ^ cookie ^ ((header >> 8) & 0xFF)
+        return self.type_name_of_index(index)
+
+    def type_name_of_index(self, index: int) -> Union[str, Fault, None]:
+        if index in self._type_names:
+            return self._type_names[index]  # type: ignore[return-value]
+        table = self.global_address("ObTypeIndexTable")
+        if table is None or not self.layouts.has_type("_OBJECT_TYPE"):
+            return None
+        try:
+            type_object = self.space.read_pointer(table + index * self.pointer_size)
+        except MemoryReadError as err:
+            return err.fault  # type: ignore[return-value]
+        if not type_object:
+            self._type_names[index] = None
+            return None
+        name = self.read_unicode(self.view("_OBJECT_TYPE", type_object), "Name")
+        if isinstance(name, Fault):
+            return name
+        self._type_names[index] = name
+        return name
+
+
+def context_for(session: Any) -> KernelContext:
+    """The session's KernelContext (built once per session)."""
+    ctx = getattr(session, "_kernel_context", None)
+    if ctx is None:
+        ctx = KernelContext(session.target, session.layouts)
+        session._kernel_context = ctx
+    return ctx

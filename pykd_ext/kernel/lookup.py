@@ -1,0 +1,178 @@
+"""Finding the process or thread a user named: by image name, by PID/TID, or by structure address.
+
+Why one place: every command (`eproc`, `threads`, `ethread`, `ps NAME`) takes the same kinds of
+names, and the rules must not differ between them:
+- a bare decimal number is a PID/TID; `0x...`, a backticked WinDbg value (`ffffcf05\u201814782180`) or
+  a hex string with letters is hexadecimal; a value above 0xFFFFFFFF is a structure address;
+- anything else is an image name, matched case-insensitively against `ImageFileName` (which the
+  kernel truncates to 14 characters) and the last component of the full image path.
+The active process list is searched first; when it does not have the answer (an unlinked process,
+a triage dump) the cross-view sources are searched too. An address nobody lists is accepted only
+when the structure there looks like a process/thread of this build (its dispatcher type byte is
+the one a known process/thread has, or its Cid/name are self-consistent).
+"""
+import re
+from typing import Any, List, Optional, Tuple, Union
+
+from pykd_ext.kernel.process import Process
+from pykd_ext.kernel.processes import (ProcessCensus, all_processes, cid_table, triage_process,
+                                       triage_thread)
+from pykd_ext.kernel.thread import Thread
+from pykd_ext.memory.faults import Fault
+
+#: PIDs/TIDs are 32-bit handle values; larger numbers are addresses.
+MAX_ID = 0xFFFFFFFF
+_HEX = re.compile(r"^(0x)?[0-9a-f]+$", re.IGNORECASE)
+_NAME_CHARS = 14   # ImageFileName is [15] UChar: 14 characters and a NUL
+
+
+def parse_spec(spec: str) -> Tuple[str, Union[int, str]]:
+    """("id", n) | ("address", n) | ("name", text) for one user argument."""
+    text = spec.strip().replace("`", "")
+    lowered = text.lower()
+    if lowered.isdigit():
+        value = int(lowered, 10)
+    elif _HEX.match(lowered) and (lowered.startswith("0x") or any(c in "abcdef" for c in lowered)):
+        value = int(lowered, 16)
+    else:
+        return "name", spec.strip()
+    return ("address", value) if value > MAX_ID else ("id", value)
+
+
+def name_matches(process: Process, wanted: str) -> bool:
+    name = process.name
+    want = wanted.lower()
+    if isinstance(name, str) and name:
+        low = name.lower()
+        if low == want or (len(low) >= _NAME_CHARS and want.startswith(low)):
+            return True
+    path = process.image_path
+    if isinstance(path, str) and path:
+        return path.replace("/", "\\").rsplit("\\", 1)[-1].lower() == want
+    return False
+
+
+class Finder:
+    """Lookups over one KernelContext; the cross-view census is built only when needed."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self._active: Optional[ProcessCensus] = None
+        self._cross: Optional[ProcessCensus] = None
+        self._cid: Any = None
+
+    def active(self) -> ProcessCensus:
+        if self._active is None:
+            self._active = all_processes(self.ctx, cross_view=False)
+        return self._active
+
+    def cross(self) -> ProcessCensus:
+        if self._cross is None:
+            self._cross = all_processes(self.ctx, cross_view=True)
+            self._cid = self._cross.cid
+        return self._cross
+
+    # ---- processes
+    def processes(self, spec: str) -> List[Process]:
+        """Every process the argument names (several for a name shared by many processes)."""
+        kind, value = parse_spec(spec)
+        for census in (self.active(), None):
+            census = census or self.cross()
+            found = self._match(census.ordered(), kind, value)
+            if found:
+                return found
+        if kind == "address":
+            candidate = Process(self.ctx, int(value))
+            if self.looks_like_process(candidate):
+                return [candidate]
+        return []
+
+    @staticmethod
+    def _match(processes: List[Process], kind: str, value: Any) -> List[Process]:
+        if kind == "address":
+            return [p for p in processes if p.address == value]
+        if kind == "id":
+            return [p for p in processes if p.pid == value]
+        return [p for p in processes if name_matches(p, str(value))]
+
+    def _reference_type(self, type_name: str) -> Optional[int]:
+        """The dispatcher `Header.Type` byte a known-good object of this kind has in this dump."""
+        if type_name == "_EPROCESS":
+            known: List[int] = [p.address for p in self.active().ordered()]
+            path = "Pcb.Header.Type"
+        else:
+            known = [t for t in (triage_thread(self.ctx),) if t]
+            known += [p.current_thread for p in self.ctx.processors() if isinstance(p.current_thread, int)]
+            path = "Tcb.Header.Type"
+        for address in known[:8]:
+            value = self.ctx.view(type_name, address, self.ctx.layouts.type(type_name).offset(path) + 1)[path]
+            if isinstance(value, int):
+                return value
+        return None
+
+    def looks_like_process(self, process: Process) -> bool:
+        pid, name = process.pid, process.name
+        if isinstance(pid, Fault) or isinstance(name, Fault):
+            return False
+        reference = self._reference_type("_EPROCESS")
+        if reference is not None:
+            return process.field("Pcb.Header.Type") == reference
+        return isinstance(pid, int) and pid % 4 == 0 and bool(name) and name.isprintable()
+
+    # ---- threads
+    def threads(self, spec: str) -> List[Thread]:
+        kind, value = parse_spec(spec)
+        if kind == "name":
+            return []
+        if kind == "address":
+            for thread in self._known_threads(deep=False):
+                if thread.address == value:
+                    return [thread]
+            candidate = Thread(self.ctx, int(value))
+            return [candidate] if self.looks_like_thread(candidate) else []
+        for thread in self._known_threads(deep=False):
+            if thread.tid == value:
+                return [thread]
+        self.cross()
+        address = self._cid.threads.get(value) if self._cid is not None else None
+        if address is not None:
+            return [Thread(self.ctx, address, ["PspCidTable"])]
+        for thread in self._known_threads(deep=True):
+            if thread.tid == value:
+                return [thread]
+        return []
+
+    def _known_threads(self, deep: bool) -> List[Thread]:
+        """The triage thread and processors' current threads; with `deep`, every listed thread."""
+        found: List[Thread] = []
+        t = triage_thread(self.ctx)
+        if t:
+            found.append(Thread(self.ctx, t, ["TriageBlock"]))
+        for proc in self.ctx.processors():
+            if isinstance(proc.current_thread, int) and proc.current_thread:
+                found.append(Thread(self.ctx, proc.current_thread, ["ProcessorCurrentThread"]))
+        if deep:
+            for process in self.cross().ordered():
+                found.extend(process.threads())
+        return found
+
+    def looks_like_thread(self, thread: Thread) -> bool:
+        tid = thread.tid
+        if isinstance(tid, Fault):
+            return False
+        reference = self._reference_type("_ETHREAD")
+        if reference is not None:
+            return thread.field("Tcb.Header.Type") == reference
+        return isinstance(tid, int) and tid % 4 == 0 and tid > 0
+
+
+def find_processes(ctx: Any, spec: str) -> List[Process]:
+    return Finder(ctx).processes(spec)
+
+
+def find_threads(ctx: Any, spec: str) -> List[Thread]:
+    return Finder(ctx).threads(spec)
+
+
+__all__ = ["Finder", "find_processes", "find_threads", "name_matches", "parse_spec",
+           "cid_table", "triage_process"]

@@ -1,0 +1,442 @@
+"""Finding processes and threads: every list and table the kernel keeps them in, walked safely.
+
+Why several sources: a process unlinked from `ActiveProcessLinks` (DKOM) is still in the CID
+table, still owns threads, may still run on a processor and is still on its session's list; a
+torn dump may hold one source but not another. Each walker here is bounded and cycle-safe (the
+lead's `walk_list`), reports how it ended (`WalkEnd`) instead of raising, and tags what it found
+with the method name the JSON `found_by` lists use:
+
+- `active_processes`: `PsActiveProcessHead` -> `_EPROCESS.ActiveProcessLinks` ("ActiveProcessLinks")
+- `process_threads`: `_EPROCESS.ThreadListHead` -> `_ETHREAD.ThreadListEntry` and
+  `_KPROCESS.ThreadListHead` -> `_KTHREAD.ThreadListEntry`, disagreement noted
+- `cid_table`: `PspCidTable` (`_HANDLE_TABLE`, 0-2 levels from `TableCode`'s low bits; entries
+  decoded per build: the `Object` pointer before Windows 8, `ObjectPointerBits` after) ("PspCidTable")
+- `processors()` on the context: each PRCB's CurrentThread ("ProcessorCurrentThread")
+- `session_processes`: each `_MM_SESSION_SPACE.ProcessList` -> `_EPROCESS.SessionProcessLinks`
+  ("SessionList")
+- `all_processes`: the union, keyed by `_EPROCESS` address, with every source that saw each one.
+"""
+from array import array
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from pykd_ext.errors import MemoryReadError
+from pykd_ext.kernel.process import Process
+from pykd_ext.kernel.thread import Thread
+from pykd_ext.kernel.walk import END_HEAD_UNREADABLE, WalkEnd, walk_list
+from pykd_ext.memory.faults import Fault
+
+# Method names (the contract's `found_by` values).
+BY_ACTIVE_LIST = "ActiveProcessLinks"
+BY_CID_TABLE = "PspCidTable"
+BY_THREAD_OWNER = "ThreadOwner"
+BY_PROCESSOR = "ProcessorCurrentThread"
+BY_SESSION = "SessionList"
+BY_TRIAGE = "TriageBlock"
+SOURCES = (BY_ACTIVE_LIST, BY_CID_TABLE, BY_THREAD_OWNER, BY_PROCESSOR, BY_SESSION, BY_TRIAGE)
+
+# Thread sources.
+BY_ETHREAD_LIST = "ThreadListHead"        # _EPROCESS.ThreadListHead
+BY_KTHREAD_LIST = "Pcb.ThreadListHead"    # _KPROCESS.ThreadListHead
+
+#: Executive handle tables (Windows Internals, "Handles"; ReactOS `ex/handle.c`): each level is one
+#: page; the low two bits of `TableCode` give the number of pointer levels above the entry pages;
+#: a handle value is the entry index times 4 (the low two bits of a handle are tag bits).
+HANDLE_PAGE_SIZE = 0x1000
+HANDLE_LEVEL_MASK = 3
+HANDLE_VALUE_INC = 4
+#: x64 canonical addresses have 48 significant bits; the top 16 copy bit 47.
+X64_VA_BITS = 48
+#: Before Windows 8 the low three bits of `_HANDLE_TABLE_ENTRY.Object` are the lock, inherit and
+#: audit-on-close attribute bits (ReactOS `EX_HANDLE_ENTRY_*`, Volatility `_HANDLE_TABLE_ENTRY`).
+LEGACY_OBJECT_ATTRIBUTE_BITS = 7
+#: at most this many handle-table pages are read per table (a million handles)
+MAX_HANDLE_PAGES = 4096
+DEFAULT_PROCESS_LIMIT = 65536
+DEFAULT_THREAD_LIMIT = 1 << 20
+
+
+# ---- the active process list
+def active_processes(ctx: Any, limit: int = DEFAULT_PROCESS_LIMIT) -> Tuple[List[Process], WalkEnd]:
+    """Processes on `PsActiveProcessHead` in list order, and how the walk ended."""
+    end = WalkEnd()
+    head = ctx.global_address("PsActiveProcessHead")
+    if head is None:
+        end.reason = END_HEAD_UNREADABLE
+        return [], end
+    link = ctx.layouts.type("_EPROCESS").offset("ActiveProcessLinks")
+    found = [Process(ctx, entry - link, [BY_ACTIVE_LIST]) for entry in walk_list(ctx.space, head, end, limit)]
+    return found, end
+
+
+# ---- thread lists
+class ThreadListing:
+    """A process's threads from both lists: `threads` in EPROCESS-list order, then KPROCESS-only ones."""
+
+    def __init__(self) -> None:
+        self.threads: List[Thread] = []
+        self.ends: Dict[str, WalkEnd] = {}
+        self.counts: Dict[str, Optional[int]] = {}
+        self.only_in: Dict[str, List[int]] = {}
+        self.notes: List[str] = []
+
+
+def _walk_threads(ctx: Any, head: int, link_offset: int, limit: int) -> Tuple[List[int], WalkEnd]:
+    end = WalkEnd()
+    return [entry - link_offset for entry in walk_list(ctx.space, head, end, limit)], end
+
+
+def process_threads(ctx: Any, process: Process, limit: int = DEFAULT_THREAD_LIMIT) -> ThreadListing:
+    """Walk `_EPROCESS.ThreadListHead` and `_KPROCESS.ThreadListHead`; note where they disagree."""
+    listing = ThreadListing()
+    ethread = ctx.layouts.type("_ETHREAD")
+    eprocess = ctx.layouts.type("_EPROCESS")
+    lists = []
+    if eprocess.has_field("ThreadListHead") and ethread.has_field("ThreadListEntry"):
+        lists.append((BY_ETHREAD_LIST, eprocess.offset("ThreadListHead"), ethread.offset("ThreadListEntry")))
+    if eprocess.has_field("Pcb.ThreadListHead") and ethread.has_field("Tcb.ThreadListEntry"):
+        lists.append((BY_KTHREAD_LIST, eprocess.offset("Pcb.ThreadListHead"), ethread.offset("Tcb.ThreadListEntry")))
+    seen: Dict[int, Thread] = {}
+    per_list: Dict[str, List[int]] = {}
+    for method, head_offset, link_offset in lists:
+        addresses, end = _walk_threads(ctx, process.address + head_offset, link_offset, limit)
+        listing.ends[method] = end
+        per_list[method] = addresses
+        listing.counts[method] = len(addresses) if end.reason != END_HEAD_UNREADABLE else None
+        note = end.note("process 0x%x %s" % (process.address, method))
+        if note:
+            listing.notes.append(note)
+        for address in addresses:
+            thread = seen.get(address)
+            if thread is None:
+                thread = seen[address] = Thread(ctx, address, [method])
+                listing.threads.append(thread)
+            else:
+                thread.add_source(method)
+    # threads other sources know belong here but neither list reached (a torn or triage dump)
+    for address, method in _other_known_threads(ctx):
+        if address in seen:
+            seen[address].add_source(method)
+            continue
+        candidate = Thread(ctx, address, [method])
+        if candidate.process == process.address:
+            seen[address] = candidate
+            listing.threads.append(candidate)
+            listing.notes.append("process 0x%x: thread 0x%x (%s) is not reached by its thread lists"
+                                 % (process.address, address, method))
+    if len(per_list) == 2:
+        e_set, k_set = set(per_list[BY_ETHREAD_LIST]), set(per_list[BY_KTHREAD_LIST])
+        for method, mine, other in ((BY_ETHREAD_LIST, e_set, k_set), (BY_KTHREAD_LIST, k_set, e_set)):
+            extra = [a for a in per_list[method] if a not in other]
+            if extra:
+                listing.only_in[method] = extra
+        if listing.only_in:
+            listing.notes.append(
+                "process 0x%x: thread lists disagree: %d only on _EPROCESS.ThreadListHead, %d only on "
+                "_KPROCESS.ThreadListHead" % (process.address, len(listing.only_in.get(BY_ETHREAD_LIST, [])),
+                                              len(listing.only_in.get(BY_KTHREAD_LIST, []))))
+    return listing
+
+
+def _other_known_threads(ctx: Any) -> List[Tuple[int, str]]:
+    """The triage dump's thread and each processor's current thread."""
+    known: List[Tuple[int, str]] = []
+    t = triage_thread(ctx)
+    if t:
+        known.append((t, BY_TRIAGE))
+    for proc in ctx.processors():
+        if isinstance(proc.current_thread, int) and proc.current_thread:
+            known.append((proc.current_thread, BY_PROCESSOR))
+    return known
+
+
+# ---- handle tables (PspCidTable, process handle counts)
+class HandleScan:
+    """Entries of one `_HANDLE_TABLE`: (handle value, object pointer) plus how the scan ended."""
+
+    def __init__(self) -> None:
+        self.entries: List[Tuple[int, int]] = []
+        self.pages = 0
+        self.fault: Optional[Fault] = None
+        self.fault_count = 0
+        self.truncated = False
+        self.levels: Optional[int] = None
+
+
+def _entry_decoder(ctx: Any) -> Tuple[int, int, Any]:
+    """(entry size, index of the 64-bit word holding the pointer, decode(word) -> object or 0)."""
+    entry = ctx.layouts.type("_HANDLE_TABLE_ENTRY")
+    if entry.has_field("ObjectPointerBits"):
+        bits = entry.field("ObjectPointerBits")
+        position, length = int(bits.bit_position), int(bits.bit_length)
+        shift = X64_VA_BITS - length          # the pointer's low bits are alignment zeros
+        mask = (1 << length) - 1
+        high = ((1 << 64) - 1) ^ ((1 << X64_VA_BITS) - 1)   # sign extension of a kernel address
+
+        def decode(word: int) -> int:
+            bits_value = (word >> position) & mask
+            return ((bits_value << shift) | high) if bits_value else 0
+        return entry.size, bits.offset // 8, decode
+    field = entry.field("Object")
+
+    def decode_legacy(word: int) -> int:
+        return word & ~LEGACY_OBJECT_ATTRIBUTE_BITS & 0xFFFFFFFFFFFFFFFF
+    return entry.size, field.offset // 8, decode_legacy
+
+
+def scan_handle_table(ctx: Any, table: int, max_pages: int = MAX_HANDLE_PAGES) -> HandleScan:
+    """All in-use entries of the `_HANDLE_TABLE` at `table` (bounded, never raises)."""
+    scan = HandleScan()
+    view = ctx.view("_HANDLE_TABLE", table)
+    code = view["TableCode"]
+    if not isinstance(code, int):
+        scan.fault = code
+        return scan
+    levels = code & HANDLE_LEVEL_MASK
+    scan.levels = levels
+    base = code & ~HANDLE_LEVEL_MASK
+    entry_size, word_index, decode = _entry_decoder(ctx)
+    per_page = HANDLE_PAGE_SIZE // entry_size
+    words_per_entry = entry_size // 8
+    ptrs_per_page = HANDLE_PAGE_SIZE // ctx.pointer_size
+    if levels > 2:
+        scan.fault = Fault("invalid address", table)
+        return scan
+
+    def page_words(address: int) -> Optional[array]:
+        if scan.pages >= max_pages:
+            scan.truncated = True
+            return None
+        scan.pages += 1
+        try:
+            data = ctx.space.read(address, HANDLE_PAGE_SIZE)
+        except MemoryReadError as err:
+            scan.fault_count += 1
+            if scan.fault is None:
+                scan.fault = err.fault
+            return None
+        return array("Q", data)
+
+    def leaf(address: int, first_index: int) -> None:
+        words = page_words(address)
+        if words is None:
+            return
+        for i in range(per_page):
+            word = words[i * words_per_entry + word_index]
+            if word:
+                obj = decode(word)
+                if obj:
+                    scan.entries.append(((first_index + i) * HANDLE_VALUE_INC, obj))
+
+    def pointer_level(address: int, depth: int, first_index: int) -> None:
+        words = page_words(address)
+        if words is None:
+            return
+        span = per_page * (ptrs_per_page ** (depth - 1))
+        for i in range(ptrs_per_page):
+            child = words[i]
+            if not child:
+                continue
+            if depth == 1:
+                leaf(child, first_index + i * span)
+            else:
+                pointer_level(child, depth - 1, first_index + i * span)
+            if scan.truncated:
+                return
+
+    if levels == 0:
+        leaf(base, 0)
+    else:
+        pointer_level(base, levels, 0)
+    return scan
+
+
+def handle_count(ctx: Any, table: int) -> Any:
+    """A process's handle count: `_HANDLE_TABLE.HandleCount` where the build keeps one (Windows 7),
+    else the in-use entries counted; a Fault when the table is not in the dump."""
+    view = ctx.view("_HANDLE_TABLE", table)
+    if view.has("HandleCount"):
+        return view["HandleCount"]
+    scan = scan_handle_table(ctx, table)
+    if scan.fault is not None and not scan.entries:
+        return scan.fault
+    return len(scan.entries)
+
+
+class CidScan:
+    """What `PspCidTable` holds: processes by PID and threads by TID (addresses of the bodies)."""
+
+    def __init__(self) -> None:
+        self.processes: Dict[int, int] = {}
+        self.threads: Dict[int, int] = {}
+        self.unknown: List[Tuple[int, int]] = []
+        self.notes: List[str] = []
+        self.table: Optional[int] = None
+
+
+def _read_field(ctx: Any, type_name: str, path: str, body: int) -> Any:
+    layout = ctx.layouts.type(type_name)
+    f = layout.field(path)
+    try:
+        data = ctx.space.read(body + f.offset, f.size)
+    except MemoryReadError:
+        return None
+    return layout.reader(path)(data, -f.offset)
+
+
+def cid_table(ctx: Any) -> CidScan:
+    """Walk `PspCidTable`. Each entry is a process or a thread body; it is classified by its own
+    consistency (an `_EPROCESS` whose `UniqueProcessId` is the handle value, an `_ETHREAD` whose
+    `Cid.UniqueThread` is) and, failing that, by its object header's type (`ObTypeIndexTable`)."""
+    result = CidScan()
+    pointer = ctx.read_global_pointer("PspCidTable")
+    if pointer is None:
+        result.notes.append("PspCidTable: address unknown (no symbols and no KDBG entry)")
+        return result
+    if isinstance(pointer, Fault):
+        result.notes.append("PspCidTable: the global is not in the dump (%s)" % pointer)
+        return result
+    if not pointer:
+        result.notes.append("PspCidTable is NULL")
+        return result
+    result.table = pointer
+    scan = scan_handle_table(ctx, pointer)
+    if scan.fault is not None:
+        result.notes.append("PspCidTable: %d table page(s) not in the dump (first: %s)"
+                            % (max(scan.fault_count, 1), scan.fault))
+    if scan.truncated:
+        result.notes.append("PspCidTable: stopped after %d pages" % scan.pages)
+    for handle, body in scan.entries:
+        if _read_field(ctx, "_EPROCESS", "UniqueProcessId", body) == handle:
+            result.processes[handle] = body
+        elif _read_field(ctx, "_ETHREAD", "Cid.UniqueThread", body) == handle:
+            result.threads[handle] = body
+        else:
+            kind = ctx.object_type_name(body)
+            if kind == "Process":
+                result.processes[handle] = body
+            elif kind == "Thread":
+                result.threads[handle] = body
+            else:
+                result.unknown.append((handle, body))
+    if result.unknown:
+        result.notes.append("PspCidTable: %d entries are neither a consistent process nor thread"
+                            % len(result.unknown))
+    return result
+
+
+# ---- sessions
+def session_processes(ctx: Any, sessions: List[int], limit: int = DEFAULT_PROCESS_LIMIT
+                      ) -> Tuple[List[int], List[str]]:
+    """`_EPROCESS` addresses on each session's `ProcessList` (sessions given by `_MM_SESSION_SPACE`
+    address, as the processes' `Session` pointers name them)."""
+    if not (ctx.has("_MM_SESSION_SPACE", "ProcessList") and ctx.has("_EPROCESS", "SessionProcessLinks")):
+        return [], ["session lists: this layout has no _MM_SESSION_SPACE.ProcessList"]
+    head_offset = ctx.layouts.type("_MM_SESSION_SPACE").offset("ProcessList")
+    link = ctx.layouts.type("_EPROCESS").offset("SessionProcessLinks")
+    found: List[int] = []
+    notes: List[str] = []
+    for session in sessions:
+        end = WalkEnd()
+        for entry in walk_list(ctx.space, session + head_offset, end, limit):
+            found.append(entry - link)
+        note = end.note("session 0x%x ProcessList" % session)
+        if note:
+            notes.append(note)
+    return found, notes
+
+
+# ---- all sources together
+class ProcessCensus:
+    """Every process any source found, by address, plus each source's walk notes."""
+
+    def __init__(self) -> None:
+        self.processes: Dict[int, Process] = {}
+        self.order: List[int] = []
+        self.notes: List[str] = []
+        self.active_end: Optional[WalkEnd] = None
+        self.sources_run: List[str] = []
+        self.cid: Optional[CidScan] = None
+
+    def add(self, ctx: Any, address: int, method: str) -> Process:
+        process = self.processes.get(address)
+        if process is None:
+            process = self.processes[address] = Process(ctx, address)
+            self.order.append(address)
+        process.add_source(method)
+        return process
+
+    def ordered(self) -> List[Process]:
+        return [self.processes[a] for a in self.order]
+
+
+def triage_process(ctx: Any) -> Optional[int]:
+    """The `_EPROCESS` a triage dump carries (its crashing thread's process), when it is one."""
+    value = (ctx.info.extra or {}).get("process")
+    return value if isinstance(value, int) and value else None
+
+
+def triage_thread(ctx: Any) -> Optional[int]:
+    value = (ctx.info.extra or {}).get("thread")
+    return value if isinstance(value, int) and value else None
+
+
+def all_processes(ctx: Any, cross_view: bool = False) -> ProcessCensus:
+    """The active list (always), the triage block (when the dump has one) and, with `cross_view`,
+    the CID table, thread owners, processors' current threads and session lists."""
+    census = ProcessCensus()
+    active, end = active_processes(ctx)
+    census.active_end = end
+    census.sources_run.append(BY_ACTIVE_LIST)
+    for process in active:
+        if process.address not in census.processes:
+            census.processes[process.address] = process
+            census.order.append(process.address)
+    note = end.note("PsActiveProcessHead")
+    if note:
+        census.notes.append(note)
+    triage = triage_process(ctx)
+    if triage is not None:
+        census.sources_run.append(BY_TRIAGE)
+        census.add(ctx, triage, BY_TRIAGE)
+    if not cross_view:
+        return census
+    census.sources_run.extend([BY_CID_TABLE, BY_THREAD_OWNER, BY_PROCESSOR, BY_SESSION])
+    cid = cid_table(ctx)
+    census.cid = cid
+    census.notes.extend(cid.notes)
+    for pid in sorted(cid.processes):
+        census.add(ctx, cid.processes[pid], BY_CID_TABLE)
+    owners: Dict[int, None] = {}
+    for tid in sorted(cid.threads):
+        owner = Thread(ctx, cid.threads[tid]).process
+        if isinstance(owner, int) and owner:
+            owners[owner] = None
+    triage_t = triage_thread(ctx)
+    if triage_t is not None:
+        owner = Thread(ctx, triage_t).process
+        if isinstance(owner, int) and owner:
+            owners[owner] = None
+    for owner in owners:
+        census.add(ctx, owner, BY_THREAD_OWNER)
+    for proc in ctx.processors():
+        current = proc.current_thread
+        if isinstance(current, int) and current:
+            owner = Thread(ctx, current).process
+            if isinstance(owner, int) and owner:
+                census.add(ctx, owner, BY_PROCESSOR)
+    sessions: Dict[int, None] = {}
+    for process in list(census.processes.values()):
+        session = process.field("Session")
+        if isinstance(session, int) and session:
+            sessions[session] = None
+    members, notes = session_processes(ctx, list(sessions))
+    census.notes.extend(notes)
+    for address in members:
+        census.add(ctx, address, BY_SESSION)
+    return census
+
+
+def iter_threads_of(processes: List[Process]) -> Iterator[Thread]:
+    for process in processes:
+        for thread in process.threads():
+            yield thread

@@ -1,0 +1,92 @@
+"""A kernel structure read once from memory, its fields decoded by precomputed offset.
+
+Walkers never parse a whole structure with construct: they read `TypeLayout.size` bytes in one
+request and pull single fields out with the layout's compiled readers (about a microsecond each).
+When only a prefix of the structure is readable (a page boundary into missing memory), fields in
+the readable part still decode and the others come back as the `Fault` that stopped the read —
+so "unreadable" is data a renderer shows, never an exception a command dies of.
+"""
+from typing import Any, Dict, Optional, Union
+
+from pykd_ext.errors import MemoryReadError
+from pykd_ext.memory.faults import Fault
+from pykd_ext.memory.space import AddressSpace
+
+Value = Union[int, bytes, Fault]
+
+
+class StructView:
+    """`view["Pcb.DirectoryTableBase"]` → int, or the Fault when that part was not readable."""
+
+    __slots__ = ("space", "type", "address", "data", "fault", "_readers")
+
+    def __init__(self, space: AddressSpace, type_layout: Any, address: int,
+                 size: Optional[int] = None) -> None:
+        self.space = space
+        self.type = type_layout
+        self.address = address
+        self.data, self.fault = space.read_partial(address, size or type_layout.size)
+        self._readers: Dict[str, Any] = {}
+
+    @property
+    def complete(self) -> bool:
+        """True when the whole structure was read."""
+        return self.fault is None
+
+    def has(self, path: str) -> bool:
+        """Whether this build's layout has the field (fields come and go between builds)."""
+        return self.type.has_field(path)
+
+    def __getitem__(self, path: str) -> Value:
+        entry = self._readers.get(path)
+        if entry is None:
+            field = self.type.field(path)
+            entry = (field.offset + max(field.size, 1), self.type.reader(path))
+            self._readers[path] = entry
+        end, reader = entry
+        if end > len(self.data):
+            return self.fault or Fault("not in dump", self.address)
+        return reader(self.data)
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The field's value, or `default` when this build has no such field."""
+        if not self.type.has_field(path):
+            return default
+        return self[path]
+
+    def address_of(self, path: str) -> int:
+        """Virtual address of a field (for `&EPROCESS.ActiveProcessLinks`-style list heads)."""
+        return self.address + self.type.offset(path)
+
+    def raw(self, path: str) -> Union[bytes, Fault]:
+        """The field's raw bytes (arrays, embedded structures)."""
+        field = self.type.field(path)
+        end = field.offset + field.size
+        if end > len(self.data):
+            return self.fault or Fault("not in dump", self.address)
+        return bytes(self.data[field.offset:end])
+
+
+def read_unicode_string(space: AddressSpace, view: StructView, path: str,
+                        max_chars: int = 32768) -> Union[str, Fault]:
+    """Decode a `_UNICODE_STRING` member: Length/Buffer from the view, the text from `space`."""
+    length = view[path + ".Length"]
+    buffer = view[path + ".Buffer"]
+    if isinstance(length, Fault):
+        return length
+    if isinstance(buffer, Fault):
+        return buffer
+    if not length or not buffer:
+        return ""
+    length = min(int(length), max_chars * 2) & ~1
+    try:
+        data = space.read(int(buffer), length)
+    except MemoryReadError as err:
+        return err.fault  # type: ignore[return-value]
+    return data.decode("utf-16-le", errors="replace")
+
+
+def fast_ref_mask(layouts: Any) -> int:
+    """Mask that clears `_EX_FAST_REF`'s reference count (its width comes from the layout)."""
+    refcnt = layouts.type("_EX_FAST_REF").field("RefCnt")
+    return ~((1 << int(refcnt.bit_length)) - 1) & ((1 << (8 * layouts.pointer_size)) - 1)

@@ -1,0 +1,356 @@
+"""Kernel layouts built from DbgEng's own PDB through pykd `typeInfo`, in the shipped form.
+
+Why: inside WinDbg the debugger has loaded the kernel's exact PDB. When no shipped or imported
+layout matches the kernel's PDB GUID, the exact layouts are one `typeInfo("nt!_EPROCESS")` away.
+They are turned into an ISF-shaped dict (Volatility's symbol-table format) and fed to the *same*
+reduction and generator as the shipped `structs/` (`layouts.isf.reduce_isf` →
+`layouts.generate.render_module`), so commands see exactly the in-memory form they always see.
+The same dict, written to disk (`!py layouts export FILE`), is a file `pykd-ext structs import`
+accepts: a student takes the VM's exact layouts home.
+
+What pykd's typeInfo tells (pykd 0.3.x / kdlib facts): `fields()` → [(name, typeInfo)],
+`fieldOffset(name)`, `size()`, `isBitField()` + `bitOffset()`/`bitWidth()`, `isPointer()` /
+`isArray()` + `deref()` (pointee / element type), `len()` of an array = element count,
+`isEnum()` with the constants as fields (`int(enum.field(name))` = value), `isUserDefined()`,
+`isFunction()`, `isVoid()`, base type names `Char WChar Int1B UInt1B Int2B UInt2B Int4B UInt4B
+Int8B UInt8B Long ULong Float Double Bool Void Hresult` (DbgEng reports the PDB's long/ulong as
+Int4B/UInt4B). What it does not tell: whether a UDT is a struct or a union (kdlib prints both as
+"class/struct"); every UDT is recorded as a struct. Offsets, sizes, bit positions, signedness
+and enum values — all a decoder uses — are exact.
+
+Per `!py` invocation the interpreter is fresh, so a built dict is cached by PDB GUID-age under
+`$PYKD_EXT_HOME/typeinfo/` and reused.
+"""
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from pykd_ext.errors import LayoutError, PykdExtError, UnknownBuildError
+from pykd_ext.layouts.isf import GLOBAL_SYMBOLS, ROOT_ENUMS, ROOT_TYPES
+from pykd_ext.layouts.model import KernelLayouts
+
+#: pykd/kdlib base type name -> (ISF base type name, size, signed, ISF kind)
+PYKD_BASE_TYPES: Dict[str, Tuple[str, int, bool, str]] = {
+    "Char": ("char", 1, True, "char"), "Int1B": ("char", 1, True, "char"),
+    "UInt1B": ("unsigned char", 1, False, "char"), "WChar": ("wchar", 2, True, "int"),
+    "Int2B": ("short", 2, True, "int"), "UInt2B": ("unsigned short", 2, False, "int"),
+    "Int4B": ("long", 4, True, "int"), "UInt4B": ("unsigned long", 4, False, "int"),
+    "Long": ("long", 4, True, "int"), "ULong": ("unsigned long", 4, False, "int"),
+    "Hresult": ("long", 4, True, "int"),
+    "Int8B": ("long long", 8, True, "int"), "UInt8B": ("unsigned long long", 8, False, "int"),
+    "Float": ("float", 4, True, "float"), "Double": ("double", 8, True, "float"),
+    "Bool": ("bool", 1, False, "bool"), "Void": ("void", 0, True, "void"),
+}
+_UNSIGNED_BY_SIZE = {1: "UInt1B", 2: "UInt2B", 4: "UInt4B", 8: "UInt8B"}
+
+#: bound on pointer/array nesting of one member type (C declarations nest a few levels)
+MAX_TYPE_DEPTH = 16
+#: bound on the number of struct types expanded (the kept closure is ~200 types)
+MAX_TYPES = 5000
+#: format version written into exported files
+EXPORT_FORMAT = "6.1.0"
+
+
+class TypeInfoCollector:
+    """Walks pykd typeInfo objects into ISF `user_types`/`enums`/`base_types` (iteratively)."""
+
+    def __init__(self, errors: Tuple[type, ...], pointer_size: int) -> None:
+        self.errors = errors
+        self.pointer_size = pointer_size
+        self.user_types: Dict[str, Dict[str, Any]] = {}
+        self.enums: Dict[str, Dict[str, Any]] = {}
+        self.base_types: Dict[str, Dict[str, Any]] = {
+            "pointer": {"endian": "little", "kind": "int", "signed": False, "size": pointer_size}}
+        self._pending: List[Tuple[str, Any]] = []
+        self._unnamed = 0
+
+    # -- names ------------------------------------------------------------------------------
+
+    def _base(self, pykd_name: str, size: Optional[int]) -> Dict[str, Any]:
+        name = pykd_name.split(":", 1)[0].strip()
+        if name not in PYKD_BASE_TYPES:
+            name = _UNSIGNED_BY_SIZE.get(size or 0, "UInt4B")
+        isf_name, bsize, signed, kind = PYKD_BASE_TYPES[name]
+        self.base_types.setdefault(isf_name, {"endian": "little", "kind": kind, "signed": signed, "size": bsize})
+        return {"kind": "base", "name": isf_name}
+
+    def _udt_name(self, ti: Any) -> Tuple[str, bool]:
+        name = str(ti.name())
+        if "!" in name:
+            name = name.split("!", 1)[1]
+        if not name or name.startswith("<") or name.startswith("__unnamed") or name.startswith("__anonymous"):
+            self._unnamed += 1
+            return "__unnamed_%04x" % self._unnamed, True
+        return name, False
+
+    # -- type descriptors -------------------------------------------------------------------
+
+    def desc(self, ti: Any, expand: bool = True) -> Dict[str, Any]:
+        """ISF type descriptor of one member type; by-value UDTs are queued for expansion."""
+        wrappers: List[Tuple[str, int]] = []
+        for _ in range(MAX_TYPE_DEPTH):
+            if ti.isBitField():
+                storage = self._storage(ti)
+                inner = {"kind": "bitfield", "bit_position": int(ti.bitOffset()),
+                         "bit_length": int(ti.bitWidth()), "type": storage}
+                break
+            if ti.isPointer():
+                wrappers.append(("pointer", 0))
+                ti = ti.deref()
+                expand = False           # a pointee is named, never laid out
+                continue
+            if ti.isArray():
+                wrappers.append(("array", int(len(ti))))
+                ti = ti.deref()
+                continue
+            inner = self._leaf(ti, expand)
+            break
+        else:
+            raise LayoutError("typeInfo nests deeper than %d levels" % MAX_TYPE_DEPTH)
+        for kind, count in reversed(wrappers):
+            inner = {"kind": kind, "subtype": inner} if kind == "pointer" else \
+                {"kind": "array", "count": count, "subtype": inner}
+        return inner
+
+    def _storage(self, ti: Any) -> Dict[str, Any]:
+        if ti.isEnum():
+            return {"kind": "enum", "name": self.enum(ti)}
+        return self._base(str(ti.name()), int(ti.size()))
+
+    def _leaf(self, ti: Any, expand: bool) -> Dict[str, Any]:
+        if ti.isFunction():
+            return {"kind": "function"}
+        if ti.isVoid():
+            return self._base("Void", 0)
+        if ti.isEnum():
+            return {"kind": "enum", "name": self.enum(ti)}
+        if ti.isUserDefined():
+            name, unnamed = self._udt_name(ti)
+            if (expand or unnamed) and name not in self.user_types:
+                self.user_types[name] = {}          # placeholder: expanded by collect()
+                self._pending.append((name, ti))
+            return {"kind": "struct", "name": name}
+        size: Optional[int]
+        try:
+            size = int(ti.size())
+        except self.errors:
+            size = None
+        return self._base(str(ti.name()), size)
+
+    def enum(self, ti: Any) -> str:
+        name = str(ti.name()).split("!", 1)[-1].split(":", 1)[0]
+        if name in self.enums:
+            return name
+        constants: Dict[str, int] = {}
+        for cname, const in ti.fields():
+            constants[str(cname)] = int(const)
+        size = int(ti.size()) if ti.size() else 4
+        base = {1: "unsigned char", 2: "short", 4: "int", 8: "long long"}.get(size, "int")
+        self.base_types.setdefault(base, {"endian": "little", "kind": "char" if size == 1 else "int",
+                                          "signed": size != 1, "size": size})
+        self.enums[name] = {"base": base, "constants": constants, "size": size}
+        return name
+
+    # -- whole types ------------------------------------------------------------------------
+
+    def add_root(self, name: str, ti: Any) -> None:
+        if name not in self.user_types:
+            self.user_types[name] = {}
+            self._pending.append((name, ti))
+
+    def collect(self) -> None:
+        """Expand queued UDTs until none is left (a worklist, no recursion)."""
+        expanded = 0
+        while self._pending:
+            expanded += 1
+            if expanded > MAX_TYPES:
+                raise LayoutError("typeInfo closure exceeds %d types" % MAX_TYPES)
+            name, ti = self._pending.pop()
+            fields: Dict[str, Any] = {}
+            for fname, fti in ti.fields():
+                fname = str(fname)
+                fields[fname] = {"offset": int(ti.fieldOffset(fname)), "type": self.desc(fti)}
+            self.user_types[name] = {"kind": "struct", "size": int(ti.size()), "fields": fields}
+
+
+def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: Optional[str],
+                  arch: str = "x64", kernel_base: Optional[int] = None,
+                  module: str = "nt") -> Dict[str, Any]:
+    """An ISF-shaped dict of the kept kernel types, enums and globals, from pykd typeInfo."""
+    errors = tuple(t for t in (getattr(pykd, "DbgException", None), getattr(pykd, "BaseException", None))
+                   if isinstance(t, type)) or (Exception,)
+    pointer_size = 8 if arch == "x64" else 4
+    collector = TypeInfoCollector(errors, pointer_size)
+    found = 0
+    for name in ROOT_TYPES:
+        try:
+            ti = pykd.typeInfo("%s!%s" % (module, name))
+        except errors:
+            continue
+        collector.add_root(name, ti)
+        found += 1
+    if not found:
+        raise UnknownBuildError("the debugger has no type information for %s (are the kernel's symbols "
+                                "loaded? try `.reload /f nt`)" % module)
+    collector.collect()
+    for name in ROOT_ENUMS:
+        try:
+            collector.enum(pykd.typeInfo("%s!%s" % (module, name)))
+        except errors:
+            continue
+    symbols: Dict[str, Dict[str, int]] = {}
+    if kernel_base:
+        for sym in GLOBAL_SYMBOLS:
+            try:
+                va = int(pykd.getOffset("%s!%s" % (module, sym)))
+            except errors:
+                continue
+            if va >= kernel_base:
+                symbols[sym] = {"address": va - kernel_base}
+    pdb: Dict[str, Any] = {"database": "ntkrnlmp.pdb", "machine_type": 34404 if arch == "x64" else 332}
+    if guid:
+        pdb["GUID"] = guid.upper()
+        pdb["age"] = int(age if age is not None else 1)
+    source: Dict[str, Any] = {"name": "pykd typeInfo", "arch": arch}
+    if version:
+        source["version"] = version
+    from pykd_ext import __version__
+    return {"metadata": {"format": EXPORT_FORMAT,
+                         "producer": {"name": "pykd-ext", "version": __version__},
+                         "windows": {"pdb": pdb}, "source": source},
+            "base_types": collector.base_types, "user_types": collector.user_types,
+            "enums": collector.enums, "symbols": symbols}
+
+
+def layouts_from_isf_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None) -> KernelLayouts:
+    """KernelLayouts of an ISF dict, through the shipped tree's reduction and generator."""
+    from pykd_ext.layouts.generate import render_module
+    from pykd_ext.layouts.isf import meta_from_isf, reduce_isf
+    from pykd_ext.layouts.registry import BuildEntry
+    meta = meta_from_isf(doc, version=version, source=source)
+    reduced = reduce_isf(doc, meta, "<%s>" % source)
+    meta.module = "t_" + re.sub(r"[^0-9A-Za-z]", "_", meta.build_id)
+    text = render_module(meta.module, [reduced], "Generated in memory from %s." % source)
+    namespace: Dict[str, Any] = {"__name__": "pykd_ext_user_layouts.typeinfo_%s" % meta.module}
+    exec(compile(text, "<layouts from %s>" % source, "exec"), namespace)
+    table, symbols = namespace["BUILDS"][meta.build_id]
+    return KernelLayouts(BuildEntry.from_dict(meta.to_dict(), store=None), table, symbols)
+
+
+def cache_dir() -> str:
+    home = os.environ.get("PYKD_EXT_HOME") or os.path.join(os.path.expanduser("~"), ".pykd-ext")
+    return os.path.join(home, "typeinfo")
+
+
+def _cache_path(guid: str, age: Optional[int]) -> str:
+    return os.path.join(cache_dir(), "%s-%s.json" % (guid.upper(), age if age is not None else 1))
+
+
+def _load_cached(guid: Optional[str], age: Optional[int]) -> Optional[Dict[str, Any]]:
+    if not guid:
+        return None
+    path = _cache_path(guid, age)
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("user_types"), dict) else None
+
+
+def write_isf(doc: Dict[str, Any], path: str) -> None:
+    """Write an ISF dict as JSON (atomically: a partial file is never left behind)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _store_cached(doc: Dict[str, Any], guid: Optional[str], age: Optional[int]) -> None:
+    if not guid:
+        return
+    try:
+        write_isf(doc, _cache_path(guid, age))
+    except OSError:
+        pass                     # a read-only home only costs the next invocation time
+
+
+def _identity(target: Any) -> Tuple[Optional[str], Optional[int], Optional[str], str, Optional[int]]:
+    """(guid, age, version, arch, kernel base) of a pykd target."""
+    info = target.info()
+    extra = info.extra or {}
+    version = kernel_version(target)
+    return extra.get("pdb_guid"), extra.get("pdb_age"), version, info.arch or "x64", info.kernel_base
+
+
+def kernel_version(target: Any) -> Optional[str]:
+    """`major.minor.build[.revision]` of nt: the image's version resource, else the system version."""
+    api = getattr(target, "api", None)
+    nt = target._kernel_module() if hasattr(target, "_kernel_module") else None
+    if nt is not None and api is not None:
+        try:
+            parts = tuple(int(p) for p in nt.getVersion())
+            if len(parts) >= 3 and parts[0]:
+                return ".".join(str(p) for p in parts[:4])
+        except api.engine_errors + (TypeError, ValueError, AttributeError):
+            pass
+    info = target.info()
+    system = (info.extra or {}).get("system_version")
+    if system and "None" not in system:
+        return system
+    return None
+
+
+def typeinfo_isf(target: Any) -> Dict[str, Any]:
+    """The ISF dict of a pykd target's kernel, from the cache or built from typeInfo."""
+    guid, age, version, arch, base = _identity(target)
+    doc = _load_cached(guid, age)
+    if doc is None:
+        doc = isf_from_pykd(target.api.mod, guid, age, version, arch, base)
+        _store_cached(doc, guid, age)
+    return doc
+
+
+def choose_layouts_for_pykd(target: Any) -> KernelLayouts:
+    """Layouts for a pykd session: exact PDB match, else typeInfo, else the offline choice."""
+    from pykd_ext.layouts.registry import find_by_guid
+    from pykd_ext.layouts.select import choose_for_target
+    info = target.info()
+    extra = info.extra or {}
+    guid, age = extra.get("pdb_guid"), extra.get("pdb_age")
+    if guid:
+        exact = find_by_guid(guid, age if age is not None else 1)
+        if exact is not None:
+            exact.choice = {"method": "pdb-guid", "warnings": [], "candidates": [exact.build_id],
+                            "chosen": exact.build_id,
+                            "reason": "PDB %s-%s of nt (%s)" % (guid, age, extra.get("pdb_source", ""))}
+            return exact
+    why = ""
+    try:
+        doc = typeinfo_isf(target)
+        version = kernel_version(target)
+        lay = layouts_from_isf_doc(doc, "pykd typeInfo", version if version and version.count(".") >= 2 else None)
+        lay.choice = {"method": "pykd-typeinfo", "warnings": [], "candidates": [lay.build_id],
+                      "chosen": lay.build_id,
+                      "reason": "built from the debugger's PDB through typeInfo%s"
+                                % (" (PDB %s-%s)" % (guid, age) if guid else "")}
+        return lay
+    except PykdExtError as err:
+        why = err.one_line()
+    lay = choose_for_target(target)
+    if why:
+        lay.choice.setdefault("warnings", []).append("typeInfo layouts unavailable: %s" % why)
+    return lay
+
+
+def export_typeinfo_layouts(target: Any, path: str) -> Dict[str, Any]:
+    """`layouts export FILE`: write the kernel's layouts from typeInfo as an ISF file."""
+    guid, age, version, arch, base = _identity(target)
+    doc = isf_from_pykd(target.api.mod, guid, age, version, arch, base)
+    write_isf(doc, path)
+    _store_cached(doc, guid, age)
+    return doc

@@ -1,0 +1,377 @@
+"""Reading Volatility ISF symbol tables and reducing them to what pykd-ext decodes.
+
+Why a separate module: the generator (all shipped builds), `structs import` (one user file) and
+`--symbols` (one file, in memory) all start from the same reduction, and the tests compare the
+generated layouts against the same ISF reading. An ISF file is large (~900 types, ~19,000 symbols);
+we keep the by-value closure of the root types, the enums they use, and a short list of globals.
+
+The reduction is canonical: every struct/union/enum gets a content digest that includes the
+digests of the types it embeds by value, so identical layouts in different builds are recognised
+and shared. Volatility's `__unnamed_<hex>` names are PDB-assigned and differ between builds, so
+they are not part of a digest: such types are shown as `<unnamed-tag>` (WinDbg's spelling).
+"""
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from pykd_ext.errors import LayoutError
+
+#: Types the walkers use; their by-value closure is kept (issue 3).
+ROOT_TYPES: Tuple[str, ...] = (
+    "_EPROCESS", "_KPROCESS", "_ETHREAD", "_KTHREAD", "_PEB", "_PEB_LDR_DATA",
+    "_LDR_DATA_TABLE_ENTRY", "_RTL_USER_PROCESS_PARAMETERS", "_TEB", "_NT_TIB", "_CLIENT_ID",
+    "_LIST_ENTRY", "_UNICODE_STRING", "_EX_FAST_REF", "_TOKEN", "_SEP_TOKEN_PRIVILEGES",
+    "_SID_AND_ATTRIBUTES", "_SID", "_HANDLE_TABLE", "_HANDLE_TABLE_ENTRY", "_OBJECT_HEADER",
+    "_OBJECT_HEADER_NAME_INFO", "_OBJECT_TYPE", "_EJOB", "_PS_PROTECTION", "_KAPC_STATE",
+    "_DISPATCHER_HEADER", "_KWAIT_BLOCK", "_KPRCB", "_KPCR", "_MM_SESSION_SPACE", "_FILE_OBJECT",
+    # beyond the issue's list: what the walkers reach through pointers of the types above
+    # (WoW64 PEB/TEB, the kernel module list, the optional object headers in front of
+    # _OBJECT_HEADER_NAME_INFO, the object directory)
+    "_EWOW64PROCESS", "_PEB32", "_TEB32", "_KLDR_DATA_TABLE_ENTRY",
+    "_OBJECT_HEADER_CREATOR_INFO", "_OBJECT_HEADER_HANDLE_INFO", "_OBJECT_HEADER_QUOTA_INFO",
+    "_OBJECT_HEADER_PROCESS_INFO", "_OBJECT_HEADER_AUDIT_INFO", "_OBJECT_DIRECTORY",
+    "_OBJECT_DIRECTORY_ENTRY",
+)
+#: Enums kept where the build has them (plus every enum a kept type uses by value).
+ROOT_ENUMS: Tuple[str, ...] = (
+    "_KTHREAD_STATE", "_KWAIT_REASON", "_PS_PROTECTED_TYPE", "_PS_PROTECTED_SIGNER",
+    "_TOKEN_TYPE", "_SECURITY_IMPERSONATION_LEVEL", "_KPROCESS_STATE", "_MODE",
+)
+#: Kernel globals (RVA from the image base) the walkers and the KDBG decoder need.
+GLOBAL_SYMBOLS: Tuple[str, ...] = (
+    "PsActiveProcessHead", "PspCidTable", "ObTypeIndexTable", "ObHeaderCookie",
+    "PsInitialSystemProcess", "KiProcessorBlock", "PsLoadedModuleList", "KdDebuggerDataBlock",
+    "NtBuildNumber", "NtBuildLab", "MmPfnDatabase", "KiWaitNever", "KiWaitAlways",
+    "KdpDataBlockEncoded", "KeNumberProcessors", "KiKvaShadow", "PsIdleProcess",
+    "PsProcessType", "PsThreadType", "PsJobType", "SeTokenObjectType", "IoFileObjectType",
+    "ObpRootDirectoryObject", "ObpTypeObjectType", "ObpKernelHandleTable", "MmSystemRangeStart",
+    "MmUserProbeAddress", "MmHighestUserAddress", "KdVersionBlock", "PsNtosImageBase",
+    "MiState", "MmSessionSpace", "KiInitialThread", "KeActiveProcessors", "PoolBigPageTable",
+)
+
+UNNAMED = "<unnamed-tag>"
+
+#: A canonical member type, as nested tuples (JSON-able, hashable):
+#:   ("base", name, size, signed, kind) | ("ptr", target, target_kind, depth, size)
+#:   ("struct"|"union", digest) | ("enum", digest) | ("array", count, elem)
+#:   ("bits", position, length, storage) | ("func",)
+TypeDesc = Tuple[Any, ...]
+
+
+@dataclass
+class RecordDef:
+    """One struct/union variant, canonical: members sorted by (offset, bitfields last, bit, name)."""
+
+    name: str                         # PDB name, or UNNAMED
+    kind: str
+    size: int
+    fields: List[Tuple[str, int, TypeDesc]]
+    digest: str = ""
+
+
+@dataclass
+class EnumDefn:
+    name: str
+    storage: TypeDesc                 # a ("base", ...) desc
+    constants: List[Tuple[str, int]]  # sorted by (value, name)
+    digest: str = ""
+
+
+@dataclass
+class BuildMeta:
+    """Identity of one kernel build's layouts (an `index.json` entry)."""
+
+    build_id: str
+    version: str
+    build: int
+    revision: Optional[int]
+    guid: Optional[str]
+    age: Optional[int]
+    arch: str
+    pointer_size: int
+    products: List[str]
+    source: str
+    types_only: bool
+    pdb: str = "ntkrnlmp.pdb"
+    module: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"build_id": self.build_id, "version": self.version, "build": self.build,
+                "revision": self.revision, "guid": self.guid, "age": self.age, "arch": self.arch,
+                "pointer_size": self.pointer_size, "products": list(self.products),
+                "source": self.source, "types_only": self.types_only, "pdb": self.pdb,
+                "module": self.module}
+
+
+@dataclass
+class ReducedBuild:
+    """What the generator needs of one ISF: the kept types/enums by digest, names, globals."""
+
+    meta: BuildMeta
+    records: Dict[str, RecordDef] = field(default_factory=dict)     # digest -> def
+    enums: Dict[str, EnumDefn] = field(default_factory=dict)        # digest -> def
+    type_names: Dict[str, str] = field(default_factory=dict)        # PDB name -> digest
+    enum_names: Dict[str, str] = field(default_factory=dict)        # enum name -> digest
+    symbols: Dict[str, int] = field(default_factory=dict)
+
+
+def load_isf(path: str) -> Dict[str, Any]:
+    """The JSON object of an ISF file (JSON, xz- or gzip-compressed); LayoutError if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        # by content, not by name: Volatility's cache and users rename files
+        if data[:6] == b"\xfd7zXZ\x00":
+            data = lzma.decompress(data)
+        elif data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        doc = json.loads(data)
+    except (OSError, ValueError, lzma.LZMAError, EOFError, gzip.BadGzipFile) as err:
+        raise LayoutError("cannot read ISF symbol table: %s" % err, path=path) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("user_types"), dict):
+        raise LayoutError("not a Volatility ISF symbol table (no user_types)", path=path)
+    return doc
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
+def _version_key(version: str) -> Tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def meta_from_isf(doc: Dict[str, Any], version: Optional[str] = None, products: Optional[List[str]] = None,
+                  source: Optional[str] = None, path: str = "") -> BuildMeta:
+    """Identity of an ISF: PDB GUID/age, arch, pointer size; version from INDEX.tsv or metadata."""
+    meta = doc.get("metadata") or {}
+    pdb = ((meta.get("windows") or {}).get("pdb")) or {}
+    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    guid = pdb.get("GUID")
+    age = pdb.get("age")
+    machine = pdb.get("machine_type")
+    arch = src.get("arch") or ("x86" if machine == 332 else "x64")
+    ptr = (doc.get("base_types") or {}).get("pointer", {}).get("size") or (4 if arch == "x86" else 8)
+    if not version and isinstance(src.get("version"), str):
+        # derived files may annotate the version ("10.0.26100 (Windows 11 24H2, ...)")
+        m = re.match(r"\s*(\d+\.\d+\.\d+(?:\.\d+)?)", src["version"])
+        version = m.group(1) if m else src["version"]
+    version = version or ""
+    guid = guid.upper() if isinstance(guid, str) and guid else None
+    age = int(age) if isinstance(age, int) else None
+    if version:
+        parts = version.split(".")
+        if len(parts) < 3 or not all(p.isdigit() for p in parts):
+            raise LayoutError("bad Windows version %r (want major.minor.build[.revision])" % version,
+                              path=path or None)
+        build, revision = int(parts[2]), (int(parts[3]) if len(parts) > 3 else None)
+        build_id = version if arch == "x64" else "%s-%s" % (version, arch)
+    elif guid:
+        # a user's ISF (e.g. Volatility's cache) names only its PDB: keyed by GUID-age
+        build, revision = 0, None
+        build_id = "%s-%s" % (guid, age if age is not None else 1)
+    else:
+        raise LayoutError("the ISF names neither a Windows version nor a PDB GUID; "
+                          "pass the version (e.g. --version 10.0.19041.1288)", path=path or None)
+    types_only = not doc.get("symbols")
+    if source is None:
+        source = ("derived: types only (%s)" % src.get("name", "headers")) if src else "isf"
+    return BuildMeta(build_id=build_id, version=version, build=build, revision=revision,
+                     guid=guid, age=age, arch=arch,
+                     pointer_size=int(ptr), products=list(products or []), source=source,
+                     types_only=types_only, pdb=pdb.get("database") or "ntkrnlmp.pdb")
+
+
+class _Reducer:
+    """Canonicalises the by-value closure of ROOT_TYPES of one ISF document."""
+
+    def __init__(self, doc: Dict[str, Any], path: str) -> None:
+        self.doc = doc
+        self.path = path
+        self.user_types: Dict[str, Any] = doc.get("user_types") or {}
+        self.enums_src: Dict[str, Any] = doc.get("enums") or {}
+        self.base_types: Dict[str, Any] = doc.get("base_types") or {}
+        self.ptr_size = int(self.base_types.get("pointer", {}).get("size") or 8)
+        self.type_digest: Dict[str, str] = {}
+        self.enum_digest: Dict[str, str] = {}
+        self.records: Dict[str, RecordDef] = {}
+        self.enums: Dict[str, EnumDefn] = {}
+
+    def _bad(self, what: str) -> LayoutError:
+        return LayoutError("malformed ISF: %s" % what, path=self.path)
+
+    def base(self, name: str) -> TypeDesc:
+        info = self.base_types.get(name)
+        if not isinstance(info, dict):
+            raise self._bad("unknown base type %r" % name)
+        return ("base", name, int(info.get("size", 0)), bool(info.get("signed")), info.get("kind", "int"))
+
+    def enum(self, name: str) -> TypeDesc:
+        if name in self.enum_digest:
+            return ("enum", self.enum_digest[name])
+        src = self.enums_src.get(name)
+        if not isinstance(src, dict):
+            raise self._bad("unknown enum %r" % name)
+        storage = self.base(src.get("base", "int"))
+        consts = sorted(((str(k), int(v)) for k, v in (src.get("constants") or {}).items()),
+                        key=lambda kv: (kv[1], kv[0]))
+        defn = EnumDefn(name, storage, consts)
+        defn.digest = _digest(["enum", name, list(storage), consts])
+        self.enum_digest[name] = defn.digest
+        self.enums[defn.digest] = defn
+        return ("enum", defn.digest)
+
+    def pointee(self, sub: Dict[str, Any]) -> Tuple[str, str, int]:
+        depth = 0
+        # bounded: ISF pointer chains are short; 16 levels is far beyond any C declaration
+        while sub.get("kind") == "pointer" and depth < 16:
+            depth += 1
+            sub = sub.get("subtype") or {}
+        kind = sub.get("kind", "base")
+        if kind == "function":
+            return "<function>", "function", depth
+        if kind == "array":
+            return "<array>", "array", depth
+        name = sub.get("name", "void")
+        if name.startswith("__unnamed"):
+            name = UNNAMED
+        return name, kind, depth
+
+    def desc(self, t: Dict[str, Any]) -> TypeDesc:
+        """Canonical desc of a member type; struct/union members must already be digested."""
+        kind = t.get("kind")
+        if kind == "base":
+            return self.base(t.get("name", ""))
+        if kind == "pointer":
+            target, tkind, depth = self.pointee(t.get("subtype") or {})
+            return ("ptr", target, tkind, depth, self.ptr_size)
+        if kind in ("struct", "union"):
+            return (kind, self.type_digest[t["name"]])
+        if kind == "enum":
+            return self.enum(t.get("name", ""))
+        if kind == "array":
+            return ("array", int(t.get("count", 0)), self.desc(t.get("subtype") or {}))
+        if kind == "bitfield":
+            return ("bits", int(t["bit_position"]), int(t["bit_length"]), self.desc(t.get("type") or {}))
+        if kind == "function":
+            return ("func",)
+        raise self._bad("unknown member kind %r" % kind)
+
+    @staticmethod
+    def _by_value(t: Dict[str, Any], out: List[str]) -> None:
+        # arrays of arrays of structs: unwrap iteratively (bounded by nesting in the file)
+        for _ in range(64):
+            kind = t.get("kind")
+            if kind in ("struct", "union"):
+                out.append(t.get("name", ""))
+                return
+            if kind == "array":
+                t = t.get("subtype") or {}
+            elif kind == "bitfield":
+                t = t.get("type") or {}
+            else:
+                return
+
+    def run(self) -> Tuple[Dict[str, str], Dict[str, str]]:
+        # 1. the closure, in post-order (dependencies first), iteratively
+        order: List[str] = []
+        state: Dict[str, int] = {}        # 1 = on stack, 2 = done
+        for root in ROOT_TYPES:
+            if root not in self.user_types or state.get(root) == 2:
+                continue
+            stack: List[Tuple[str, List[str]]] = []
+
+            def push(name: str) -> None:
+                if name not in self.user_types:
+                    raise self._bad("type %r is used by value but not defined" % name)
+                deps: List[str] = []
+                for member in (self.user_types[name].get("fields") or {}).values():
+                    self._by_value(member.get("type") or {}, deps)
+                state[name] = 1
+                stack.append((name, sorted(set(deps), reverse=True)))
+
+            push(root)
+            while stack:
+                name, deps = stack[-1]
+                if deps:
+                    dep = deps.pop()
+                    if state.get(dep) == 1:
+                        raise self._bad("type %r contains itself by value" % dep)
+                    if state.get(dep) != 2:
+                        push(dep)
+                    continue
+                stack.pop()
+                state[name] = 2
+                order.append(name)
+        # 2. digests, dependencies first
+        for name in order:
+            src = self.user_types[name]
+            members: List[Tuple[str, int, TypeDesc]] = []
+            for mname, member in (src.get("fields") or {}).items():
+                members.append((mname, int(member["offset"]), self.desc(member.get("type") or {})))
+            members.sort(key=lambda m: (m[1], m[2][0] == "bits", m[2][1] if m[2][0] == "bits" else 0, m[0]))
+            shown = UNNAMED if name.startswith("__unnamed") else name
+            defn = RecordDef(shown, src.get("kind", "struct"), int(src.get("size", 0)), members)
+            defn.digest = _digest([shown, defn.kind, defn.size, [list(m[:2]) + [m[2]] for m in members]])
+            self.type_digest[name] = defn.digest
+            self.records[defn.digest] = defn
+        for name in ROOT_ENUMS:
+            if name in self.enums_src:
+                self.enum(name)
+        names = {n: d for n, d in self.type_digest.items() if not n.startswith("__unnamed")}
+        return names, dict(self.enum_digest)
+
+
+def reduce_isf(doc: Dict[str, Any], meta: BuildMeta, path: str = "") -> ReducedBuild:
+    """Reduce one ISF document to the kept closure (see module docstring)."""
+    reducer = _Reducer(doc, path)
+    names, enum_names = reducer.run()
+    symbols: Dict[str, int] = {}
+    src_symbols = doc.get("symbols") or {}
+    for sym in GLOBAL_SYMBOLS:
+        entry = src_symbols.get(sym)
+        if isinstance(entry, dict) and isinstance(entry.get("address"), int):
+            symbols[sym] = entry["address"]
+    return ReducedBuild(meta=meta, records=reducer.records, enums=reducer.enums,
+                        type_names=names, enum_names=enum_names, symbols=symbols)
+
+
+def read_index_tsv(path: str) -> Dict[str, Tuple[str, List[str]]]:
+    """INDEX.tsv: file name -> (ntoskrnl version, [products])."""
+    out: Dict[str, Tuple[str, List[str]]] = {}
+    with open(path, "r", encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        col = {name: i for i, name in enumerate(header)}
+        for line in fh:
+            cells = line.rstrip("\n").split("\t")
+            if len(cells) < len(header):
+                continue
+            fname = cells[col["file"]]
+            version = cells[col["ntoskrnl_version"]]
+            product = cells[col["product"]]
+            prev = out.get(fname)
+            if prev is None:
+                out[fname] = (version, [product])
+            elif product not in prev[1]:
+                prev[1].append(product)
+    return out
+
+
+def sort_key(meta: BuildMeta) -> Tuple[Any, ...]:
+    return (meta.arch, _version_key(meta.version), meta.build_id)
+
+
+def isf_files_in(folder: str) -> List[str]:
+    """The ISF files under a folder (recursively), sorted."""
+    found: List[str] = []
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.endswith((".json.xz", ".json.gz", ".json")) and not name.startswith("method-"):
+                found.append(os.path.join(root, name))
+    return sorted(found)

@@ -1,0 +1,109 @@
+"""Thread CONTEXT records (integer registers) as stored in dumps, x64 and x86.
+
+Why: kernel triage dumps, user minidumps and legacy user dumps all store a Win32 `CONTEXT`
+record per thread (or for the crashing thread).  Only the integer/control part is decoded here
+(cheap, enough for `info` and stack walking); floating-point/vector state is left as bytes.
+
+Format facts: Windows SDK `winnt.h` `CONTEXT` (AMD64: 0x4d0 bytes, Rip at 0xf8; x86: 0x2cc
+bytes, the 112-byte FLOATING_SAVE_AREA after the debug registers, Eip at 0xb8), as documented
+on Microsoft Learn "CONTEXT structure (winnt.h)".
+"""
+from typing import Dict, Optional
+
+from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Struct
+
+CONTEXT_AMD64_SIZE = 0x4D0
+CONTEXT_X86_SIZE = 0x2CC
+
+# winnt.h CONTEXT (AMD64), integer part; the XMM/vector area follows at 0x100.
+CONTEXT_AMD64_INTEGER = Struct(
+    "PHome" / Array(6, Int64ul),     # +0x00 P1Home..P6Home
+    "ContextFlags" / Int32ul,        # +0x30
+    "MxCsr" / Int32ul,               # +0x34
+    "SegCs" / Int16ul,               # +0x38
+    "SegDs" / Int16ul,               # +0x3a
+    "SegEs" / Int16ul,               # +0x3c
+    "SegFs" / Int16ul,               # +0x3e
+    "SegGs" / Int16ul,               # +0x40
+    "SegSs" / Int16ul,               # +0x42
+    "EFlags" / Int32ul,              # +0x44
+    "Dr0" / Int64ul,                 # +0x48
+    "Dr1" / Int64ul,                 # +0x50
+    "Dr2" / Int64ul,                 # +0x58
+    "Dr3" / Int64ul,                 # +0x60
+    "Dr6" / Int64ul,                 # +0x68
+    "Dr7" / Int64ul,                 # +0x70
+    "Rax" / Int64ul,                 # +0x78
+    "Rcx" / Int64ul,                 # +0x80
+    "Rdx" / Int64ul,                 # +0x88
+    "Rbx" / Int64ul,                 # +0x90
+    "Rsp" / Int64ul,                 # +0x98
+    "Rbp" / Int64ul,                 # +0xa0
+    "Rsi" / Int64ul,                 # +0xa8
+    "Rdi" / Int64ul,                 # +0xb0
+    "R8" / Int64ul,                  # +0xb8
+    "R9" / Int64ul,                  # +0xc0
+    "R10" / Int64ul,                 # +0xc8
+    "R11" / Int64ul,                 # +0xd0
+    "R12" / Int64ul,                 # +0xd8
+    "R13" / Int64ul,                 # +0xe0
+    "R14" / Int64ul,                 # +0xe8
+    "R15" / Int64ul,                 # +0xf0
+    "Rip" / Int64ul,                 # +0xf8
+)                                    # 0x100 bytes decoded of 0x4d0
+
+# winnt.h CONTEXT (x86), up to ExtendedRegisters (which follow at 0xcc, 512 bytes).
+CONTEXT_X86_INTEGER = Struct(
+    "ContextFlags" / Int32ul,        # +0x00
+    "Dr0" / Int32ul,                 # +0x04
+    "Dr1" / Int32ul,                 # +0x08
+    "Dr2" / Int32ul,                 # +0x0c
+    "Dr3" / Int32ul,                 # +0x10
+    "Dr6" / Int32ul,                 # +0x14
+    "Dr7" / Int32ul,                 # +0x18
+    "FloatSave" / Bytes(112),        # +0x1c FLOATING_SAVE_AREA
+    "SegGs" / Int32ul,               # +0x8c
+    "SegFs" / Int32ul,               # +0x90
+    "SegEs" / Int32ul,               # +0x94
+    "SegDs" / Int32ul,               # +0x98
+    "Edi" / Int32ul,                 # +0x9c
+    "Esi" / Int32ul,                 # +0xa0
+    "Ebx" / Int32ul,                 # +0xa4
+    "Edx" / Int32ul,                 # +0xa8
+    "Ecx" / Int32ul,                 # +0xac
+    "Eax" / Int32ul,                 # +0xb0
+    "Ebp" / Int32ul,                 # +0xb4
+    "Eip" / Int32ul,                 # +0xb8
+    "SegCs" / Int32ul,               # +0xbc
+    "EFlags" / Int32ul,              # +0xc0
+    "Esp" / Int32ul,                 # +0xc4
+    "SegSs" / Int32ul,               # +0xc8
+)                                    # 0xcc bytes decoded of 0x2cc
+
+_AMD64_REGS = ("Rax", "Rbx", "Rcx", "Rdx", "Rsi", "Rdi", "Rbp", "Rsp", "R8", "R9", "R10", "R11",
+               "R12", "R13", "R14", "R15", "Rip", "EFlags", "SegCs", "SegSs", "ContextFlags")
+_X86_REGS = ("Eax", "Ebx", "Ecx", "Edx", "Esi", "Edi", "Ebp", "Esp", "Eip", "EFlags", "SegCs",
+             "SegSs", "SegFs", "ContextFlags")
+
+
+def decode_context(data: bytes, arch: str) -> Optional[Dict[str, int]]:
+    """Integer registers of a CONTEXT record ({"rip": ..., "rsp": ...}), None when too short."""
+    if arch == "x64":
+        struct_, names = CONTEXT_AMD64_INTEGER, _AMD64_REGS
+    elif arch == "x86":
+        struct_, names = CONTEXT_X86_INTEGER, _X86_REGS
+    else:
+        return None
+    if len(data) < struct_.sizeof():
+        return None
+    parsed = struct_.parse(bytes(data[:struct_.sizeof()]))
+    return {name.lower(): int(parsed[name]) for name in names}
+
+
+def context_arch(size: int, default: str) -> str:
+    """Which CONTEXT a record of this size is (x86 records are 0x2cc bytes, x64 0x4d0)."""
+    if size == CONTEXT_X86_SIZE:
+        return "x86"
+    if size == CONTEXT_AMD64_SIZE:
+        return "x64"
+    return default

@@ -1,0 +1,7 @@
+"""`!py pstree: processes as a parent/child tree`
+
+pykd-ext inside WinDbg; see pykd_ext/windbg/entry.py.
+"""
+from pykd_ext.windbg.entry import run_script
+
+run_script("pstree")
