@@ -15,4 +15,9 @@ COMMANDS: Dict[str, str] = {
     "eproc": "pykd_ext.commands.eproc", "threads": "pykd_ext.commands.threads",
     "ethread": "pykd_ext.commands.ethread", "psxview": "pykd_ext.commands.psxview",
     "layouts": "pykd_ext.commands.layouts", "windbg-setup": "pykd_ext.commands.windbg_setup",
+    "token": "pykd_ext.commands.token", "handles": "pykd_ext.commands.handles",
+    "job": "pykd_ext.commands.job",
+    # H9 (issue 5): PEB/TEB/loader modules, kernel targets and user-mode dumps
+    "peb": "pykd_ext.commands.peb", "teb": "pykd_ext.commands.teb",
+    "modules": "pykd_ext.commands.modules",
 }

@@ -13,14 +13,15 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import LayoutError, MemoryReadError, MissingLayoutError
-from pykd_ext.layouts.model import FieldLayout, KernelLayouts, TypeLayout, compile_record
-from pykd_ext.memory.faults import Fault
+from pykd_ext.layouts.model import FieldLayout, KernelLayouts, TypeLayout, compile_record, field_reader
+from pykd_ext.memory.faults import INVALID, Fault
 from pykd_ext.render.grid import Column, Result
 
 HELP = "show a kernel structure's layout (and values at an address), WinDbg dt style"
 
 MAX_DEPTH = 9            # WinDbg's -r accepts 1..9
 NAME_WIDTH = 16          # WinDbg's name column
+MAX_READ = 1 << 20       # bytes dt reads for one structure/member (a corrupt layout cannot ask for GBs)
 _ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F`]+$")
 
 
@@ -72,11 +73,13 @@ class _Bytes:
     def __init__(self, space: Any, address: int, size: int) -> None:
         self.space = space
         self.address = address
-        self.data, self.fault = space.read_partial(address, size)
+        self.data, self.fault = space.read_partial(address, min(size, MAX_READ))
 
     def get(self, offset: int, size: int) -> Any:
         if offset + size <= len(self.data):
             return self.data[offset:offset + size]
+        if size > MAX_READ:
+            return Fault(INVALID, self.address + offset)
         try:
             return self.space.read(self.address + offset, size)
         except MemoryReadError as err:
@@ -144,8 +147,7 @@ class _Slice:
 
 
 def _read_scalar(fl: FieldLayout, raw: bytes) -> Any:
-    from pykd_ext.layouts.model import _make_reader
-    return _make_reader(fl.moved(0))(raw)
+    return field_reader(fl.moved(0))(raw)
 
 
 def _unicode_string(t: TypeLayout, raw: bytes, space: Any) -> Tuple[Any, str]:

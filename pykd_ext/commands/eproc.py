@@ -35,6 +35,12 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         else:
             lines += process_extra_lines(rec, more)
         if args.verbose:
+            # --- H8 hook: token / handles / job one-line summaries (pykd_ext.kernel.security) ---
+            from pykd_ext.kernel.security import summary_lines
+            lines += summary_lines(ctx, process)
+            # --- H9 hook: PEB / image / command line / modules / environment one-liners (kernel.peb) ---
+            from pykd_ext.kernel.peb import summary_lines as peb_summary_lines
+            lines += peb_summary_lines(ctx, process)
             for thread in process.threads():
                 lines.append("")
                 lines += thread_block_lines(thread.record(), thread.display_more(process.name))

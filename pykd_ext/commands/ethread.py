@@ -40,6 +40,10 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         attached = more.get("attached_process")
         if isinstance(attached, int) and attached:
             more["attached_name"] = Process(ctx, attached).name
+        # --- H8 hook: the impersonation token (pykd_ext.kernel.security), on the line where
+        # `!thread` says "Not impersonating" / "Impersonation token: ..." ---
+        from pykd_ext.kernel.security import impersonation_line
+        more["impersonation_line"] = impersonation_line(ctx, thread)
         blocks.append(thread_full_lines(rec, more))
 
     def text(result: Result) -> Iterable[str]:

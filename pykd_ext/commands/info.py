@@ -116,7 +116,11 @@ def _filetime(value: int) -> str:
 
 
 def run(session: Session, args: argparse.Namespace) -> Result:
-    info = session.target.info().to_dict()
+    # H10 (issue 7): the exact kernel version (kphdyn, from the driver list or the PE header)
+    from pykd_ext.layouts.version_choice import annotate_info
+    target_info = session.target.info()
+    annotate_info(target_info)
+    info = target_info.to_dict()
     return Result(command="info", columns=_COLUMNS, records=[info],
                   text=lambda _result: _text(info, args.runs),
                   meta={"target": info.get("path")})

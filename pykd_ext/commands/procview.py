@@ -7,11 +7,14 @@ the rows, how each global was found, what the dump does not hold).
 """
 from typing import Any, Dict, List
 
-from pykd_ext.errors import PykdExtError
+from pykd_ext.errors import PykdExtError, UnsupportedDumpError
 from pykd_ext.kernel.context import KernelContext, context_for
 from pykd_ext.kernel.process import Process
 from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column
+
+#: containers of user-mode dumps (`targets/minidump.py`, `targets/userdump.py`)
+USER_DUMP_CONTAINERS = ("MDMP", "USERDU64")
 
 GLOBALS_REPORTED = ("PsActiveProcessHead", "PspCidTable", "KiProcessorBlock", "PsLoadedModuleList")
 
@@ -33,6 +36,14 @@ THREAD_COLUMNS = [
 
 
 def kernel_context(session: Any) -> KernelContext:
+    """The session's KernelContext; a user-mode dump (one process, no kernel memory) is refused
+    with a one-line error instead of an empty, misleading list."""
+    target = session.target
+    info = target.info()
+    if info.container in USER_DUMP_CONTAINERS and (info.dump_type or "").startswith("user"):
+        raise UnsupportedDumpError("this is a user-mode dump of one process (%s): it holds no kernel "
+                                   "process or thread objects; `threads` lists its threads"
+                                   % info.container)
     return context_for(session)
 
 

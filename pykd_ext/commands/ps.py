@@ -42,8 +42,11 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     everything = census.ordered()
     processes = select(everything, list(getattr(args, "filters", None) or []))
     records = [p.record() for p in processes]
-    more = [p.display_more() for p in processes]
     notes = list(census.notes)
+    filters = list(getattr(args, "filters", None) or [])
+    if filters and not processes:
+        notes.append("no process on the list matches %s (psxview also searches the other sources)"
+                     % ", ".join(filters))
     for p in processes:
         notes.extend(p.thread_listing().notes)
     notes.extend(dump_notes(ctx, everything))
@@ -51,7 +54,7 @@ def run(session: Any, args: argparse.Namespace) -> Result:
 
     def text(result: Result) -> Iterable[str]:
         yield ACTIVE_PROCESS_BANNER
-        for line in join_blocks(process_lines(r, m) for r, m in zip(result.records, more)):
+        for line in join_blocks(process_lines(r, p.display_more()) for r, p in zip(result.records, processes)):
             yield line
 
     return Result("ps", PROCESS_COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _explain(source: str, rec: Dict[str, Any], cpu_only: bool) -> Optional[str]:
+    if isinstance(rec.get("pid"), Fault):
+        return "_EPROCESS not in dump"
     exited = "exited" in (rec.get("kind_flags") or [])
     if source in (BY_CID_TABLE, BY_THREAD_OWNER) and exited:
         return "exited"

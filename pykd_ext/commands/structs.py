@@ -1,7 +1,8 @@
 """`structs list|diff|history|import`: the layout collection as a teaching and research tool.
 
 - `list`: every known build (shipped + user-imported) with product names and PDB GUIDs.
-- `diff BUILD_A BUILD_B TYPE [-r]`: members added, removed, moved, resized, retyped.
+- `diff BUILD_A BUILD_B TYPE [-r]`: members added, removed, moved, resized, retyped; "inner" when
+  an embedded structure's own layout changed (`-r` lists its members too).
 - `history TYPE.FIELD`: where a member sits (offset, type) in every build we have.
 - `import FILE.json.xz [--version V]`: add a user's ISF to the per-user layout store
   ($PYKD_EXT_HOME/layouts, default ~/.pykd-ext/layouts), generated like the shipped tree.
@@ -66,6 +67,17 @@ def run(session: Any, args: argparse.Namespace) -> Result:
 
 # ------------------------------------------------------------------ list
 
+def _revisions_text(e: Any) -> str:
+    """H10: "22621.1-22621.7517" for a derived layout's revision range, "" otherwise."""
+    rr = (getattr(e, "extra", None) or {}).get("revision_range")
+    if not isinstance(rr, dict) or rr.get("first") is None:
+        return ""
+    kb = rr.get("kernel_build", e.build)
+    if rr.get("first") == rr.get("last"):
+        return "%s.%s only" % (kb, rr["first"])
+    return "%s.%s-%s.%s" % (kb, rr["first"], kb, rr["last"])
+
+
 def run_list() -> Result:
     from pykd_ext.layouts.registry import list_builds
     records = []
@@ -73,9 +85,12 @@ def run_list() -> Result:
         records.append({"build_id": e.build_id, "version": e.version, "build": e.build,
                         "products": ",".join(e.products), "arch": e.arch, "guid": e.guid, "age": e.age,
                         "source": e.source, "types_only": e.types_only, "module": e.module,
-                        "store": e.store or "shipped"})
+                        "store": e.store or "shipped",
+                        # H10: derived layouts state the revisions they are taken to cover
+                        "revisions": _revisions_text(e)})
     columns = [Column("build_id", "Build"), Column("products", "Products"), Column("arch", "Arch"),
-               Column("guid", "PDB GUID"), Column("age", "Age"), Column("source", "Source")]
+               Column("guid", "PDB GUID"), Column("age", "Age"), Column("revisions", "Revisions"),
+               Column("source", "Source")]
     return Result(command="structs list", columns=columns, records=records,
                   meta={"count": len(records)})
 
@@ -119,6 +134,8 @@ def diff_types(a: TypeLayout, b: TypeLayout, recurse: bool) -> List[Dict[str, An
         tx, ty = _type_identity(x), _type_identity(y)
         if tx != ty:
             changes.append("retyped")
+        elif not recurse and x.record is not None and y.record is not None and x.record.digest != y.record.digest:
+            changes.append("inner")           # the embedded type's own layout changed (see -r)
         if changes:
             rows.append({"change": ",".join(changes), "member": path, "a_offset": x.offset,
                          "b_offset": y.offset, "a_type": x.windbg_type(), "b_type": y.windbg_type(),

@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(session: Any, args: argparse.Namespace) -> Result:
+    # --- H9 hook: a user-mode dump has no _ETHREADs; its thread list and TEBs answer (commands.teb)
+    from pykd_ext.kernel.userspace import is_user_dump
+    if is_user_dump(session.target):
+        from pykd_ext.commands.teb import user_dump_threads
+        return user_dump_threads(session, args)
     ctx = kernel_context(session)
     specs = list(getattr(args, "processes", None) or [])
     notes: List[str] = []
@@ -39,26 +44,26 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         processes = census.ordered()
         notes.extend(census.notes)
     records: List[Dict[str, Any]] = []
-    blocks: List[List[str]] = []
+    groups: List[Any] = []
     for process in processes:
         listing = process.thread_listing()
         notes.extend(listing.notes)
-        proc_rec = process.record()
-        lines = process_lines(proc_rec, process.display_more())
-        for thread in listing.threads:
-            rec = thread.record()
-            records.append(rec)
-            lines.append("")
-            lines.extend(thread_block_lines(rec, thread.display_more(process.name)))
-        blocks.append(lines)
+        first = len(records)
+        records.extend(thread.record() for thread in listing.threads)
+        groups.append((process, listing.threads, first))
     notes.extend(dump_notes(ctx, processes))
 
     def text(result: Result) -> Iterable[str]:
+        # built only when text is asked for: JSON output never pays for the WinDbg lines
         if not specs:
             yield ACTIVE_PROCESS_BANNER
-        for block in blocks:
-            for line in block:
+        for process, threads, first in groups:
+            for line in process_lines(process.record(), process.display_more()):
                 yield line
+            for i, thread in enumerate(threads):
+                yield ""
+                for line in thread_block_lines(result.records[first + i], thread.display_more(process.name)):
+                    yield line
             yield ""
 
     return Result("threads", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)

@@ -140,11 +140,14 @@ def forge_machine(build: int = 19041, memory_map: Optional[Sequence[Run]] = SMAL
                   table: Optional[SymbolTable] = None, low_stub: bool = True,
                   kdbg_extra: Optional[Dict[str, int]] = None,
                   sections: Optional[Sequence[Section]] = None,
-                  extra_symbols: Sequence[str] = ()) -> ForgedMachine:
+                  extra_symbols: Sequence[str] = (),
+                  kernel_large_pages: bool = True) -> ForgedMachine:
     """Assemble the skeleton machine described in the module docstring.
 
     `sections`: the kernel image's section table (default: KernelImage's own);
-    `extra_symbols`: more globals the caller will write, so SizeOfImage covers them too.
+    `extra_symbols`: more globals the caller will write, so SizeOfImage covers them too;
+    `kernel_large_pages`: map the image with 2 MiB pages (False: 4 KiB pages, only the pages
+    that hold data are mapped, so a sparse dump has no half-present large page).
     """
     table = table or table_for_build(build)
     phys = PhysicalImage(memory_map)
@@ -157,7 +160,7 @@ def forge_machine(build: int = 19041, memory_map: Optional[Sequence[Run]] = SMAL
     image = KernelImage(guid=table.guid, age=table.age, size_of_image=_image_size(table, used),
                         entry_rva=table.rva("KiSystemStartup"),
                         sections=list(sections) if sections else [])
-    placed = image.place(pt, kernel_base)
+    placed = image.place(pt, kernel_base, large_pages=kernel_large_pages)
     machine = ForgedMachine(table=table, phys=phys, pt=pt, image=image, kernel=placed,
                             spec=DumpSpec(build=build, dtb=pt.dtb))
     for name in LIST_HEADS:                      # empty LIST_ENTRYs: Flink = Blink = head

@@ -12,7 +12,7 @@ A scenario is plain data: dataclasses here, or the same fields as YAML/JSON
 """
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 #: FILETIME ticks (100 ns) per second / per microsecond (FILETIME is documented in minwinbase.h).
 TICKS_PER_SECOND = 10_000_000
@@ -168,6 +168,22 @@ NTDLL_THREAD_START = 0x00007FFD_1C2A2640      # "RtlUserThreadStart" of a forged
 WOW64_THREAD_START = 0x00000000_77A11230       # 32-bit ntdll's thread start
 
 
+#: PIDs of the standard scenario (thread ids are drawn around them: one CID table holds both).
+STANDARD_PIDS = frozenset((4, 56, 92, 348, 460, 544, 620, 628, 636, 768, 812, 1040, 1888, 2104,
+                           2208, 3340, 5012, 6148, 6660, 7260, 8800))
+
+
+def _client_ids(first: int, taken: Iterable[int]) -> Iterator[int]:
+    """Client ids (multiples of 4) from `first`, skipping `taken` and multiples of 1024 (the
+    first entry of each handle-table page is never handed out)."""
+    skip = set(taken)
+    value = first
+    while True:
+        if value % 1024 and value not in skip:
+            yield value
+        value += 4
+
+
 def _user_thread(tid: int, proc_index: int, n: int, **kw: Any) -> ThreadSpec:
     base = dict(start_address=NTDLL_THREAD_START,
                 win32_start_address=USER_IMAGE_BASE + proc_index * 0x100000 + 0x1F30 + n * 0x40,
@@ -185,7 +201,7 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
     """
     boot = DEFAULT_BOOT_TIME
     procs: List[ProcessSpec] = []
-    tid = iter(range(0x40, 0x100000, 4))
+    tid = _client_ids(8, STANDARD_PIDS)
 
     def t() -> int:
         return next(tid)
@@ -230,7 +246,7 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
     ]
     procs.append(ProcessSpec("System", 4, 0, threads=system_threads, system=True,
                              user_mode=False, handles=2510, base_priority=8,
-                             protection="P-WinSystem"))
+                             protection="PP-WinSystem"))
     procs.append(ProcessSpec("Secure System", 56, 4, system=False, minimal=True, secure=True,
                              user_mode=False, create_time=_at(boot, 0.512345),
                              image_path=None, base_priority=8))
@@ -339,11 +355,11 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
         threads=[_user_thread(t(), 16, k, wait_reason="Suspended", wait_mode="KernelMode",
                               wait_objects=["SemaphoreObject"]) for k in range(2)]))
     procs.append(ProcessSpec(
-        "OneDriveSetup32.exe", 6144, 3340, session=1, wow64=True,
+        "OneDriveSetup.exe", 6148, 3340, session=1, wow64=True,
         image_path="\\Device\\HarddiskVolume3\\Users\\user\\AppData\\Local\\Microsoft\\"
-                   "OneDrive\\OneDriveSetup32.exe",
+                   "OneDrive\\OneDriveSetup.exe",
         command_line="\"C:\\Users\\user\\AppData\\Local\\Microsoft\\OneDrive\\"
-                     "OneDriveSetup32.exe\" /silent",
+                     "OneDriveSetup.exe\" /silent",
         create_time=_at(boot, 95.25), handles=210,
         threads=[_user_thread(t(), 17, k, start_address=WOW64_THREAD_START,
                               win32_start_address=0x00401000 + 0x10 * k, teb=0x00FB2000 - 0x3000 * k)
@@ -375,25 +391,32 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
     return ScenarioSpec(name=name, processes=procs)
 
 
-def bulk_scenario(processes: int, threads_per_process: int,
-                  name: str = "bulk") -> ScenarioSpec:
-    """Many ordinary processes (for benchmarks): System + `processes` svchost-like processes."""
+def bulk_scenario(processes: int, threads_per_process: int, name: str = "bulk",
+                  total_threads: Optional[int] = None) -> ScenarioSpec:
+    """Many ordinary processes (for benchmarks): System + `processes` worker processes with
+    `threads_per_process` threads each — or, with `total_threads`, that many threads in all
+    (System's one included), spread as evenly as possible."""
     boot = DEFAULT_BOOT_TIME
-    tids = iter(range(0x40, 0x4000000, 4))
+    pid_source = _client_ids(1000, ())
+    pids = [next(pid_source) for _ in range(processes)]
+    tids = _client_ids(max(pids + [0]) + 4 if pids else 8, (4,))
+    counts = [threads_per_process] * processes
+    if total_threads is not None and processes:
+        share, extra = divmod(max(total_threads - 1, 0), processes)
+        counts = [share + (1 if n < extra else 0) for n in range(processes)]
     procs = [ProcessSpec("System", 4, 0, system=True, user_mode=False, threads=[
         ThreadSpec(tid=next(tids), system=True, state="Running", running_on=0,
                    wait_mode="KernelMode", wait_reason="Executive",
                    start_symbol="KeBalanceSetManager")])]
-    for n in range(processes):
-        pid = 1000 + 4 * n
+    for n, pid in enumerate(pids):
         procs.append(ProcessSpec(
-            "worker%03d.exe" % n, pid, 4 if n == 0 else 1000, session=n % 3,
+            "worker%03d.exe" % n, pid, 4 if n == 0 else pids[0], session=n % 3,
             image_path="\\Device\\HarddiskVolume3\\Bench\\worker%03d.exe" % n,
             command_line="worker%03d.exe" % n, create_time=_at(boot, 10.0 + n * 0.5),
             handles=50 + n,
             threads=[_user_thread(next(tids), n % 50, k % 50,
                                   wait_objects=["EventNotificationObject"])
-                     for k in range(threads_per_process)]))
+                     for k in range(counts[n])]))
     return ScenarioSpec(name=name, processes=procs, processors=2)
 
 

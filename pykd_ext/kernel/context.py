@@ -26,6 +26,47 @@ MAX_MODULES = 4096
 _MODE_FALLBACK = {0: "KernelMode", 1: "UserMode"}
 
 
+#: A compiled list of (key, end offset, reader) for one structure type (see `field_plan`).
+Plan = List[Tuple[str, int, Any]]
+
+
+def field_plan(type_layout: Any, items: Tuple[Tuple[str, str], ...]) -> Plan:
+    """(key, end, reader) per (key, field path) the type has; missing fields get reader None.
+
+    Cached on the TypeLayout: decoding thousands of threads then costs one reader call per field.
+    """
+    cache = type_layout.__dict__.get("_field_plans")
+    if cache is None:
+        cache = type_layout.__dict__["_field_plans"] = {}
+    plan = cache.get(items)
+    if plan is None:
+        plan = []
+        for key, path in items:
+            if type_layout.has_field(path):
+                f = type_layout.field(path)
+                plan.append((key, f.offset + max(f.size, 1), type_layout.reader(path)))
+            else:
+                plan.append((key, 0, None))
+        cache[items] = plan
+    return plan
+
+
+def read_plan(view: StructView, plan: Plan) -> Dict[str, Any]:
+    """Every planned field of a view: value, None (no such field) or the view's Fault."""
+    data = view.data
+    size = len(data)
+    fault = view.fault or Fault("not in dump", view.address)
+    out: Dict[str, Any] = {}
+    for key, end, reader in plan:
+        if reader is None:
+            out[key] = None
+        elif end > size:
+            out[key] = fault
+        else:
+            out[key] = reader(data)
+    return out
+
+
 class Processor:
     """One processor's PRCB as the walkers use it."""
 
@@ -59,6 +100,8 @@ class KernelContext:
         base = self.info.kernel_base or kdbg.get("KernBase")
         self.kernel_base: Optional[int] = int(base) if isinstance(base, int) and base else None
         self.notes: List[str] = []
+        #: True once a symbol address disagreed with the dump's own statement of it
+        self.rva_mismatch = False
         self._globals: Dict[str, Tuple[Optional[int], str]] = {}
         self._processors: Optional[List[Processor]] = None
         self._modules: Optional[List[Tuple[int, int, str]]] = None
@@ -66,6 +109,7 @@ class KernelContext:
         self._time_increment: Any = False
         self._fast_ref_mask: Optional[int] = None
         self._system_process: Any = False
+        self._has: Dict[Tuple[str, Optional[str]], bool] = {}
         self.layout_id: str = str(getattr(layouts, "build_id", "") or "")
 
     # ---- globals
@@ -79,16 +123,33 @@ class KernelContext:
         if found is not None:
             return found
         result: Tuple[Optional[int], str] = (None, "unknown")
+        stated = self._stated(name)
         if self.kernel_base and self.layouts.has_symbol(name):
-            result = ((self.kernel_base + self.layouts.symbol_rva(name)) & self.pointer_mask, "symbol")
-        elif name == "PsActiveProcessHead" and self.info.ps_active_process_head:
-            result = (int(self.info.ps_active_process_head), "header")
-        elif name == "PsLoadedModuleList" and self.info.ps_loaded_module_list:
-            result = (int(self.info.ps_loaded_module_list), "header")
-        elif isinstance(self.kdbg.get(name), int) and self.kdbg.get(name):
-            result = (int(self.kdbg[name]), "kdbg")
+            address = (self.kernel_base + self.layouts.symbol_rva(name)) & self.pointer_mask
+            result = (address, "symbol")
+            if stated is not None and stated[0] != address:
+                # the layout's revision is not the dump's (chosen by build number, no PDB GUID):
+                # the running kernel's own statement wins
+                self.notes.append("%s: the layout's RVA gives 0x%x but the dump's %s says 0x%x; using "
+                                  "the dump's (the layout %s is another revision of this build)"
+                                  % (name, address, stated[1], stated[0], self.layout_id))
+                self.rva_mismatch = True
+                result = stated
+        elif stated is not None:
+            result = stated
         self._globals[name] = result
         return result
+
+    def _stated(self, name: str) -> Optional[Tuple[int, str]]:
+        """The address of a global as the dump itself states it (header, then KDBG), if it does."""
+        if name == "PsActiveProcessHead" and self.info.ps_active_process_head:
+            return int(self.info.ps_active_process_head), "header"
+        if name == "PsLoadedModuleList" and self.info.ps_loaded_module_list:
+            return int(self.info.ps_loaded_module_list), "header"
+        value = self.kdbg.get(name)
+        if isinstance(value, int) and value:
+            return int(value), "kdbg"
+        return None
 
     def read_global_pointer(self, name: str) -> Union[int, Fault, None]:
         """The pointer-sized value stored in a global; None when its address is unknown."""
@@ -121,9 +182,14 @@ class KernelContext:
         return StructView(self.space, self.layouts.type(type_name), address, size)
 
     def has(self, type_name: str, path: Optional[str] = None) -> bool:
-        if not self.layouts.has_type(type_name):
-            return False
-        return path is None or self.layouts.type(type_name).has_field(path)
+        """Whether the build has the type (and the field); answers are cached (hot paths ask often)."""
+        key = (type_name, path)
+        found = self._has.get(key)
+        if found is None:
+            found = self.layouts.has_type(type_name) and (
+                path is None or self.layouts.type(type_name).has_field(path))
+            self._has[key] = found
+        return found
 
     def enum_name(self, enum: str, value: Any) -> Optional[str]:
         """The build's name for an enum value, or None (no such enum in the layout, or unnamed)."""

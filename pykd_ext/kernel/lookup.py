@@ -15,10 +15,8 @@ import re
 from typing import Any, List, Optional, Tuple, Union
 
 from pykd_ext.kernel.process import Process
-from pykd_ext.kernel.processes import (ProcessCensus, all_processes, cid_table, triage_process,
-                                       triage_thread)
+from pykd_ext.kernel.processes import ProcessCensus, all_processes, triage_thread
 from pykd_ext.kernel.thread import Thread
-from pykd_ext.memory.faults import Fault
 
 #: PIDs/TIDs are 32-bit handle values; larger numbers are addresses.
 MAX_ID = 0xFFFFFFFF
@@ -111,13 +109,14 @@ class Finder:
         return None
 
     def looks_like_process(self, process: Process) -> bool:
+        """Dispatcher type like a known process's, a plausible PID and a printable name."""
         pid, name = process.pid, process.name
-        if isinstance(pid, Fault) or isinstance(name, Fault):
+        if not isinstance(pid, int) or not isinstance(name, str):
+            return False
+        if pid % 4 or not name or not name.isprintable():
             return False
         reference = self._reference_type("_EPROCESS")
-        if reference is not None:
-            return process.field("Pcb.Header.Type") == reference
-        return isinstance(pid, int) and pid % 4 == 0 and bool(name) and name.isprintable()
+        return reference is None or process.field("Pcb.Header.Type") == reference
 
     # ---- threads
     def threads(self, spec: str) -> List[Thread]:
@@ -157,13 +156,17 @@ class Finder:
         return found
 
     def looks_like_thread(self, thread: Thread) -> bool:
-        tid = thread.tid
-        if isinstance(tid, Fault):
+        """Dispatcher type like a known thread's, a plausible TID, and an owning process whose
+        PID is the thread's Cid.UniqueProcess."""
+        tid, pid, owner = thread.tid, thread.pid, thread.process
+        if not (isinstance(tid, int) and isinstance(pid, int) and isinstance(owner, int)):
+            return False
+        if tid <= 0 or tid % 4 or pid % 4 or not owner:
             return False
         reference = self._reference_type("_ETHREAD")
-        if reference is not None:
-            return thread.field("Tcb.Header.Type") == reference
-        return isinstance(tid, int) and tid % 4 == 0 and tid > 0
+        if reference is not None and thread.field("Tcb.Header.Type") != reference:
+            return False
+        return Process(self.ctx, owner).pid == pid
 
 
 def find_processes(ctx: Any, spec: str) -> List[Process]:
@@ -174,5 +177,4 @@ def find_threads(ctx: Any, spec: str) -> List[Thread]:
     return Finder(ctx).threads(spec)
 
 
-__all__ = ["Finder", "find_processes", "find_threads", "name_matches", "parse_spec",
-           "cid_table", "triage_process"]
+__all__ = ["Finder", "find_processes", "find_threads", "name_matches", "parse_spec"]

@@ -9,20 +9,25 @@ with the method name the JSON `found_by` lists use:
 - `active_processes`: `PsActiveProcessHead` -> `_EPROCESS.ActiveProcessLinks` ("ActiveProcessLinks")
 - `process_threads`: `_EPROCESS.ThreadListHead` -> `_ETHREAD.ThreadListEntry` and
   `_KPROCESS.ThreadListHead` -> `_KTHREAD.ThreadListEntry`, disagreement noted
-- `cid_table`: `PspCidTable` (`_HANDLE_TABLE`, 0-2 levels from `TableCode`'s low bits; entries
-  decoded per build: the `Object` pointer before Windows 8, `ObjectPointerBits` after) ("PspCidTable")
+- `cid_table`: `PspCidTable`, walked by `kernel.handles.scan_handle_table` (0-2 levels from
+  `TableCode`'s low bits; entries decoded per build: the `Object` pointer before Windows 8,
+  `ObjectPointerBits` after; CID entries point at object bodies) ("PspCidTable")
 - `processors()` on the context: each PRCB's CurrentThread ("ProcessorCurrentThread")
 - `session_processes`: each `_MM_SESSION_SPACE.ProcessList` -> `_EPROCESS.SessionProcessLinks`
   ("SessionList")
 - `all_processes`: the union, keyed by `_EPROCESS` address, with every source that saw each one.
 """
-from array import array
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError
+# Handle tables (PspCidTable, handle counts) are walked by `pykd_ext.kernel.handles` (H8's): one
+# walker for process tables, the kernel table and the CID table; names re-exported for callers.
+from pykd_ext.kernel.handles import (HANDLE_LEVEL_MASK, HANDLE_PAGE_SIZE,  # noqa: F401
+                                     HANDLE_VALUE_INC, MAX_HANDLE_PAGES, HandleScan,
+                                     handle_count, scan_handle_table)
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.thread import Thread
-from pykd_ext.kernel.walk import END_HEAD_UNREADABLE, WalkEnd, walk_list
+from pykd_ext.kernel.walk import END_HEAD_UNREADABLE, END_UNREADABLE, WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
 
 # Method names (the contract's `found_by` values).
@@ -38,19 +43,6 @@ SOURCES = (BY_ACTIVE_LIST, BY_CID_TABLE, BY_THREAD_OWNER, BY_PROCESSOR, BY_SESSI
 BY_ETHREAD_LIST = "ThreadListHead"        # _EPROCESS.ThreadListHead
 BY_KTHREAD_LIST = "Pcb.ThreadListHead"    # _KPROCESS.ThreadListHead
 
-#: Executive handle tables (Windows Internals, "Handles"; ReactOS `ex/handle.c`): each level is one
-#: page; the low two bits of `TableCode` give the number of pointer levels above the entry pages;
-#: a handle value is the entry index times 4 (the low two bits of a handle are tag bits).
-HANDLE_PAGE_SIZE = 0x1000
-HANDLE_LEVEL_MASK = 3
-HANDLE_VALUE_INC = 4
-#: x64 canonical addresses have 48 significant bits; the top 16 copy bit 47.
-X64_VA_BITS = 48
-#: Before Windows 8 the low three bits of `_HANDLE_TABLE_ENTRY.Object` are the lock, inherit and
-#: audit-on-close attribute bits (ReactOS `EX_HANDLE_ENTRY_*`, Volatility `_HANDLE_TABLE_ENTRY`).
-LEGACY_OBJECT_ATTRIBUTE_BITS = 7
-#: at most this many handle-table pages are read per table (a million handles)
-MAX_HANDLE_PAGES = 4096
 DEFAULT_PROCESS_LIMIT = 65536
 DEFAULT_THREAD_LIMIT = 1 << 20
 
@@ -88,6 +80,10 @@ def _walk_threads(ctx: Any, head: int, link_offset: int, limit: int) -> Tuple[Li
 def process_threads(ctx: Any, process: Process, limit: int = DEFAULT_THREAD_LIMIT) -> ThreadListing:
     """Walk `_EPROCESS.ThreadListHead` and `_KPROCESS.ThreadListHead`; note where they disagree."""
     listing = ThreadListing()
+    if not process.readable:
+        # the _EPROCESS itself is not in the dump (said once by the command): no list to walk
+        listing.counts = {BY_ETHREAD_LIST: None, BY_KTHREAD_LIST: None}
+        return listing
     ethread = ctx.layouts.type("_ETHREAD")
     eprocess = ctx.layouts.type("_EPROCESS")
     lists = []
@@ -101,7 +97,10 @@ def process_threads(ctx: Any, process: Process, limit: int = DEFAULT_THREAD_LIMI
         addresses, end = _walk_threads(ctx, process.address + head_offset, link_offset, limit)
         listing.ends[method] = end
         per_list[method] = addresses
-        listing.counts[method] = len(addresses) if end.reason != END_HEAD_UNREADABLE else None
+        if end.reason in (END_HEAD_UNREADABLE, END_UNREADABLE) and isinstance(end.fault, Fault):
+            listing.counts[method] = end.fault     # the true count is unknown: say why
+        else:
+            listing.counts[method] = len(addresses)
         note = end.note("process 0x%x %s" % (process.address, method))
         if note:
             listing.notes.append(note)
@@ -149,119 +148,7 @@ def _other_known_threads(ctx: Any) -> List[Tuple[int, str]]:
     return known
 
 
-# ---- handle tables (PspCidTable, process handle counts)
-class HandleScan:
-    """Entries of one `_HANDLE_TABLE`: (handle value, object pointer) plus how the scan ended."""
-
-    def __init__(self) -> None:
-        self.entries: List[Tuple[int, int]] = []
-        self.pages = 0
-        self.fault: Optional[Fault] = None
-        self.fault_count = 0
-        self.truncated = False
-        self.levels: Optional[int] = None
-
-
-def _entry_decoder(ctx: Any) -> Tuple[int, int, Any]:
-    """(entry size, index of the 64-bit word holding the pointer, decode(word) -> object or 0)."""
-    entry = ctx.layouts.type("_HANDLE_TABLE_ENTRY")
-    if entry.has_field("ObjectPointerBits"):
-        bits = entry.field("ObjectPointerBits")
-        position, length = int(bits.bit_position), int(bits.bit_length)
-        shift = X64_VA_BITS - length          # the pointer's low bits are alignment zeros
-        mask = (1 << length) - 1
-        high = ((1 << 64) - 1) ^ ((1 << X64_VA_BITS) - 1)   # sign extension of a kernel address
-
-        def decode(word: int) -> int:
-            bits_value = (word >> position) & mask
-            return ((bits_value << shift) | high) if bits_value else 0
-        return entry.size, bits.offset // 8, decode
-    field = entry.field("Object")
-
-    def decode_legacy(word: int) -> int:
-        return word & ~LEGACY_OBJECT_ATTRIBUTE_BITS & 0xFFFFFFFFFFFFFFFF
-    return entry.size, field.offset // 8, decode_legacy
-
-
-def scan_handle_table(ctx: Any, table: int, max_pages: int = MAX_HANDLE_PAGES) -> HandleScan:
-    """All in-use entries of the `_HANDLE_TABLE` at `table` (bounded, never raises)."""
-    scan = HandleScan()
-    view = ctx.view("_HANDLE_TABLE", table)
-    code = view["TableCode"]
-    if not isinstance(code, int):
-        scan.fault = code
-        return scan
-    levels = code & HANDLE_LEVEL_MASK
-    scan.levels = levels
-    base = code & ~HANDLE_LEVEL_MASK
-    entry_size, word_index, decode = _entry_decoder(ctx)
-    per_page = HANDLE_PAGE_SIZE // entry_size
-    words_per_entry = entry_size // 8
-    ptrs_per_page = HANDLE_PAGE_SIZE // ctx.pointer_size
-    if levels > 2:
-        scan.fault = Fault("invalid address", table)
-        return scan
-
-    def page_words(address: int) -> Optional[array]:
-        if scan.pages >= max_pages:
-            scan.truncated = True
-            return None
-        scan.pages += 1
-        try:
-            data = ctx.space.read(address, HANDLE_PAGE_SIZE)
-        except MemoryReadError as err:
-            scan.fault_count += 1
-            if scan.fault is None:
-                scan.fault = err.fault
-            return None
-        return array("Q", data)
-
-    def leaf(address: int, first_index: int) -> None:
-        words = page_words(address)
-        if words is None:
-            return
-        for i in range(per_page):
-            word = words[i * words_per_entry + word_index]
-            if word:
-                obj = decode(word)
-                if obj:
-                    scan.entries.append(((first_index + i) * HANDLE_VALUE_INC, obj))
-
-    def pointer_level(address: int, depth: int, first_index: int) -> None:
-        words = page_words(address)
-        if words is None:
-            return
-        span = per_page * (ptrs_per_page ** (depth - 1))
-        for i in range(ptrs_per_page):
-            child = words[i]
-            if not child:
-                continue
-            if depth == 1:
-                leaf(child, first_index + i * span)
-            else:
-                pointer_level(child, depth - 1, first_index + i * span)
-            if scan.truncated:
-                return
-
-    if levels == 0:
-        leaf(base, 0)
-    else:
-        pointer_level(base, levels, 0)
-    return scan
-
-
-def handle_count(ctx: Any, table: int) -> Any:
-    """A process's handle count: `_HANDLE_TABLE.HandleCount` where the build keeps one (Windows 7),
-    else the in-use entries counted; a Fault when the table is not in the dump."""
-    view = ctx.view("_HANDLE_TABLE", table)
-    if view.has("HandleCount"):
-        return view["HandleCount"]
-    scan = scan_handle_table(ctx, table)
-    if scan.fault is not None and not scan.entries:
-        return scan.fault
-    return len(scan.entries)
-
-
+# ---- the CID table (walked by pykd_ext.kernel.handles.scan_handle_table)
 class CidScan:
     """What `PspCidTable` holds: processes by PID and threads by TID (addresses of the bodies)."""
 
@@ -281,6 +168,13 @@ def _read_field(ctx: Any, type_name: str, path: str, body: int) -> Any:
     except MemoryReadError:
         return None
     return layout.reader(path)(data, -f.offset)
+
+
+def _thread_owner(ctx: Any, thread: int) -> Optional[int]:
+    """`Tcb.Process` of an `_ETHREAD` (one pointer read, not the whole structure)."""
+    path = "Tcb.Process" if ctx.has("_ETHREAD", "Tcb.Process") else "Tcb.ApcState.Process"
+    owner = _read_field(ctx, "_ETHREAD", path, thread)
+    return owner if isinstance(owner, int) and owner else None
 
 
 def cid_table(ctx: Any) -> CidScan:
@@ -408,8 +302,8 @@ def all_processes(ctx: Any, cross_view: bool = False) -> ProcessCensus:
         census.add(ctx, cid.processes[pid], BY_CID_TABLE)
     owners: Dict[int, None] = {}
     for tid in sorted(cid.threads):
-        owner = Thread(ctx, cid.threads[tid]).process
-        if isinstance(owner, int) and owner:
+        owner = _thread_owner(ctx, cid.threads[tid])
+        if owner:
             owners[owner] = None
     triage_t = triage_thread(ctx)
     if triage_t is not None:

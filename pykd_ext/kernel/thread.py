@@ -8,6 +8,7 @@ Values are int/str/bool, None (no such field in this build) or a `Fault` (not in
 """
 from typing import Any, Dict, List, Optional, Union
 
+from pykd_ext.kernel.context import field_plan, read_plan
 from pykd_ext.kernel.times import filetime_to_iso
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
@@ -27,6 +28,30 @@ THREAD_FLAG_FIELDS = (
     ("terminated", "Terminated"),
     ("hidden-from-debugger", "HideFromDebugger"),
 )
+
+#: (record key, `_ETHREAD` path) decoded in one pass by `Thread.record`
+RECORD_FIELDS = (
+    ("tid", "Cid.UniqueThread"), ("pid", "Cid.UniqueProcess"), ("process", "Tcb.Process"),
+    ("apc_process", "Tcb.ApcState.Process"), ("state", "Tcb.State"), ("wait_reason", "Tcb.WaitReason"),
+    ("wait_mode", "Tcb.WaitMode"), ("alertable", "Tcb.Alertable"), ("priority", "Tcb.Priority"),
+    ("base_priority", "Tcb.BasePriority"), ("io_priority", "ThreadIoPriority"),
+    ("page_priority", "ThreadPagePriority"), ("ideal_processor", "Tcb.IdealProcessor"),
+    ("affinity", "Tcb.Affinity.Mask"), ("context_switches", "Tcb.ContextSwitches"),
+    ("kernel_time", "Tcb.KernelTime"), ("user_time", "Tcb.UserTime"),
+    ("wait_start_tick", "Tcb.WaitTime"), ("teb", "Tcb.Teb"), ("start_address", "StartAddress"),
+    ("win32_start_address", "Win32StartAddress"), ("stack_init", "Tcb.InitialStack"),
+    ("stack_base", "Tcb.StackBase"), ("stack_limit", "Tcb.StackLimit"),
+    ("stack_current", "Tcb.KernelStack"), ("create_time_raw", "CreateTime.QuadPart"),
+    ("exit_time_raw", "ExitTime.QuadPart"), ("impersonating", "ActiveImpersonationInfo"),
+) + tuple(("flag:" + flag, path) for flag, path in THREAD_FLAG_FIELDS)
+
+#: the contract's thread record keys, in output order
+RECORD_KEYS = ("address", "tid", "pid", "process", "state", "wait_reason", "wait_mode", "alertable",
+               "wait_objects", "priority", "base_priority", "io_priority", "page_priority",
+               "ideal_processor", "affinity", "context_switches", "kernel_time", "user_time",
+               "wait_start_tick", "teb", "start_address", "win32_start_address", "start_module",
+               "stack_init", "stack_base", "stack_limit", "stack_current", "create_time",
+               "create_time_raw", "exit_time", "thread_flags", "running_on", "impersonating", "layout")
 
 
 class Thread:
@@ -117,7 +142,7 @@ class Thread:
         if not isinstance(first, int) or not first:
             return []
         block_type = self.ctx.layouts.type("_KWAIT_BLOCK")
-        if block_type.has_field("NextWaitBlock"):          # Windows 7: a circular chain
+        if self.ctx.has("_KWAIT_BLOCK", "NextWaitBlock"):   # Windows 7: a circular chain
             blocks: List[int] = []
             current = first
             while current and current not in blocks and len(blocks) < MAX_WAIT_BLOCKS:
@@ -236,28 +261,49 @@ class Thread:
         return more
 
     def record(self) -> Dict[str, Any]:
-        """The contract's thread record (JSON keys of `threads`/`ethread`)."""
-        create_raw = self.field("CreateTime.QuadPart")
-        exit_raw = self.field("ExitTime.QuadPart")
-        return {
-            "address": self.address, "tid": self.tid, "pid": self.pid, "process": self.process,
-            "state": self.state, "wait_reason": self.wait_reason, "wait_mode": self.wait_mode,
-            "alertable": self.alertable, "wait_objects": self.wait_objects(),
-            "priority": self.priority, "base_priority": self.base_priority,
-            "io_priority": self.io_priority, "page_priority": self.page_priority,
-            "ideal_processor": self.ideal_processor, "affinity": self.affinity,
-            "context_switches": self.field("Tcb.ContextSwitches"),
-            "kernel_time": self.field("Tcb.KernelTime"), "user_time": self.field("Tcb.UserTime"),
-            "wait_start_tick": self.field("Tcb.WaitTime"), "teb": self.field("Tcb.Teb"),
-            "start_address": self.start_address, "win32_start_address": self.win32_start_address,
-            "start_module": self.start_module,
-            "stack_init": self.field("Tcb.InitialStack"), "stack_base": self.field("Tcb.StackBase"),
-            "stack_limit": self.field("Tcb.StackLimit"), "stack_current": self.field("Tcb.KernelStack"),
+        """The contract's thread record (JSON keys of `threads`/`ethread`).
+
+        Plain fields are decoded in one pass with a precompiled plan (`RECORD_FIELDS`); the
+        same values are available one by one through the properties above.
+        """
+        ctx = self.ctx
+        raw = read_plan(self.view, field_plan(self.view.type, RECORD_FIELDS))
+        process = raw.pop("process")
+        apc_process = raw.pop("apc_process")
+        state_value = raw.pop("state")
+        state = ctx.enum_name("_KTHREAD_STATE", state_value)
+        reason = raw.pop("wait_reason")
+        reason_name = ctx.enum_name("_KWAIT_REASON", reason)
+        create_raw, exit_raw = raw.pop("create_time_raw"), raw.pop("exit_time_raw")
+        alertable, impersonating = raw.pop("alertable"), raw.pop("impersonating")
+        flags = [flag for flag, _ in THREAD_FLAG_FIELDS if isinstance(raw.get("flag:" + flag), int)
+                 and raw.get("flag:" + flag)]
+        for flag, _ in THREAD_FLAG_FIELDS:
+            raw.pop("flag:" + flag, None)
+        affinity = raw.pop("affinity")
+        if affinity is None:
+            affinity = self.affinity
+        start, win32_start = raw["start_address"], raw["win32_start_address"]
+        module = ctx.module_for(start) or ctx.module_for(win32_start)
+        rec = {
+            "address": self.address, "tid": raw.pop("tid"), "pid": raw.pop("pid"),
+            "process": process if process is not None else apc_process,
+            "state": state if state is not None else state_value,
+            "wait_reason": reason_name if reason_name is not None else reason,
+            "wait_mode": ctx.mode_name(raw.pop("wait_mode")),
+            "alertable": bool(alertable) if isinstance(alertable, int) else alertable,
+            "wait_objects": self.wait_objects(),
+        }
+        rec.update(raw)
+        rec.update({
+            "affinity": affinity, "start_module": module,
             "create_time": filetime_to_iso(create_raw) if not isinstance(create_raw, Fault) else create_raw,
             "create_time_raw": create_raw,
             "exit_time": filetime_to_iso(exit_raw) if not isinstance(exit_raw, Fault) else exit_raw,
-            "thread_flags": self.thread_flags, "running_on": self.running_on,
-            "impersonating": self.impersonating, "layout": self.ctx.layout_id,
-        }
+            "thread_flags": flags, "running_on": self.running_on,
+            "impersonating": bool(impersonating) if isinstance(impersonating, int) else impersonating,
+            "layout": ctx.layout_id,
+        })
+        return {key: rec[key] for key in RECORD_KEYS}
 
 

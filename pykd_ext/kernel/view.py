@@ -26,7 +26,11 @@ class StructView:
         self.type = type_layout
         self.address = address
         self.data, self.fault = space.read_partial(address, size or type_layout.size)
-        self._readers: Dict[str, Any] = {}
+        # (end, reader) per path, shared by every view of this type (thousands of threads share it)
+        readers = type_layout.__dict__.get("_struct_view_readers")
+        if readers is None:
+            readers = type_layout.__dict__["_struct_view_readers"] = {}
+        self._readers: Dict[str, Any] = readers
 
     @property
     def complete(self) -> bool:
@@ -35,7 +39,17 @@ class StructView:
 
     def has(self, path: str) -> bool:
         """Whether this build's layout has the field (fields come and go between builds)."""
-        return self.type.has_field(path)
+        if path in self._readers:
+            return True
+        absent = self.type.__dict__.get("_struct_view_absent")
+        if absent is None:
+            absent = self.type.__dict__["_struct_view_absent"] = set()
+        if path in absent:
+            return False
+        if self.type.has_field(path):
+            return True
+        absent.add(path)
+        return False
 
     def __getitem__(self, path: str) -> Value:
         entry = self._readers.get(path)
@@ -50,7 +64,7 @@ class StructView:
 
     def get(self, path: str, default: Any = None) -> Any:
         """The field's value, or `default` when this build has no such field."""
-        if not self.type.has_field(path):
+        if path not in self._readers and not self.has(path):
             return default
         return self[path]
 

@@ -18,8 +18,8 @@ Int4B/UInt4B). What it does not tell: whether a UDT is a struct or a union (kdli
 "class/struct"); every UDT is recorded as a struct. Offsets, sizes, bit positions, signedness
 and enum values — all a decoder uses — are exact.
 
-Per `!py` invocation the interpreter is fresh, so a built dict is cached by PDB GUID-age under
-`$PYKD_EXT_HOME/typeinfo/` and reused.
+Per `!py` invocation the interpreter is fresh, so the generated layout module is cached by PDB
+GUID-age under `$PYKD_EXT_HOME/typeinfo/` and imported (with its byte-code cache) next time.
 """
 import json
 import os
@@ -48,6 +48,10 @@ _UNSIGNED_BY_SIZE = {1: "UInt1B", 2: "UInt2B", 4: "UInt4B", 8: "UInt8B"}
 MAX_TYPE_DEPTH = 16
 #: bound on the number of struct types expanded (the kept closure is ~200 types)
 MAX_TYPES = 5000
+#: bound on the members of one type (the largest kernel struct has a few hundred)
+MAX_MEMBERS = 100000
+#: how the target learnt the PDB identity -> words for the layout choice's reason
+PDB_SOURCES = {"CodeView record of nt": "the kernel image", "symbol file path": "the debugger's symbol file"}
 #: format version written into exported files
 EXPORT_FORMAT = "6.1.0"
 
@@ -143,8 +147,11 @@ class TypeInfoCollector:
         if name in self.enums:
             return name
         constants: Dict[str, int] = {}
-        for cname, const in ti.fields():
-            constants[str(cname)] = int(const)
+        try:
+            for cname, const in _fields_of(ti):
+                constants[cname] = int(const)
+        except self.errors + (AttributeError, TypeError, ValueError) as err:
+            raise LayoutError("typeInfo of enum %s cannot be read: %s" % (name, err)) from None
         size = int(ti.size()) if ti.size() else 4
         base = {1: "unsigned char", 2: "short", 4: "int", 8: "long long"}.get(size, "int")
         self.base_types.setdefault(base, {"endian": "little", "kind": "char" if size == 1 else "int",
@@ -168,10 +175,24 @@ class TypeInfoCollector:
                 raise LayoutError("typeInfo closure exceeds %d types" % MAX_TYPES)
             name, ti = self._pending.pop()
             fields: Dict[str, Any] = {}
-            for fname, fti in ti.fields():
-                fname = str(fname)
-                fields[fname] = {"offset": int(ti.fieldOffset(fname)), "type": self.desc(fti)}
-            self.user_types[name] = {"kind": "struct", "size": int(ti.size()), "fields": fields}
+            try:
+                for fname, fti in _fields_of(ti):
+                    fields[fname] = {"offset": int(ti.fieldOffset(fname)), "type": self.desc(fti)}
+                size = int(ti.size())
+            except self.errors + (AttributeError, TypeError, ValueError) as err:
+                raise LayoutError("typeInfo of %s cannot be read: %s" % (name, err)) from None
+            self.user_types[name] = {"kind": "struct", "size": size, "fields": fields}
+
+
+def _fields_of(ti: Any) -> List[Tuple[str, Any]]:
+    """(name, typeInfo) of each member: `fields()` (pykd 0.3.x), else by index (`len()`,
+    `fieldName(i)`, `field(i)`) for pykd versions without `fields()`."""
+    if hasattr(ti, "fields"):
+        return [(str(n), t) for n, t in ti.fields()]
+    count = len(ti)
+    if count > MAX_MEMBERS:
+        raise LayoutError("typeInfo %s claims %d members" % (ti.name(), count))
+    return [(str(ti.fieldName(i)), ti.field(i)) for i in range(count)]
 
 
 def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: Optional[str],
@@ -223,19 +244,32 @@ def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: O
             "enums": collector.enums, "symbols": symbols}
 
 
-def layouts_from_isf_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None) -> KernelLayouts:
-    """KernelLayouts of an ISF dict, through the shipped tree's reduction and generator."""
+def render_isf_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None) -> Tuple[str, Any]:
+    """(module source, BuildMeta) of an ISF dict through the shipped tree's reduction and
+    generator; the source ends with `META`, the build's index entry."""
     from pykd_ext.layouts.generate import render_module
     from pykd_ext.layouts.isf import meta_from_isf, reduce_isf
-    from pykd_ext.layouts.registry import BuildEntry
     meta = meta_from_isf(doc, version=version, source=source)
     reduced = reduce_isf(doc, meta, "<%s>" % source)
     meta.module = "t_" + re.sub(r"[^0-9A-Za-z]", "_", meta.build_id)
-    text = render_module(meta.module, [reduced], "Generated in memory from %s." % source)
+    text = render_module(meta.module, [reduced], "Generated from %s." % source)
+    text += "\n# the build's index entry (pykd_ext.layouts.registry.BuildEntry)\nMETA = %r\n" % (meta.to_dict(),)
+    return text, meta
+
+
+def _layouts_of_namespace(namespace: Dict[str, Any]) -> KernelLayouts:
+    from pykd_ext.layouts.registry import BuildEntry
+    meta = namespace["META"]
+    table, symbols = namespace["BUILDS"][meta["build_id"]]
+    return KernelLayouts(BuildEntry.from_dict(meta, store=None), table, symbols)
+
+
+def layouts_from_isf_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None) -> KernelLayouts:
+    """KernelLayouts of an ISF dict, generated in memory like the shipped tree."""
+    text, meta = render_isf_doc(doc, source, version)
     namespace: Dict[str, Any] = {"__name__": "pykd_ext_user_layouts.typeinfo_%s" % meta.module}
     exec(compile(text, "<layouts from %s>" % source, "exec"), namespace)
-    table, symbols = namespace["BUILDS"][meta.build_id]
-    return KernelLayouts(BuildEntry.from_dict(meta.to_dict(), store=None), table, symbols)
+    return _layouts_of_namespace(namespace)
 
 
 def cache_dir() -> str:
@@ -244,19 +278,24 @@ def cache_dir() -> str:
 
 
 def _cache_path(guid: str, age: Optional[int]) -> str:
-    return os.path.join(cache_dir(), "%s-%s.json" % (guid.upper(), age if age is not None else 1))
+    """The generated layout module of one PDB (imported with byte-code caching next time)."""
+    return os.path.join(cache_dir(), "nt_%s_%s.py" % (guid.upper(), age if age is not None else 1))
 
 
-def _load_cached(guid: Optional[str], age: Optional[int]) -> Optional[Dict[str, Any]]:
-    if not guid:
+def _load_cached(path: str) -> Optional[KernelLayouts]:
+    if not os.path.isfile(path):
         return None
-    path = _cache_path(guid, age)
+    import importlib.util
+    name = "pykd_ext_user_layouts.typeinfo_" + os.path.splitext(os.path.basename(path))[0]
     try:
-        with open(path, "r", encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("user_types"), dict) else None
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return _layouts_of_namespace(vars(module))
+    except (OSError, SyntaxError, KeyError, AttributeError, TypeError, ValueError, ImportError):
+        return None                  # a damaged cache entry is rebuilt
 
 
 def write_isf(doc: Dict[str, Any], path: str) -> None:
@@ -270,13 +309,16 @@ def write_isf(doc: Dict[str, Any], path: str) -> None:
     os.replace(tmp, path)
 
 
-def _store_cached(doc: Dict[str, Any], guid: Optional[str], age: Optional[int]) -> None:
-    if not guid:
-        return
+def _store_cached(text: str, path: str) -> bool:
     try:
-        write_isf(doc, _cache_path(guid, age))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        return True
     except OSError:
-        pass                     # a read-only home only costs the next invocation time
+        return False                 # a read-only home only costs the next invocation time
 
 
 def _identity(target: Any) -> Tuple[Optional[str], Optional[int], Optional[str], str, Optional[int]]:
@@ -305,14 +347,24 @@ def kernel_version(target: Any) -> Optional[str]:
     return None
 
 
-def typeinfo_isf(target: Any) -> Dict[str, Any]:
-    """The ISF dict of a pykd target's kernel, from the cache or built from typeInfo."""
+def typeinfo_layouts(target: Any) -> KernelLayouts:
+    """The kernel's layouts from the debugger's PDB: the cached module of this PDB GUID-age, or
+    built from typeInfo now (and cached)."""
     guid, age, version, arch, base = _identity(target)
-    doc = _load_cached(guid, age)
-    if doc is None:
-        doc = isf_from_pykd(target.api.mod, guid, age, version, arch, base)
-        _store_cached(doc, guid, age)
-    return doc
+    path = _cache_path(guid, age) if guid else None
+    if path is not None:
+        cached = _load_cached(path)
+        if cached is not None:
+            return cached
+    doc = isf_from_pykd(target.api.mod, guid, age, version, arch, base)
+    text, meta = render_isf_doc(doc, "pykd typeInfo", version if version and version.count(".") >= 2 else None)
+    if path is not None and _store_cached(text, path):
+        loaded = _load_cached(path)
+        if loaded is not None:
+            return loaded
+    namespace: Dict[str, Any] = {"__name__": "pykd_ext_user_layouts.typeinfo_%s" % meta.module}
+    exec(compile(text, "<layouts from pykd typeInfo>", "exec"), namespace)
+    return _layouts_of_namespace(namespace)
 
 
 def choose_layouts_for_pykd(target: Any) -> KernelLayouts:
@@ -327,13 +379,12 @@ def choose_layouts_for_pykd(target: Any) -> KernelLayouts:
         if exact is not None:
             exact.choice = {"method": "pdb-guid", "warnings": [], "candidates": [exact.build_id],
                             "chosen": exact.build_id,
-                            "reason": "PDB %s-%s of nt (%s)" % (guid, age, extra.get("pdb_source", ""))}
+                            "reason": "PDB %s-%s of %s" % (guid, age, PDB_SOURCES.get(extra.get("pdb_source"),
+                                                                                  "the kernel image"))}
             return exact
     why = ""
     try:
-        doc = typeinfo_isf(target)
-        version = kernel_version(target)
-        lay = layouts_from_isf_doc(doc, "pykd typeInfo", version if version and version.count(".") >= 2 else None)
+        lay = typeinfo_layouts(target)
         lay.choice = {"method": "pykd-typeinfo", "warnings": [], "candidates": [lay.build_id],
                       "chosen": lay.build_id,
                       "reason": "built from the debugger's PDB through typeInfo%s"
@@ -352,5 +403,4 @@ def export_typeinfo_layouts(target: Any, path: str) -> Dict[str, Any]:
     guid, age, version, arch, base = _identity(target)
     doc = isf_from_pykd(target.api.mod, guid, age, version, arch, base)
     write_isf(doc, path)
-    _store_cached(doc, guid, age)
     return doc

@@ -32,6 +32,11 @@ from pykd_ext.layouts.isf import (BuildMeta, EnumDefn, RecordDef, ReducedBuild, 
 GENERATOR_VERSION = 1
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_ISF = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "isf"))
+#: H10: the derived types-only ISFs are part of the shipped tree (issue 7)
+DEFAULT_DERIVED = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "isf-derived"))
+#: job marker: a derived file, annotated from its metadata.source (layouts/derived.py)
+DERIVED_JOB = "<derived>"
+DERIVED_NOTICE = "NOTICE-derived"
 DEFAULT_OUT = os.path.join(REPO_ROOT, "structs")
 
 JPCERTCC_SOURCE = "isf:JPCERTCC Windows-Symbol-Tables"
@@ -40,7 +45,7 @@ ATTRIBUTION = (
     "published by JPCERTCC/Windows-Symbol-Tables (BSD-3-Clause; see LICENSE-JPCERTCC beside this file).")
 DERIVED_ATTRIBUTION = (
     "Types-only layouts converted from public C headers generated from Microsoft's public PDBs\n"
-    "(see index.json `source` of each build for the header set and its licence).")
+    "(see NOTICE-derived beside this file and index.json `source` for the header set and licence).")
 
 
 # ---------------------------------------------------------------- reading (worker processes)
@@ -48,7 +53,12 @@ DERIVED_ATTRIBUTION = (
 def _reduce_file(job: Tuple[str, Optional[str], List[str], Optional[str]]) -> ReducedBuild:
     path, version, products, source = job
     doc = load_isf(path)
-    meta = meta_from_isf(doc, version=version, products=products, source=source, path=path)
+    derived = source == DERIVED_JOB
+    meta = meta_from_isf(doc, version=version, products=products, source=None if derived else source,
+                         path=path)
+    if derived:
+        from pykd_ext.layouts.derived import annotate
+        annotate(meta, doc)
     return reduce_isf(doc, meta, path)
 
 
@@ -64,7 +74,7 @@ def collect_jobs(isf_dir: Optional[str], derived_dir: Optional[str]) -> List[Tup
             jobs.append((path, version, sorted(products), JPCERTCC_SOURCE))
     if derived_dir:
         for path in isf_files_in(derived_dir):
-            jobs.append((path, None, [], None))
+            jobs.append((path, None, [], DERIVED_JOB))
     return jobs
 
 
@@ -117,7 +127,7 @@ class ModuleWriter:
         def assign(digest: str, pdb_name: str) -> None:
             if digest in self.var_name:
                 return
-            stem = "_unnamed" if pdb_name.startswith("<") else _ident(pdb_name)
+            stem = "_" + _ident(pdb_name.strip("<>").split("-")[0]) if pdb_name.startswith("<") else _ident(pdb_name)
             counters[stem] = counters.get(stem, 0) + 1
             name = "%s_%d" % (stem, counters[stem])
             while name in used:                       # e.g. a type literally named X_1
@@ -332,6 +342,10 @@ def generate_tree(builds: List[ReducedBuild], out_dir: str, isf_dir: Optional[st
              "builds": [b.meta.to_dict() for b in builds]}
     _write(os.path.join(out_dir, "index.json"), json.dumps(index, indent=1, sort_keys=True) + "\n", written)
     _write(os.path.join(out_dir, "__init__.py"), INIT_TEXT, written)
+    derived_builds = [b.meta for b in builds if b.meta.source.startswith("derived")]
+    if derived_builds:
+        from pykd_ext.layouts.derived import notice_text
+        _write(os.path.join(out_dir, DERIVED_NOTICE), notice_text(derived_builds), written)
     if isf_dir and os.path.exists(os.path.join(isf_dir, "LICENSE")):
         with open(os.path.join(isf_dir, "LICENSE"), "r", encoding="utf-8") as fh:
             _write(os.path.join(out_dir, "LICENSE-JPCERTCC"), fh.read(), written)
@@ -348,7 +362,8 @@ def _write(path: str, text: str, written: Dict[str, int]) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pykd_ext.layouts.generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--isf", default=DEFAULT_ISF, help="JPCERTCC ISF folder (INDEX.tsv + windows/)")
-    parser.add_argument("--derived", default=None, help="folder of derived types-only ISFs")
+    parser.add_argument("--derived", default=DEFAULT_DERIVED if os.path.isdir(DEFAULT_DERIVED) else None,
+                        help="folder of derived types-only ISFs (default ../shared/isf-derived; '' for none)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: the repo's structs/)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     args = parser.parse_args(argv)

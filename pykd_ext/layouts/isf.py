@@ -8,7 +8,8 @@ we keep the by-value closure of the root types, the enums they use, and a short 
 The reduction is canonical: every struct/union/enum gets a content digest that includes the
 digests of the types it embeds by value, so identical layouts in different builds are recognised
 and shared. Volatility's `__unnamed_<hex>` names are PDB-assigned and differ between builds, so
-they are not part of a digest: such types are shown as `<unnamed-tag>` (WinDbg's spelling).
+they are not part of a digest: such types are shown as `<unnamed-tag>` (WinDbg's spelling), and
+Volatility's `__anonymous_<hex>` as `<anonymous-tag>`.
 """
 import gzip
 import hashlib
@@ -55,6 +56,20 @@ GLOBAL_SYMBOLS: Tuple[str, ...] = (
 )
 
 UNNAMED = "<unnamed-tag>"
+ANONYMOUS = "<anonymous-tag>"
+
+
+def shown_name(isf_name: str) -> str:
+    """The PDB-facing name of a type: Volatility's `__unnamed_<hex>`/`__anonymous_<hex>` are
+    numbered per PDB, so they become WinDbg's `<unnamed-tag>`/`<anonymous-tag>`."""
+    if isf_name.startswith("__unnamed"):
+        return UNNAMED
+    if isf_name.startswith("__anonymous"):
+        return ANONYMOUS
+    return isf_name
+#: sanity bounds for file-controlled values (a hostile or corrupt ISF)
+MAX_NESTING = 32
+MAX_ARRAY_COUNT = 1 << 24
 
 #: A canonical member type, as nested tuples (JSON-able, hashable):
 #:   ("base", name, size, signed, kind) | ("ptr", target, target_kind, depth, size)
@@ -99,13 +114,19 @@ class BuildMeta:
     types_only: bool
     pdb: str = "ntkrnlmp.pdb"
     module: str = ""
+    #: H10 (derived layouts): partial/absent types, revision range, licence (layouts/derived.py);
+    #: written to index.json only when set, so PDB-generated entries are unchanged
+    extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"build_id": self.build_id, "version": self.version, "build": self.build,
-                "revision": self.revision, "guid": self.guid, "age": self.age, "arch": self.arch,
-                "pointer_size": self.pointer_size, "products": list(self.products),
-                "source": self.source, "types_only": self.types_only, "pdb": self.pdb,
-                "module": self.module}
+        out = {"build_id": self.build_id, "version": self.version, "build": self.build,
+               "revision": self.revision, "guid": self.guid, "age": self.age, "arch": self.arch,
+               "pointer_size": self.pointer_size, "products": list(self.products),
+               "source": self.source, "types_only": self.types_only, "pdb": self.pdb,
+               "module": self.module}
+        if self.extra:
+            out["extra"] = self.extra
+        return out
 
 
 @dataclass
@@ -131,7 +152,7 @@ def load_isf(path: str) -> Dict[str, Any]:
         elif data[:2] == b"\x1f\x8b":
             data = gzip.decompress(data)
         doc = json.loads(data)
-    except (OSError, ValueError, lzma.LZMAError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, ValueError, RecursionError, lzma.LZMAError, EOFError, gzip.BadGzipFile) as err:
         raise LayoutError("cannot read ISF symbol table: %s" % err, path=path) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("user_types"), dict):
         raise LayoutError("not a Volatility ISF symbol table (no user_types)", path=path)
@@ -238,13 +259,12 @@ class _Reducer:
             return "<function>", "function", depth
         if kind == "array":
             return "<array>", "array", depth
-        name = sub.get("name", "void")
-        if name.startswith("__unnamed"):
-            name = UNNAMED
-        return name, kind, depth
+        return shown_name(sub.get("name", "void")), kind, depth
 
-    def desc(self, t: Dict[str, Any]) -> TypeDesc:
+    def desc(self, t: Dict[str, Any], depth: int = 0) -> TypeDesc:
         """Canonical desc of a member type; struct/union members must already be digested."""
+        if depth > MAX_NESTING:
+            raise self._bad("member type nested more than %d levels" % MAX_NESTING)
         kind = t.get("kind")
         if kind == "base":
             return self.base(t.get("name", ""))
@@ -256,9 +276,15 @@ class _Reducer:
         if kind == "enum":
             return self.enum(t.get("name", ""))
         if kind == "array":
-            return ("array", int(t.get("count", 0)), self.desc(t.get("subtype") or {}))
+            count = int(t.get("count", 0))
+            if not 0 <= count <= MAX_ARRAY_COUNT:
+                raise self._bad("array count %d" % count)
+            return ("array", count, self.desc(t.get("subtype") or {}, depth + 1))
         if kind == "bitfield":
-            return ("bits", int(t["bit_position"]), int(t["bit_length"]), self.desc(t.get("type") or {}))
+            pos, length = int(t["bit_position"]), int(t["bit_length"])
+            if not (0 <= pos < 64 and 0 < length <= 64):
+                raise self._bad("bitfield position/length %d/%d" % (pos, length))
+            return ("bits", pos, length, self.desc(t.get("type") or {}, depth + 1))
         if kind == "function":
             return ("func",)
         raise self._bad("unknown member kind %r" % kind)
@@ -316,7 +342,7 @@ class _Reducer:
             for mname, member in (src.get("fields") or {}).items():
                 members.append((mname, int(member["offset"]), self.desc(member.get("type") or {})))
             members.sort(key=lambda m: (m[1], m[2][0] == "bits", m[2][1] if m[2][0] == "bits" else 0, m[0]))
-            shown = UNNAMED if name.startswith("__unnamed") else name
+            shown = shown_name(name)
             defn = RecordDef(shown, src.get("kind", "struct"), int(src.get("size", 0)), members)
             defn.digest = _digest([shown, defn.kind, defn.size, [list(m[:2]) + [m[2]] for m in members]])
             self.type_digest[name] = defn.digest
@@ -324,7 +350,7 @@ class _Reducer:
         for name in ROOT_ENUMS:
             if name in self.enums_src:
                 self.enum(name)
-        names = {n: d for n, d in self.type_digest.items() if not n.startswith("__unnamed")}
+        names = {n: d for n, d in self.type_digest.items() if shown_name(n) == n}
         return names, dict(self.enum_digest)
 
 

@@ -16,8 +16,12 @@ Ambiguity: the upstream data lists one file (same SHA-256) under two versions (1
 .1485).  Look-ups never hide that: `lookup_kernel` returns the lowest version with
 `ambiguous_with` naming the others, `lookup_kernel_candidates` returns all of them.
 
-The table is loaded once per process (about 2,600 rows, a few milliseconds) into dicts keyed by
-(arch, timestamp, size) and by SHA-256, so each look-up is O(1).
+Entry points: `lookup_kernel(timestamp, size_of_image, arch)`, `lookup_kernel_from_drivers(
+info.extra["drivers"], kernel_base)` for a target's driver list, `versions_for_build(build)`,
+`lookup_sha256(hash)`, and `check_layout_fields(kernel, layouts)`.
+
+The table is loaded once per process (about 3,700 rows, a few milliseconds) into a dict keyed by
+(arch, timestamp, size), so each look-up is O(1); rows become objects only when returned.
 """
 import importlib.util
 import json

@@ -200,6 +200,11 @@ def _make_reader(fl: FieldLayout) -> Reader:
 _INT_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
+def field_reader(fl: FieldLayout) -> Reader:
+    """A precompiled reader(buf, base_offset=0) for a FieldLayout at its own offset."""
+    return _make_reader(fl)
+
+
 class TypeLayout:
     """A struct/union compiled from its construct `Record`: members by PDB name, in offset order."""
 

@@ -142,8 +142,11 @@ def _field(layouts: KernelLayouts, type_name: str, path: str, data: Optional[byt
 def _data_checks(layouts: KernelLayouts, info: Any, reader: _Reader) -> List[Check]:
     checks: List[Check] = []
     extra = info.extra or {}
+    partial = (getattr(getattr(layouts, "entry", None), "extra", None) or {}).get("partial_types") or {}
     for key, type_name in TRIAGE_SIZES:
         stated = extra.get(key)
+        if type_name in partial:   # H10: a derived prefix-only type's declared size is not its size
+            continue
         if isinstance(stated, int) and stated and layouts.has_type(type_name):
             size = layouts.type(type_name).size
             checks.append(Check("triage %s = sizeof(%s)" % (key, type_name), stated, size, size == stated, "data"))
@@ -254,19 +257,27 @@ def choose_for_target(target: Any) -> KernelLayouts:
     kdbg = info.kdbg or {}
     base = info.kernel_base or kdbg.get("KernBase")
     guid, age, file_version, notes = _pe_identity(target, base)
+    # H10 (issue 7): the exact kernel version from kphdyn (triage driver list / PE header)
+    from pykd_ext.layouts import version_choice
+    kernel_version = version_choice.annotate_info(info)
+    exact_version = kernel_version["version"] if kernel_version else None
+    if file_version is None and exact_version:
+        file_version = exact_version
     warnings: List[str] = []
     if guid:
         exact = find_by_guid(guid, age if age is not None else 1)
         if exact is not None:
             exact.choice = {"method": "pdb-guid", "warnings": [], "candidates": [exact.build_id],
                             "chosen": exact.build_id, "reason": "PDB %s-%s of the kernel image" % (guid, age),
-                            "notes": notes}
+                            "notes": notes, "kernel_version": exact_version}
             return exact
     build = info.build
     if not build:
         raise UnknownBuildError("the target does not state its Windows build number; use --build B. "
                                 + HOW_TO_ADD)
     entries = candidates_for_build(int(build), arch)
+    if exact_version:   # H10: also the builds sharing this kernel file (22621 <-> 22631)
+        entries = version_choice.candidates_for_version(exact_version, arch, int(build)) or entries
     if not entries:
         what = " (kernel PDB %s-%s)" % (guid, age) if guid else ""
         raise UnknownBuildError("no kernel layouts for Windows build %s (%s)%s. %s"
@@ -304,7 +315,11 @@ def choose_for_target(target: Any) -> KernelLayouts:
         # nearest revision when none matches exactly
         drift = sum(abs(c.expected - c.actual) for c in checks
                     if c.kind == "rva" and isinstance(c.expected, int) and isinstance(c.actual, int))
-        return (-failed, rva, closeness, -drift, entry.revision or 0)
+        # H10: exact version > a derived layout's revision range > nearby; the header's build
+        match = -{"exact": 0, "revision range": 1}.get(
+            version_choice.match_kind(entry, exact_version), 2) if exact_version else 0
+        same_build = 1 if entry.build == int(build) else 0
+        return (-failed, match, rva, same_build, closeness, -drift, entry.revision or 0)
     entry, chosen, checks = max(pool, key=rank)
     fit_ids = [s[0].build_id for s in fits]
     if guid:
@@ -333,9 +348,20 @@ def choose_for_target(target: Any) -> KernelLayouts:
                                             sum(1 for c in checks if c.ok is not None and c.kind == "rva")))
     if target_rev is not None:
         reason += "; nearest to the image's version %s" % file_version
+    # H10: say how the layout relates to the exact kernel version, and check kphdyn's offsets
+    match, sentence = version_choice.describe_choice(entry, exact_version)
+    if exact_version and match != "exact":
+        warnings.append(sentence)
+    kphdyn_check = version_choice.kphdyn_cross_check(chosen, kernel_version)
+    if kphdyn_check and kphdyn_check["mismatches"]:
+        warnings.append("kphdyn's offsets for %s disagree with layout %s: %s" % (
+            kphdyn_check["kphdyn_version"], entry.build_id,
+            ", ".join("%s %s != %s" % (m["field"], m["kphdyn"], m["layout"]) for m in kphdyn_check["mismatches"])))
     chosen.choice = {"method": method, "reason": reason, "warnings": warnings, "candidates": summary,
                      "fits": fit_ids,
-                     "chosen": entry.build_id, "checks": [c.to_dict() for c in checks], "notes": notes}
+                     "chosen": entry.build_id, "checks": [c.to_dict() for c in checks], "notes": notes,
+                     "kernel_version": exact_version, "match": match, "match_text": sentence,
+                     "kernel_version_source": kernel_version, "kphdyn_check": kphdyn_check}
     return chosen
 
 

@@ -14,7 +14,7 @@ What Windows stores in a not-present entry (transition, prototype, pagefile) is 
 """
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.memory.faults import (DEMAND_ZERO, INVALID, NOT_IN_DUMP, PAGED_OUT, PROTOTYPE,
@@ -33,6 +33,8 @@ _SHIFTS = (39, 30, 21, 12)
 
 #: Pages cached per address space before the cache is reset (bounded memory).
 PAGE_CACHE_LIMIT = 1 << 16
+#: Page tables (one per 2 MiB of VA) cached per address space before that cache is reset.
+TABLE_CACHE_LIMIT = 1 << 14
 
 
 def _frame_mask(maxphyaddr: int) -> int:
@@ -80,17 +82,19 @@ class X64AddressSpace(AddressSpace):
         self._frame_1g = self._frame & ~((1 << 30) - 1)
         self.dtb = dtb & self._frame
         self.software_pte = software_pte
-        self._pages: Dict[int, memoryview] = {}
+        self._pages: Dict[int, memoryview] = {}      # VA page number -> data page
+        self._tables: Dict[int, memoryview] = {}     # VA >> 21 -> its page table (PTE level)
 
     # -- configuration ------------------------------------------------------------------------
 
     def set_software_pte(self, software_pte: Optional[SoftwarePteLayout]) -> None:
         """Install the not-present PTE layout (from the chosen kernel layout)."""
         self.software_pte = software_pte
-        self._pages.clear()
+        self.drop_caches()
 
     def drop_caches(self) -> None:
         self._pages.clear()
+        self._tables.clear()
 
     # -- hot path -----------------------------------------------------------------------------
 
@@ -145,7 +149,7 @@ class X64AddressSpace(AddressSpace):
     # -- translation ----------------------------------------------------------------------------
 
     def translate(self, address: int) -> int:
-        """Physical address of `address` (the data page itself may still be absent from the dump)."""
+        """Physical address of `address` (the data page itself may be absent from the dump)."""
         result = self._resolve(address, None)
         if isinstance(result, Fault):
             raise MemoryReadError(result)
@@ -161,12 +165,20 @@ class X64AddressSpace(AddressSpace):
             walk.physical_address = result | (address & 0xFFF)
         return walk
 
-    def _resolve(self, address: int, walk: Optional[PageWalk]):  # -> int (page PA) or Fault
+    def _resolve(self, address: int, walk: Optional[PageWalk]) -> Union[int, Fault]:
+        """Physical address of the page holding `address`, or the Fault that stops it."""
         if address < 0 or address >> 64:
             return Fault(INVALID, address)
         top = address >> 47
         if top != 0 and top != 0x1FFFF:
             return Fault(INVALID, address)          # not canonical
+        if walk is None:
+            page_table = self._tables.get(address >> 21)
+            if page_table is not None:              # upper levels already walked for this 2 MiB
+                entry = _unpack_entry(page_table, ((address >> 12) & 0x1FF) * 8)[0]
+                if entry & PRESENT:
+                    return entry & self._frame
+                return self._not_present(address, entry, 3, None)
         table = self.dtb
         for depth in range(4):
             index = (address >> _SHIFTS[depth]) & 0x1FF
@@ -198,11 +210,16 @@ class X64AddressSpace(AddressSpace):
             if depth == 3:
                 if walk is not None:
                     walk.page_size = PAGE_SIZE
+                else:
+                    if len(self._tables) >= TABLE_CACHE_LIMIT:
+                        self._tables.clear()
+                    self._tables[address >> 21] = page
                 return next_frame
             table = next_frame
         raise AssertionError("unreachable")
 
-    def _not_present(self, address: int, entry: int, depth: int, walk: Optional[PageWalk]):
+    def _not_present(self, address: int, entry: int, depth: int,
+                     walk: Optional[PageWalk]) -> Union[int, Fault]:
         """Classify a not-present entry: a frame still in memory (transition) or a Fault."""
         level = LEVELS[depth]
         if entry == 0:

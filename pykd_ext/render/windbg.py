@@ -123,7 +123,6 @@ def protection_text(prot: Any) -> str:
 
 def process_extra_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = None) -> List[str]:
     """Decoded extras, after the WinDbg lines: kind, protection, image path, threads, times, how found."""
-    width = _ptr_width(more)
     out = [_detail("Kind", "%s (flags: %s)" % (rec.get("kind"), ", ".join(rec.get("kind_flags") or [])))]
     prot = protection_text(rec.get("protection"))
     levels = ""
@@ -145,7 +144,6 @@ def process_extra_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = No
         out.append(_detail("Wow64", "yes  Peb32 %s" % hx(rec.get("peb32"), 8)))
     out.append(_detail("FoundBy", ", ".join(rec.get("found_by") or []) or "address given"))
     out.append(_detail("Layout", str((more or {}).get("layout_label") or rec.get("layout"))))
-    del width
     return out
 
 
@@ -222,7 +220,8 @@ def thread_full_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = None
     width = _ptr_width(more)
     out = [thread_line(rec, more, 0)] + wait_object_lines(rec, 4, more)
     imp = rec.get("impersonating")
-    out.append("Impersonating" if imp is True else ("Not impersonating" if imp is False else "Impersonation unknown"))
+    out.append(more.get("impersonation_line") or (
+        "Impersonating" if imp is True else ("Not impersonating" if imp is False else "Impersonation unknown")))
     if "device_map" in more:
         out.append(_label("DeviceMap", hx(more.get("device_map"), width)))
     owner = hx(rec.get("process"), width)

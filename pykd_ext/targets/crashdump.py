@@ -9,9 +9,11 @@ space through x64 paging. Triage dumps (DumpType 4) carry no physical memory: th
 Body formats (see `dumpheader.py` for the sources):
 - type 1 (full): pages of the header's PhysicalMemoryBlock runs, back to back from the end of the
   header (0x2000 / 0x1000);
-- types 2, 5, 6 (kernel summary, bitmap, live kernel bitmap): the `SDMP`/`FDMP` header with
-  FirstPage, TotalPresentPages, Pages and the bitmap. Kernel summary dumps (2) use the same body as
-  bitmap dumps (Volatility 3 and rekall read both with one `_SUMMARY_DUMP` definition);
+- types 5, 6 (bitmap, live kernel bitmap; kdmp-parser, Volatility 3, rizin): the `SDMP`/`FDMP`
+  header with FirstPage, TotalPresentPages, Pages and the bitmap. Type 2 (kernel summary, older
+  writers) is read with the same body, as mindumpdef.h defines one summary header
+  (DUMP_SUMMARY_SIGNATURE "SDMP"); none of the public readers checked reads type 2, so this is
+  unverified against a Windows-written file (a wrong guess fails the signature check, typed);
 - types 8, 9, 0xA (kernel / kernel+user / complete memory, newer dbgeng writers): the `RDMP`
   header and a list of (first frame, count) ranges, pages back to back from FirstPageOffset, as
   kdmp-parser reads them.
@@ -22,11 +24,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from pykd_ext.errors import (DumpFormatError, PykdExtError, TruncatedDumpError,
                              UnsupportedDumpError)
 from pykd_ext.memory.filemap import FileMap
-from pykd_ext.memory.filephysical import (MAX_PFN, BitmapPhysicalMemory, RunPhysicalMemory,
-                                          merge_runs)
+from pykd_ext.memory.filephysical import MAX_PFN, BitmapPhysicalMemory, RunPhysicalMemory
 from pykd_ext.memory.paging_x64 import X64AddressSpace
+from pykd_ext.memory.paging_x86 import X86AddressSpace
 from pykd_ext.memory.pte import SoftwarePteLayout
-from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, AddressSpace, PhysicalMemory
+from pykd_ext.memory.space import PAGE_SIZE, AddressSpace, PhysicalMemory
 from pykd_ext.targets import dumpheader as dh
 from pykd_ext.targets.base import Target, TargetDescription, TargetInfo
 from pykd_ext.targets.pe import read_pe_info
@@ -156,7 +158,7 @@ _BODIES = {dh.BODY_RUNS: _runs_body, dh.BODY_BITMAP: _bitmap_body, dh.BODY_RDMP:
 
 
 class _NoPaging(AddressSpace):
-    """Virtual memory of a 32-bit dump: x86 (PAE/non-PAE) paging is not implemented."""
+    """Virtual memory of a dump whose paging mode is unknown (kept for other readers)."""
 
     pointer_size = 4
 
@@ -183,7 +185,9 @@ class CrashDumpTarget(Target):
         if header.width == 64:
             self._kernel = X64AddressSpace(body.physical, header.directory_table_base)
         else:
-            self._kernel = _NoPaging()
+            # H10: x86, PAE or not as the header's PaeEnabled says (see x86_pae_mode)
+            self._kernel = X86AddressSpace(body.physical, header.directory_table_base,
+                                           pae=x86_pae_mode(header)[0])
         self._spaces: Dict[int, AddressSpace] = {}
         self._info: Optional[TargetInfo] = None
 
@@ -197,7 +201,7 @@ class CrashDumpTarget(Target):
 
     def process_space(self, directory_table_base: int) -> AddressSpace:
         if self.header.width != 64:
-            return self._kernel
+            return self._process_space_x86(directory_table_base)
         key = directory_table_base & ~0xFFF
         space = self._spaces.get(key)
         if space is None:
@@ -207,13 +211,28 @@ class CrashDumpTarget(Target):
             self._spaces[key] = space
         return space
 
+    def _process_space_x86(self, directory_table_base: int) -> AddressSpace:
+        """H10: a 32-bit process's space; a PAE DTB is 32-byte aligned, not page aligned."""
+        kernel = self._kernel
+        pae = isinstance(kernel, X86AddressSpace) and kernel.pae
+        key = directory_table_base & (0xFFFFFFE0 if pae else 0xFFFFF000)
+        if isinstance(kernel, X86AddressSpace) and key == kernel.dtb:
+            return kernel
+        space = self._spaces.get(key)
+        if space is None:
+            if len(self._spaces) >= PROCESS_SPACE_CACHE:
+                self._spaces.clear()
+            space = X86AddressSpace(self._physical, key, pae, self._software_pte)
+            self._spaces[key] = space
+        return space
+
     def set_software_pte(self, software_pte: Optional[SoftwarePteLayout]) -> None:
         """Let the paging code decode transition/prototype/pagefile PTEs (from the layout)."""
         self._software_pte = software_pte
-        if isinstance(self._kernel, X64AddressSpace):
+        if isinstance(self._kernel, (X64AddressSpace, X86AddressSpace)):
             self._kernel.set_software_pte(software_pte)
         for space in self._spaces.values():
-            if isinstance(space, X64AddressSpace):
+            if isinstance(space, (X64AddressSpace, X86AddressSpace)):
                 space.set_software_pte(software_pte)
 
     def describe(self) -> TargetDescription:
@@ -261,11 +280,45 @@ class CrashDumpTarget(Target):
             info.notes.append("file is 0x%x bytes, smaller than RequiredDumpSpace 0x%x"
                               % (self._fmap.size, h.required_dump_space))
         if h.width != 64:
-            info.notes.append("32-bit dump: x86 paging is not implemented (physical memory only)")
+            # H10: 32-bit dumps: x86 paging, KDBG pointers, the kernel's PE32 image
+            pae, how = x86_pae_mode(h)
+            info.extra["paging"] = "x86 PAE" if pae else "x86 non-PAE"
+            info.extra["paging_source"] = how
+            self._add_kdbg(info)
+            if info.kdbg:
+                info.kdbg = truncate_kdbg32(info.kdbg)
+                base = info.kdbg.get("KernBase")
+                info.kernel_base = base if isinstance(base, int) and base else None
+            self._add_kernel_image32(info)
             return info
         self._add_kdbg(info)
         self._add_kernel_image(info)
         return info
+
+    def _add_kernel_image32(self, info: TargetInfo) -> None:
+        """H10: kernel base (KDBG, else PsLoadedModuleList) and the PE32 identity of the kernel."""
+        base = info.kernel_base
+        if base is None and self.header.ps_loaded_module_list:
+            base = kernel_base_from_module_list32(self._kernel, self.header.ps_loaded_module_list)
+            if base is not None:
+                info.kernel_base = base
+                info.notes.append("kernel base found through PsLoadedModuleList's first entry")
+        if base is None:
+            return
+        try:
+            pe = read_pe_info(self._kernel, base)
+        except PykdExtError as err:
+            info.notes.append("kernel PE header at 0x%x not readable: %s" % (base, err.one_line()))
+            return
+        info.extra["kernel_timestamp"] = pe.timestamp
+        info.extra["kernel_size_of_image"] = pe.size_of_image
+        if pe.file_version is not None:
+            info.extra["kernel_file_version"] = pe.file_version
+        if pe.debug_codeview is not None:
+            info.extra["pdb_name"] = pe.debug_codeview.pdb_name
+            info.extra["pdb_guid"] = pe.debug_codeview.guid
+            info.extra["pdb_age"] = pe.debug_codeview.age
+        info.notes.extend("kernel image: %s" % note for note in pe.notes)
 
     def _add_kernel_image(self, info: TargetInfo) -> None:
         """Kernel base (when the KDBG did not give it) and the kernel's PE identity."""
@@ -284,6 +337,9 @@ class CrashDumpTarget(Target):
             return
         info.extra["kernel_timestamp"] = pe.timestamp
         info.extra["kernel_size_of_image"] = pe.size_of_image
+        version = pe.file_version
+        if version is not None:
+            info.extra["kernel_file_version"] = version
         if pe.debug_codeview is not None:
             info.extra["pdb_name"] = pe.debug_codeview.pdb_name
             info.extra["pdb_guid"] = pe.debug_codeview.guid
@@ -342,6 +398,50 @@ def kernel_base_from_module_list(space: AddressSpace, list_head: int) -> Optiona
     return None
 
 
+# ---------------------------------------------------------------- H10: 32-bit (x86) dumps
+
+def x86_pae_mode(header: dh.DumpHeader) -> Tuple[bool, str]:
+    """(PAE?, why) for a 32-bit dump. DUMP_HEADER32.PaeEnabled states it; when it holds the
+    "PAGE" fill (not 0/1), a DTB that is not page aligned can only be a PAE PDPT, and PAE is
+    otherwise assumed (every Windows 8+ x86 kernel and most Windows 7 ones run PAE)."""
+    if header.pae_enabled is not None:
+        return header.pae_enabled, "header PaeEnabled"
+    if header.directory_table_base & 0xFFF:
+        return True, "DTB not page aligned (a PAE PDPT)"
+    return True, "assumed (header PaeEnabled unset)"
+
+
+def truncate_kdbg32(kdbg: Dict[str, Any]) -> Dict[str, Any]:
+    """A 32-bit kernel stores KDDEBUGGER_DATA64 pointers sign-extended to 64 bits: 0x8xxxxxxx
+    reads as 0xFFFFFFFF8xxxxxxx. Such values become the 32-bit addresses they stand for."""
+    out: Dict[str, Any] = {}
+    for key, value in kdbg.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value >> 32 == 0xFFFFFFFF:
+            value &= 0xFFFFFFFF
+        out[key] = value
+    return out
+
+
+def kernel_base_from_module_list32(space: AddressSpace, list_head: int) -> Optional[int]:
+    """x86 form of `kernel_base_from_module_list`: 4-byte pointers, kernel half of 4 GiB."""
+    try:
+        entry = space.read_pointer(list_head)
+        raw = space.read(entry, 4 * MODULE_ENTRY_POINTERS)
+    except PykdExtError:
+        return None
+    for (candidate,) in struct.iter_unpack("<I", raw):
+        if candidate & 0xFFF or candidate < 0x80000000:
+            continue
+        try:
+            if space.read(candidate, 2) != b"MZ":
+                continue
+            if read_pe_info(space, candidate).is_kernel:
+                return candidate
+        except PykdExtError:
+            continue
+    return None
+
+
 def _open(path: str, width: int) -> Target:
     fmap = FileMap(path)
     try:
@@ -389,5 +489,5 @@ def open_crashdump64(path: str) -> Target:
 
 
 def open_crashdump32(path: str) -> Target:
-    """Open a 32-bit kernel dump (`PAGEDUMP`): header and physical memory only (no x86 paging)."""
+    """Open a 32-bit kernel dump (`PAGEDUMP`): full or bitmap body, x86 PAE/non-PAE paging."""
     return _open(path, 32)

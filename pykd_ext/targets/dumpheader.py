@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from construct import (Array, Bytes, Const, Default, FixedSized, Int8ul, Int16ul, Int32ul,
-                       Int64ul, Struct, this)
+                       Int64ul, Struct)
 
 from pykd_ext.errors import DumpFormatError, TruncatedDumpError
 
@@ -57,16 +57,16 @@ MAX_RUNS32 = (DMP_PHYSICAL_MEMORY_BLOCK_SIZE - 8) // 8
 
 # --- dump types (mindumpdef.h DUMP_TYPE 1-7; kdmp-parser DumpType_t for 8, 9, 0xA) --------------
 
-DUMP_TYPE_FULL = 1                 # run-based complete dump (PhysicalMemoryBlock runs, pages at 0x2000)
+DUMP_TYPE_FULL = 1                 # complete dump: PhysicalMemoryBlock runs, pages at 0x2000
 DUMP_TYPE_SUMMARY = 2              # kernel summary dump (SDMP bitmap at 0x2000)
 DUMP_TYPE_HEADER = 3               # header only
 DUMP_TYPE_TRIAGE = 4               # kernel triage / mini dump (TRIAGE_DUMP64 at 0x2000)
 DUMP_TYPE_BITMAP_FULL = 5          # bitmap dump (SDMP = kernel, FDMP = complete) at 0x2000
 DUMP_TYPE_BITMAP_KERNEL = 6        # live kernel bitmap dump
 DUMP_TYPE_AUTOMATIC = 7
-DUMP_TYPE_KERNEL_MEMORY = 8        # `.dump /k` style: RDMP header + PFN ranges
-DUMP_TYPE_KERNEL_AND_USER = 9      # `.dump /ka`
-DUMP_TYPE_COMPLETE_MEMORY = 0xA    # `.dump /f` (RDMP "full" header)
+DUMP_TYPE_KERNEL_MEMORY = 8        # kdmp-parser KernelMemoryDump: RDMP header + PFN ranges
+DUMP_TYPE_KERNEL_AND_USER = 9      # kdmp-parser KernelAndUserMemoryDump (same body)
+DUMP_TYPE_COMPLETE_MEMORY = 0xA    # kdmp-parser CompleteMemoryDump (RDMP "full" header)
 
 DUMP_TYPE_NAMES: Dict[int, str] = {
     DUMP_TYPE_FULL: "full",
@@ -292,14 +292,6 @@ PFN_RANGE = Struct("BasePage" / Int64ul, "PageCount" / Int64ul)
 
 
 # --- parsed, typed views -------------------------------------------------------------------------
-
-def is_fill32(value: int) -> bool:
-    return value == FILL32
-
-
-def is_fill64(value: int) -> bool:
-    return value == FILL64
-
 
 def _unfill(value: int, width: int) -> Optional[int]:
     """None when a field still holds the "PAGE" fill (Windows never set it)."""
@@ -532,16 +524,6 @@ def parse_rdmp_header(buf: Any, offset: int, full: bool, path: Optional[str] = N
         out.number_of_ranges = tail.NumberOfRanges
         out.total_pages = tail.TotalNumberOfPages
     return out
-
-
-def read_dump_type(buf: Any, path: Optional[str] = None) -> int:
-    """DumpType of a PAGEDU64/PAGEDUMP file without a full parse (for dispatch)."""
-    head = bytes(buf[:8])
-    offset = DUMP_TYPE_OFFSET64 if head == CONTAINER64 else DUMP_TYPE_OFFSET32
-    if len(buf) < offset + 4:
-        raise TruncatedDumpError("file holds %d bytes, too few for a kernel dump header"
-                                 % len(buf), path)
-    return int.from_bytes(bytes(buf[offset:offset + 4]), "little")
 
 
 def _self_check() -> None:

@@ -5,12 +5,15 @@ record of ntoskrnl's debug directory; layout selection, raw-image kernel discove
 listings all start from a PE header at a base address. Reads are bounded (section count, debug
 entries, export names) so a corrupt or hostile image cannot make us loop.
 
-Format facts: Microsoft "PE Format" specification (learn.microsoft.com/windows/win32/debug/pe-format):
-IMAGE_DOS_HEADER.e_lfanew at 0x3C, "PE\\0\\0", IMAGE_FILE_HEADER (20 bytes), optional header magic
-0x10B (PE32) / 0x20B (PE32+), data directories (export = 0, debug = 6), section headers (40 bytes),
-IMAGE_DEBUG_DIRECTORY (28 bytes, type 2 = CODEVIEW), export directory (40 bytes). The RSDS record
-("RSDS", GUID, Age, PDB path) is the CodeView 7.0 format, as read by Volatility 3's
-`pdbutil.PdbSignatureScanner` and symbol servers (GUID fields 1-3 little-endian).
+Format facts: Microsoft "PE Format" specification
+(learn.microsoft.com/windows/win32/debug/pe-format): IMAGE_DOS_HEADER.e_lfanew at 0x3C,
+"PE\\0\\0", IMAGE_FILE_HEADER (20 bytes), optional header magic 0x10B (PE32) / 0x20B (PE32+),
+data directories (export = 0, resource = 2, debug = 6), section headers (40 bytes), resource
+directories (16-byte headers, 8-byte entries, RT_VERSION = 16), IMAGE_DEBUG_DIRECTORY (28 bytes,
+type 2 = CODEVIEW), export directory (40 bytes); VS_FIXEDFILEINFO (signature 0xFEEF04BD) from the
+Win32 "VS_FIXEDFILEINFO structure" documentation. The RSDS record ("RSDS", GUID, Age, PDB path)
+is the CodeView 7.0 format, as read by Volatility 3's `pdbutil.PdbSignatureScanner` and symbol
+servers (GUID fields 1-3 little-endian).
 """
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple

@@ -26,8 +26,37 @@ from pykd_ext.memory.faults import INVALID, NOT_IN_DUMP, UNAVAILABLE, Fault
 from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, AddressSpace, PhysicalMemory
 from pykd_ext.targets.base import Target, TargetDescription, TargetInfo
 
+#: Every pykd name the adapter (this module, `layouts.from_typeinfo`, `windbg/`) uses, as the
+#: pykd 0.3.4.15 wheel names them (`Class.member`; `numVariant.__int__` is `int(typeInfo)` of an
+#: enum constant, typeInfo's base class). `tests/pykd/test_pykd_names.py` checks this list
+#: against the wheel's export list and the sources against this list.
+PYKD_NAMES_USED = (
+    "DbgException", "MemoryException", "loadBytes", "getOffset", "module", "typeInfo", "expr",
+    "getSystemVersion", "is64bitSystem", "isKernelDebugging", "isDumpAnalyzing", "getCurrentProcess",
+    "getImplicitThread", "reg", "bugCheckData", "dbgCommand", "currentTime", "getModulesList",
+    "loadDump", "closeDump", "isWindbgExt", "dprintln",
+    "module.begin", "module.end", "module.size", "module.image", "module.name", "module.symfile",
+    "module.getVersion",
+    "systemVersion.buildNumber", "systemVersion.win32Major", "systemVersion.win32Minor",
+    "systemVersion.buildString",
+    "typeInfo.name", "typeInfo.size", "typeInfo.fields", "typeInfo.fieldOffset", "typeInfo.isBitField",
+    "typeInfo.bitOffset", "typeInfo.bitWidth", "typeInfo.isPointer", "typeInfo.isArray", "typeInfo.deref",
+    "typeInfo.__len__", "typeInfo.isEnum", "typeInfo.isUserDefined", "typeInfo.isFunction",
+    "typeInfo.isVoid", "typeInfo.fieldName", "typeInfo.field", "numVariant.__int__",
+)
+#: pykd 0.2.x names used only where 0.3.x lacks them (0.2.x's exception base class)
+PYKD_02_NAMES_USED = ("BaseException",)
+
+#: bound on the kernel modules taken from the debugger's module list
+MAX_MODULES = 4096
 #: Pages kept per space before the cache resets (bounded memory; live targets drop per command).
 PAGE_CACHE_LIMIT = 1 << 14
+
+#: KI_USER_SHARED_DATA, the fixed kernel address of KUSER_SHARED_DATA by pointer size
+#: (wdm.h / ntddk.h: 0xFFFFF78000000000 on x64, 0xFFDF0000 on x86)
+KI_USER_SHARED_DATA = {8: 0xFFFFF78000000000, 4: 0xFFDF0000}
+#: seconds from 1601-01-01 (FILETIME epoch) to 1970-01-01 (`currentTime()` epoch)
+UNIX_EPOCH_AS_FILETIME_SECONDS = 11_644_473_600
 
 #: `module("nt").symfile()` is a symbol-store path `...\ntkrnlmp.pdb\<GUID><AGE hex>\ntkrnlmp.pdb`
 #: (the SymSrv two-tier layout); the GUID and age of the loaded PDB are in the folder name.
@@ -52,7 +81,8 @@ class PykdApi:
         base = getattr(module, "DbgException", None) or getattr(module, "BaseException", None)
         mem = getattr(module, "MemoryException", None) or base
         #: what a failed read raises (MemoryException; its DbgException base on odd builds)
-        self.memory_errors: Tuple[type, ...] = tuple(t for t in (mem, base) if isinstance(t, type)) or (Exception,)
+        self.memory_errors: Tuple[type, ...] = tuple(
+            dict.fromkeys(t for t in (mem, base) if isinstance(t, type))) or (Exception,)
         #: any engine error
         self.engine_errors: Tuple[type, ...] = tuple(t for t in (base,) if isinstance(t, type)) or (Exception,)
         self.load_bytes: Callable[..., Any] = module.loadBytes
@@ -111,13 +141,14 @@ class PykdAddressSpace(AddressSpace):
 
     Whole pages are fetched and cached (a walker touches the same list pages many times); a page
     the engine refuses is retried as the exact range asked for (triage dumps hold sub-page blocks),
-    and a range it still refuses ends the read with a diagnosed `Fault`.
+    and a range it still refuses goes to `rescue(va, size, readable)`: the target's own page walk,
+    which returns the bytes or raises MemoryReadError with the typed Fault.
     """
 
-    def __init__(self, api: PykdApi, pointer_size: int, diagnose: Callable[[int], Fault]) -> None:
+    def __init__(self, api: PykdApi, pointer_size: int, rescue: Callable[[int, int, int], bytes]) -> None:
         self.api = api
         self.pointer_size = pointer_size
-        self._diagnose = diagnose
+        self._rescue = rescue
         self._pages: Dict[int, bytes] = {}
         self._limit = (1 << 64) if pointer_size == 8 else (1 << 32)
 
@@ -159,9 +190,9 @@ class PykdAddressSpace(AddressSpace):
         try:
             data = self.api.read(va, size)
         except self.api.memory_errors:
-            raise MemoryReadError(self._diagnose(va), readable) from None
+            return self._rescue(va, size, readable)
         if len(data) != size:
-            raise MemoryReadError(self._diagnose(va + len(data)), readable + len(data))
+            return data + self._rescue(va + len(data), size - len(data), readable + len(data))
         return data
 
     def translate(self, address: int) -> int:
@@ -186,7 +217,7 @@ class PykdTarget(Target):
         self._info: Optional[TargetInfo] = None
         self._software_pte: Any = None
         self._spaces: Dict[int, AddressSpace] = {}
-        self._kernel = PykdAddressSpace(self.api, 8 if self.is64 else 4, self._diagnose)
+        self._kernel = PykdAddressSpace(self.api, 8 if self.is64 else 4, self._rescue)
         self._physical: Optional[PykdPhysicalMemory] = None
         self._kernel_dtb = self._read_cr3()
         physical = PykdPhysicalMemory(self.api)
@@ -278,20 +309,19 @@ class PykdTarget(Target):
         except (TypeError, ValueError):
             return None
 
-    def _diagnose(self, va: int) -> Fault:
-        """Why the engine refused `va`: our own page walk when physical memory is readable."""
-        generic = NOT_IN_DUMP if self.is_dump else UNAVAILABLE
+    def _rescue(self, va: int, size: int, readable: int) -> bytes:
+        """The engine refused [va, va+size): walk the page tables ourselves over the physical
+        memory the engine serves. That either finds the bytes (e.g. a transition page DbgEng
+        does not resolve) or says why not, with the same typed Fault the offline readers give."""
         if self._physical is not None and self.is64 and self._kernel_dtb is not None:
             space = self.process_space(self._kernel_dtb)
             try:
-                pa = space.translate(va)
+                return space.read(va, size)
             except MemoryReadError as err:
-                return err.fault  # type: ignore[return-value]
+                raise MemoryReadError(err.fault, readable + err.readable) from None
             except ValueError:
-                return Fault(INVALID, va)
-            if self._physical.page(pa >> PAGE_SHIFT) is None:
-                return Fault(generic, pa)
-        return Fault(generic, va)
+                raise MemoryReadError(Fault(INVALID, va), readable) from None
+        raise MemoryReadError(Fault(NOT_IN_DUMP if self.is_dump else UNAVAILABLE, va), readable)
 
     def _kernel_module(self) -> Any:
         mod = getattr(self.api.mod, "module", None)
@@ -302,23 +332,27 @@ class PykdTarget(Target):
         except self.api.engine_errors:
             return None
 
-    def _dump_kind(self) -> Optional[str]:
-        """"triage", "full", "kernel summary", ... from `||` (the target's own description line)."""
+    def _dump_kind(self) -> Tuple[Optional[str], Optional[str]]:
+        """(kind, path) of the debuggee from `||`, DbgEng's one-line description of it
+        (`.  0 Kernel Triage dump: C:\\x\\MEMORY.DMP`): "triage", "full", "kernel summary", ..."""
         if not self.is_dump:
-            return "live"
+            return "live", None
         text = self.api.call("dbgCommand", "||")
         if not isinstance(text, str):
-            return "dump"
-        low = text.lower()
+            return "dump", None
+        line = text.strip().splitlines()[0] if text.strip() else ""
+        path = line.split(": ", 1)[1].strip() if ": " in line else None
+        low = line.lower()
         for key, kind in (("triage", "triage"), ("summary", "kernel summary"), ("bitmap", "bitmap"),
                           ("full", "full"), ("mini", "minidump")):
             if key in low:
-                return kind
-        return "dump"
+                return kind, path
+        return "dump", path
 
     def _collect_info(self) -> TargetInfo:
         info = TargetInfo(path=self.dump_path, container="pykd", arch="x64" if self.is64 else "x86")
-        info.dump_type = self._dump_kind()
+        info.dump_type, path = self._dump_kind()
+        info.path = info.path or path
         version = self.api.call("getSystemVersion")
         if version is not None:
             info.build = _int_attr(version, "buildNumber")
@@ -361,10 +395,60 @@ class PykdTarget(Target):
         if info.dump_type == "triage":
             # what a triage dump holds, under the keys the offline triage reader uses
             info.extra["process"], info.extra["thread"] = current, thread
+            prcb = self._pseudo_register("$prcb")
+            if prcb:
+                info.extra["prcb"] = prcb
+            drivers = self._drivers()
+            if drivers:
+                info.extra["drivers"] = drivers
+        info.system_time = self._system_time(info)
         if self._physical is None:
             info.notes.append("the engine does not serve physical memory here: process memory is read "
                               "in the debugger's current process context")
         return info
+
+    def _drivers(self) -> List[Dict[str, Any]]:
+        """DbgEng's kernel module list (`getModulesList()`), as the offline triage reader's
+        `extra["drivers"]`: a triage dump's only module list (PsLoadedModuleList is not in it)."""
+        modules = self.api.call("getModulesList")
+        found: List[Dict[str, Any]] = []
+        for kmod in list(modules or [])[:MAX_MODULES]:
+            try:
+                base, size = int(kmod.begin()), int(kmod.size())
+                name = str(kmod.image() or kmod.name())
+            except self.api.engine_errors + (AttributeError, TypeError, ValueError):
+                continue
+            found.append({"base": base, "size": size, "name": name})
+        return found
+
+    def _pseudo_register(self, name: str) -> Optional[int]:
+        """A DbgEng pseudo-register (`$prcb`, `$thread`, `$proc`) through `expr("@$...")`."""
+        value = self.api.call("expr", "@" + name)
+        try:
+            return int(value) if value else None
+        except (TypeError, ValueError):
+            return None
+
+    def _system_time(self, info: TargetInfo) -> Optional[int]:
+        """The target's time as a FILETIME: KUSER_SHARED_DATA.SystemTime (100 ns), field offsets
+        from the PDB through typeInfo; else DbgEng's `currentTime()` (whole seconds)."""
+        mod = self.api.mod
+        shared = KI_USER_SHARED_DATA[8 if self.is64 else 4]
+        try:
+            where = shared + int(mod.typeInfo("nt!_KUSER_SHARED_DATA").fieldOffset("SystemTime"))
+            ksystem = mod.typeInfo("nt!_KSYSTEM_TIME")
+            low = int.from_bytes(self._kernel.read(where + int(ksystem.fieldOffset("LowPart")), 4), "little")
+            high = int.from_bytes(self._kernel.read(where + int(ksystem.fieldOffset("High1Time")), 4), "little")
+            if high or low:
+                return (high << 32) | low
+        except self.api.engine_errors + (MemoryReadError, AttributeError):
+            pass
+        seconds = self.api.call("currentTime")
+        if isinstance(seconds, int) and seconds > 0:
+            info.notes.append("the target's time comes from DbgEng in whole seconds "
+                              "(KUSER_SHARED_DATA is not readable)")
+            return (seconds + UNIX_EPOCH_AS_FILETIME_SECONDS) * 10_000_000
+        return None
 
     def _processors(self) -> Optional[int]:
         where = self.api.offset("nt!KeNumberProcessors")

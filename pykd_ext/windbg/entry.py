@@ -29,8 +29,8 @@ LINES_PER_CALL = 64
 PROG = "pykd-ext"
 
 
-def _parser(command: str, module: Any, prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "HELP", ""),
+def _parser(command: str, command_module: Any, prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=getattr(command_module, "HELP", ""),
                                      conflict_handler="resolve")
     from pykd_ext.render.renderers import FORMATS
     parser.add_argument("--format", "-f", choices=FORMATS, default="text",
@@ -38,7 +38,7 @@ def _parser(command: str, module: Any, prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.add_argument("--symbols", metavar="ISF",
                         help="use this ISF symbol table instead of the debugger's PDB")
-    module.add_arguments(parser)
+    command_module.add_arguments(parser)
     return parser
 
 
@@ -80,7 +80,11 @@ def _with_default_object(command: str, argv: List[str], parser: argparse.Argumen
     func = getattr(pykd, getter, None)
     if func is None:
         return argv
-    value = func()
+    engine_error = getattr(pykd, "DbgException", None) or getattr(pykd, "BaseException", Exception)
+    try:
+        value = func()
+    except engine_error:        # no current process/thread: the command reports what is missing
+        return argv
     return argv + ["0x%x" % int(value)] if value else argv
 
 

@@ -12,7 +12,7 @@ initialisation, so they are recovered from the machine code of the init function
    (direct calls) is built in the same pass.
 3. The module init function is the one with the most `def("name", fn, ..., "doc")` calls
    (identifier in rcx plus a docstring argument).  Its calls, in address order, are read as the
-   `BOOST_PYTHON_MODULE` body (helper functions it calls without string arguments are read in place):
+   `BOOST_PYTHON_MODULE` body (helpers it calls without string arguments are read in place):
    - identifier in rcx                          -> module function (`boost::python::def`);
    - pointer to a frame slot holding an identifier -> module attribute (`scope().attr("x") = ...`);
    - identifier in rdx (rcx = `this`), classified by what the callee reaches in the call graph,

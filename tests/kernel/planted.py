@@ -64,7 +64,7 @@ class PSpec:
 class World:
     """One forged machine plus the planted objects; `va` maps names to addresses."""
 
-    def __init__(self, build: int, processors: int = 2, pool_size: int = POOL_SIZE) -> None:
+    def __init__(self, build: int, processors: int = 3, pool_size: int = POOL_SIZE) -> None:
         self.table = table_for_build(build)
         with lzma.open(self.table.path, "rb") as handle:
             raw = json.load(handle)
@@ -84,6 +84,8 @@ class World:
         self.sessions: Dict[int, int] = {}
         self.token_va: Dict[int, int] = {}
         self.wow64_peb32: Dict[int, int] = {}
+        self.specs: List[PSpec] = []
+        self.path = ""
 
     # ---- low level
     def alloc(self, size: int, align: int = 16) -> int:
@@ -180,12 +182,17 @@ class World:
             ep = self.alloc(self.table.size(E))
             self.process_va[spec.pid] = ep
             self.put(E, ep, "UniqueProcessId", spec.pid)
+            self.put(E, ep, "Pcb.Header.Type", self.enum("_KOBJECTS", "ProcessObject"))
             self.put(E, ep, "InheritedFromUniqueProcessId", spec.ppid)
             self.pt.write_virtual(ep + self.locate(E, "ImageFileName")[0], spec.name.encode()[:14])
             self.put(E, ep, "CreateTime.QuadPart", spec.create)
             self.put(E, ep, "Pcb.DirectoryTableBase", 0x1AD000 + spec.pid * 0x1000)
             self.put(E, ep, "Peb", spec.peb)
             self.put(E, ep, "ActiveThreads", len(spec.threads))
+            if spec.pid == 4:
+                self.pt.write_u64(self.m.symbol("PsInitialSystemProcess"), ep)
+                if self.has(E, "SystemProcess"):
+                    self.put(E, ep, "SystemProcess", 1)
             self.empty_list(ep + self.locate(E, "ThreadListHead")[0])
             self.empty_list(ep + self.locate(E, "Pcb.ThreadListHead")[0])
             links = ep + self.locate(E, "ActiveProcessLinks")[0]
@@ -237,6 +244,7 @@ class World:
         et = self.alloc(self.table.size(T))
         self.thread_va[t.tid] = et
         self.put(T, et, "Cid.UniqueProcess", spec.pid)
+        self.put(T, et, "Tcb.Header.Type", self.enum("_KOBJECTS", "ThreadObject"))
         self.put(T, et, "Cid.UniqueThread", t.tid)
         self.put(T, et, "Tcb.Process", ep)
         self.put(T, et, "Tcb.ApcState.Process", ep)
@@ -306,10 +314,11 @@ class World:
     def _plant_cid_table(self, processes: List[PSpec]) -> None:
         entries: Dict[int, int] = {}
         for p in processes:
-            if not p.exited:
+            if not p.exited and p.pid:              # CID 0 (Idle) is never in the table
                 entries[p.pid // 4] = self.process_va[p.pid]
             for t in p.threads:
-                entries[t.tid // 4] = self.thread_va[t.tid]
+                if t.tid:
+                    entries[t.tid // 4] = self.thread_va[t.tid]
         size = self.table.size("_HANDLE_TABLE_ENTRY")
         per_page = 0x1000 // size
         pages: Dict[int, int] = {}
@@ -353,6 +362,8 @@ def standard_processes(build: int) -> List[PSpec]:
         PSpec(1300, 700, "gone.exe", [], exited=True, session=1),
         PSpec(1400, 700, "app32.exe", [TSpec(1404), TSpec(1408, in_elist=False)], wow64=True, session=1),
         PSpec(1500, 700, "hidden.exe", [TSpec(1504)], unlinked=True, session=1),
+        # the Idle process is on no list and in no table: only a processor's current thread shows it
+        PSpec(0, 0, "Idle", [TSpec(0, running, "Executive", 0, running_on=2, system=True)], unlinked=True),
     ]
     return procs
 
@@ -371,3 +382,39 @@ def bulk_processes(processes: int, threads_per_process: int) -> List[PSpec]:
         out.append(PSpec(pid, 4, "proc%03d.exe" % i, threads, session=1,
                          create=132583451020698648 + pid))
     return out
+
+
+#: the four builds the issue names: Windows 7 SP1, 8.1, 10 2004, 11 21H2
+BUILDS = (7601, 9600, 19041, 22000)
+_WORLDS: Dict[Tuple[int, str], "World"] = {}
+
+
+def standard_world(build: int, folder: str) -> "World":
+    """The standard planted world of a build, written once per test session (`world.path`)."""
+    key = (build, "")
+    world = _WORLDS.get(key)
+    if world is None:
+        world = World(build)
+        world.specs = standard_processes(build)
+        world.plant(world.specs)
+        world.path = world.write("%s/standard-%d.dmp" % (folder, build))
+        _WORLDS[key] = world
+    return world
+
+
+def run_json(argv: List[str]) -> Dict[str, Any]:
+    """Run a CLI command with --format json and return the parsed document (exit code 0 asserted)."""
+    import io
+    from pykd_ext.cli import run_command
+    out = io.StringIO()
+    code = run_command(list(argv) + ["--format", "json", "--quiet"], out=out)
+    assert code == 0, "%s exited %d" % (argv, code)
+    return json.loads(out.getvalue())
+
+
+def run_text(argv: List[str], fmt: str = "text") -> Tuple[int, str]:
+    import io
+    from pykd_ext.cli import run_command
+    out = io.StringIO()
+    code = run_command(list(argv) + ["--format", fmt, "--quiet"], out=out)
+    return code, out.getvalue()

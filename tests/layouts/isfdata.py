@@ -53,6 +53,15 @@ WINDBG_BASE = {
 }
 
 
+def shown(name: str) -> str:
+    """WinDbg's spelling of Volatility's per-PDB numbered names."""
+    if name.startswith("__unnamed"):
+        return "<unnamed-tag>"
+    if name.startswith("__anonymous"):
+        return "<anonymous-tag>"
+    return name
+
+
 def windbg_spelling(isf: Dict[str, Any], t: Dict[str, Any]) -> str:
     """Expected `dt` type column for an ISF member type (independent of pykd_ext.layouts.model)."""
     kind = t["kind"]
@@ -68,12 +77,12 @@ def windbg_spelling(isf: Dict[str, Any], t: Dict[str, Any]) -> str:
         if sub["kind"] == "function":
             return prefix + "    void "
         name = sub["name"]
-        return prefix + ("<unnamed-tag>" if name.startswith("__unnamed") else name)
+        return prefix + shown(name)
     if kind == "array":
         return "[%d] %s" % (t["count"], windbg_spelling(isf, t["subtype"]))
     if kind == "bitfield":
         n = t["bit_length"]
         return "Pos %d, %d Bit%s" % (t["bit_position"], n, "" if n == 1 else "s")
     if kind in ("struct", "union", "enum"):
-        return "<unnamed-tag>" if t["name"].startswith("__unnamed") else t["name"]
+        return shown(t["name"])
     return "void "

@@ -32,10 +32,20 @@ def test_generated_files_carry_attribution() -> None:
     committed = Path(shipped_dir())
     licence = (committed / "LICENSE-JPCERTCC").read_text()
     assert licence == (ISF_DIR / "LICENSE").read_text()
+    # H10: modules of derived (types-only) builds name their own provenance (NOTICE-derived)
+    index = json.loads((committed / "index.json").read_text())
+    derived = {b["module"] for b in index["builds"] if b["source"].startswith("derived")}
     for module in committed.glob("nt_*.py"):
         head = module.read_text()[:1200]
-        assert "JPCERTCC/Windows-Symbol-Tables" in head and "BSD-3-Clause" in head, module.name
+        if module.stem in derived:
+            assert "NOTICE-derived" in head and "JPCERTCC" not in head, module.name
+        else:
+            assert "JPCERTCC/Windows-Symbol-Tables" in head and "BSD-3-Clause" in head, module.name
         assert "GENERATED" in head
+    notice = (committed / "NOTICE-derived").read_text()
+    for b in index["builds"]:
+        if b["module"] in derived:
+            assert b["build_id"] in notice and b["extra"]["licence"] in notice
 
 
 def test_derived_types_only_isf_loads() -> None:

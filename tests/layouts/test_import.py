@@ -43,15 +43,16 @@ def user_home(tmp_path, monkeypatch):
 
 def test_import_end_to_end_picked_by_guid(tmp_path, user_home, monkeypatch) -> None:
     path = _edited_isf(tmp_path)
+    before = len(registry.list_builds())
     out = io.StringIO()
     assert run_command(["structs", "import", str(path), "--format", "json"], out=out) == 0
     doc = json.loads(out.getvalue())
     rec = doc["records"][0]
     assert rec["guid"] == NEW_GUID and rec["age"] == 3
     assert (user_home / "layouts" / "index.json").exists()
-    # listed, and the version is known (the file names the 19041.1288 PDB? no: a new GUID)
+    # listed beside the shipped builds
     ids = [e.build_id for e in registry.list_builds()]
-    assert rec["build_id"] in ids and len(ids) == 194
+    assert rec["build_id"] in ids and len(ids) == before + 1
     lay = registry.find_by_guid(NEW_GUID, 3)
     assert lay is not None and lay.source.startswith("user import")
     assert lay.type("_EPROCESS").offset("UniqueProcessId") == 0x7f0
@@ -90,3 +91,32 @@ def test_bad_isf_is_a_layout_error(tmp_path, user_home) -> None:
         registry.import_isf(str(bad))
     out = io.StringIO()
     assert run_command(["structs", "import", str(tmp_path / "missing.json.xz")], out=out) == 2
+
+
+def _tiny_isf(user_types):
+    return {"metadata": {"windows": {"pdb": {"GUID": NEW_GUID, "age": 1, "machine_type": 34404}}},
+            "base_types": {"pointer": {"size": 8, "signed": False, "kind": "int", "endian": "little"},
+                           "unsigned long": {"size": 4, "signed": False, "kind": "int", "endian": "little"}},
+            "user_types": user_types, "enums": {}, "symbols": {}}
+
+
+@pytest.mark.parametrize("user_types,message", [
+    ({"_EPROCESS": {"size": 8, "kind": "struct", "fields": {"A": {"offset": 0, "type": {"kind": "struct", "name": "_KPROCESS"}}}},
+      "_KPROCESS": {"size": 8, "kind": "struct", "fields": {"B": {"offset": 0, "type": {"kind": "struct", "name": "_EPROCESS"}}}}},
+     "contains itself"),
+    ({"_EPROCESS": {"size": 8, "kind": "struct", "fields": {"A": {"offset": 0, "type": {"kind": "struct", "name": "_MISSING"}}}}},
+     "not defined"),
+    ({"_EPROCESS": {"size": 8, "kind": "struct", "fields": {"A": {"offset": 0, "type": {"kind": "array", "count": -1, "subtype": {"kind": "base", "name": "unsigned long"}}}}}},
+     "array count"),
+])
+def test_hostile_isf_is_refused(tmp_path, user_types, message) -> None:
+    from pykd_ext.layouts.registry import layouts_from_isf_doc
+    doc = _tiny_isf(user_types)
+    with pytest.raises(LayoutError, match=message):
+        layouts_from_isf_doc(doc, "test")
+    nested = {"kind": "base", "name": "unsigned long"}
+    for _ in range(5000):                         # deeper than any recursion limit
+        nested = {"kind": "array", "count": 1, "subtype": nested}
+    doc = _tiny_isf({"_EPROCESS": {"size": 4, "kind": "struct", "fields": {"A": {"offset": 0, "type": nested}}}})
+    with pytest.raises(LayoutError, match="nested"):
+        layouts_from_isf_doc(doc, "test")

@@ -51,6 +51,13 @@ def test_licence_is_copied_verbatim(kphdyn_dir: Path) -> None:
     assert (COMMITTED / "LICENSE-kphdyn").read_bytes() == (kphdyn_dir / "LICENSE").read_bytes()
     readme = (COMMITTED / "README.md").read_text(encoding="utf-8")
     assert "winsiderss/systeminformer" in readme and "MIT" in readme
+    # The notice also travels inside the table itself (package data may ship without LICENSE-*).
+    header = [line[2:] for line in
+              (COMMITTED / "kernels.tsv").read_text(encoding="utf-8").splitlines()
+              if line.startswith("# ")]
+    for line in (kphdyn_dir / "LICENSE").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            assert line.rstrip() in header
 
 
 def _data_lines(outputs: Dict[str, bytes]) -> bytes:
@@ -88,6 +95,7 @@ SAMPLE_LICENSE = "MIT License\n\nCopyright (c) test\n"
 ROW = ('<data arch="amd64" version="10.0.1.2" file="ntoskrnl.exe" hash="%s" timestamp="0x10" '
        'size="0x2000">1</data>' % ("a" * 64))
 FIELDS = '<fields id="1"><field value="0x0418" name="EpObjectTable"/></fields>'
+TWICE = '<field value="0x1" name="EpObjectTable"/></fields>'
 
 
 def _write_xml(folder: Path, body: str, license_text: str = SAMPLE_LICENSE) -> Path:
@@ -115,7 +123,7 @@ def test_a_minimal_xml_generates(tmp_path: Path) -> None:
     "<dyn>%s%s</dyn>" % (ROW.replace("a" * 64, "a" * 63), FIELDS),
     "<dyn>%s%s</dyn>" % (ROW.replace('file="ntoskrnl.exe"', 'file="a\tb"'), FIELDS),
     "<dyn>%s%s</dyn>" % (ROW, FIELDS.replace("0x0418", "0x10000")),     # not a USHORT
-    "<dyn>%s%s</dyn>" % (ROW, FIELDS.replace("</fields>", '<field value="0x1" name="EpObjectTable"/></fields>')),
+    "<dyn>%s%s</dyn>" % (ROW, FIELDS.replace("</fields>", TWICE)),      # field listed twice
     "<dyn>%s%s<extra/></dyn>" % (ROW, FIELDS),
     "<dyn>%s%s</dyn>" % (ROW.replace("ntoskrnl.exe", "lxcore.sys"), FIELDS),  # no kernel rows
 ])

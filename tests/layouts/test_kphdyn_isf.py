@@ -9,6 +9,8 @@ every offset set that occurs; the slow test covers every overlapping ISF.
 """
 import json
 import lzma
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Tuple
 import xml.etree.ElementTree as ElementTree
@@ -83,17 +85,24 @@ def overlaps(isf_dir: Path, kphdyn_xml) -> List[Overlap]:
     return result
 
 
+def _compare_one(isf_dir: Path, overlap: Overlap, fields: Dict[str, int]
+                 ) -> Tuple[int, List[tuple]]:
+    types = _isf_types(isf_dir, overlap.isf_file)
+    problems = []
+    for name, value in sorted(fields.items()):
+        expected = _isf_value(types, name) if name in KPHDYN_FIELD_SOURCES else None
+        if expected != value:
+            problems.append((overlap.version, name, value, expected))
+    return len(fields), problems
+
+
 def _compare(isf_dir: Path, sets, chosen: List[Overlap]) -> Tuple[int, List[tuple]]:
-    compared, problems = 0, []
-    for overlap in chosen:
-        types = _isf_types(isf_dir, overlap.isf_file)
-        for name, value in sorted(sets[overlap.fields_id].items()):
-            assert name in KPHDYN_FIELD_SOURCES, "no PDB meaning known for %s" % name
-            expected = _isf_value(types, name)
-            compared += 1
-            if expected != value:
-                problems.append((overlap.version, name, value, expected))
-    return compared, problems
+    """(fields compared, mismatches); the ISF files are decompressed in parallel."""
+    workers = max(1, min(4, os.cpu_count() or 1, len(chosen)))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_compare_one, [isf_dir] * len(chosen), chosen,
+                                [sets[o.fields_id] for o in chosen]))
+    return sum(r[0] for r in results), [p for r in results for p in r[1]]
 
 
 def test_field_meanings_cover_every_kernel_field(kphdyn_xml) -> None:
@@ -188,20 +197,28 @@ def test_check_layout_fields_lists_what_the_layout_lacks() -> None:
     assert empty.compared == 0 and sorted(empty.unavailable) == sorted(kernel.fields)
 
 
-def test_check_layout_fields_with_the_project_layouts() -> None:
-    """The shipped layouts (pykd_ext.layouts.registry) agree with kphdyn where both have the field.
+@pytest.mark.parametrize("timestamp, size, version", [
+    (0x0D8333E6, 0x01046000, "10.0.19041.804"),   # kernel of the real 19041 triage dump
+    (0x11B35B7E, 0x00A6E000, "10.0.17763.973"),   # kernel of the real 17763 triage dump
+])
+def test_check_layout_fields_with_the_project_layouts(timestamp: int, size: int,
+                                                      version: str) -> None:
+    """The shipped layouts (pykd_ext.layouts.registry) agree with kphdyn where both have a field.
 
-    The 19041 triage dump's kernel (10.0.19041.804, kphdyn) has no layout of its own; the nearest
-    shipped revision of 19041 is what a no-GUID target would get, and kphdyn must not contradict it.
+    A triage dump has no PDB GUID; kphdyn names the exact version.  When that version is shipped
+    (19041.804 is) its layouts must agree; otherwise the nearest shipped revision of the build is
+    what the target gets, and kphdyn must not contradict it on the walker's fields.
     """
     from pykd_ext.layouts import registry
 
-    kernel = lookup_kernel(0x0D8333E6, 0x01046000)
-    assert kernel is not None and kernel.version == "10.0.19041.804"
-    entries = [e for e in registry.candidates_for_build(19041) if not e.types_only]
+    kernel = lookup_kernel(timestamp, size)
+    assert kernel is not None and kernel.version == version
+    entries = [e for e in registry.candidates_for_build(kernel.build) if not e.types_only]
     assert entries
-    nearest = min(entries, key=lambda e: abs((e.revision or 0) - kernel.revision))
-    result = check_layout_fields(kernel, registry.load_layouts(nearest.build_id))
+    exact = [e for e in entries if e.version == kernel.version]
+    chosen = exact[0] if exact else min(
+        entries, key=lambda e: abs((e.revision or 0) - kernel.revision))
+    result = check_layout_fields(kernel, registry.load_layouts(chosen.build_id))
     assert result.ok, result.mismatches
     for name in ("EpObjectTable", "KtInitialStack", "KtKernelStack", "OtName", "OtIndex",
                  "ObDecodeShift", "ObAttributesShift"):

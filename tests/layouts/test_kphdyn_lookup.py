@@ -3,6 +3,7 @@
 Expected values come from the XML itself (read with `xml.etree`, no project code), so a wrong
 column, a dropped row or a mis-keyed index in the shipped table or the loader fails these tests.
 """
+import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -114,7 +115,8 @@ def test_versions_for_build_lists_every_revision_in_order(kernel_rows) -> None:
 def test_arch_aliases_and_arm64(kernel_rows) -> None:
     amd = next(row for row in kernel_rows if row["arch"] == "amd64")
     key = (int(amd["timestamp"], 16), int(amd["size"], 16))
-    assert lookup_kernel(*key, arch="x64") == lookup_kernel(*key, arch="AMD64") == lookup_kernel(*key)
+    assert (lookup_kernel(*key, arch="x64") == lookup_kernel(*key, arch="AMD64")
+            == lookup_kernel(*key))
     arm = next(row for row in kernel_rows if row["arch"] == "arm64")
     arm_key = (int(arm["timestamp"], 16), int(arm["size"], 16))
     found = lookup_kernel(*arm_key, arch="aarch64")
@@ -129,6 +131,18 @@ def test_sha256_lookup(kernel_rows) -> None:
     assert lookup_sha256("0" * 64) == []
 
 
+@pytest.mark.parametrize("text", ["10.0.19041", "10.0.19041.804.1", "10.0.x.1", "10..1.2", ""])
+def test_parse_version_refuses_malformed_versions(text: str) -> None:
+    with pytest.raises(ValueError):
+        kernel_versions.parse_version(text)
+
+
+def test_parse_version_and_arch_names() -> None:
+    assert kernel_versions.parse_version("10.0.19041.804") == (10, 0, 19041, 804)
+    assert [kernel_versions.normalize_arch(a) for a in ("x64", " AMD64", "aarch64", "x86")] == [
+        "amd64", "amd64", "arm64", "x86"]
+
+
 def test_unknown_and_impossible_pairs_give_none() -> None:
     assert lookup_kernel(0, 0) is None
     assert lookup_kernel(-1, 0x1000) is None
@@ -137,15 +151,14 @@ def test_unknown_and_impossible_pairs_give_none() -> None:
 
 
 def test_as_dict_is_json_ready(kernel_rows) -> None:
-    import json
-
     row = kernel_rows[0]
     kernel = lookup_kernel(int(row["timestamp"], 16), int(row["size"], 16), row["arch"])
     record = json.loads(json.dumps(kernel.as_dict()))
     assert record["version"] == row["version"] and record["sha256"] == row["hash"].lower()
 
 
-def _write_table(folder: Path, tsv: str, fields: str = '{"1": {"EpObjectTable": 1048}}') -> Tuple[str, str]:
+def _write_table(folder: Path, tsv: str,
+                 fields: str = '{"1": {"EpObjectTable": 1048}}') -> Tuple[str, str]:
     tsv_path, fields_path = folder / "kernels.tsv", folder / "fields.json"
     tsv_path.write_text(tsv, encoding="utf-8")
     fields_path.write_text(fields, encoding="utf-8")
@@ -157,9 +170,11 @@ GOOD_ROW = "amd64\t10.0.1.2\tntoskrnl.exe\t0x00000010\t0x00002000\t" + "a" * 64 
 
 
 def test_a_small_table_loads(tmp_path: Path) -> None:
-    table = KernelVersionTable.from_files(*_write_table(tmp_path, "# comment\n" + HEADER + GOOD_ROW))
+    table = KernelVersionTable.from_files(
+        *_write_table(tmp_path, "# comment\n" + HEADER + GOOD_ROW))
     found = table.lookup(0x10, 0x2000)
-    assert found is not None and found.version == "10.0.1.2" and found.fields["EpObjectTable"] == 1048
+    assert found is not None and found.version == "10.0.1.2"
+    assert found.fields["EpObjectTable"] == 1048
 
 
 @pytest.mark.parametrize("tsv, fields", [

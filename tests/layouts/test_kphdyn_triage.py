@@ -69,7 +69,8 @@ def _driver_list(data: bytes) -> Tuple[Dict[str, object], List[Dict[str, object]
     assert 0 < count < 4096
     drivers = []
     for index in range(count):
-        entry = _unpack(DRIVER_ENTRY64, data, triage["DriverListOffset"] + index * DRIVER_ENTRY64_SIZE)
+        base = triage["DriverListOffset"] + index * DRIVER_ENTRY64_SIZE
+        entry = _unpack(DRIVER_ENTRY64, data, base)
         (units,) = struct.unpack_from("<I", data, entry["DriverNameOffset"])
         assert units < MAX_NAME_UNITS
         start = entry["DriverNameOffset"] + 4

@@ -138,3 +138,20 @@ def test_session_uses_target_choice_and_notes() -> None:
     doc = json.loads(out.getvalue())
     assert doc["meta"]["layout"]["method"] == "fingerprint"
     assert any("no PDB GUID" in n for n in doc["notes"])
+
+
+def test_forged_kernel_dump_is_matched_by_pdb_guid(tmp_path) -> None:
+    """End to end through the real readers: dump file -> KDBG KernBase -> PE CodeView -> layouts."""
+    from pykd_ext.forge.kernel_objects import write_scenario_dump
+    from pykd_ext.forge.scenario import standard_scenario
+    from pykd_ext.targets.opener import open_target
+    path = str(tmp_path / "forged.dmp")
+    write_scenario_dump(path, standard_scenario(), "10.0.19041.1288", kind="kernel")
+    target = open_target(path)
+    try:
+        lay = choose_for_target(target)
+    finally:
+        target.close()
+    row = row_for("10.0.19041.1288")
+    assert lay.choice["method"] == "pdb-guid"
+    assert (lay.guid, lay.age, lay.version) == (row["pdb_guid"], int(row["pdb_age"]), "10.0.19041.1288")

@@ -158,7 +158,8 @@ def test_software_ptes_with_isf_bits(world, isf_types):
                         & ((1 << 48) - 1)))
     # paged out: pagefile 2, page 0x1234 of the pagefile
     pt.set_entry(KVA + 0x3000, 3, _put(isf_types, sw, "PageFileLow", 2)
-                 | _put(isf_types, sw, "PageFileHigh", 0x1234) | _put(isf_types, sw, "Protection", 4))
+                 | _put(isf_types, sw, "PageFileHigh", 0x1234)
+                 | _put(isf_types, sw, "Protection", 4))
     # demand zero: protection only
     pt.set_entry(KVA + 0x4000, 3, _put(isf_types, sw, "Protection", 4))
     space = X64AddressSpace(phys, pt.dtb, software_pte=layout)
@@ -216,7 +217,10 @@ def test_walk_lists_each_level(world):
     phys, pt = world
     phys.add(0x500)
     pt.map_4k(KVA + 0x3000, 0x500000)
-    walk = X64AddressSpace(phys, pt.dtb).walk(KVA + 0x3123)
+    space = X64AddressSpace(phys, pt.dtb)
+    assert space.translate(KVA + 0x3123) == 0x500123     # fills the page-table cache
+    assert space.translate(KVA + 0x3456) == 0x500456     # served from it
+    walk = space.walk(KVA + 0x3123)                      # a walk still reads every level
     assert [s.level for s in walk.steps] == ["PML4E", "PDPTE", "PDE", "PTE"]
     assert walk.steps[0].table == pt.dtb and walk.steps[0].index == (KVA >> 39) & 0x1FF
     assert walk.steps[-1].entry & 0x000FFFFFFFFFF000 == 0x500000

@@ -7,7 +7,7 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
-from bootstrap import FORGE_TESTS, use_standin
+from pykd_harness import FORGE_TESTS, Scenario, use_standin
 
 #: builds the forged machines run (Windows 7 SP1, 8.1, 10 2004, 11 21H2)
 BUILDS = (7601, 9600, 19041, 22000)
@@ -57,4 +57,16 @@ def machines(tmp_path_factory: pytest.TempPathFactory, isf_dir: Path) -> Dict[in
         planted = plant(machine, random.Random(build))
         path = write_full_dump(str(out / ("machine-%d.dmp" % build)), machine.phys, machine.spec)
         found[build] = ForgedDump(build, path, machine, planted, str(table.path))
+    return found
+
+
+@pytest.fixture(scope="session")
+def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Dict[int, Scenario]:
+    from pykd_ext.forge.kernel_objects import write_scenario_dump
+    from pykd_ext.forge.scenario import standard_scenario
+    out = tmp_path_factory.mktemp("pykd-scenarios")
+    found = {}
+    for build in BUILDS:
+        path = str(out / ("standard-%d.dmp" % build))
+        found[build] = Scenario(build, path, write_scenario_dump(path, standard_scenario(), build))
     return found

@@ -62,8 +62,9 @@ def test_members_belong_to_listed_classes(names: List[str]) -> None:
     assert owners <= module_level
 
 
-def test_readme_records_the_wheel_and_the_commands() -> None:
+def test_readme_records_the_wheel_and_the_commands(names: List[str]) -> None:
     text = README.read_text(encoding="utf-8")
+    assert "result: %d names" % len(names) in text
     assert "pip download pykd==0.3.4.15" in text
     assert re.search(r"`[0-9a-f]{64}`", text)
     assert (DATA / "pykd-0.3.4.15-names.extract.py").is_file()

@@ -8,6 +8,7 @@ import pytest
 
 from pykd_ext.errors import MemoryReadError, TargetError, UnsupportedDumpError
 from pykd_ext.memory.faults import NOT_IN_DUMP, UNAVAILABLE
+from pykd_ext.memory.pte import SoftwarePteLayout
 from pykd_ext.targets.opener import open_target
 from pykd_ext.targets.pykd_target import PykdApi, PykdTarget, open_pykd_target
 
@@ -36,6 +37,9 @@ def test_faults_are_typed_like_the_file_reader(standin: Any, machines: Dict[int,
     dump = machines[19041]
     target = _pykd_target(standin, dump)
     offline = open_target(dump.path)
+    software_pte = SoftwarePteLayout.from_isf_file(dump.isf)     # not-present PTE bits, from the ISF
+    target.set_software_pte(software_pte)
+    offline.set_software_pte(software_pte)
     try:
         cases: List[int] = list(dump.planted.special.values()) + [0xFFFF800000000000, 0x1000]
         for va in cases:

@@ -63,6 +63,10 @@ class SymbolException(DbgException):
 
 # ------------------------------------------------------------------------------- state
 
+#: decoded ISF files by path (read-only data; kept across `_standin_reset` to keep tests fast)
+_ISF_CACHE: Dict[str, Dict[str, Any]] = {}
+
+
 class _State:
     def __init__(self) -> None:
         self.dump: Optional[str] = None
@@ -97,9 +101,12 @@ class _State:
             if path is None:
                 raise DbgException("stand-in pykd: no symbols for this dump (set PYKD_STANDIN_ISF)")
             self.isf_path = path
-            opener = lzma.open if path.endswith(".xz") else open
-            with opener(path, "rb") as fh:
-                self.isf = json.loads(fh.read())
+            self.isf = _ISF_CACHE.get(path)
+            if self.isf is None:
+                opener = lzma.open if path.endswith(".xz") else open
+                with opener(path, "rb") as fh:
+                    self.isf = json.loads(fh.read())
+                _ISF_CACHE[path] = self.isf
         return self.isf
 
 
@@ -226,9 +233,10 @@ def loadDump(path: str) -> int:
     _count("loadDump")
     if not os.path.exists(path):
         raise DbgException("failed to open dump %s" % path)
-    isf, windbg, version = _state.isf_path, _state.windbg, _state.version
+    isf, windbg, version, calls = _state.isf_path, _state.windbg, _state.version, dict(_state.calls)
     _standin_reset()
     _state.dump, _state.isf_path, _state.version, _state.windbg = path, isf, version, windbg
+    _state.calls = calls
     try:
         _state.ensure()
     except Exception as err:  # any reader failure is an engine failure for the caller
@@ -266,6 +274,28 @@ def dbgCommand(command: str, suppressOutput: bool = True) -> Optional[str]:
                  "kernel summary": "Kernel Summary dump", "bitmap": "Kernel Bitmap dump"}.get(kind, "Kernel dump")
         return ".  0 %s: %s\n" % (label, _state.dump)
     return None
+
+
+def expr(expression: str, cplusplus: bool = False) -> int:
+    """Only the DbgEng pseudo-register `@$prcb` is modelled (the triage dump's PRCB, else processor 0's)."""
+    _count("expr")
+    _state.ensure()
+    if expression.strip().lower() == "@$prcb":
+        extra = _state.target.info().extra or {}
+        if extra.get("prcb"):
+            return int(extra["prcb"])
+        return _read_pointer(getOffset("nt!KiProcessorBlock"))
+    raise DbgException("stand-in pykd: cannot evaluate %r" % expression)
+
+
+def currentTime() -> int:
+    """Seconds since 1970 of the dump (DbgEng: the target's time, whole seconds)."""
+    _count("currentTime")
+    _state.ensure()
+    filetime = _state.target.info().system_time
+    if not filetime:
+        raise DbgException("no target time")
+    return filetime // 10_000_000 - 11_644_473_600
 
 
 def reg(name: str) -> int:
@@ -345,7 +375,7 @@ def getCurrentProcess() -> int:
     thread = getImplicitThread()
     if not thread:
         return 0
-    offset = typeInfo("nt!_KTHREAD").fieldOffset("ApcState.Process")
+    offset = typeInfo(_desc=_lookup("_KTHREAD")).fieldOffset("ApcState.Process")
     return _read_pointer(thread + offset)
 
 
@@ -359,7 +389,7 @@ def getImplicitThread() -> int:
     try:
         blocks = getOffset("nt!KiProcessorBlock")
         prcb = _read_pointer(blocks)
-        return _read_pointer(prcb + typeInfo("nt!_KPRCB").fieldOffset("CurrentThread"))
+        return _read_pointer(prcb + typeInfo(_desc=_lookup("_KPRCB")).fieldOffset("CurrentThread"))
     except DbgException:
         return 0
 
@@ -369,17 +399,36 @@ def _read_pointer(va: int) -> int:
     return int.from_bytes(bytes(loadBytes(va, size)), "little")
 
 
-class module:
-    """pykd.module: only the kernel module is modelled."""
+def getModulesList() -> List["module"]:
+    """Kernel modules as DbgEng lists them: the dump's own driver list when it has one
+    (triage dumps), else just nt."""
+    _count("getModulesList")
+    _state.ensure()
+    drivers = (_state.target.info().extra or {}).get("drivers")
+    if isinstance(drivers, list) and drivers:
+        return [module(_driver=d) for d in drivers if isinstance(d, dict) and d.get("base")]
+    return [module("nt")]
 
-    def __init__(self, name: str) -> None:
+
+class module:
+    """pykd.module: the kernel module by name ("nt"); other modules only via getModulesList()."""
+
+    def __init__(self, name: str = "", _driver: Optional[Dict[str, Any]] = None) -> None:
+        if _driver is not None:
+            self._base, self._size, self._image = int(_driver["base"]), int(_driver.get("size") or 0), \
+                str(_driver.get("name") or "")
+            return
         _count("module")
         if name.lower() not in ("nt", "ntoskrnl", "ntkrnlmp"):
             raise SymbolException("module %s not found" % name)
         self._base = _kernel_base()
+        self._size, self._image = 0, "ntoskrnl.exe"
 
-    def __int__(self) -> int:
-        return self._base
+    def size(self) -> int:
+        return self._size or (self.end() - self._base)
+
+    def image(self) -> str:
+        return self._image
 
     def begin(self) -> int:
         return self._base

@@ -3,7 +3,8 @@
 Independent sources of the expected values:
 - /work/shared/real/README.md facts and Volatility 3's `crash64.json` field offsets for the real
   triage headers; kdmp-parser's header parser on a copy whose DumpType is patched to 1;
-- kdmp-parser (64-bit full, bitmap, RDMP types) and Volatility 3 (32-bit full) on dumps built here;
+- kdmp-parser (64-bit full, bitmap, RDMP types) and Volatility 3 (32-bit full and bitmap) on dumps
+  built here;
 - the bytes and addresses planted by the test itself.
 """
 import json
@@ -230,8 +231,38 @@ def test_32bit_full_dump_physical_agrees_with_volatility(tmp_path, planted):
         for pfn in sorted(phys.pages):
             assert bytes(target.physical.page(pfn)) == layer.read(pfn << 12, 4096)
         assert target.physical.page(0x4) is None and not layer.is_valid(0x4000)
-        with pytest.raises(UnsupportedDumpError):
+        # H10: x86 paging now exists; this dump plants no page tables, so a typed fault
+        with pytest.raises(MemoryReadError):
             target.kernel.read(0x80000000, 4)
+
+
+def test_32bit_bitmap_dump_physical_agrees_with_volatility(tmp_path, planted):
+    from volatility3.framework import contexts
+    from volatility3.framework.layers import crash, physical
+    phys, _, _ = planted
+    pfns = sorted(phys.pages)
+    span = 0x2000
+    bitmap = bytearray(span // 8)
+    for pfn in pfns:
+        bitmap[pfn >> 3] |= 1 << (pfn & 7)
+    first = 0x3000
+    summary = dh.SUMMARY_DUMP.build(dict(Signature=b"SDMP", DumpOptions=0, FirstPage=first,
+                                         TotalPresentPages=len(pfns), Pages=span))
+    data = bytearray(b.header32(5, 0x185000) + summary + bitmap)
+    data += bytes(first - len(data))
+    data += b"".join(bytes(phys.pages[p]) for p in pfns)
+    path = _write(tmp_path, "x86bmp.dmp", bytes(data))
+    ctx = contexts.Context()
+    ctx.config["file.location"] = Path(path).as_uri()
+    ctx.add_layer(physical.FileLayer(ctx, "file", "file"))
+    ctx.config["crash.base_layer"] = "file"
+    layer = crash.WindowsCrashDump32Layer(ctx, "crash", "crash")
+    with open_target(path) as target:
+        assert target.info().dump_type == "bitmap"
+        for pfn in pfns:
+            assert bytes(target.physical.page(pfn)) == layer.read(pfn << 12, 4096)
+        present = [pfn for pfn in range(span) if layer.is_valid(pfn << 12)]
+        assert present == pfns == [p for p in range(span) if target.physical.page(p) is not None]
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -356,7 +387,8 @@ def _kernel_world(with_kdbg):
     guid = uuid.UUID("A1B2C3D4-0102-0304-0506-0708090A0B0C")
     phys = b.DictPhysical()
     pt = b.PageTables(phys)
-    image = b.minimal_pe64(guid.bytes_le, 7, timestamp=0x12345678, size_of_image=0x4000)
+    image = b.minimal_pe64(guid.bytes_le, 7, timestamp=0x12345678, size_of_image=0x4000,
+                           file_version=(10, 0, 19041, 3636))
     for i in range(4):
         phys.add(0x800 + i, image[i * 4096:(i + 1) * 4096])
         pt.map_4k(kbase + i * 4096, (0x800 + i) << 12)
@@ -384,9 +416,38 @@ def test_kernel_base_and_pdb_identity(tmp_path, with_kdbg):
         assert (info.extra["pdb_age"], info.extra["pdb_name"]) == (7, "ntkrnlmp.pdb")
         assert info.extra["kernel_timestamp"] == 0x12345678
         assert info.extra["kernel_size_of_image"] == 0x4000
+        assert info.extra["kernel_file_version"] == "10.0.19041.3636"
         if with_kdbg:
             assert info.kdbg["KernBase"] == kbase and info.kdbg["PsLoadedModuleList"] == head
         else:
             assert info.kdbg is None
             assert any("KDBG" in n for n in info.notes)
             assert any("PsLoadedModuleList" in n for n in info.notes)
+
+
+def test_software_pte_layout_reaches_every_space(tmp_path, isf_dir):
+    """A transition PTE is read once the target gets the kernel's PTE layout (from the ISF)."""
+    import json
+    import lzma
+    from pykd_ext.memory.pte import SoftwarePteLayout
+    isf = next((isf_dir / "windows" / "ntkrnlmp.pdb").glob("*.json.xz"))
+    with lzma.open(isf, "rt") as handle:
+        types = json.load(handle)["user_types"]
+
+    def put(type_name, field, value):
+        spec = types[type_name]["fields"][field]["type"]
+        return value << spec["bit_position"]
+    phys = b.DictPhysical()
+    pt = b.PageTables(phys)
+    phys.add(0x777, b"standby page")
+    pt.set_entry(KVA + 0x9000, 3, put("_MMPTE_SOFTWARE", "Transition", 1)
+                 | put("_MMPTE_TRANSITION", "PageFrameNumber", 0x777))
+    path = _write(tmp_path, "transition.dmp", b.full_dump_bytes(phys, pt.dtb))
+    with open_target(path) as target:
+        other = target.process_space(pt.dtb | 0x1)
+        for space in (target.kernel, other):
+            with pytest.raises(MemoryReadError):
+                space.read(KVA + 0x9000, 12)
+        target.set_software_pte(SoftwarePteLayout.from_isf_file(str(isf)))
+        for space in (target.kernel, other, target.process_space(pt.dtb)):
+            assert space.read(KVA + 0x9000, 12) == b"standby page"

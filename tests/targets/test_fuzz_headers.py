@@ -30,7 +30,13 @@ def _bases():
     pt.map_2m(KVA + 0x200000, 0)
     runs = b.group_runs(phys.pages)
     body = b"".join(bytes(phys.pages[p]) for p in sorted(phys.pages))
+    phys.add(0x10, b.low_stub_page(pt.dtb, KVA + 0x1000))
+    lime = b"".join(struct.pack("<4sIQQQ", b"EMiL", 1, pfn << 12, ((pfn + n) << 12) - 1, 0)
+                    + b"".join(bytes(phys.pages[pfn + i]) for i in range(n))
+                    for pfn, n in b.group_runs(phys.pages))
     return {
+        "raw": b.raw_image_bytes(phys, 0x310),
+        "lime": lime,
         "full": b.full_dump_bytes(phys, pt.dtb, KdDebuggerDataBlock=KVA),
         "bitmap": b.bitmap_dump_bytes(phys, pt.dtb, 0x400),
         "rdmp": b.rdmp_dump_bytes(phys, pt.dtb, 8),
@@ -41,8 +47,11 @@ def _bases():
 
 BASES = _bases()
 
-# Offsets the parsers read: header fields, run table, DumpType, body headers and bitmap/ranges.
-HOT = [0x8, 0xC, 0x10, 0x30, 0x38, 0x80, 0x88, 0x8C, 0x90, 0x98, 0xA0, 0xA8, 0xB0, 0xF98, 0xFA0,
+EXTENSIONS = {"raw": ".raw", "lime": ".lime"}
+# Offsets the parsers read: header fields, run table, DumpType, body headers and bitmap/ranges,
+# the LiME headers and the raw image's start block (0x10000 + 0, 0x70, 0xA0).
+HOT = [0x18, 0x4, 0x10, 0x10070, 0x100A0, 0x10000, 0x2020, 0x2028,
+       0x8, 0xC, 0x10, 0x30, 0x38, 0x80, 0x88, 0x8C, 0x90, 0x98, 0xA0, 0xA8, 0xB0, 0xF98, 0xFA0,
        0x64, 0x68, 0x6C, 0x70, 0xF88, 0x2000, 0x2004, 0x2010, 0x2018, 0x2020, 0x2028, 0x2030,
        0x2038, 0x2040, 0x1000, 0x1020, 0x1028, 0x1030]
 WORDS = st.sampled_from([0, 1, 2, 5, 6, 8, 0xA, 0xFF, 0x1000, 0x2000, 0x45474150,
@@ -55,7 +64,7 @@ def mutated(draw):
     data = bytearray(BASES[kind])
     for _ in range(draw(st.integers(1, 4))):
         if draw(st.booleans()):
-            offset = draw(st.sampled_from(HOT))
+            offset = min(draw(st.sampled_from(HOT)), len(data) - 8)
             width = draw(st.sampled_from([4, 8]))
             value = draw(WORDS) & ((1 << (8 * width)) - 1)
             struct.pack_into("<Q" if width == 8 else "<I", data, offset, value)
@@ -92,12 +101,12 @@ def _exercise(path):
 
 
 @pytest.mark.slow
-@settings(max_examples=1000, deadline=2000, database=None,
+@settings(max_examples=600, deadline=2000, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=mutated())
 def test_mutated_dumps_raise_only_typed_errors(tmp_path, case):
     kind, data = case
-    path = tmp_path / ("%s.dmp" % kind)
+    path = tmp_path / (kind + EXTENSIONS.get(kind, ".dmp"))
     path.write_bytes(data)
     _exercise(str(path))
 

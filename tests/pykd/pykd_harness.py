@@ -9,7 +9,7 @@ import io
 import runpy
 import sys
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
@@ -77,3 +77,22 @@ def run_cli(argv: List[str]) -> Tuple[int, str, str]:
 def script_path(command: str) -> Path:
     return SCRIPTS / ("%s.py" % command)
 
+
+class Scenario:
+    """A forged standard-scenario dump and what was planted in it (the tests' truth)."""
+
+    def __init__(self, build: int, path: str, planted: Any) -> None:
+        self.build, self.path, self.planted = build, path, planted
+
+    def process(self, name: str) -> Dict[str, Any]:
+        return next(p for p in self.planted.processes if p["name"] == name)
+
+    @property
+    def current_thread(self) -> Dict[str, Any]:
+        address = self.planted.processors[0]["current_thread"]
+        return next(t for p in self.planted.processes for t in p["threads"] if t["address"] == address)
+
+    @property
+    def current_process(self) -> Dict[str, Any]:
+        pid = self.current_thread["pid"]
+        return next(p for p in self.planted.processes if p["pid"] == pid)

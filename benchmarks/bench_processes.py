@@ -1,0 +1,134 @@
+"""Benchmark `ps` and `threads` (JSON, all processes) against Volatility 3's `windows.pslist` and
+`windows.threads` on the same forged dump, in the same run. Prints medians, the ratio and the
+peak RSS of each side; asserts nothing.
+
+The dump: H7's forge scenario builder (`pykd_ext.forge.scenario.bulk_scenario`, written with
+`pykd_ext.forge.kernel_objects.write_scenario_dump`): System plus N-1 processes with T threads
+each (default 400 processes, 8,000 threads, Windows 10 19041).
+
+Both sides run as the user would run them, each command in a fresh interpreter
+(`python -m pykd_ext.cli ...` and `vol -r json ...`), so both pay their start-up, imports, dump
+open and symbol loading; their stdout (the JSON) is read and discarded. Our commands are also
+timed in-process (warm: layouts imported, file mapped) to show the decode cost alone.
+
+Run: python3 benchmarks/bench_processes.py [--processes 400] [--threads 8000] [--build 19041]
+     [--repeat 5] [--vol-repeat 3] [--keep DIR]
+"""
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List, Sequence, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_ISF = os.path.normpath(os.path.join(REPO, "..", "shared", "isf"))
+
+
+def forge(path: str, processes: int, threads: int, build: int) -> Tuple[int, int]:
+    from pykd_ext.forge.kernel_objects import write_scenario_dump
+    from pykd_ext.forge.scenario import bulk_scenario
+    per_process = max(1, threads // max(1, processes - 1))
+    spec = bulk_scenario(processes - 1, per_process)
+    write_scenario_dump(path, spec, build)
+    return len(spec.processes), sum(len(p.threads) for p in spec.processes)
+
+
+def run_child(argv: Sequence[str]) -> Tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in KiB) of one child; its output is drained and dropped."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO)
+    assert proc.stdout is not None
+    while proc.stdout.read(1 << 20):
+        pass
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+    if proc.returncode != 0:
+        raise SystemExit("%s failed with %s" % (" ".join(argv), proc.returncode))
+    return elapsed, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss)
+
+
+def median_runs(commands: List[List[str]], repeat: int) -> Tuple[float, float, int]:
+    """Medians over `repeat` rounds of the summed wall and CPU time of `commands`, and the
+    largest peak RSS (CPU time is the fairer figure on a busy machine)."""
+    walls, cpus, peak = [], [], 0
+    for _ in range(repeat):
+        wall = cpu = 0.0
+        for argv in commands:
+            seconds, cpu_seconds, rss = run_child(argv)
+            wall += seconds
+            cpu += cpu_seconds
+            peak = max(peak, rss)
+        walls.append(wall)
+        cpus.append(cpu)
+    return statistics.median(walls), statistics.median(cpus), peak
+
+
+def in_process(path: str, repeat: int) -> Tuple[float, float]:
+    """Median warm in-process seconds of ps and of threads (JSON, all processes)."""
+    from pykd_ext.cli import run_command
+    run_command(["ps", "--target", path, "--format", "json", "-q"], out=io.StringIO())   # warm up
+    results = []
+    for command in ("ps", "threads"):
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            code = run_command([command, "--target", path, "--format", "json", "-q"], out=io.StringIO())
+            times.append(time.perf_counter() - start)
+            assert code == 0
+        results.append(statistics.median(times))
+    return results[0], results[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=8000)
+    parser.add_argument("--build", type=int, default=19041)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--vol-repeat", type=int, default=3)
+    parser.add_argument("--isf", default=DEFAULT_ISF, help="ISF folder for Volatility (-s)")
+    parser.add_argument("--keep", metavar="DIR", help="write the dump here and keep it")
+    args = parser.parse_args()
+
+    folder = args.keep or tempfile.mkdtemp(prefix="bench-processes-")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "bulk-%d-%d-%d.dmp" % (args.build, args.processes, args.threads))
+    try:
+        start = time.perf_counter()
+        if not os.path.exists(path):
+            n_proc, n_thr = forge(path, args.processes, args.threads, args.build)
+        else:
+            n_proc, n_thr = args.processes, args.threads
+        print("dump: %s (%.1f MiB, %d processes, %d threads, build %d), forged in %.1f s"
+              % (path, os.path.getsize(path) / 2 ** 20, n_proc, n_thr, args.build, time.perf_counter() - start))
+
+        py = sys.executable
+        ours = [[py, "-m", "pykd_ext.cli", cmd, "--target", path, "--format", "json", "-q"]
+                for cmd in ("ps", "threads")]
+        vol_exe = shutil.which("vol") or "vol"
+        theirs = [[vol_exe, "-q", "-f", path, "-s", args.isf, "-r", "json", plugin]
+                  for plugin in ("windows.pslist", "windows.threads")]
+        ps_warm, threads_warm = in_process(path, args.repeat)
+        print("pykd-ext in-process (warm), median of %d: ps %.3f s, threads %.3f s"
+              % (args.repeat, ps_warm, threads_warm))
+        ours_s, ours_cpu, ours_rss = median_runs(ours, args.repeat)
+        print("pykd-ext ps + threads (JSON), fresh processes, median of %d: wall %.2f s, CPU %.2f s, "
+              "peak RSS %.0f MiB" % (args.repeat, ours_s, ours_cpu, ours_rss / 1024))
+        vol_s, vol_cpu, vol_rss = median_runs(theirs, args.vol_repeat)
+        print("Volatility 3 windows.pslist + windows.threads (JSON), median of %d: wall %.2f s, CPU %.2f s, "
+              "peak RSS %.0f MiB" % (args.vol_repeat, vol_s, vol_cpu, vol_rss / 1024))
+        print("ratio (Volatility / pykd-ext): wall %.1fx, CPU %.1fx (goal: >= 10x)"
+              % (vol_s / ours_s, vol_cpu / ours_cpu))
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""`pykd-ext peb [NAME|PID|ADDRESS]`: a process environment block, like WinDbg's `!peb`.
+
+Kernel targets: the named process's PEB read through its own page tables (`--all`: every listed
+process). User-mode dumps: the dump's process (no argument needed). WoW64 processes show the
+32-bit PEB too. Fields whose user pages are not in the dump show `<not in dump>`, with a note;
+the command never fails because user memory is missing.
+"""
+import argparse
+import time
+from typing import Any, Dict, Iterable, List, Optional
+
+from pykd_ext.kernel.peb import decode_user_process
+from pykd_ext.kernel.userspace import UserProcess, is_user_dump, user_layouts, user_processes
+from pykd_ext.memory.faults import Fault
+from pykd_ext.render.grid import Column, Result
+
+HELP = "process environment block: image, loader lists, parameters, environment (like !peb)"
+
+COLUMNS = [
+    Column("pid", "PID", "int"), Column("name", "Name"), Column("address", "PEB", "addr"),
+    Column("bitness", "Bits", "int"), Column("image_base", "ImageBase", "addr"),
+    Column("being_debugged", "Dbg", "bool"), Column("module_count", "Mods", "int"),
+    Column("command_line", "CommandLine"),
+]
+
+
+def add_symbols32(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--symbols32", metavar="ISF",
+                        help="x86 ISF symbol table for the 32-bit PEB/TEB/loader structures of "
+                             "WoW64 processes (default: installed x86 layouts)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("process", nargs="?", metavar="NAME|PID|ADDRESS",
+                        help="image name, PID or _EPROCESS address (user dumps: optional)")
+    parser.add_argument("--all", action="store_true", help="every listed process (kernel targets)")
+    add_symbols32(parser)
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+def user_meta(session: Any, users: List[UserProcess]) -> Dict[str, Any]:
+    """Result metadata: which layouts decoded the rows and how they were chosen."""
+    layouts = users[0].layouts if users else user_layouts(session)
+    info = session.target.info()
+    meta: Dict[str, Any] = {
+        "layout": layouts.ident() if hasattr(layouts, "ident") else {"build_id": layouts.build_id},
+        "layout_label": getattr(layouts, "label", layouts.build_id),
+        "layout_choice": {k: v for k, v in (getattr(layouts, "choice", {}) or {}).items()
+                          if k in ("method", "reason", "warnings", "chosen")},
+        "target": info.path, "dump_type": info.dump_type, "user_dump": is_user_dump(session.target),
+    }
+    l32 = next((u.layouts32 for u in users if u.layouts32 is not None), None)
+    if l32 is not None:
+        meta["layout32"] = {"label": l32.label, "build_id": l32.build_id, "note": l32.note}
+    return meta
+
+
+def hx(value: Any, width: int = 0) -> str:
+    """Hex without 0x (WinDbg), the fault marker, or `?` for unknown."""
+    if isinstance(value, Fault):
+        return value.marker
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if not isinstance(value, int):
+        return "?" if value is None else str(value)
+    return "%0*x" % (width, value) if width else "%x" % value
+
+
+def yes_no(value: Any) -> str:
+    if isinstance(value, Fault):
+        return value.marker
+    if value is None:
+        return "?"
+    return "Yes" if value else "No"
+
+
+def quoted(value: Any) -> str:
+    if isinstance(value, Fault):
+        return "< Name not readable: %s >" % value.reason
+    if value is None:
+        return "< Name not readable >"
+    return "'%s'" % value
+
+
+def stamp_text(stamp: Any) -> str:
+    """A PE TimeDateStamp as WinDbg's module list prints it: `5b9d5f7a Sep 15 21:34:18 2018`."""
+    if not isinstance(stamp, int):
+        return "%-8s %-20s" % ("?", "")
+    try:
+        when = time.strftime("%b %d %H:%M:%S %Y", time.gmtime(stamp))
+    except (OverflowError, ValueError, OSError):
+        when = "?"
+    return "%08x %-20s" % (stamp, when)
+
+
+def peb_lines(rec: Dict[str, Any], display: Dict[str, Any], title: str = "PEB") -> List[str]:
+    """WinDbg `!peb` text for one decoded PEB record."""
+    width = 16 if rec.get("bitness") == 64 else 8
+    lines = ["%s at %s" % (title, hx(rec.get("address"), width if isinstance(rec.get("address"), int) else 0))]
+    if not isinstance(rec.get("address"), int) or not rec.get("address"):
+        return lines
+    put = lines.append
+    put("    InheritedAddressSpace:    %s" % yes_no(rec.get("inherited_address_space")))
+    put("    ReadImageFileExecOptions: %s" % yes_no(rec.get("read_image_file_exec_options")))
+    put("    BeingDebugged:            %s" % yes_no(rec.get("being_debugged")))
+    put("    ImageBaseAddress:         %s" % hx(rec.get("image_base"), width))
+    put("    NtGlobalFlag:             %s" % hx(rec.get("nt_global_flag")))
+    put("    Ldr                       %s" % hx(rec.get("ldr"), width))
+    put("    Ldr.Initialized:          %s" % yes_no(rec.get("ldr_initialized")))
+    heads = display.get("list_heads") or {}
+    for member in ("InInitializationOrderModuleList", "InLoadOrderModuleList", "InMemoryOrderModuleList"):
+        if member in heads:
+            flink, blink = heads[member]
+            put("    Ldr.%-32s %s . %s" % (member + ":", hx(flink, width), hx(blink, width)))
+    mods = rec.get("modules")
+    if isinstance(mods, list) and mods:
+        put("            Base TimeStamp                     Module")
+        for m in mods:
+            path = m.get("path")
+            put("    %12s %s %s" % (hx(m.get("base")), stamp_text(m.get("time_date_stamp")),
+                                    path if isinstance(path, str) else hx(path)))
+    elif isinstance(mods, Fault):
+        put("    Ldr lists:                %s" % mods.marker)
+    put("    SubSystemData:     %s" % hx(rec.get("sub_system_data"), width))
+    put("    ProcessHeap:       %s" % hx(rec.get("process_heap"), width))
+    put("    ProcessParameters: %s" % hx(rec.get("process_parameters"), width))
+    put("    CurrentDirectory:  %s" % quoted(rec.get("current_directory")))
+    put("    WindowTitle:  %s" % quoted(rec.get("window_title")))
+    put("    ImageFile:    %s" % quoted(rec.get("image_path")))
+    put("    CommandLine:  %s" % quoted(rec.get("command_line")))
+    put("    DllPath:      %s" % quoted(rec.get("dll_path")))
+    put("    Environment:  %s" % hx(rec.get("environment_address"), width))
+    env = rec.get("environment")
+    if isinstance(env, list):
+        for item in env:
+            put("        %s" % item)
+    elif isinstance(env, Fault):
+        put("        %s" % env.marker)
+    # decoded extras beyond WinDbg's lines
+    put("    NumberOfHeaps:     %s" % _dec(rec.get("number_of_heaps")))
+    put("    OSVersion:         %s.%s.%s  PlatformId %s" % (_dec(rec.get("os_major")), _dec(rec.get("os_minor")),
+                                                          _dec(rec.get("os_build")), _dec(rec.get("os_platform_id"))))
+    put("    SessionId:         %s" % _dec(rec.get("session_id")))
+    put("    Layout:            %s" % rec.get("layout"))
+    return lines
+
+
+def _dec(value: Any) -> str:
+    if isinstance(value, Fault):
+        return value.marker
+    return "?" if value is None else str(value)
+
+
+def process_title(rec: Dict[str, Any]) -> str:
+    proc = rec.get("process")
+    where = " EPROCESS %x" % proc if isinstance(proc, int) else ""
+    return "PROCESS %s  PID %s%s  (%s)" % (rec.get("name"), _dec(rec.get("pid")), where, rec.get("space"))
+
+
+def run(session: Any, args: argparse.Namespace) -> Result:
+    spec: Optional[str] = getattr(args, "process", None)
+    users = user_processes(session, spec, getattr(args, "symbols32", None),
+                           all_when_empty=bool(getattr(args, "all", False)))
+    decoded = [decode_user_process(u) for u in users]
+    records = [d.record for d in decoded]
+    notes: List[str] = []
+    for d in decoded:
+        for note in d.notes:
+            if note not in notes:
+                notes.append(note)
+
+    def text(result: Result) -> Iterable[str]:
+        for i, d in enumerate(decoded):
+            if i:
+                yield ""
+            if len(decoded) > 1 or not is_user_dump(session.target):
+                yield process_title(d.record)
+            for line in peb_lines(d.record, d.display):
+                yield line
+            sub = d.display.get("peb32")
+            if sub is not None:
+                yield ""
+                for line in peb_lines(sub.record, sub.display, "Wow64 PEB32"):
+                    yield line
+
+    return Result("peb", COLUMNS, records, text=text, meta=user_meta(session, users), notes=notes)

@@ -1,0 +1,201 @@
+"""`pykd-ext teb [TID|ADDRESS] [-p NAME|PID]`: thread environment blocks, like WinDbg's `!teb`.
+
+The argument is a thread id, an `_ETHREAD` address or a TEB address; `-p` shows every thread of
+a process. On user-mode dumps no argument means every thread the dump lists (each TEB is checked:
+`ClientId.UniqueThread` must be the listed thread id, `NtTib.Self` the TEB address). WoW64
+threads show their 32-bit TEB too. `threads` on a user-mode dump is answered here as well
+(`user_dump_threads`): a user dump has no `_ETHREAD`s, only the dump's thread list and TEBs.
+"""
+import argparse
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from pykd_ext.commands.peb import add_symbols32, hx, user_meta, yes_no
+from pykd_ext.errors import PykdExtError
+from pykd_ext.kernel.teb import TebDecoding, decode_thread_teb, kernel_thread_tebs
+from pykd_ext.kernel.userspace import UserProcess, from_user_dump, is_user_dump
+from pykd_ext.memory.faults import Fault
+from pykd_ext.render.grid import Column, Result
+
+HELP = "thread environment block: stack, ClientId, PEB, last error, TLS, fibers (like !teb)"
+
+#: user addresses end here on x64 (MM_HIGHEST_USER_ADDRESS); above it an argument is an _ETHREAD
+HIGHEST_USER_ADDRESS = 0x7FFFFFFEFFFF
+
+COLUMNS = [
+    Column("pid", "PID", "int"), Column("tid", "TID", "int"), Column("address", "TEB", "addr"),
+    Column("stack_base", "StackBase", "addr"), Column("stack_limit", "StackLimit", "addr"),
+    Column("peb", "PEB", "addr"), Column("last_error", "LastError", "int"),
+    Column("last_status", "LastStatus", "hex"), Column("has_fiber_data", "Fiber", "bool"),
+]
+
+THREAD_COLUMNS = [
+    Column("pid", "PID", "int"), Column("tid", "TID", "int"), Column("teb", "TEB", "addr"),
+    Column("suspend_count", "Susp", "int"), Column("priority", "Pri", "int"),
+    Column("stack_base", "StackBase", "addr"), Column("stack_limit", "StackLimit", "addr"),
+    Column("instruction_pointer", "IP", "addr"), Column("last_error", "LastError", "int"),
+    Column("teb32", "TEB32", "addr"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("thread", nargs="?", metavar="TID|ADDRESS",
+                        help="thread id, _ETHREAD address or TEB address (user dumps: optional)")
+    parser.add_argument("-p", "--process", metavar="NAME|PID",
+                        help="every thread of this process (kernel targets)")
+    add_symbols32(parser)
+
+
+def teb_lines(rec: Dict[str, Any], title: str = "TEB") -> List[str]:
+    """WinDbg `!teb` text for one decoded TEB record."""
+    width = 16 if rec.get("bitness") == 64 else 8
+    lines = ["%s at %s" % (title, hx(rec.get("address"), width))]
+    if not isinstance(rec.get("address"), int) or not rec.get("address"):
+        return lines
+    put = lines.append
+    for label, key in (("ExceptionList", "exception_list"), ("StackBase", "stack_base"),
+                       ("StackLimit", "stack_limit"), ("SubSystemTib", "sub_system_tib"),
+                       ("FiberData", "fiber_data"), ("ArbitraryUserPointer", "arbitrary_user_pointer"),
+                       ("Self", "self"), ("EnvironmentPointer", "environment_pointer")):
+        put("    %-21s %s" % (label + ":", hx(rec.get(key), width)))
+    put("    %-21s %s . %s" % ("ClientId:", hx(rec.get("client_id_pid"), width), hx(rec.get("client_id_tid"), width)))
+    put("    %-21s %s" % ("RpcHandle:", hx(rec.get("rpc_handle"), width)))
+    put("    %-21s %s" % ("Tls Storage:", hx(rec.get("tls_pointer"), width)))
+    put("    %-21s %s" % ("PEB Address:", hx(rec.get("peb"), width)))
+    last_error = rec.get("last_error")
+    put("    %-21s %s" % ("LastErrorValue:", last_error.marker if isinstance(last_error, Fault) else last_error))
+    put("    %-21s %s" % ("LastStatusValue:", hx(rec.get("last_status"))))
+    put("    %-21s %s" % ("Count Owned Locks:", _plain(rec.get("count_owned_locks"))))
+    put("    %-21s %s" % ("HardErrorMode:", _plain(rec.get("hard_error_mode"))))
+    # decoded extras
+    put("    %-21s %s" % ("DeallocationStack:", hx(rec.get("deallocation_stack"), width)))
+    put("    %-21s %s" % ("HasFiberData:", yes_no(rec.get("has_fiber_data"))))
+    if rec.get("wow_teb_offset") is not None:
+        put("    %-21s %s" % ("WowTebOffset:", _plain(rec.get("wow_teb_offset"))))
+    put("    %-21s %s" % ("Layout:", rec.get("layout")))
+    return lines
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, Fault):
+        return value.marker
+    return "?" if value is None else str(value)
+
+
+def _user_dump_tebs(session: Any, spec: Optional[str], symbols32: Optional[str]
+                    ) -> Tuple[List[UserProcess], List[TebDecoding]]:
+    user = from_user_dump(session, symbols32)
+    threads = user.threads
+    if spec:
+        text = spec.strip().replace("`", "").lower()
+        value = int(text, 16) if text.startswith("0x") or any(c in "abcdef" for c in text) else int(text, 10) \
+            if text.isdigit() else None
+        if value is None:
+            raise PykdExtError("%r is not a thread id or TEB address" % spec)
+        threads = [t for t in user.threads if t["tid"] == value or t.get("teb") == value]
+        if not threads:
+            raise PykdExtError("the dump lists no thread with id or TEB %r" % spec)
+    return [user], [decode_thread_teb(user, t.get("teb"), t["tid"]) for t in threads]
+
+
+def _kernel_tebs(session: Any, spec: Optional[str], process_spec: Optional[str],
+                 symbols32: Optional[str]) -> Tuple[List[UserProcess], List[TebDecoding]]:
+    from pykd_ext.kernel.context import context_for
+    from pykd_ext.kernel.lookup import Finder, parse_spec
+    ctx = context_for(session)
+    finder = Finder(ctx)
+    threads: List[Any] = []
+    if process_spec:
+        for process in finder.processes(process_spec):
+            threads.extend(process.threads())
+        if not threads:
+            raise PykdExtError("no threads found for process %r" % process_spec)
+    if spec:
+        kind, value = parse_spec(spec)
+        if kind == "address" and isinstance(value, int) and value <= HIGHEST_USER_ADDRESS or \
+                kind == "id" and isinstance(value, int) and value > 0xFFFFFF:
+            # a TEB address: find the thread whose KTHREAD.Teb it is
+            candidates = threads or [t for p in finder.cross().ordered() for t in p.threads()]
+            threads = [t for t in candidates if t.field("Tcb.Teb") == value]
+        elif threads:
+            threads = [t for t in threads if value in (t.tid, t.address)]
+        else:
+            threads = finder.threads(spec)
+        if not threads:
+            raise PykdExtError("no thread matches %r" % spec)
+    if not threads:
+        raise PykdExtError("name a thread (TID, _ETHREAD or TEB address) or a process with -p")
+    users: List[UserProcess] = []
+    decoded: List[TebDecoding] = []
+    for _thread, user, teb in kernel_thread_tebs(ctx, threads, symbols32):
+        if user not in users:
+            users.append(user)
+        decoded.append(teb)
+    return users, decoded
+
+
+def run(session: Any, args: argparse.Namespace) -> Result:
+    spec, symbols32 = getattr(args, "thread", None), getattr(args, "symbols32", None)
+    if is_user_dump(session.target):
+        users, decoded = _user_dump_tebs(session, spec, symbols32)
+    else:
+        users, decoded = _kernel_tebs(session, spec, getattr(args, "process", None), symbols32)
+    records = [d.record for d in decoded]
+    notes: List[str] = []
+    for note in [n for u in users for n in u.notes] + [n for d in decoded for n in d.notes]:
+        if note not in notes:
+            notes.append(note)
+
+    def text(result: Result) -> Iterable[str]:
+        for i, rec in enumerate(records):
+            if i:
+                yield ""
+            for line in teb_lines(rec):
+                yield line
+            sub = rec.get("teb32")
+            if isinstance(sub, dict):
+                yield ""
+                for line in teb_lines(sub, "Wow64 TEB32"):
+                    yield line
+
+    return Result("teb", COLUMNS, records, text=text, meta=user_meta(session, users), notes=notes)
+
+
+def user_dump_threads(session: Any, args: argparse.Namespace) -> Result:
+    """`threads` on a user-mode dump: the dump's thread list with each thread's TEB decoded."""
+    users, decoded = _user_dump_tebs(session, None, getattr(args, "symbols32", None))
+    user = users[0]
+    wanted = [str(s).lower() for s in (getattr(args, "processes", None) or [])]
+    if wanted and not any(w in (str(user.pid), (user.name or "").lower()) for w in wanted):
+        raise PykdExtError("this user-mode dump holds one process (%s, PID %s)" % (user.name, user.pid))
+    contexts = {t.get("id"): t.get("context") or {} for t in (session.target.info().extra or {}).get("threads") or []
+                if isinstance(t, dict)}
+    records: List[Dict[str, Any]] = []
+    for thread, teb in zip(user.threads, decoded):
+        rec = teb.record
+        ctx = contexts.get(thread["tid"]) or {}
+        teb32 = rec.get("teb32")
+        records.append({
+            "tid": thread["tid"], "pid": user.pid, "process_name": user.name, "teb": thread.get("teb"),
+            "suspend_count": thread.get("suspend_count"), "priority": thread.get("priority"),
+            "priority_class": thread.get("priority_class"), "stack_base": rec.get("stack_base"),
+            "stack_limit": rec.get("stack_limit"), "last_error": rec.get("last_error"),
+            "last_status": rec.get("last_status"), "client_id_tid": rec.get("client_id_tid"),
+            "instruction_pointer": ctx.get("rip", ctx.get("eip")),
+            "stack_pointer": ctx.get("rsp", ctx.get("esp")),
+            "teb32": teb32.get("address") if isinstance(teb32, dict) else None,
+            "layout": rec.get("layout"),
+        })
+    notes: List[str] = list(user.notes)
+    for d in decoded:
+        notes.extend(n for n in d.notes if n not in notes)
+
+    def text(result: Result) -> Iterable[str]:
+        yield "PROCESS %s  PID %s  (%s; threads from the dump's thread list)" % (user.name, user.pid, user.source)
+        for rec in result.records:
+            yield "    THREAD Cid %s.%s  Teb: %s  Suspend: %s  Priority: %s  IP: %s  Stack %s - %s%s" % (
+                hx(rec["pid"], 4), hx(rec["tid"], 4), hx(rec["teb"], 16), _plain(rec["suspend_count"]),
+                _plain(rec["priority"]), hx(rec["instruction_pointer"], 16), hx(rec["stack_limit"], 16),
+                hx(rec["stack_base"], 16),
+                "  Teb32: %s" % hx(rec["teb32"], 8) if rec.get("teb32") else "")
+
+    return Result("threads", THREAD_COLUMNS, records, text=text, meta=user_meta(session, users), notes=notes)
