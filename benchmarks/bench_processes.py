@@ -2,9 +2,9 @@
 `windows.threads` on the same forged dump, in the same run. Prints medians, the ratio and the
 peak RSS of each side; asserts nothing.
 
-The dump: H7's forge scenario builder (`pykd_ext.forge.scenario.bulk_scenario`, written with
-`pykd_ext.forge.kernel_objects.write_scenario_dump`): System plus N-1 processes with T threads
-each (default 400 processes, 8,000 threads, Windows 10 19041).
+The dump: H7's forge scenario builder (`benchmarks/bench_processes_dump.bench_dump`:
+`pykd_ext.forge.scenario.bulk_scenario` written by `pykd_ext.forge.kernel_objects`): System plus
+N-1 processes sharing T threads (default 400 processes, 8,000 threads, Windows 10 19041).
 
 Both sides run as the user would run them, each command in a fresh interpreter
 (`python -m pykd_ext.cli ...` and `vol -r json ...`), so both pay their start-up, imports, dump
@@ -30,12 +30,15 @@ DEFAULT_ISF = os.path.normpath(os.path.join(REPO, "..", "shared", "isf"))
 
 
 def forge(path: str, processes: int, threads: int, build: int) -> Tuple[int, int]:
-    from pykd_ext.forge.kernel_objects import write_scenario_dump
-    from pykd_ext.forge.scenario import bulk_scenario
-    per_process = max(1, threads // max(1, processes - 1))
-    spec = bulk_scenario(processes - 1, per_process)
-    write_scenario_dump(path, spec, build)
-    return len(spec.processes), sum(len(p.threads) for p in spec.processes)
+    """The issue's benchmark dump, written by H7's builder (`bench_processes_dump.bench_dump`)
+    in a child process: this process must stay small, because children forked from it start with
+    its resident pages counted in their peak RSS."""
+    code = ("import sys; sys.path.insert(0, %r); from bench_processes_dump import bench_dump; "
+            "p = bench_dump(%r, %d, %d, %r); print(len(p.processes), len(p.threads()))"
+            % (os.path.join(REPO, "benchmarks"), path, processes, threads, str(build)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    n_proc, n_thr = out.stdout.split()[-2:]
+    return int(n_proc), int(n_thr)
 
 
 def run_child(argv: Sequence[str]) -> Tuple[float, float, int]:
@@ -114,9 +117,6 @@ def main() -> None:
         vol_exe = shutil.which("vol") or "vol"
         theirs = [[vol_exe, "-q", "-f", path, "-s", args.isf, "-r", "json", plugin]
                   for plugin in ("windows.pslist", "windows.threads")]
-        ps_warm, threads_warm = in_process(path, args.repeat)
-        print("pykd-ext in-process (warm), median of %d: ps %.3f s, threads %.3f s"
-              % (args.repeat, ps_warm, threads_warm))
         ours_s, ours_cpu, ours_rss = median_runs(ours, args.repeat)
         print("pykd-ext ps + threads (JSON), fresh processes, median of %d: wall %.2f s, CPU %.2f s, "
               "peak RSS %.0f MiB" % (args.repeat, ours_s, ours_cpu, ours_rss / 1024))
@@ -125,6 +125,10 @@ def main() -> None:
               "peak RSS %.0f MiB" % (args.vol_repeat, vol_s, vol_cpu, vol_rss / 1024))
         print("ratio (Volatility / pykd-ext): wall %.1fx, CPU %.1fx (goal: >= 10x)"
               % (vol_s / ours_s, vol_cpu / ours_cpu))
+        # last: this loads the dump into this process (children forked after it would inherit it)
+        ps_warm, threads_warm = in_process(path, args.repeat)
+        print("pykd-ext in-process (warm), median of %d: ps %.3f s, threads %.3f s"
+              % (args.repeat, ps_warm, threads_warm))
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -47,7 +47,7 @@ sys.stdout = saved
 calls = pykd._standin_calls()
 print(sum(calls.values()), calls.get("loadBytes", 0), calls.get("typeInfo", 0))
 import time
-pykd._state.isf = None
+pykd._state.isf = None; pykd._ISF_CACHE.clear()
 start = time.perf_counter(); pykd._state.load_isf(); print(time.perf_counter() - start)
 '''
 

@@ -6,7 +6,8 @@ times, how it was found, layout). `-v` adds its threads (`!process <p> 2` blocks
 import argparse
 from typing import Any, Iterable, List
 
-from pykd_ext.commands.procview import PROCESS_COLUMNS, dump_notes, kernel_context, require, result_meta
+from pykd_ext.commands.procview import (
+    PROCESS_COLUMNS, dump_notes, kernel_context, require, result_meta, with_context_notes)
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.render.grid import Result
 from pykd_ext.render.windbg import (process_detail_lines, process_extra_lines, process_lines,
@@ -55,4 +56,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             for line in block:
                 yield line
 
-    return Result("eproc", PROCESS_COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    return Result("eproc", PROCESS_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))

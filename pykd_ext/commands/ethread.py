@@ -7,7 +7,8 @@ PRCBs, flags, creation time, layout).
 import argparse
 from typing import Any, Iterable, List
 
-from pykd_ext.commands.procview import THREAD_COLUMNS, kernel_context, require, result_meta
+from pykd_ext.commands.procview import (
+    THREAD_COLUMNS, kernel_context, require, result_meta, with_context_notes)
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.kernel.process import Process
 from pykd_ext.render.grid import Result
@@ -53,4 +54,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             for line in block:
                 yield line
 
-    return Result("ethread", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=list(ctx.notes))
+    return Result("ethread", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, []))

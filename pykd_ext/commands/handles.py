@@ -85,10 +85,16 @@ def _sources(ctx: Any, args: argparse.Namespace) -> List[Tuple[Any, Optional[Any
         pointer = ctx.read_global_pointer("ObpKernelHandleTable")
         label = "kernel handle table (ObpKernelHandleTable)"
         if not isinstance(pointer, int) or not pointer:
+            # the kernel table is the System process's ObjectTable (PsInitialSystemProcess, else
+            # the process with PID 4 that any source - e.g. a triage dump's block - found)
             from pykd_ext.kernel.process import Process
             system = ctx.system_process()
             if system is None:
-                raise PykdExtError("the kernel handle table is not readable (no ObpKernelHandleTable, no System process)")
+                found = [p for p in Finder(ctx).processes("4") if isinstance(p.pid, int) and p.pid == 4]
+                system = found[0].address if found else None
+            if system is None:
+                raise PykdExtError("the kernel handle table is not readable (no ObpKernelHandleTable, "
+                                   "no System process in this dump)")
             pointer = Process(ctx, system).field("ObjectTable")
             label = "kernel handle table (System ObjectTable)"
         out.append((pointer, None, False, label))
@@ -119,10 +125,12 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     notes: List[str] = []
     # (header lines, records of this table): WinDbg-shaped text is built only when asked for
     tables: List[Tuple[List[str], List[Dict[str, Any]]]] = []
+    meta_tables: List[Dict[str, Any]] = []
     for table, owner, to_body, label in _sources(ctx, args):
         owner_info: Dict[str, Any] = {"pid": owner.pid if owner is not None else None,
-                                      "process": owner.name if owner is not None else None,
-                                      "table": table, "source": label}
+                                      "process": owner.name if owner is not None else None}
+        table_meta: Dict[str, Any] = dict(owner_info, table=table, source=label)
+        meta_tables.append(table_meta)
         what = "process %s (%s)" % (_text(owner_info["pid"]), _text(owner_info["process"])) if owner else label
         head: List[str] = []
         if owner is not None:
@@ -134,6 +142,8 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             tables.append((head, []))
             continue
         scan = scan_handle_table(ctx, table, details=True)
+        table_meta.update(levels=scan.levels, table_code=scan.table_code, pages=scan.pages,
+                          in_use=len(scan.raw), pages_missing=scan.fault_count)
         notes.extend(scan.notes(what))
         head.append("Handle table at %s with %d entries in use" % (_hex(table), len(scan.raw)))
         mine: List[Dict[str, Any]] = []
@@ -158,7 +168,9 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                 for line in entry_lines(rec, _type_object(ctx, header.type_index), directory):
                     yield line
 
-    return Result("handles", COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    meta = result_meta(ctx)
+    meta["tables"] = meta_tables
+    return Result("handles", COLUMNS, records, text=text, meta=meta, notes=notes)
 
 
 def _type_object(ctx: Any, index: Any) -> Any:

@@ -9,7 +9,7 @@ in it (`EPROCESS.ServerSilo`).
 import argparse
 from typing import Any, Dict, Iterable, List
 
-from pykd_ext.commands.procview import kernel_context, result_meta
+from pykd_ext.commands.procview import kernel_context, result_meta, with_context_notes
 from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.job import Job, process_silo
 from pykd_ext.kernel.lookup import Finder, parse_spec
@@ -134,4 +134,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             for line in block:
                 yield line
 
-    return Result("job", COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    return Result("job", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))

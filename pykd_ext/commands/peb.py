@@ -99,6 +99,9 @@ def peb_lines(rec: Dict[str, Any], display: Dict[str, Any], title: str = "PEB") 
     width = 16 if rec.get("bitness") == 64 else 8
     lines = ["%s at %s" % (title, hx(rec.get("address"), width if isinstance(rec.get("address"), int) else 0))]
     if not isinstance(rec.get("address"), int) or not rec.get("address"):
+        if rec.get("address") == 0:
+            lines.append("    (no PEB: the process has no user-mode address space, as System, minimal, "
+                         "pico and exited processes)")
         return lines
     put = lines.append
     put("    InheritedAddressSpace:    %s" % yes_no(rec.get("inherited_address_space")))

@@ -53,13 +53,26 @@ def result_meta(ctx: KernelContext) -> Dict[str, Any]:
     ident = layouts.ident() if hasattr(layouts, "ident") else {"build_id": ctx.layout_id}
     meta: Dict[str, Any] = {"layout": ident, "layout_label": getattr(layouts, "label", ctx.layout_id),
                             "layout_choice": {k: v for k, v in getattr(layouts, "choice", {}).items()
-                                              if k in ("method", "reason", "warnings", "chosen")},
+                                              if k in ("method", "reason", "warnings", "chosen",
+                                                       # H10: exact kernel version and its match
+                                                       "kernel_version", "match", "kphdyn_check")},
                             "target": ctx.info.path, "dump_type": ctx.info.dump_type,
                             "globals": {}}
     for name in GLOBALS_REPORTED:
         address, how = ctx.resolve_global(name)
         meta["globals"][name] = {"address": address, "from": how}
     return meta
+
+
+def with_context_notes(ctx: KernelContext, notes: List[str]) -> List[str]:
+    """The command's notes plus what the kernel context noticed while decoding (borrowed enum
+    names, globals the dump states differently), each once, in order. Call after the records
+    are built: decoding is what produces the context's notes."""
+    out = list(notes)
+    for note in ctx.notes:
+        if note not in out:
+            out.append(note)
+    return out
 
 
 def dump_notes(ctx: KernelContext, processes: List[Process]) -> List[str]:
@@ -79,7 +92,3 @@ def require(found: List[Any], spec: str, what: str) -> List[Any]:
     if not found:
         raise PykdExtError("no %s matches %r" % (what, spec))
     return found
-
-
-def owner_names(ctx: KernelContext, processes: List[Process]) -> Dict[int, Any]:
-    return {p.address: p.name for p in processes}

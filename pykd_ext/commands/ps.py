@@ -7,7 +7,8 @@ JSON records carry the layout used and how each process was found.
 import argparse
 from typing import Any, Iterable, List
 
-from pykd_ext.commands.procview import (PROCESS_COLUMNS, dump_notes, kernel_context, result_meta)
+from pykd_ext.commands.procview import (
+    PROCESS_COLUMNS, dump_notes, kernel_context, result_meta, with_context_notes)
 from pykd_ext.kernel.lookup import name_matches, parse_spec
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import all_processes
@@ -57,4 +58,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         for line in join_blocks(process_lines(r, p.display_more()) for r, p in zip(result.records, processes)):
             yield line
 
-    return Result("ps", PROCESS_COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    return Result("ps", PROCESS_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))

@@ -8,7 +8,8 @@ a parent created *after* its child (the PID was reused) is noted. Records add `d
 import argparse
 from typing import Any, Dict, Iterable, List, Tuple
 
-from pykd_ext.commands.procview import PROCESS_COLUMNS, dump_notes, kernel_context, result_meta
+from pykd_ext.commands.procview import (
+    PROCESS_COLUMNS, dump_notes, kernel_context, result_meta, with_context_notes)
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import all_processes
 from pykd_ext.memory.faults import Fault
@@ -86,4 +87,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                 dec(rec["threads_active"]), dec(hnds) if isinstance(hnds, int) else "-",
                 rec.get("create_time") if isinstance(rec.get("create_time"), str) else "-")
 
-    return Result("pstree", COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    return Result("pstree", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))

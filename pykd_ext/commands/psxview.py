@@ -11,7 +11,7 @@ session, the Idle process is only on the processors. Anything else is a disagree
 import argparse
 from typing import Any, Dict, Iterable, List, Optional
 
-from pykd_ext.commands.procview import dump_notes, kernel_context, result_meta
+from pykd_ext.commands.procview import dump_notes, kernel_context, result_meta, with_context_notes
 from pykd_ext.kernel.processes import (BY_ACTIVE_LIST, BY_CID_TABLE, BY_PROCESSOR, BY_SESSION,
                                        BY_THREAD_OWNER, BY_TRIAGE, all_processes)
 from pykd_ext.memory.faults import Fault
@@ -113,4 +113,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                    + ("  " + tail if tail else "")).rstrip()
         yield "(* = missing from a source that ran: a disagreement)"
 
-    return Result("psxview", COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    return Result("psxview", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))

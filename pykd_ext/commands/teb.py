@@ -18,8 +18,11 @@ from pykd_ext.render.grid import Column, Result
 
 HELP = "thread environment block: stack, ClientId, PEB, last error, TLS, fibers (like !teb)"
 
-#: user addresses end here on x64 (MM_HIGHEST_USER_ADDRESS); above it an argument is an _ETHREAD
+#: user addresses end here (MM_HIGHEST_USER_ADDRESS of x64 and of x86 without /3GB, wdm.h);
+#: a page-aligned argument at or below it may name a TEB
 HIGHEST_USER_ADDRESS = 0x7FFFFFFEFFFF
+HIGHEST_USER_ADDRESS_32 = 0x7FFEFFFF
+PAGE = 0x1000
 
 COLUMNS = [
     Column("pid", "PID", "int"), Column("tid", "TID", "int"), Column("address", "TEB", "addr"),
@@ -92,6 +95,12 @@ def _user_dump_tebs(session: Any, spec: Optional[str], symbols32: Optional[str]
         if value is None:
             raise PykdExtError("%r is not a thread id or TEB address" % spec)
         threads = [t for t in user.threads if t["tid"] == value or t.get("teb") == value]
+        if not threads and user.wow64:          # a WoW64 thread named by its 32-bit TEB
+            for t in user.threads:
+                decoded = decode_thread_teb(user, t.get("teb"), t["tid"])
+                sub = decoded.record.get("teb32")
+                if isinstance(sub, dict) and sub.get("address") == value:
+                    return [user], [decoded]
         if not threads:
             raise PykdExtError("the dump lists no thread with id or TEB %r" % spec)
     return [user], [decode_thread_teb(user, t.get("teb"), t["tid"]) for t in threads]
@@ -110,16 +119,18 @@ def _kernel_tebs(session: Any, spec: Optional[str], process_spec: Optional[str],
         if not threads:
             raise PykdExtError("no threads found for process %r" % process_spec)
     if spec:
-        kind, value = parse_spec(spec)
-        if kind == "address" and isinstance(value, int) and value <= HIGHEST_USER_ADDRESS or \
-                kind == "id" and isinstance(value, int) and value > 0xFFFFFF:
-            # a TEB address: find the thread whose KTHREAD.Teb it is
-            candidates = threads or [t for p in finder.cross().ordered() for t in p.threads()]
-            threads = [t for t in candidates if t.field("Tcb.Teb") == value]
-        elif threads:
-            threads = [t for t in threads if value in (t.tid, t.address)]
+        _kind, value = parse_spec(spec)
+        highest = HIGHEST_USER_ADDRESS if ctx.pointer_size == 8 else HIGHEST_USER_ADDRESS_32
+        maybe_teb = isinstance(value, int) and 0 < value <= highest and not value & (PAGE - 1)
+        if threads:
+            threads = [t for t in threads if value in (t.tid, t.address)
+                       or (maybe_teb and t.field("Tcb.Teb") == value)]
         else:
-            threads = finder.threads(spec)
+            found: List[Any] = []
+            if maybe_teb:      # TEBs are page-aligned user addresses: find the thread that owns it
+                found = [t for p in finder.cross().ordered() for t in p.threads()
+                         if t.field("Tcb.Teb") == value]
+            threads = found or finder.threads(spec)
         if not threads:
             raise PykdExtError("no thread matches %r" % spec)
     if not threads:

@@ -7,7 +7,8 @@ says so (and each thread's `found_by`... is kept in the listing, not in the reco
 import argparse
 from typing import Any, Dict, Iterable, List
 
-from pykd_ext.commands.procview import THREAD_COLUMNS, dump_notes, kernel_context, require, result_meta
+from pykd_ext.commands.procview import (
+    THREAD_COLUMNS, dump_notes, kernel_context, require, result_meta, with_context_notes)
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.kernel.processes import all_processes
 from pykd_ext.render.grid import Result
@@ -66,4 +67,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                     yield line
             yield ""
 
-    return Result("threads", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    return Result("threads", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))

@@ -9,7 +9,7 @@ on extra lines.
 import argparse
 from typing import Any, Dict, Iterable, List, Optional
 
-from pykd_ext.commands.procview import kernel_context, require, result_meta
+from pykd_ext.commands.procview import kernel_context, require, result_meta, with_context_notes
 from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.lookup import Finder, parse_spec
 from pykd_ext.kernel.token import Token, thread_impersonation
@@ -173,7 +173,11 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     records: List[Dict[str, Any]] = []
     blocks: List[List[str]] = []
     for address, owner, how in targets:
-        rec = Token(ctx, address).record()
+        token = Token(ctx, address)
+        if not token.readable:
+            notes.append("the _TOKEN at 0x%x (%s) is not in this dump: its fields show <not in dump>"
+                         % (address, how))
+        rec = token.record()
         rec["found_as"] = how
         records.append(_flat(rec, owner))
         blocks.append(token_lines(rec))
@@ -185,4 +189,4 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             for line in block:
                 yield line
 
-    return Result("token", COLUMNS, records, text=text, meta=result_meta(ctx), notes=notes)
+    return Result("token", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))

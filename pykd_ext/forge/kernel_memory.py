@@ -44,15 +44,27 @@ class FieldInfo(NamedTuple):
     signed: bool
 
 
+_RAW: Dict[str, Dict[str, Any]] = {}
+
+
+def _raw_isf(path: str) -> Dict[str, Any]:
+    """The parts of an ISF file the facts need (read once per process)."""
+    found = _RAW.get(path)
+    if found is None:
+        with lzma.open(path, "rb") if path.endswith(".xz") else open(path, "rb") as handle:
+            raw = json.load(handle)
+        found = {key: raw.get(key, {}) for key in ("user_types", "enums", "base_types")}
+        _RAW[path] = found
+    return found
+
+
 class BuildFacts:
     """Structure facts of one kernel build (see the module docstring)."""
 
     def __init__(self, table: SymbolTable, layouts: KernelLayouts) -> None:
         self.table = table
         self.layouts = layouts
-        with lzma.open(table.path, "rb") if table.path.endswith(".xz") else \
-                open(table.path, "rb") as handle:
-            raw = json.load(handle)
+        raw = _raw_isf(table.path)
         self._isf_types: Dict[str, Any] = raw.get("user_types", {})
         self._isf_enums: Dict[str, Any] = raw.get("enums", {})
         self._isf_base: Dict[str, Any] = raw.get("base_types", {})

@@ -65,15 +65,16 @@ OBJECT_TYPES = ("Type", "Directory", "SymbolicLink", "Token", "Job", "Process", 
 #: allocations of processes and threads — poolscanner's "Pro\\xe3"/"Thr\\xe5").
 PROCESS_TAG = b"Proc"
 THREAD_TAG = b"Thre"
-#: Pool type stored in `_POOL_HEADER.PoolType`: NonPagedPool (0) + 1, shifted as Vista+ store it
-#: ((PoolType + 1) on allocation); Volatility's POOL_HEADER_VISTA treats even values > 0 as
-#: nonpaged.
+#: `_POOL_HEADER.PoolType` of an in-use nonpaged allocation as Vista and later record it (even
+#: and non-zero; a paged allocation's value is odd, a free block's 0 — the reading Volatility's
+#: POOL_HEADER_VISTA applies).
 NONPAGED_POOL_HEADER_TYPE = 2
 #: A kernel thread's stack: 24 KiB (KERNEL_STACK_SIZE in the WDK's ntddk.h, x64: 0x6000).
 KERNEL_STACK_SIZE = 0x6000
 #: ObHeaderCookie the forged kernels draw (one byte is used).
 HEADER_COOKIE = 0x2C
-#: Shipped kernels' IMAGE_FILE_MACHINE_AMD64 processes start user threads here (see scenario).
+#: MmSystemRangeStart, MmHighestUserAddress, MmUserProbeAddress of x64 Windows (8 TiB / 128 TiB
+#: user space layouts share these values: the top of the canonical lower half).
 KERNEL_SPACE_START = 0xFFFF800000000000
 HIGHEST_USER_ADDRESS = 0x7FFFFFFEFFFF
 USER_PROBE_ADDRESS = 0x7FFFFFFF0000
@@ -102,6 +103,7 @@ DISPATCHER_TYPES = {"EventNotificationObject": "_KEVENT", "EventSynchronizationO
                     "TimerSynchronizationObject": "_KTIMER", "GateObject": "_KGATE"}
 DISPATCHER_TAGS = {"_KEVENT": b"Even", "_KSEMAPHORE": b"Sema", "_KMUTANT": b"Muta",
                    "_KQUEUE": b"Queu", "_KTIMER": b"Time", "_KGATE": b"Gate"}
+MASK64 = (1 << 64) - 1
 #: Kinds in the order the `ps` JSON lists them (contract of issue 4).
 KIND_ORDER = ("system", "secure", "pico", "minimal", "protected", "exited", "frozen", "normal")
 #: Audit/auth ids of the well-known logon sessions (ntifs.h SYSTEM_LUID, LOCALSERVICE_LUID).
@@ -222,6 +224,8 @@ class _Builder:
                         raise ValueError("thread %d: processor %r taken or absent"
                                          % (t.tid, t.running_on))
                     running[t.running_on] = t.tid
+                if t.standby_on is not None and not 0 <= t.standby_on < self.spec.processors:
+                    raise ValueError("thread %d: no processor %d" % (t.tid, t.standby_on))
                 if len(t.wait_objects) > 4:
                     raise ValueError("thread %d waits on more than 4 objects" % t.tid)
 
@@ -350,22 +354,15 @@ class _Builder:
         top = max(entries) if entries else 0
         pages = top // per_page + 1
         leaf_pages = [self.pool.page() for _ in range(pages)]
-        new_format = facts.has("_HANDLE_TABLE_ENTRY", "ObjectPointerBits")
+        encode = self._entry_encoder()
+        leaves = [bytearray(PAGE_SIZE) for _ in range(pages)]
         for index, target in entries.items():
-            if index % per_page == 0:
+            if index % per_page == 0:              # the first entry of a page: never a handle
                 raise ValueError("handle index %d is reserved" % index)
-            at = leaf_pages[index // per_page] + (index % per_page) * entry_size
-            if new_format:
-                mem.put("_HANDLE_TABLE_ENTRY", at, "ObjectPointerBits",
-                        (target & 0xFFFFFFFFFFFF) >> 4)
-                mem.put("_HANDLE_TABLE_ENTRY", at, "Unlocked", 1)
-                mem.put("_HANDLE_TABLE_ENTRY", at, "RefCnt", 0x7FFF)
-                mem.put("_HANDLE_TABLE_ENTRY", at, "GrantedAccessBits", access)
-            else:
-                mem.put("_HANDLE_TABLE_ENTRY", at, "Object", target | 1)   # low bit: unlocked
-                mem.put("_HANDLE_TABLE_ENTRY", at, "GrantedAccess", access)
-        for page in leaf_pages:                    # first entry of each page: never a handle
-            mem.u64(page, 0)
+            at = (index % per_page) * entry_size
+            leaves[index // per_page][at:at + 16] = encode(target, access)
+        for page, data in zip(leaf_pages, leaves):
+            mem.write(page, bytes(data))
         if pages == 1:
             code = leaf_pages[0]
         else:
@@ -384,6 +381,34 @@ class _Builder:
             mem.put_if("_HANDLE_TABLE", table, "QuotaProcess", owner)
         mem.list_init(table + facts.offset("_HANDLE_TABLE", "HandleTableList"))
         return table
+
+    def _entry_encoder(self) -> Any:
+        """encode(object, access) -> the 16 bytes of a `_HANDLE_TABLE_ENTRY`, bit positions from
+        the build (8.1+: ObjectPointerBits/Unlocked/RefCnt/GrantedAccessBits; 7: Object with
+        the low "unlocked" bit, GrantedAccess)."""
+        facts = self.facts
+        if facts.has("_HANDLE_TABLE_ENTRY", "ObjectPointerBits"):
+            pointer = facts.field("_HANDLE_TABLE_ENTRY", "ObjectPointerBits")
+            unlocked = facts.field("_HANDLE_TABLE_ENTRY", "Unlocked")
+            refcnt = facts.field("_HANDLE_TABLE_ENTRY", "RefCnt")
+            granted = facts.field("_HANDLE_TABLE_ENTRY", "GrantedAccessBits")
+            ref_max = (1 << refcnt.bit_length) - 1
+            high_shift = 8 * (granted.offset - 8) + granted.bit_position
+            granted_mask = (1 << granted.bit_length) - 1
+
+            def encode_new(target: int, access: int) -> bytes:
+                low = (((target & 0xFFFFFFFFFFFF) >> 4) << pointer.bit_position
+                       | 1 << unlocked.bit_position | (ref_max >> 1) << refcnt.bit_position)
+                high = (access & granted_mask) << high_shift
+                return (low & MASK64).to_bytes(8, "little") + high.to_bytes(8, "little")
+            return encode_new
+        access_at = facts.offset("_HANDLE_TABLE_ENTRY", "GrantedAccess") - 8
+
+        def encode_old(target: int, access: int) -> bytes:
+            high = bytearray(8)
+            high[access_at:access_at + 4] = (access & 0xFFFFFFFF).to_bytes(4, "little")
+            return ((target | 1) & MASK64).to_bytes(8, "little") + bytes(high)
+        return encode_old
 
     # --- processes ---------------------------------------------------------------------------
 

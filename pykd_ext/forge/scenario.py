@@ -195,9 +195,14 @@ def _user_thread(tid: int, proc_index: int, n: int, **kw: Any) -> ThreadSpec:
 
 
 def standard_scenario(many_threads: int = 0, name: str = "standard") -> ScenarioSpec:
-    """The scenario tests and samples share (see the module docstring of kernel_objects).
+    """The scenario tests and samples share (`samples/README.md` lists it): System with kernel
+    threads in every scheduler state, Secure System, Registry and MemCompression (minimal),
+    smss/csrss/wininit/services (PPL WinTcb), lsass (PPL Lsa), LsaIso (trustlet), svchosts (one
+    in a job), a WSL1 pico process, winlogon and explorer in session 1, a deep-frozen app, a
+    WoW64 process, an exited-but-referenced process, a DKOM-unlinked process, and one RUNNING
+    thread per processor (4) plus a Standby one.
 
-    `many_threads`: if > 0, one more process ("stress.exe") with that many threads.
+    `many_threads`: if > 0, one more process ("stress.exe", PID 8800) with that many threads.
     """
     boot = DEFAULT_BOOT_TIME
     procs: List[ProcessSpec] = []

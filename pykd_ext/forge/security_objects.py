@@ -10,8 +10,9 @@ offset/bit the build's symbol data gives (`BuildFacts`), and records what it pla
 - tokens: SYSTEM (services and the system processes), a medium-integrity user with a split-token
   Administrators group (explorer.exe, winlogon.exe's session, ...), an elevated administrator
   (rootkit.exe: High integrity, SeDebugPrivilege enabled), a low-integrity AppContainer with a
-  package SID and capabilities (SearchApp.exe, Windows 8+ where `_TOKEN` has `Package`), and an
-  impersonation token on each thread the scenario marks `impersonating`;
+  package SID and capabilities (SearchApp.exe, Windows 8+ where `_TOKEN` has `Package`), a
+  restricted token with restricted SIDs (the WoW64 process), and an impersonation token on each
+  thread the scenario marks `impersonating`;
 - object types File, Device and Section appended to `ObTypeIndexTable`, the object directories
   `\\`, `\\Device`, `\\KnownDlls`, `\\Sessions\\1\\BaseNamedObjects`, named objects with name (and
   creator/quota) optional headers, and `ObpInfoMaskToOffset` (what Volatility 3 reads to find a
@@ -39,6 +40,7 @@ AUTHORITIES = {"0": 0, "1": 1, "2": 2, "3": 3, "5": 5, "15": 15, "16": 16}
 #: ntifs.h TOKEN_* flags used by the profiles (see pykd_ext.kernel.privileges.TOKEN_FLAGS).
 TOKEN_HAS_TRAVERSE_PRIVILEGE, TOKEN_NOT_LOW, TOKEN_LOWBOX = 0x1, 0x2000, 0x4000
 TOKEN_HAS_IMPERSONATE_PRIVILEGE = 0x80
+TOKEN_IS_RESTRICTED = 0x10
 #: wdm.h IO_TYPE_FILE, IO_TYPE_DEVICE: `_FILE_OBJECT.Type` / `_DEVICE_OBJECT.Type`.
 IO_TYPE_FILE, IO_TYPE_DEVICE = 5, 3
 #: winnt.h JOB_OBJECT_LIMIT_* planted on the scenario's job.
@@ -63,10 +65,11 @@ class _Profile:
     def __init__(self, user: str, groups: List[Tuple[str, int]], present: Tuple[int, ...],
                  enabled: Tuple[int, ...], integrity: str, source: bytes, flags: int,
                  package: Optional[str] = None, capabilities: Optional[List[Tuple[str, int]]] = None,
-                 default_owner: int = 0) -> None:
+                 default_owner: int = 0, restricted: Optional[List[Tuple[str, int]]] = None) -> None:
         self.user, self.groups, self.present, self.enabled = user, groups, present, enabled
         self.integrity, self.source, self.flags = integrity, source, flags
         self.package, self.capabilities, self.default_owner = package, capabilities or [], default_owner
+        self.restricted = restricted or []
 
 
 def _profiles() -> Dict[str, _Profile]:
@@ -80,7 +83,11 @@ def _profiles() -> Dict[str, _Profile]:
     admin = [(s, a) for s, a in user_common if s not in ("S-1-5-114", "S-1-5-32-544")]
     admin += [("S-1-5-114", STD), ("S-1-5-32-544", STD | OWNER), ("S-1-16-12288", INTEGRITY | INTEGRITY_ENABLED)]
     all_privs = tuple(sorted(PRIVILEGES))
+    medium_flags = TOKEN_HAS_TRAVERSE_PRIVILEGE | TOKEN_NOT_LOW | 0x200 | 0x800
     return {
+        "restricted": _Profile(USER_SID, user_common + [("S-1-16-8192", INTEGRITY | INTEGRITY_ENABLED)],
+                               (23,), (23,), "S-1-16-8192", b"User32 ", medium_flags | TOKEN_IS_RESTRICTED,
+                               restricted=[("S-1-5-12", STD), ("S-1-1-0", STD), ("S-1-5-5-0-318411", STD | LOGON_ID)]),
         "system": _Profile("S-1-5-18", system_groups, all_privs, SYSTEM_PRIVS_ENABLED, "S-1-16-16384",
                            b"*SYSTEM*", TOKEN_HAS_TRAVERSE_PRIVILEGE | TOKEN_HAS_IMPERSONATE_PRIVILEGE | TOKEN_NOT_LOW),
         "medium": _Profile(USER_SID, user_common + [("S-1-16-8192", INTEGRITY | INTEGRITY_ENABLED)],
@@ -117,6 +124,8 @@ def profile_for(proc: Any) -> str:
         return "appcontainer"
     if name == "rootkit.exe":
         return "admin"
+    if proc.wow64:
+        return "restricted"                 # the 32-bit installer runs with a restricted token
     if proc.session is not None and proc.session >= 1 and name not in ("winlogon.exe", "csrss.exe"):
         return "medium"
     return "system"
@@ -187,8 +196,8 @@ class SecurityPlanter:
         self.put_luid(token, "TokenId", token_id)
         self.put_luid(token, "ModifiedId", token_id + 1)
         self.put_luid(token, "ParentTokenId", 0 if profile.user == "S-1-5-18" else 0x3E7)
-        m.put("_TOKEN", token, "RestrictedSidCount", 0)
-        m.put("_TOKEN", token, "RestrictedSids", 0)
+        m.put("_TOKEN", token, "RestrictedSidCount", len(profile.restricted))
+        m.put("_TOKEN", token, "RestrictedSids", self.sid_array(profile.restricted) if profile.restricted else 0)
         types = f.enum("_TOKEN_TYPE")
         levels = f.enum("_SECURITY_IMPERSONATION_LEVEL")
         if impersonation_level:
@@ -212,6 +221,7 @@ class SecurityPlanter:
                 "source": profile.source.decode().strip(), "flags": profile.flags if package or not profile.package
                 else profile.flags & ~TOKEN_LOWBOX,
                 "package": package, "capabilities": capabilities, "session": session,
+                "restricted": list(profile.restricted),
                 "token_id": token_id, "impersonation_level": impersonation_level,
                 "elevation": _elevation(profile.groups)}
 

@@ -3,10 +3,13 @@
 Why: processes, threads, the CID table and the processor blocks are all found from a handful of
 kernel globals (`PsActiveProcessHead`, `PspCidTable`, `KiProcessorBlock`, ...). Their addresses are
 `kernel base + the build's RVA` when the layout has symbols and the base is known; otherwise the
-dump header and the KDBG block state them (`target.info()`). `KernelContext` resolves each global
-once, remembers *how* (so output can say so), and caches the per-target facts walkers share
-(processors, loaded modules, object type indexes, the clock increment).
+dump header and the KDBG block state them (`target.info()`). When both exist and disagree, the
+dump wins and a note says so: a layout chosen by build number alone (triage dumps carry no PDB
+GUID) may be another revision of the build, whose RVAs differ. `KernelContext` resolves each
+global once, remembers *how* (so output can say so), and caches the per-target facts walkers
+share (processors, loaded modules, object type indexes, the clock increment).
 """
+import bisect
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError, MissingLayoutError
@@ -21,9 +24,26 @@ MAX_PROCESSORS = 2048
 #: Loaded-module walks stop here (a real system has a few hundred drivers).
 MAX_MODULES = 4096
 #: Documented values of the kernel's `_MODE` enum (wdm.h `MODE`: KernelMode, UserMode), used only
-#: when the layout does not carry the enum; `tests/kernel/test_context.py` checks them against
-#: every shipped ISF.
+#: when the layout does not carry the enum; `tests/kernel/test_process_decoders.py` checks them
+#: against the ISF of every shipped build number.
 _MODE_FALLBACK = {0: "KernelMode", 1: "UserMode"}
+
+#: Enums a build's symbols may lack although its kernel uses the same values as its neighbours'
+#: (`_KTHREAD_STATE`: Windows 7 x64's PDB lacks it; its values are identical in all 192 other shipped
+#: x64 builds, and match the WRK's `ke.h` for the NT 6 family).
+BORROWABLE_ENUMS = ("_KTHREAD_STATE",)
+
+
+def _version_tuple(version: str) -> Tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        parts.append(int(piece) if piece.isdigit() else 0)
+    return tuple(parts + [0] * (4 - len(parts)))[:4]
+
+
+def _version_distance(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[int, ...]:
+    """Nearest first: same major.minor.build before others, then by revision distance."""
+    return tuple(abs(x - y) for x, y in zip(a, b))
 
 
 #: A compiled list of (key, end offset, reader) for one structure type (see `field_plan`).
@@ -100,6 +120,7 @@ class KernelContext:
         base = self.info.kernel_base or kdbg.get("KernBase")
         self.kernel_base: Optional[int] = int(base) if isinstance(base, int) and base else None
         self.notes: List[str] = []
+        self._borrowed: Dict[str, Any] = {}
         #: True once a symbol address disagreed with the dump's own statement of it
         self.rva_mismatch = False
         self._globals: Dict[str, Tuple[Optional[int], str]] = {}
@@ -110,6 +131,8 @@ class KernelContext:
         self._fast_ref_mask: Optional[int] = None
         self._system_process: Any = False
         self._has: Dict[Tuple[str, Optional[str]], bool] = {}
+        self._running: Optional[Dict[int, int]] = None
+        self._module_bases: Optional[List[int]] = None
         self.layout_id: str = str(getattr(layouts, "build_id", "") or "")
 
     # ---- globals
@@ -137,6 +160,12 @@ class KernelContext:
                 result = stated
         elif stated is not None:
             result = stated
+        elif name == "ObTypeIndexTable" and getattr(self.layouts, "types_only", False):
+            # H10: a types-only layout has no RVA: find the table by its shape in .data
+            from pykd_ext.kernel.typeindex_scan import find_type_index_table
+            found = find_type_index_table(self)
+            if found is not None:
+                result = (found, "scan")
         self._globals[name] = result
         return result
 
@@ -192,10 +221,38 @@ class KernelContext:
         return found
 
     def enum_name(self, enum: str, value: Any) -> Optional[str]:
-        """The build's name for an enum value, or None (no such enum in the layout, or unnamed)."""
-        if not isinstance(value, int) or not self.layouts.has_enum(enum):
+        """The build's name for an enum value, or None (no such enum in the layout, or unnamed).
+
+        A few enums are missing from some builds' symbols although the kernel uses the same
+        values (Windows 7 x64's PDB has no `_KTHREAD_STATE`): those are taken from the nearest
+        shipped build of the same architecture whose symbols have them, with a note.
+        """
+        if not isinstance(value, int):
             return None
-        return self.layouts.enum(enum).name_of(value)
+        if self.layouts.has_enum(enum):
+            return self.layouts.enum(enum).name_of(value)
+        borrowed = self._borrowed_enum(enum)
+        return borrowed.name_of(value) if borrowed is not None else None
+
+    def _borrowed_enum(self, enum: str) -> Any:
+        if enum not in BORROWABLE_ENUMS:
+            return None
+        if enum not in self._borrowed:
+            self._borrowed[enum] = None
+            from pykd_ext.layouts.registry import list_builds, load_layouts
+            own = _version_tuple(getattr(self.layouts, "version", "") or "")
+            arch = getattr(self.layouts, "arch", "x64")
+            ranked = sorted((entry for entry in list_builds()
+                             if entry.arch == arch and not entry.types_only),
+                            key=lambda entry: _version_distance(own, _version_tuple(entry.version)))
+            for entry in ranked[:40]:
+                donor = load_layouts(entry.build_id)
+                if donor.has_enum(enum):
+                    self._borrowed[enum] = donor.enum(enum)
+                    self.notes.append("this build's symbols have no %s; its names are taken from "
+                                      "%s's symbols" % (enum, entry.version))
+                    break
+        return self._borrowed[enum]
 
     def mode_name(self, value: Any) -> Any:
         """`KernelMode`/`UserMode` (`_MODE` from the layout when present), else the number."""
@@ -296,10 +353,12 @@ class KernelContext:
 
     def running_on(self, thread: int) -> Optional[int]:
         """The processor whose PRCB names this thread as CurrentThread, or None."""
-        for proc in self.processors():
-            if proc.current_thread == thread:
-                return proc.number
-        return None
+        if self._running is None:
+            self._running = {}
+            for proc in self.processors():
+                if isinstance(proc.current_thread, int) and proc.current_thread:
+                    self._running.setdefault(proc.current_thread, proc.number)
+        return self._running.get(thread)
 
     # ---- clock
     def time_increment(self) -> Optional[int]:
@@ -343,10 +402,15 @@ class KernelContext:
         return mods
 
     def module_for(self, address: Any) -> Optional[str]:
-        """Name of the loaded kernel module containing `address`, or None."""
+        """Name of the loaded kernel module containing `address`, or None (a binary search)."""
         if not isinstance(address, int) or not address:
             return None
-        for base, size, name in self.modules():
+        modules = self.modules()
+        if self._module_bases is None:
+            self._module_bases = [base for base, _, _ in modules]
+        index = bisect.bisect_right(self._module_bases, address) - 1
+        if index >= 0:
+            base, size, name = modules[index]
             if base <= address < base + size:
                 return name
         return None
@@ -376,6 +440,14 @@ class KernelContext:
             except MemoryReadError as err:
                 return err.fault  # type: ignore[return-value]
             index = index ^ cookie ^ ((header >> 8) & 0xFF)
+        elif getattr(self.layouts, "types_only", False):
+            # H10: no symbols: Windows 10+ cookie derived from known objects (None before 10)
+            from pykd_ext.kernel.typeindex_scan import COOKIE_FIRST_BUILD, derive_header_cookie
+            if int(getattr(self.layouts, "build", 0) or 0) >= COOKIE_FIRST_BUILD:
+                derived = derive_header_cookie(self)
+                if derived is None:
+                    return None
+                index = index ^ derived ^ ((header >> 8) & 0xFF)
         return self.type_name_of_index(index)
 
     def type_name_of_index(self, index: int) -> Union[str, Fault, None]:

@@ -70,14 +70,16 @@ class EntryFormat:
         self.words = max(1, entry.size // 8)
         self.per_page = HANDLE_PAGE_SIZE // entry.size
         self.modern = entry.has_field("ObjectPointerBits")
+        # H10: x86 kernels keep 32-bit addresses in the pointer bits (no sign extension)
+        self.address_bits = X64_VA_BITS if int(getattr(layouts, "pointer_size", 8) or 8) == 8 else 32
         if self.modern:
             self.pointer = self._bits(entry, "ObjectPointerBits")
-            self.pointer_shift = X64_VA_BITS - self.pointer[2]     # alignment bits dropped
+            self.pointer_shift = self.address_bits - self.pointer[2]     # alignment bits dropped
             self.access = self._bits(entry, "GrantedAccessBits")
             self.attributes = self._bits(entry, "Attributes") if entry.has_field("Attributes") else None
         else:
             obj = entry.field("Object")
-            self.pointer = (obj.offset // 8, 8 * (obj.offset % 8), 64)
+            self.pointer = (obj.offset // 8, 8 * (obj.offset % 8), 8 * obj.size)   # H10: 32 on x86
             self.pointer_shift = 0
             access = entry.field("GrantedAccess")
             self.access = (access.offset // 8, 8 * (access.offset % 8), 8 * access.size)
@@ -97,8 +99,9 @@ class EntryFormat:
         amask = (1 << alen) - 1
         if self.modern:
             shift = self.pointer_shift
-            high = ((1 << 64) - 1) ^ ((1 << X64_VA_BITS) - 1)
-            sign = 1 << (X64_VA_BITS - 1)
+            x64 = self.address_bits == X64_VA_BITS          # H10: sign-extend x64 only
+            high = ((1 << 64) - 1) ^ ((1 << X64_VA_BITS) - 1) if x64 else 0
+            sign = 1 << (X64_VA_BITS - 1) if x64 else 1 << 64
             attr = self.attributes
 
             def modern(words: array, i: int) -> Optional[Tuple[int, int, int]]:
@@ -114,7 +117,7 @@ class EntryFormat:
             return modern
 
         def legacy(words: array, i: int) -> Optional[Tuple[int, int, int]]:
-            value = words[i + pw]
+            value = (words[i + pw] >> ps) & pmask          # H10: the Object field's own width
             pointer = value & ~LEGACY_POINTER_ATTRIBUTE_BITS & 0xFFFFFFFFFFFFFFFF
             if not pointer:
                 return None
@@ -264,13 +267,12 @@ class HandleDecoder:
         body = pointer if points_to_body else objects.body_of(pointer)
         header = objects.header(body)
         name, details = self.describe(body, header.type_name)
+        # kept lean: a process can hold 100,000 handles (per-table facts go in the result's meta)
         rec = {"handle": handle, "entry": entry_address, "object": body,
                "object_header": header.header, "type": header.type_name,
-               "type_index": header.type_index, "granted_access": access,
-               "attributes": attribute_names(attributes), "attribute_bits": attributes,
+               "granted_access": access, "attributes": attribute_names(attributes),
                "name": name, "details": details,
-               "pointer_count": header.pointer_count, "handle_count": header.handle_count,
-               "layout": self.ctx.layout_id}
+               "pointer_count": header.pointer_count, "handle_count": header.handle_count}
         if owner:
             rec.update(owner)
         return rec

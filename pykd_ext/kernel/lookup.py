@@ -20,6 +20,9 @@ from pykd_ext.kernel.thread import Thread
 
 #: PIDs/TIDs are 32-bit handle values; larger numbers are addresses.
 MAX_ID = 0xFFFFFFFF
+#: H10: on 32-bit kernels every structure lives at or above 0x80000000 (the kernel half, even
+#: with /3GB at 0xC0000000) and no PID/TID (a handle value, below 2^26) gets there
+X86_KERNEL_START = 0x80000000
 _HEX = re.compile(r"^(0x)?[0-9a-f]+$", re.IGNORECASE)
 _NAME_CHARS = 14   # ImageFileName is [15] UChar: 14 characters and a NUL
 
@@ -71,9 +74,17 @@ class Finder:
         return self._cross
 
     # ---- processes
+    def _parse(self, spec: str) -> Tuple[str, Union[int, str]]:
+        """parse_spec, pointer-size aware (H10): a 32-bit kernel's addresses fit in 32 bits."""
+        kind, value = parse_spec(spec)
+        if kind == "id" and int(getattr(self.ctx, "pointer_size", 8) or 8) == 4 \
+                and isinstance(value, int) and value >= X86_KERNEL_START:
+            return "address", value
+        return kind, value
+
     def processes(self, spec: str) -> List[Process]:
         """Every process the argument names (several for a name shared by many processes)."""
-        kind, value = parse_spec(spec)
+        kind, value = self._parse(spec)
         for census in (self.active(), None):
             census = census or self.cross()
             found = self._match(census.ordered(), kind, value)
@@ -83,6 +94,11 @@ class Finder:
             candidate = Process(self.ctx, int(value))
             if self.looks_like_process(candidate):
                 return [candidate]
+        if kind != "name":      # "cafe" or "1234" may also be an image name
+            for census in (self.active(), self.cross()):
+                found = self._match(census.ordered(), "name", spec.strip())
+                if found:
+                    return found
         return []
 
     @staticmethod
@@ -120,7 +136,7 @@ class Finder:
 
     # ---- threads
     def threads(self, spec: str) -> List[Thread]:
-        kind, value = parse_spec(spec)
+        kind, value = self._parse(spec)
         if kind == "name":
             return []
         if kind == "address":

@@ -94,7 +94,15 @@ class ObjectReader:
     def cookie(self) -> Union[int, Fault, None]:
         """The `ObHeaderCookie` byte (Windows 10+); None on builds without it."""
         if self._cookie is False:
-            if not self.layouts.has_symbol("ObHeaderCookie"):
+            if not self.layouts.has_symbol("ObHeaderCookie") and getattr(self.layouts, "types_only", False):
+                # H10: types-only layout: the Windows 10+ cookie derived from known objects
+                from pykd_ext.kernel.typeindex_scan import COOKIE_FIRST_BUILD, derive_header_cookie
+                if int(getattr(self.layouts, "build", 0) or 0) < COOKIE_FIRST_BUILD:
+                    self._cookie = None
+                else:
+                    derived = derive_header_cookie(self.ctx)
+                    self._cookie = derived if derived is not None else Fault(INVALID, 0)
+            elif not self.layouts.has_symbol("ObHeaderCookie"):
                 self._cookie = None
             else:
                 address = self.ctx.global_address("ObHeaderCookie")

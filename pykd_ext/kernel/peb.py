@@ -88,8 +88,9 @@ def read_environment(space: AddressSpace, address: Any, size: Any,
         while len(data) < limit:
             chunk = min(PAGE_SIZE - (cursor & (PAGE_SIZE - 1)), limit - len(data))
             piece, fault = space.read_partial(cursor, chunk)
+            start = max(0, len(data) - 3)
             data += piece
-            if fault is not None or _terminated(data):
+            if fault is not None or _terminated(data, start):
                 break
             cursor += chunk
     if not data and fault is not None:
@@ -106,11 +107,13 @@ def read_environment(space: AddressSpace, address: Any, size: Any,
     return [s for s in text.split("\0") if s], note
 
 
-def _terminated(data: bytes) -> bool:
-    text_len = len(data) & ~1
-    for i in range(0, text_len - 3, 2):
-        if data[i:i + 4] == b"\0\0\0\0":
+def _terminated(data: bytes, start: int = 0) -> bool:
+    """Whether `data` (UTF-16 from an even offset) holds two NUL characters at or after `start`."""
+    at = data.find(b"\0\0\0\0", start)
+    while at >= 0:
+        if at % 2 == 0:
             return True
+        at = data.find(b"\0\0\0\0", at + 1)
     return False
 
 
@@ -282,8 +285,8 @@ def summary_lines(ctx: Any, process: Any) -> List[str]:
         return ["    PEB: not decoded (%s)" % err]
     rec = decoded.record
     peb = rec.get("address")
-    if peb is None:
-        return ["    PEB: none (no user address space)"]
+    if not peb and not isinstance(peb, Fault):
+        return ["    PEB: none (no user-mode address space)"]
     if isinstance(peb, Fault):
         return ["    PEB: %s" % peb.marker]
     parts = ["    PEB %x" % peb]

@@ -10,6 +10,7 @@ Every value is an int/str/bool, None (this build has no such field, or the point
 """
 from typing import Any, Dict, List, Optional, Union
 
+from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.kinds import kind_flags, primary_kind
 from pykd_ext.kernel.protection import protection_of
 from pykd_ext.kernel.times import filetime_to_iso
@@ -110,8 +111,9 @@ class Process:
                 return session if isinstance(session, Fault) else None
             if not self.ctx.has("_MM_SESSION_SPACE", "SessionId"):
                 return None
-            return self.ctx.view("_MM_SESSION_SPACE", session,
-                                 self.ctx.layouts.type("_MM_SESSION_SPACE").offset("SessionId") + 4)["SessionId"]
+            field = self.ctx.layouts.type("_MM_SESSION_SPACE").field("SessionId")
+            # read only up to SessionId: the structure is 20 KB on Windows 10
+            return self.ctx.view("_MM_SESSION_SPACE", session, field.offset + field.size)["SessionId"]
         return self._cached("session_id", compute)
 
     # ---- times and exit
@@ -173,21 +175,26 @@ class Process:
     def peb32(self) -> Value:
         """The 32-bit PEB of a WoW64 process.
 
-        `_EWOW64PROCESS.Peb` (Windows 10) and Windows 7's `_WOW64_PROCESS.Wow64` are the first
-        member of the structure `WoW64Process` points to; the layout's own `_EWOW64PROCESS` is used
-        when the build carries it.
+        Windows 10 keeps a pointer to an `_EWOW64PROCESS` (`WoW64Process`), whose `Peb` member is
+        the PEB32; before it (7, 8, 8.1) `Wow64Process` is an untyped pointer holding the PEB32
+        address itself (what `PsGetProcessWow64Process` returns). The layout's pointer type tells
+        which: a pointer to a structure is followed, an untyped one is the answer.
         """
         def compute() -> Value:
             pointer = self.wow64_pointer
             if not isinstance(pointer, int) or not pointer:
                 return pointer if isinstance(pointer, Fault) else None
-            offset = 0
-            if self.ctx.has("_EWOW64PROCESS", "Peb"):
-                offset = self.ctx.layouts.type("_EWOW64PROCESS").offset("Peb")
+            path = next(p for p in WOW64_FIELDS if self.view.has(p))
+            target = self.view.type.field(path).type_name
+            if target in (None, "void", "<function>"):
+                return pointer
+            offset = 0      # _EWOW64PROCESS.Peb is its first member (checked against every ISF)
+            if self.ctx.has(target, "Peb"):
+                offset = self.ctx.layouts.type(target).offset("Peb")
             try:
                 return self.ctx.space.read_pointer(pointer + offset)
-            except Exception as err:  # MemoryReadError
-                return getattr(err, "fault", None)
+            except MemoryReadError as err:
+                return err.fault  # type: ignore[return-value]
         return self._cached("peb32", compute)
 
     # ---- security

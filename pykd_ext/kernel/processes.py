@@ -17,7 +17,7 @@ with the method name the JSON `found_by` lists use:
   ("SessionList")
 - `all_processes`: the union, keyed by `_EPROCESS` address, with every source that saw each one.
 """
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError
 # Handle tables (PspCidTable, handle counts) are walked by `pykd_ext.kernel.handles` (H8's): one
@@ -328,9 +328,3 @@ def all_processes(ctx: Any, cross_view: bool = False) -> ProcessCensus:
     for address in members:
         census.add(ctx, address, BY_SESSION)
     return census
-
-
-def iter_threads_of(processes: List[Process]) -> Iterator[Thread]:
-    for process in processes:
-        for thread in process.threads():
-            yield thread

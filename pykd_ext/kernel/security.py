@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 from pykd_ext.kernel.handles import scan_handle_table
 from pykd_ext.kernel.job import Job, process_silo
 from pykd_ext.kernel.objects import reader_for
+from pykd_ext.kernel.sids import integrity_level
 from pykd_ext.kernel.token import Token, thread_impersonation
 from pykd_ext.memory.faults import Fault
 
@@ -37,9 +38,10 @@ def token_summary(ctx: Any, process: Any) -> str:
     user_text = user.get("sid") if isinstance(user, dict) else user
     if isinstance(user_text, Fault):
         user_text = user_text.marker
+    elif user_text is None:
+        user_text = "(no user SID)"
     name = user.get("name") if isinstance(user, dict) else None
     integrity = token.integrity_sid()
-    from pykd_ext.kernel.sids import integrity_level
     level = integrity_level(integrity) if isinstance(integrity, str) else None
     privileges = token.privileges()
     enabled = sum(1 for p in privileges if p["enabled"]) if isinstance(privileges, list) else "?"
@@ -66,7 +68,7 @@ def handles_summary(ctx: Any, process: Any) -> str:
         key = kind if isinstance(kind, str) else "?"
         types[key] = types.get(key, 0) + 1
     top = sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))[:6]
-    text = "%s: %d in use, %d level(s)" % (_hex(table), len(scan.entries), scan.levels + 1)
+    text = "%s: %d in use, TableCode level %d" % (_hex(table), len(scan.entries), scan.levels)
     if top:
         text += " (" + ", ".join("%s %d" % kv for kv in top) + ")"
     if scan.fault is not None:

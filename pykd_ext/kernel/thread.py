@@ -128,13 +128,21 @@ class Thread:
         return bool(value) if isinstance(value, int) else value
 
     @property
-    def is_waiting(self) -> bool:
-        return self.state == "Waiting"
+    def is_waiting(self) -> Optional[bool]:
+        """True/False from the build's `_KTHREAD_STATE`; None when the build does not name its
+        states (Windows 7's symbols have no such enum)."""
+        state = self.state
+        if isinstance(state, str):
+            return state == "Waiting"
+        return None if isinstance(state, int) else False
 
     def wait_objects(self) -> List[Dict[str, Any]]:
-        """[{address, type}] of the objects a waiting thread waits on (empty when not waiting)."""
+        """[{address, type}] of the objects a waiting thread waits on (empty when not waiting).
+
+        On builds that do not name thread states the wait blocks are listed whenever the thread
+        has any (the state cannot be told from the symbols)."""
         if "wait_objects" not in self._cache:
-            self._cache["wait_objects"] = self._wait_objects() if self.is_waiting else []
+            self._cache["wait_objects"] = self._wait_objects() if self.is_waiting is not False else []
         return self._cache["wait_objects"]
 
     def _wait_blocks(self) -> List[int]:

@@ -330,21 +330,9 @@ def _identity(target: Any) -> Tuple[Optional[str], Optional[int], Optional[str],
 
 
 def kernel_version(target: Any) -> Optional[str]:
-    """`major.minor.build[.revision]` of nt: the image's version resource, else the system version."""
-    api = getattr(target, "api", None)
-    nt = target._kernel_module() if hasattr(target, "_kernel_module") else None
-    if nt is not None and api is not None:
-        try:
-            parts = tuple(int(p) for p in nt.getVersion())
-            if len(parts) >= 3 and parts[0]:
-                return ".".join(str(p) for p in parts[:4])
-        except api.engine_errors + (TypeError, ValueError, AttributeError):
-            pass
-    info = target.info()
-    system = (info.extra or {}).get("system_version")
-    if system and "None" not in system:
-        return system
-    return None
+    """`major.minor.build[.revision]` of nt as the pykd target states it (None when unknown)."""
+    getter = getattr(target, "kernel_version", None)
+    return getter() if callable(getter) else None
 
 
 def typeinfo_layouts(target: Any) -> KernelLayouts:
@@ -381,6 +369,9 @@ def choose_layouts_for_pykd(target: Any) -> KernelLayouts:
                             "chosen": exact.build_id,
                             "reason": "PDB %s-%s of %s" % (guid, age, PDB_SOURCES.get(extra.get("pdb_source"),
                                                                                   "the kernel image"))}
+            version = _exact_kernel_version(info)
+            if version:                  # as the offline choice states it (layouts.select)
+                exact.choice["kernel_version"] = version
             return exact
     why = ""
     try:
@@ -396,6 +387,16 @@ def choose_layouts_for_pykd(target: Any) -> KernelLayouts:
     if why:
         lay.choice.setdefault("warnings", []).append("typeInfo layouts unavailable: %s" % why)
     return lay
+
+
+def _exact_kernel_version(info: Any) -> Optional[str]:
+    """The exact kernel file version the offline choice reports (`layouts.version_choice`)."""
+    try:
+        from pykd_ext.layouts import version_choice
+    except ImportError:
+        return None
+    found = version_choice.annotate_info(info)
+    return found.get("version") if isinstance(found, dict) else None
 
 
 def export_typeinfo_layouts(target: Any, path: str) -> Dict[str, Any]:

@@ -15,6 +15,11 @@ Layout of the output (deterministic, byte-for-byte reproducible):
 - `index.json`: every build's identity (version, products, PDB GUID/age, arch, source, module);
 - `LICENSE-JPCERTCC`: the licence of the symbol tables the layouts come from.
 Importing one build imports one module (see `benchmarks/bench_layouts.py`).
+
+Derived types-only ISFs (`--derived`, default ../shared/isf-derived) go into the same tree, each
+annotated from its `metadata.source` by `layouts/derived.py` (types-only source line, partial and
+absent types, licence, and a revision range read from the shipped kphdyn table, so regenerate
+`structs/kphdyn` first when it changes); `NOTICE-derived` lists their provenance.
 """
 import argparse
 import json

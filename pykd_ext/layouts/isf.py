@@ -36,12 +36,18 @@ ROOT_TYPES: Tuple[str, ...] = (
     "_EWOW64PROCESS", "_PEB32", "_TEB32", "_KLDR_DATA_TABLE_ENTRY",
     "_OBJECT_HEADER_CREATOR_INFO", "_OBJECT_HEADER_HANDLE_INFO", "_OBJECT_HEADER_QUOTA_INFO",
     "_OBJECT_HEADER_PROCESS_INFO", "_OBJECT_HEADER_AUDIT_INFO", "_OBJECT_DIRECTORY",
-    "_OBJECT_DIRECTORY_ENTRY",
+    "_OBJECT_DIRECTORY_ENTRY", "_OBJECT_NAME_INFORMATION",
+    # registry key handles (key path pieces), device objects, server silos
+    "_CM_KEY_BODY", "_CM_KEY_CONTROL_BLOCK", "_CM_NAME_CONTROL_BLOCK", "_DEVICE_OBJECT",
+    "_ESERVERSILO_GLOBALS",
+    # not-present PTE formats (pagefile offsets, transition pages) for the paging code
+    "_MMPTE_SOFTWARE", "_MMPTE_TRANSITION", "_MMPTE_PROTOTYPE",
 )
 #: Enums kept where the build has them (plus every enum a kept type uses by value).
 ROOT_ENUMS: Tuple[str, ...] = (
     "_KTHREAD_STATE", "_KWAIT_REASON", "_PS_PROTECTED_TYPE", "_PS_PROTECTED_SIGNER",
     "_TOKEN_TYPE", "_SECURITY_IMPERSONATION_LEVEL", "_KPROCESS_STATE", "_MODE",
+    "_KOBJECTS", "_KWAIT_BLOCK_STATE",
 )
 #: Kernel globals (RVA from the image base) the walkers and the KDBG decoder need.
 GLOBAL_SYMBOLS: Tuple[str, ...] = (
@@ -53,6 +59,7 @@ GLOBAL_SYMBOLS: Tuple[str, ...] = (
     "ObpRootDirectoryObject", "ObpTypeObjectType", "ObpKernelHandleTable", "MmSystemRangeStart",
     "MmUserProbeAddress", "MmHighestUserAddress", "KdVersionBlock", "PsNtosImageBase",
     "MiState", "MmSessionSpace", "KiInitialThread", "KeActiveProcessors", "PoolBigPageTable",
+    "KeMaximumIncrement", "ObpInfoMaskToOffset",
 )
 
 UNNAMED = "<unnamed-tag>"

@@ -269,7 +269,9 @@ def choose_for_target(target: Any) -> KernelLayouts:
         if exact is not None:
             exact.choice = {"method": "pdb-guid", "warnings": [], "candidates": [exact.build_id],
                             "chosen": exact.build_id, "reason": "PDB %s-%s of the kernel image" % (guid, age),
-                            "notes": notes, "kernel_version": exact_version}
+                            "notes": notes}
+            if exact_version:   # H10
+                exact.choice["kernel_version"] = exact_version
             return exact
     build = info.build
     if not build:
@@ -349,6 +351,9 @@ def choose_for_target(target: Any) -> KernelLayouts:
     if target_rev is not None:
         reason += "; nearest to the image's version %s" % file_version
     # H10: say how the layout relates to the exact kernel version, and check kphdyn's offsets
+    gaps = version_choice.types_only_gaps(chosen, info)
+    if gaps:
+        warnings.append(gaps)
     match, sentence = version_choice.describe_choice(entry, exact_version)
     if exact_version and match != "exact":
         warnings.append(sentence)
@@ -394,4 +399,22 @@ def layouts_for_session(session: Any) -> KernelLayouts:
         lay.choice = {"method": "build-option", "warnings": [], "candidates": [lay.build_id],
                       "chosen": lay.build_id, "reason": "--build %s" % session.build}
         return lay
-    return choose_for_target(session.target)
+    layouts = choose_for_target(session.target)
+    _give_target_pte_bits(session.target, layouts)
+    return layouts
+
+
+def _give_target_pte_bits(target: Any, layouts: KernelLayouts) -> None:
+    """Tell a paged target where this build keeps its software PTE bits (pagefile offsets).
+
+    The paging code works without them (it then reports "paged out" without an offset); only
+    targets with page tables have `set_software_pte`.
+    """
+    setter = getattr(target, "set_software_pte", None)
+    if setter is None:
+        return
+    from pykd_ext.memory.pte import SoftwarePteLayout
+    try:
+        setter(SoftwarePteLayout.from_layouts(layouts))
+    except MissingLayoutError:
+        pass

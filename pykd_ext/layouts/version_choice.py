@@ -204,3 +204,33 @@ def kphdyn_cross_check(layouts: Any, found: Optional[Dict[str, Any]]) -> Optiona
     return {"kphdyn_version": kv.version, "compared": result.compared, "agreed": len(result.agreed),
             "mismatches": [{"field": n, "kphdyn": e, "layout": a} for n, e, a in result.mismatches],
             "ok": result.ok}
+
+
+#: Globals the walkers use, and what needs each (for the types-only warning).
+GLOBAL_USES = (
+    ("PsActiveProcessHead", "the process list (ps, pstree, threads)"),
+    ("PsLoadedModuleList", "kernel module names (start_module)"),
+    ("KiProcessorBlock", "processors and 'RUNNING on processor N'"),
+    ("PspCidTable", "the CID-table view of psxview"),
+    ("ObTypeIndexTable", "object type names (handles, object types): found by scanning the "
+                         "kernel's .data for the table's shape instead, when those pages are in the dump"),
+    ("ObHeaderCookie", "the Windows 10+ header cookie: derived from the first process and its "
+                       "threads instead"),
+)
+
+
+def types_only_gaps(layouts: Any, info: Any) -> Optional[str]:
+    """For a types-only layout: which globals neither the layout nor the target states, and
+    which output needs them (None when nothing is missing or the layout has symbols)."""
+    if not getattr(layouts, "types_only", False):
+        return None
+    kdbg = getattr(info, "kdbg", None) or {}
+    stated = {"PsActiveProcessHead": getattr(info, "ps_active_process_head", None) or kdbg.get("PsActiveProcessHead"),
+              "PsLoadedModuleList": getattr(info, "ps_loaded_module_list", None) or kdbg.get("PsLoadedModuleList"),
+              "KiProcessorBlock": kdbg.get("KiProcessorBlock"), "PspCidTable": kdbg.get("PspCidTable")}
+    missing = [(name, use) for name, use in GLOBAL_USES if not stated.get(name)]
+    if not missing:
+        return None
+    return ("types-only layout %s has no symbol addresses; globals come from the dump header and "
+            "KDBG block, which do not state %s (%s)"
+            % (layouts.build_id, ", ".join(n for n, _ in missing), "; ".join(u for _, u in missing)))

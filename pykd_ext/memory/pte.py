@@ -48,6 +48,22 @@ class SoftwarePteLayout(NamedTuple):
                    transition_pfn=bits("_MMPTE_TRANSITION", "PageFrameNumber"))
 
     @classmethod
+    def from_layouts(cls, layouts: Any) -> "SoftwarePteLayout":
+        """Build from a chosen `KernelLayouts` (the generated structs: the runtime's source)."""
+        def bits(type_name: str, field_name: str) -> BitField:
+            if not layouts.has_type(type_name) or not layouts.type(type_name).has_field(field_name):
+                raise MissingLayoutError("layout %s has no bit field %s.%s"
+                                         % (getattr(layouts, "build_id", "?"), type_name, field_name))
+            fl = layouts.type(type_name).field(field_name)
+            return int(fl.bit_position or 0), int(fl.bit_length or 0)
+        return cls(prototype=bits("_MMPTE_SOFTWARE", "Prototype"),
+                   transition=bits("_MMPTE_SOFTWARE", "Transition"),
+                   protection=bits("_MMPTE_SOFTWARE", "Protection"),
+                   pagefile_low=bits("_MMPTE_SOFTWARE", "PageFileLow"),
+                   pagefile_high=bits("_MMPTE_SOFTWARE", "PageFileHigh"),
+                   transition_pfn=bits("_MMPTE_TRANSITION", "PageFrameNumber"))
+
+    @classmethod
     def from_isf_file(cls, path: str) -> "SoftwarePteLayout":
         """Build from an ISF JSON file (`.json` or `.json.xz`)."""
         opener: Any = lzma.open if path.endswith(".xz") else open

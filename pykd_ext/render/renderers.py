@@ -27,9 +27,27 @@ def render_text(result: Result) -> Iterable[str]:
 
 
 def render_json(result: Result) -> Iterable[str]:
-    doc = {"command": result.command, "meta": plain(result.meta),
-           "records": [plain(r) for r in result.records], "notes": list(result.notes)}
-    yield json.dumps(doc, indent=2)
+    """One JSON document {"command", "meta", "records", "notes"}, streamed a record at a time.
+
+    200,000 handles must not become one string, and `indent=` switches `json` to its slow pure
+    Python encoder: so each record is one compact line (C encoder) inside an indented document.
+    """
+    def nested(value: object) -> str:
+        return json.dumps(value, indent=2).replace("\n", "\n  ")
+
+    yield "{"
+    yield '  "command": %s,' % json.dumps(result.command)
+    yield '  "meta": %s,' % nested(plain(result.meta))
+    if not result.records:
+        yield '  "records": [],'
+    else:
+        yield '  "records": ['
+        last = len(result.records) - 1
+        for index, rec in enumerate(result.records):
+            yield "    " + json.dumps(plain(rec)) + ("," if index < last else "")
+        yield "  ],"
+    yield '  "notes": %s' % nested(list(result.notes))
+    yield "}"
 
 
 def render_jsonl(result: Result) -> Iterable[str]:

@@ -36,8 +36,10 @@ MAX_RESOURCE_ENTRIES = 256
 IMAGE_DEBUG_TYPE_CODEVIEW = 2
 CODEVIEW_RSDS = b"RSDS"
 
-#: PDB names of the x64 kernel (multiprocessor, uniprocessor, 5-level paging builds).
-KERNEL_PDB_NAMES = ("ntkrnlmp.pdb", "ntoskrnl.pdb", "ntkrla57.pdb")
+#: PDB names of the kernel: x64 (multiprocessor, uniprocessor, 5-level paging builds), x86 PAE.
+KERNEL_PDB_NAMES = ("ntkrnlmp.pdb", "ntoskrnl.pdb", "ntkrla57.pdb",
+                    # H10: 32-bit PAE kernels (ntkrnlpa.exe / ntkrpamp.exe)
+                    "ntkrnlpa.pdb", "ntkrpamp.pdb")
 
 MAX_SECTIONS = 96                 # PE spec: the loader limits NumberOfSections to 96
 MAX_DATA_DIRECTORIES = 16
@@ -286,7 +288,7 @@ class PeInfo:
 
     @property
     def is_kernel(self) -> bool:
-        """True when the CodeView record names an x64 kernel PDB."""
+        """True when the CodeView record names a kernel PDB (x64, or x86 PAE/non-PAE)."""
         cv = self.debug_codeview
         return cv is not None and cv.pdb_name.lower() in KERNEL_PDB_NAMES
 

@@ -300,6 +300,20 @@ class PykdTarget(Target):
         value = self.api.call("getImplicitThread")
         return int(value) if value else None
 
+    def kernel_version(self) -> Optional[str]:
+        """`major.minor.build[.revision]` of nt: its version resource (`module.getVersion()`),
+        else `getSystemVersion()` (no revision)."""
+        nt = self._kernel_module()
+        if nt is not None:
+            try:
+                parts = tuple(int(p) for p in nt.getVersion())
+                if len(parts) >= 3 and parts[0]:
+                    return ".".join(str(p) for p in parts[:4])
+            except self.api.engine_errors + (TypeError, ValueError, AttributeError):
+                pass
+        system = self.info().extra.get("system_version")
+        return system if system and "None" not in system else None
+
     # -- internals ----------------------------------------------------------------------------
 
     def _read_cr3(self) -> Optional[int]:

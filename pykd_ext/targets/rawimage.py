@@ -454,7 +454,14 @@ def open_raw_image(path: str, dtb: Optional[int] = None) -> Target:
             return RawImageTarget(path, fmap, dtb, parse_lime(fmap, path))
         if fmap.size < PAGE_SIZE:
             raise TargetError("raw image of %d bytes holds no whole page" % fmap.size, path)
-        return RawImageTarget(path, fmap, dtb)
+        target = RawImageTarget(path, fmap, dtb)
+        if dtb is None and target.dtb is None:
+            # H10: no x64 start block: look for a 32-bit kernel's page directory
+            from pykd_ext.targets.rawimage_x86 import open_x86_raw_image
+            x86 = open_x86_raw_image(path, fmap)
+            if x86 is not None:
+                return x86
+        return target
     except BaseException:
         fmap.close()
         raise

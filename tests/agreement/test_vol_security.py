@@ -23,8 +23,8 @@ VA48 = (1 << 48) - 1
 
 def _handle_pids(forged: Any) -> List[int]:
     planted = forged.planted
-    return [planted.by_name("explorer.exe")["pid"], planted.by_name("csrss.exe")["pid"],
-            planted.by_name("lsass.exe")["pid"]]
+    # explorer: the typed, named objects in a 3-level table; csrss: handles to other processes
+    return [planted.by_name("explorer.exe")["pid"], planted.by_name("csrss.exe")["pid"]]
 
 
 def vol(forged: Any, isf_dir: Any) -> Dict[str, List[Dict[str, Any]]]:

@@ -5,11 +5,14 @@ Per build (Windows 7 SP1 x86 non-PAE, Windows 10 1507 and 2004 x86 PAE; full and
   derived types-only layout, and places the globals itself;
 - Volatility 3 gets a copy of the same derived ISF with the forged kernel's GUID and exactly the
   symbol RVAs the forge used (`volatility_isf`), finds the DTB and the kernel by itself, and runs
-  `windows.pslist` and `windows.threads`;
+  `windows.pslist`, `windows.threads`, `windows.privileges` and `windows.handles`;
 - Volatility's rows must equal the planted facts, and our `ps`/`threads` JSON must equal
   Volatility's rows field by field (PID, PPID, name, object address, thread counts, create times,
-  TIDs, start addresses), plus the planted facts Volatility does not report (DTB, thread state and
-  wait reason where the build has the enums, stacks, layout used).
+  TIDs, start addresses, privileges, handle values/objects/access), plus the planted facts
+  Volatility does not report (DTB, thread state and wait reason where the build has the enums,
+  stacks, token SIDs, layout used). Handle type names: a types-only layout has no
+  `ObTypeIndexTable`/`ObHeaderCookie` addresses; we find the table by its shape and derive the
+  cookie (`kernel.typeindex_scan`), Volatility is given the forge's symbols.
 Volatility is run offline with a private identifier cache (no symbol download is ever tried).
 """
 import datetime
@@ -22,12 +25,11 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from volrun import VolatilityRun
-from pykd_ext.forge.x86_kernel import (ForgedX86, ProcessSpec32, ThreadSpec32, X86Scenario,
-                                       build_x86, volatility_isf)
+from pykd_ext.forge.x86_kernel import (ForgedX86, ProcessSpec32, ThreadSpec32, TokenSpec32,
+                                       X86Scenario, build_x86, volatility_isf)
 
 pytestmark = pytest.mark.slow
 
-DERIVED = Path(__file__).resolve().parents[3] / "shared" / "isf-derived"
 BUILDS = [("6.1.7601.17514-x86", "full", False),     # Windows 7 SP1, non-PAE ntkrnlmp
           ("10.0.10240.16384-x86", "bitmap", True),  # Windows 10 1507, PAE ntkrpamp
           ("10.0.19041.1288-x86", "full", True)]     # Windows 10 2004, PAE ntkrpamp
@@ -48,8 +50,18 @@ def _scenario(build_id: str) -> X86Scenario:
                                         state="Waiting" if i else "Ready",
                                         wait_reason="UserRequest" if i % 2 else "Executive"))
             tid += 4
-        procs.append(ProcessSpec32(pid, ppid, name, threads, create_time=BASE_TIME + 10_000_000 * 60 * n))
+        procs.append(ProcessSpec32(pid, ppid, name, threads, create_time=BASE_TIME + 10_000_000 * 60 * n,
+                                   token=_token(pid, n)))
     return X86Scenario(build_id, procs, running_tid=8)
+
+
+def _token(pid: int, n: int) -> TokenSpec32:
+    """System-like tokens for the first processes, a user token (session 1) for the others."""
+    if n < 2:
+        return TokenSpec32(token_id=0x3E4 + n)
+    return TokenSpec32(user=(5, (21, 1111, 2222, 3333, 1000 + n)), session_id=1,
+                       present=(1 << 19) | (1 << 23) | (1 << 25) | (1 << 33) | (1 << 34),
+                       enabled=1 << 23, enabled_by_default=1 << 23, token_id=0x1000 + n)
 
 
 class X86Run:
@@ -72,14 +84,15 @@ class X86Run:
 
 
 @pytest.fixture(scope="module", params=BUILDS, ids=[b[0] for b in BUILDS])
-def x86_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> X86Run:
+def x86_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            shared_dir: Path) -> X86Run:
     from volatility3.framework import constants
     build_id, kind, pae = request.param
     folder = tmp_path_factory.mktemp("x86-" + build_id)
     forged = build_x86(_scenario(build_id))
     assert forged.pae == pae
     path = forged.write(str(folder / "x86.dmp"), kind)
-    isf = volatility_isf(forged, str(DERIVED / ("%s.json.xz" % build_id)), str(folder / "isf"))
+    isf = volatility_isf(forged, str(shared_dir / "isf-derived" / ("%s.json.xz" % build_id)), str(folder / "isf"))
     saved = (constants.OFFLINE, constants.CACHE_PATH)
     constants.OFFLINE = True
     constants.CACHE_PATH = str(folder / "volcache")
@@ -89,6 +102,8 @@ def x86_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         run = X86Run(forged, path)
         run.vol["pslist"] = vol.rows("windows.pslist.PsList")
         run.vol["threads"] = vol.rows("windows.threads.Threads")
+        run.vol["privileges"] = vol.rows("windows.privileges.Privs")
+        run.vol["handles"] = vol.rows("windows.handles.Handles")
     finally:
         constants.OFFLINE, constants.CACHE_PATH = saved
     return run
@@ -178,3 +193,78 @@ def test_info_names_x86_paging_and_layout_choice(x86_run: X86Run) -> None:
     assert info["extra"]["pdb_name"] == f.pdb_name
     choice = x86_run.ours("ps")["meta"]["layout_choice"]
     assert choice["chosen"] == f.layouts.build_id
+
+
+def _sid_text(sid) -> str:
+    authority, subs = sid
+    return "S-1-%d%s" % (authority, "".join("-%d" % x for x in subs))
+
+
+def test_token_privileges_agree_with_volatility_and_sids_with_the_plant(x86_run: X86Run) -> None:
+    f = x86_run.forged
+    vol = set()
+    for r in x86_run.vol["privileges"]:
+        flags = set(filter(None, r["Attributes"].split(",")))
+        if "Present" in flags:
+            vol.add((r["PID"], r["Value"], r["Privilege"], "Enabled" in flags, "Default" in flags))
+    ours = set()
+    for p in f.scenario.processes:
+        rec = x86_run.ours("token", str(p.pid))["records"][0]
+        assert rec["address"] == f.tokens[p.pid] and rec["layout"] == f.layouts.build_id
+        for priv in rec["privileges"]:
+            if priv["present"]:
+                ours.add((p.pid, priv["value"], priv["name"], priv["enabled"], priv["enabled_by_default"]))
+        # what Volatility's getsids needs a registry for is checked against the plant
+        assert rec["user"]["sid"] == _sid_text(p.token.user)
+        assert [(g["sid"], g["attributes"]) for g in rec["groups"]] == \
+            [(_sid_text(sid), attributes) for sid, attributes in p.token.groups]
+        assert rec["session_id"] == p.token.session_id
+        assert rec["integrity_sid"] == "S-1-16-16384"
+    assert ours == vol and len(ours) >= 5 * len(f.scenario.processes)
+
+
+def test_handles_agree_with_volatility(x86_run: X86Run) -> None:
+    f = x86_run.forged
+    mask = (1 << 48) - 1
+    vol = sorted((r["PID"], r["HandleValue"], r["Offset"] & mask, r["GrantedAccess"], r["Type"])
+                 for r in x86_run.vol["handles"])
+    planted = sorted((pid, handle, body & mask, access, type_name)
+                     for pid, rows in f.handles.items() for handle, body, type_name, access in rows)
+    assert vol == planted and len(planted) == 3 * len(f.scenario.processes)
+    ours = []
+    for p in f.scenario.processes:
+        doc = x86_run.ours("handles", str(p.pid))
+        for r in doc["records"]:
+            # types-only layout: no ObTypeIndexTable/ObHeaderCookie symbols; the table is found
+            # by its shape in .data and the Windows 10+ cookie derived from known objects
+            ours.append((r["pid"], r["handle"], r["object"] & mask, r["granted_access"], r["type"]))
+            assert r["handle_count"] == 1 and r["pointer_count"] == 2
+    assert sorted(ours) == planted == vol
+
+
+def test_raw_x86_image_pslist_agrees_with_volatility(tmp_path_factory: pytest.TempPathFactory,
+                                                     shared_dir: Path) -> None:
+    """A raw (headerless) PAE image: Volatility finds the DTB by its own scan, we by ours."""
+    from volatility3.framework import constants
+    from pykd_ext.forge.dumpfile import write_raw_image
+    build_id = "10.0.19041.1288-x86"
+    folder = tmp_path_factory.mktemp("x86-raw")
+    forged = build_x86(_scenario(build_id))
+    path = write_raw_image(str(folder / "x86.raw"), forged.phys)
+    isf = volatility_isf(forged, str(shared_dir / "isf-derived" / ("%s.json.xz" % build_id)),
+                         str(folder / "isf"))
+    saved = (constants.OFFLINE, constants.CACHE_PATH)
+    constants.OFFLINE, constants.CACHE_PATH = True, str(folder / "volcache")
+    os.makedirs(constants.CACHE_PATH, exist_ok=True)
+    try:
+        vol = VolatilityRun(path, isf).rows("windows.pslist.PsList")
+    finally:
+        constants.OFFLINE, constants.CACHE_PATH = saved
+    run = X86Run(forged, path)
+    ours = [(r["pid"], r["ppid"], r["name"], r["address"], r["threads_active"],
+             iso_seconds(r["create_time"])) for r in run.ours("ps")["records"]]
+    want = [(r["PID"], r["PPID"], r["ImageFileName"], r["Offset(V)"], r["Threads"], r["CreateTime"])
+            for r in vol]
+    assert ours == want and len(ours) == len(forged.scenario.processes)
+    info = run.ours("info")["records"][0]
+    assert (info["container"], info["arch"], info["directory_table_base"]) == ("raw", "x86", forged.kernel.dtb)

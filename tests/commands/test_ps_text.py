@@ -34,13 +34,12 @@ def test_threads_text_is_process_2_shaped(cworld: Any) -> None:
     assert waiting.startswith("        THREAD %016x  Cid 02bc.02c0  Teb: 0000000000000000 Win32Thread: "
                               "0000000000000000 " % cworld.thread_va[704])
     running = [l for l in lines if "Cid 02bc.02c4" in l][0]
-    if "_KTHREAD_STATE" in cworld.enums:
-        assert waiting.endswith("WAIT: (WrLpcReceive) UserMode Alertable")
-        assert running.endswith("RUNNING on processor 1")
-        obj = lines[lines.index(waiting) + 1]
-        assert obj.startswith("            %016x  " % cworld.event_va[704])
-    else:       # Windows 7's symbols do not name thread states: say the number
-        assert waiting.endswith("State 5") and running.endswith("State 2")
+    # Windows 7's symbols do not name thread states: the names come from a neighbouring build's
+    # _KTHREAD_STATE (same values), so the text is the same on every build.
+    assert waiting.endswith("WAIT: (WrLpcReceive) UserMode Alertable")
+    assert running.endswith("RUNNING on processor 1")
+    obj = lines[lines.index(waiting) + 1]
+    assert obj.startswith("            %016x  " % cworld.event_va[704])
 
 
 def test_eproc_text_keeps_known_lines_first(cworld: Any) -> None:

@@ -293,3 +293,63 @@ def test_scenarios_round_trip_through_json_and_yaml(tmp_path: Path) -> None:
 def test_invalid_scenarios_are_refused(bad: List[ProcessSpec]) -> None:
     with pytest.raises(ValueError):
         build_scenario(ScenarioSpec(name="bad", processes=bad), "win10")
+
+
+@pytest.mark.parametrize("build", ["win7", "win11"])
+def test_example_yaml_becomes_a_dump(tmp_path: Path, isf_dir: Path, build: str) -> None:
+    from pykd_ext.forge.make_dump import main
+    example = Path(__file__).resolve().parents[2] / "samples" / "scenario-example.yaml"
+    out, facts = tmp_path / "example.dmp", tmp_path / "facts.json"
+    assert main([str(example), str(out), "--build", build, "--facts", str(facts)]) == 0
+    planted = json.loads(facts.read_text(encoding="utf-8"))
+    reader = DumpReader(str(out))
+    isf = Isf(resolve_build(build).table(str(isf_dir)).path)
+    head = planted["kernel_base"] + isf.rva("PsActiveProcessHead")
+    links = isf.off("_EPROCESS", "ActiveProcessLinks")
+    pids = [reader.u64(e - links + isf.off("_EPROCESS", "UniqueProcessId"))
+            for e in walk(reader, head)]
+    assert pids == [4, 636]                                   # hidden.exe is unlinked
+    assert [p["pid"] for p in planted["processes"]] == [4, 636, 700]
+    assert main([str(example), str(out), "--build", build]) == 2      # exists: refused
+
+
+def test_make_dump_reports_bad_scenarios(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pykd_ext.forge.make_dump import main
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "processes": [{"name": "a", "pid": 6, "ppid": 0}]}),
+                   encoding="utf-8")
+    assert main([str(bad), str(tmp_path / "x.dmp")]) == 2
+    assert "client id 6" in capsys.readouterr().err
+
+
+#: Record keys of issue 4's `ps`/`threads` JSON that the planted facts carry under the same name.
+PROCESS_KEYS = ("address", "pid", "ppid", "name", "image_path", "session_id", "create_time_raw",
+                "exit_time_raw", "exit_status", "threads_active", "threads_listed",
+                "handle_count", "dtb", "user_dtb", "peb", "wow64", "peb32", "token", "job",
+                "protection", "signature_level", "section_signature_level", "kind", "kind_flags")
+THREAD_KEYS = ("address", "tid", "pid", "process", "state", "wait_reason", "wait_mode",
+               "alertable", "wait_objects", "priority", "base_priority", "io_priority",
+               "page_priority", "ideal_processor", "affinity", "context_switches",
+               "kernel_time", "user_time", "wait_start_tick", "teb", "start_address",
+               "win32_start_address", "stack_init", "stack_base", "stack_limit",
+               "stack_current", "create_time_raw", "thread_flags", "running_on",
+               "impersonating")
+
+
+def test_planted_records_use_the_json_record_keys(forged: Dict[str, Any]) -> None:
+    planted = forged["planted"]
+    kinds = ("system", "secure", "pico", "minimal", "protected", "exited", "frozen", "normal")
+    for proc in planted.processes:
+        assert set(PROCESS_KEYS) <= set(proc), set(PROCESS_KEYS) - set(proc)
+        assert proc["kind"] == proc["kind_flags"][0]
+        assert [k for k in kinds if k in proc["kind_flags"]] == proc["kind_flags"]
+        for thread in proc["threads"]:
+            assert set(THREAD_KEYS) <= set(thread), set(THREAD_KEYS) - set(thread)
+    # what each build can express is planted, the rest is noted
+    flags = {f for p in planted.processes for f in p["kind_flags"]}
+    if forged["name"] == "win7":
+        assert flags == {"system", "exited", "normal"}
+        assert any("_PS_PROTECTION" in note for note in planted.notes)
+    else:
+        assert {"system", "pico", "minimal", "protected", "exited", "frozen"} <= flags
+        assert ("secure" in flags) == (forged["name"] in ("win10", "win11"))

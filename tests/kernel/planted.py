@@ -218,11 +218,16 @@ class World:
             else:
                 self.put(E, ep, "ExitStatus", 0x103)
             if spec.wow64:
-                block = self.alloc(0x20)
                 peb32 = 0x7E000000 + spec.pid
-                self.pt.write_u64(block, peb32)
                 self.wow64_peb32[spec.pid] = peb32
-                self.put(E, ep, "WoW64Process" if self.has(E, "WoW64Process") else "Wow64Process", block)
+                if self.table.has_type("_EWOW64PROCESS"):
+                    block = self.alloc(0x20)
+                    self.pt.write_u64(block + self.locate("_EWOW64PROCESS", "Peb")[0], peb32)
+                    self.put(E, ep, "WoW64Process" if self.has(E, "WoW64Process") else "Wow64Process", block)
+                else:
+                    # H9: Windows 7/8.1 (no _EWOW64PROCESS in the PDB) store the PEB32 itself in
+                    # Wow64Process, as Volatility 3's get_peb32 reads it
+                    self.put(E, ep, "WoW64Process" if self.has(E, "WoW64Process") else "Wow64Process", peb32)
             if spec.session is not None:
                 session = self.sessions.get(spec.session)
                 if session is None:

@@ -173,3 +173,13 @@ def test_corrupt_tables_end_bounded(build: str) -> None:
     # the table itself unreadable
     scan = scan_handle_table(_Ctx(_Space({}), layouts), table)
     assert scan.levels is None and scan.notes("t")
+
+
+@pytest.mark.slow
+def test_kernel_handle_table(world: Any) -> None:
+    """`--kernel`: without ObpKernelHandleTable in the dump, the System process's table."""
+    system = world.planted.process(4)
+    doc = world.run("handles", "--kernel")
+    assert doc["meta"]["tables"][0]["table"] == system["handle_table"]
+    assert len(doc["records"]) == system["handle_count"]
+    assert {r["type"] for r in doc["records"]} <= {"Process", "Thread", "Token"}

@@ -69,3 +69,17 @@ def test_job_command_text_and_silo_members(world: Any) -> None:
         assert [p["pid"] for p in rec["silo_processes"]] == fact["members"]
     else:
         assert not silos
+
+
+@pytest.mark.slow
+def test_job_summary_in_eproc_v(world: Any) -> None:
+    for address, fact in world.security["jobs"].items():
+        for pid in fact["members"]:
+            lines = world.run("eproc", str(pid), "-v", fmt="text")
+            summary = [l for l in lines if l.strip().startswith("Job summary:")][0]
+            assert ("%016x" % address) in summary
+            if fact["server_silo"]:
+                assert "server silo %s" % fact["container_id"] in summary
+                assert any(l.strip().startswith("Server silo:") for l in lines)
+            elif fact["parent"]:
+                assert "nested 2 deep (root %016x)" % fact["parent"] in summary

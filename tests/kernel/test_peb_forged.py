@@ -7,43 +7,22 @@ of every user thread, the WoW64 32-bit PEB/TEBs, and a kernel-only dump where us
 absent (each field says so, the commands still succeed).
 """
 import io
-import json
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Tuple
 
 import pytest
 
 from pykd_ext.cli import run_command
 from pykd_ext.forge.builds import BUILDS
-from pykd_ext.forge.kernel_objects import Planted, write_scenario_dump
-from pykd_ext.forge.scenario import standard_scenario
+from pykd_ext.forge.kernel_objects import Planted
 
-_CACHE: Dict[Tuple[str, str], Tuple[str, Planted]] = {}
-
-
-def forged(tmp_path_factory: Any, build: str, kind: str = "bitmap") -> Tuple[str, Planted]:
-    key = (build, kind)
-    if key not in _CACHE:
-        path = str(tmp_path_factory.mktemp("peb") / ("%s-%s.dmp" % (build, kind)))
-        _CACHE[key] = (path, write_scenario_dump(path, standard_scenario(), build, kind=kind))
-    return _CACHE[key]
+from user_world import forged, run_json, user_processes
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDS))
 def world(request: Any, tmp_path_factory: Any, isf_dir: Path) -> Tuple[str, Planted]:
     del isf_dir
     return forged(tmp_path_factory, request.param)
-
-
-def run_json(*argv: str) -> Dict[str, Any]:
-    out = io.StringIO()
-    code = run_command(list(argv) + ["--format", "json", "--quiet"], out=out)
-    assert code == 0, out.getvalue()[-400:]
-    return json.loads(out.getvalue())
-
-
-def user_processes(planted: Planted) -> List[Dict[str, Any]]:
-    return [p for p in planted.processes if p.get("user")]
 
 
 def test_every_user_process_peb_matches_the_planted_one(world: Tuple[str, Planted]) -> None:
@@ -99,38 +78,6 @@ def test_all_processes_modules(world: Tuple[str, Planted]) -> None:
         if facts["wow64"] and facts["wow64"]["modules"]:
             want |= {(proc["pid"], 32, m["base"]) for m in facts["wow64"]["modules"]}
     assert got == want
-
-
-def test_tebs_of_every_user_thread(world: Tuple[str, Planted]) -> None:
-    path, planted = world
-    checked = 0
-    for proc in user_processes(planted):
-        tebs = proc["user"]["tebs"]
-        doc = run_json("teb", "-p", str(proc["pid"]), "--target", path)
-        by_tid = {r["tid"]: r for r in doc["records"]}
-        for tid, facts in tebs.items():
-            rec = by_tid[int(tid)]
-            assert rec["address"] == rec["self"] == facts["address"]
-            assert rec["client_id_tid"] == int(tid) and rec["client_id_pid"] == proc["pid"]
-            for key in ("stack_base", "stack_limit", "deallocation_stack", "peb", "last_error",
-                        "last_status", "tls_pointer", "fiber_data", "has_fiber_data"):
-                assert rec[key] == facts[key], (proc["name"], tid, key)
-            checked += 1
-    assert checked >= 20
-    explorer = planted.by_name("explorer.exe")
-    fibers = [t for t in explorer["user"]["tebs"].values() if t["has_fiber_data"]]
-    assert len(fibers) == 1
-
-
-def test_teb_by_tid_ethread_and_teb_address(world: Tuple[str, Planted]) -> None:
-    path, planted = world
-    lsass = planted.by_name("lsass.exe")
-    thread = lsass["threads"][1]
-    facts = lsass["user"]["tebs"][thread["tid"]]
-    for spec in (str(thread["tid"]), "0x%x" % thread["address"], "0x%x" % facts["address"]):
-        (rec,) = run_json("teb", spec, "--target", path)["records"]
-        assert rec["address"] == facts["address"] and rec["tid"] == thread["tid"]
-        assert rec["thread"] == thread["address"] and rec["process"] == lsass["address"]
 
 
 def test_wow64_32bit_peb_and_tebs(world: Tuple[str, Planted]) -> None:

@@ -42,6 +42,8 @@ def test_every_token_matches_what_was_planted(world: Any) -> None:
         assert rec["flags"] == planted["flags"]
         assert rec["token_type"] == "TokenPrimary"
         assert rec["elevation_type"] == planted["elevation"]
+        assert [(r["sid"], r["attributes"]) for r in rec["restricted_sids"]] == planted["restricted"]
+        assert rec["restricted_sid_count"] == len(planted["restricted"])
         if planted["package"]:
             assert rec["appcontainer"] is True
             assert rec["package"]["sid"] == planted["package"]
@@ -62,6 +64,11 @@ def test_well_known_names_and_integrity_levels(world: Any) -> None:
     rootkit = Token(world.ctx, world.security["tokens"][world.planted.by_name("rootkit.exe")["pid"]]["address"]).record()
     assert rootkit["integrity"] == "High" and rootkit["elevation_type"] == "Full"
     assert any(p["name"] == "SeDebugPrivilege" and p["enabled"] for p in rootkit["privileges"])
+    address = next(t["address"] for t in world.security["tokens"].values() if t["profile"] == "restricted")
+    restricted = Token(world.ctx, address).record()
+    assert "IsRestricted" in restricted["flag_names"]
+    assert [r["name"] for r in restricted["restricted_sids"]] == [
+        "NT AUTHORITY\\RESTRICTED", "Everyone", "NT AUTHORITY\\LogonSessionId_0_318411"]
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 from the wheel; see its README), the sources use no pykd name outside the declared list, and the
 stand-in offers exactly what the real module offers for the names it implements."""
 import re
-from pathlib import Path
 from typing import Set
 
 from pykd_harness import REPO, run_like_bootstrapper, script_path, use_standin

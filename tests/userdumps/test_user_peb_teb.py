@@ -173,3 +173,11 @@ def test_argument_naming_another_process_is_refused(real_dir: Path) -> None:
                            out=io.StringIO())
     assert code == 2
     assert "holds one process" in err.getvalue()
+
+
+def test_wow64_thread_found_by_its_32bit_teb(real_dir: Path) -> None:
+    extra = listed(real_dir, WOW64)
+    tebs = run_json("teb", "--target", str(real_dir / WOW64))["records"]
+    for rec, thread in zip(tebs, extra["threads"]):
+        (found,) = run_json("teb", "0x%x" % rec["teb32"]["address"], "--target", str(real_dir / WOW64))["records"]
+        assert found["tid"] == thread["id"] and found["address"] == thread["teb"]

@@ -1,0 +1,58 @@
+"""Command line: turn a scenario description into a forged kernel dump.
+
+    python -m pykd_ext.forge.make_dump SCENARIO OUT.dmp [--build win10] [--kind bitmap]
+        [--facts FACTS.json] [--overwrite]
+
+SCENARIO is a .yaml/.yml/.json file in the `pykd_ext.forge.scenario` format, or `standard`
+(the scenario the tests and samples use; `standard:N` adds a process with N threads).
+`--facts` writes what was planted (addresses, PIDs, TIDs, states...) as JSON, the expected
+values for whatever reads the dump. Errors in the scenario are one line on stderr, exit 2.
+"""
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+from pykd_ext.forge.builds import BUILDS
+from pykd_ext.forge.kernel_objects import write_scenario_dump
+from pykd_ext.forge.scenario import ScenarioSpec, load_scenario, standard_scenario
+
+
+def scenario_named(text: str) -> ScenarioSpec:
+    if text == "standard" or text.startswith("standard:"):
+        _, _, count = text.partition(":")
+        return standard_scenario(many_threads=int(count) if count else 0)
+    return load_scenario(text)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pykd_ext.forge.make_dump",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", help="scenario file (.yaml/.json) or 'standard[:N]'")
+    parser.add_argument("out", help="dump file to write")
+    parser.add_argument("--build", default="win10",
+                        help="build name (%s) or full version" % ", ".join(sorted(BUILDS)))
+    parser.add_argument("--kind", default="bitmap", choices=("bitmap", "kernel", "full"))
+    parser.add_argument("--facts", help="write the planted facts here (JSON)")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        spec = scenario_named(args.scenario)
+        planted = write_scenario_dump(args.out, spec, args.build, kind=args.kind,
+                                      overwrite=args.overwrite)
+    except (OSError, ValueError, KeyError) as err:
+        print("make_dump: %s" % err, file=sys.stderr)
+        return 2
+    if args.facts:
+        with open(args.facts, "w", encoding="utf-8") as handle:
+            json.dump(planted.__dict__, handle, indent=1, sort_keys=True, default=str)
+    print("%s: %s on %s, %d processes, %d threads" % (args.out, spec.name, planted.build,
+                                                     len(planted.processes),
+                                                     len(planted.threads())))
+    for note in planted.notes:
+        print("  note: %s" % note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
