@@ -396,7 +396,6 @@ class SecurityPlanter:
             code = leaves.get(0) or self.pool.page()
         else:
             mids: Dict[int, int] = {}
-            span = ptrs if levels == 2 else ptrs * ptrs
             for leaf, page in leaves.items():
                 top_i, mid_i = divmod(leaf, ptrs) if levels == 2 else (0, leaf)
                 if levels == 1 and leaf >= ptrs:
@@ -404,7 +403,6 @@ class SecurityPlanter:
                 if top_i not in mids:
                     mids[top_i] = self.pool.page()
                 m.u64(mids[top_i] + 8 * mid_i, page)
-            del span
             if levels == 1:
                 code = mids[0] | 1
             else:

@@ -8,16 +8,15 @@ count, the thread lists) are computed only when asked for and cached on the obje
 Every value is an int/str/bool, None (this build has no such field, or the pointer is NULL) or a
 `Fault` (the memory is not in the dump). Nothing here raises on a bad process.
 """
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Union
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.kinds import kind_flags, primary_kind
+from pykd_ext.kernel.kobject import KernelObject, Value
 from pykd_ext.kernel.protection import protection_of
 from pykd_ext.kernel.times import filetime_to_iso
-from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
 
-Value = Union[int, str, bool, None, Fault]
 
 #: `_EPROCESS` fields renamed between builds: the first the layout has is used.
 WOW64_FIELDS = ("WoW64Process", "Wow64Process")
@@ -30,38 +29,18 @@ def decode_image_name(raw: Any) -> Union[str, Fault]:
     return bytes(raw).split(b"\0", 1)[0].decode("ascii", errors="backslashreplace")
 
 
-class Process:
+class Process(KernelObject):
     """A process at `address` (an `_EPROCESS`), found by the methods in `found_by`."""
 
-    def __init__(self, ctx: Any, address: int, found_by: Optional[List[str]] = None) -> None:
-        self.ctx = ctx
-        self.address = address
-        self.found_by: List[str] = list(found_by or [])
-        self._view: Optional[StructView] = None
-        self._cache: Dict[str, Any] = {}
+    TYPE_NAME = "_EPROCESS"
 
     def __repr__(self) -> str:
         return "Process(0x%x, pid=%r, %r)" % (self.address, self.pid, self.name)
-
-    def add_source(self, method: str) -> None:
-        if method not in self.found_by:
-            self.found_by.append(method)
-
-    # ---- raw access
-    @property
-    def view(self) -> StructView:
-        if self._view is None:
-            self._view = self.ctx.view("_EPROCESS", self.address)
-        return self._view
 
     @property
     def readable(self) -> bool:
         """True when the structure was read up to its name (enough to call it a process)."""
         return not isinstance(self.view["ImageFileName"], Fault)
-
-    def field(self, path: str) -> Value:
-        """A field's value; None when this build's `_EPROCESS` has no such field."""
-        return self.view.get(path)
 
     def pointer_field(self, path: str) -> Value:
         """A pointer member that some builds store as an `_EX_FAST_REF` (e.g. `DeviceMap` on
@@ -72,11 +51,6 @@ class Process:
             value = self.view[path + ".Value"]
             return value & self.ctx.fast_ref_mask if isinstance(value, int) else value
         return self.view[path]
-
-    def _cached(self, key: str, compute: Any) -> Any:
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
 
     # ---- identity
     @property
@@ -137,7 +111,7 @@ class Process:
     @property
     def handle_count(self) -> Value:
         def compute() -> Value:
-            from pykd_ext.kernel.processes import handle_count
+            from pykd_ext.kernel.handles import handle_count
             table = self.field("ObjectTable")
             if not isinstance(table, int) or not table:
                 return table if isinstance(table, Fault) else None

@@ -20,11 +20,9 @@ with the method name the JSON `found_by` lists use:
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError
-# Handle tables (PspCidTable, handle counts) are walked by `pykd_ext.kernel.handles` (H8's): one
-# walker for process tables, the kernel table and the CID table; names re-exported for callers.
-from pykd_ext.kernel.handles import (HANDLE_LEVEL_MASK, HANDLE_PAGE_SIZE,  # noqa: F401
-                                     HANDLE_VALUE_INC, MAX_HANDLE_PAGES, HandleScan,
-                                     handle_count, scan_handle_table)
+# Handle tables (PspCidTable, handle counts) are walked by `pykd_ext.kernel.handles`: one walker
+# for process tables, the kernel table and the CID table.
+from pykd_ext.kernel.handles import scan_handle_table
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.thread import Thread
 from pykd_ext.kernel.walk import END_HEAD_UNREADABLE, END_UNREADABLE, WalkEnd, walk_list

@@ -10,10 +10,10 @@ from typing import Any, Dict, List, Optional, Union
 
 from pykd_ext.kernel.context import field_plan, read_plan
 from pykd_ext.kernel.times import filetime_to_iso
+from pykd_ext.kernel.kobject import KernelObject, Value
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
 
-Value = Union[int, str, bool, None, Fault]
 
 #: wait blocks followed per thread (THREAD_WAIT_OBJECTS is 3 and MAXIMUM_WAIT_OBJECTS 64)
 MAX_WAIT_BLOCKS = 64
@@ -54,35 +54,13 @@ RECORD_KEYS = ("address", "tid", "pid", "process", "state", "wait_reason", "wait
                "create_time_raw", "exit_time", "thread_flags", "running_on", "impersonating", "layout")
 
 
-class Thread:
+class Thread(KernelObject):
     """A thread at `address` (an `_ETHREAD`), found by the methods in `found_by`."""
 
-    def __init__(self, ctx: Any, address: int, found_by: Optional[List[str]] = None) -> None:
-        self.ctx = ctx
-        self.address = address
-        self.found_by: List[str] = list(found_by or [])
-        self._view: Optional[StructView] = None
-        self._cache: Dict[str, Any] = {}
+    TYPE_NAME = "_ETHREAD"
 
     def __repr__(self) -> str:
         return "Thread(0x%x, tid=%r)" % (self.address, self.tid)
-
-    def add_source(self, method: str) -> None:
-        if method not in self.found_by:
-            self.found_by.append(method)
-
-    @property
-    def view(self) -> StructView:
-        if self._view is None:
-            self._view = self.ctx.view("_ETHREAD", self.address)
-        return self._view
-
-    def field(self, path: str) -> Value:
-        return self.view.get(path)
-
-    def _set(self, path: str) -> bool:
-        value = self.field(path)
-        return isinstance(value, int) and value != 0
 
     # ---- identity
     @property
