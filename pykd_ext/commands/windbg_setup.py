@@ -32,6 +32,7 @@ SCRIPTS: Dict[str, str] = {
     "job": "!py job [PROCESS|JOB]: a job, like !job",
     "peb": "!py peb [PROCESS]: a process environment block, like !peb",
     "teb": "!py teb [THREAD]: a thread environment block, like !teb",
+    "modules": "!py modules [PROCESS]: loaded modules from the PEB loader lists (64- and 32-bit)",
     "dt": "!py dt TYPE [ADDRESS] [FIELDS]: a structure, like dt nt!TYPE",
     "psxview": "!py psxview: processes seen by each source (lists, CID table, threads, processors)",
     "layouts": "!py layouts [show|export FILE]: the kernel layouts in use; export them as an ISF file",
@@ -51,7 +52,8 @@ run_script("{command}")
 CMDTREE_COMMANDS = (
     ("Processes", (("ps", "!py ps"), ("pstree", "!py pstree"), ("psxview", "!py psxview"))),
     ("Current process", (("eproc", "!py eproc"), ("threads", "!py threads"), ("token", "!py token"),
-                         ("handles", "!py handles"), ("peb", "!py peb"))),
+                         ("handles", "!py handles"), ("peb", "!py peb"),
+                         ("modules", "!py modules"))),
     ("Current thread", (("ethread", "!py ethread"), ("teb", "!py teb"))),
     ("Layouts", (("layouts", "!py layouts"),)),
 )

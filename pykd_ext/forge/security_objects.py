@@ -19,7 +19,8 @@ offset/bit the build's symbol data gives (`BuildFacts`), and records what it pla
   name) computed from the build's optional-header sizes;
 - explorer.exe's handle table rebuilt as a 3-level table (TableCode level 2) holding File,
   Section, Event, Mutant, Directory, Process and Thread handles with Inherit/Protected/AuditOnClose
-  attributes, with the same handle count the scenario asked for;
+  attributes, with the same handle count the scenario asked for, and Key handles whose
+  `_CM_KEY_BODY` leads to a KCB chain (`PLANTED_KEYS`; planted paths in `planted.security["keys"]`);
 - jobs: the scenario's job gets limits, a parent job (Windows 8+ nesting) and, on builds with
   silos, svchost.exe (PID 812) is put in a server silo with a container id.
 """
@@ -30,6 +31,7 @@ from pykd_ext.kernel.handles import (HANDLE_PAGE_SIZE, LEGACY_LOCK_BIT, LEGACY_P
                                      OBJ_AUDIT_OBJECT_CLOSE, OBJ_INHERIT, OBJ_PROTECT_CLOSE)
 from pykd_ext.kernel.objects import INFO_MASK_HEADERS
 from pykd_ext.kernel.privileges import PRIVILEGES
+from pykd_ext.kernel.registry_keys import KEY_HIVE_ENTRY, KEY_HIVE_EXIT
 
 #: winnt.h SE_GROUP_* values used below.
 MANDATORY, DEFAULT, ENABLED, OWNER, DENY_ONLY = 0x1, 0x2, 0x4, 0x8, 0x10
@@ -48,10 +50,23 @@ JOB_LIMITS = 0x2000 | 0x0800 | 0x0008 | 0x0200       # KILL_ON_JOB_CLOSE|BREAKAW
 PARENT_JOB_LIMITS = 0x1000                           # SILENT_BREAKAWAY_OK
 SILO_LIMITS = 0x2000 | 0x0008                        # KILL_ON_JOB_CLOSE|ACTIVE_PROCESS
 #: Types this module adds to ObTypeIndexTable after the scenario's.
-EXTRA_TYPES = ("File", "Device", "Section")
+EXTRA_TYPES = ("File", "Device", "Section", "Key")
 USER_SID = "S-1-5-21-1004336348-1177238915-682003330-1001"
 PACKAGE_SID = "S-1-15-2-1861897761-1695161497-2927542615-642690995-327840285-2659745135-2630312742"
 CONTAINER_ID = uuid.UUID("6f1a3c2e-8d4b-4e0a-9b7c-52d1e0a4f3b9")
+#: Registry keys explorer.exe holds handles to: the path its KCB chain spells, root first.
+#: `HIVE_LINKS` are the keys under which a hive is mounted; on builds whose `_CM_KEY_BODY` has
+#: `Trans` (Windows 10 1607+) such a link gets its own KCB (flag KEY_HIVE_EXIT) above the hive
+#: root's KCB (KEY_HIVE_ENTRY, named after the root cell).
+PLANTED_KEYS = ("\\REGISTRY\\MACHINE\\SOFTWARE\\Microsoft",
+                "\\REGISTRY\\MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Explorer",
+                "\\REGISTRY\\USER\\S-1-5-21-1004336348-1177238915-682003330-1001\\Control Panel\\Desktop",
+                "\\REGISTRY\\MACHINE\\SYSTEM\\ControlSet001\\Control\\Session Manager")
+HIVE_LINKS = ("\\REGISTRY\\MACHINE\\SOFTWARE", "\\REGISTRY\\MACHINE\\SYSTEM",
+              "\\REGISTRY\\USER\\S-1-5-21-1004336348-1177238915-682003330-1001")
+HIVE_ROOT_CELL_NAME = "CMI-CreateHive{%s}"
+#: `_CM_KEY_BODY.Type` of every key body: 'ky02' (ReactOS cm.h CM_KEY_BODY_TYPE).
+CM_KEY_BODY_TYPE = 0x6B793032
 SYSTEM_PRIVS_ENABLED = (4, 7, 10, 13, 14, 15, 16, 20, 21, 23, 29, 30, 33, 34, 35)
 USER_PRIVS = (19, 23, 25, 33, 34)
 
@@ -141,8 +156,9 @@ class SecurityPlanter:
         self.pool = builder.pool
         self.family = builder.family
         self.facts_out: Dict[str, Any] = {"tokens": {}, "handles": {}, "jobs": {}, "objects": {},
-                                          "impersonation": {}, "notes": []}
+                                          "impersonation": {}, "keys": {}, "notes": []}
         self.directories: Dict[str, int] = {}
+        self.kcbs: Dict[str, int] = {}
 
     # ---- small pieces
     def sid(self, text: str) -> int:
@@ -361,6 +377,55 @@ class SecurityPlanter:
                                            "file_name": file_name}
         return body
 
+    # ---- registry keys
+    def name_block(self, name: str) -> int:
+        """A `_CM_NAME_CONTROL_BLOCK` holding `name` compressed (8-bit), as the kernel stores ASCII names."""
+        f, m = self.facts, self.mem
+        data = name.encode("latin-1")
+        block = self.pool.alloc(max(f.size("_CM_NAME_CONTROL_BLOCK"), f.offset("_CM_NAME_CONTROL_BLOCK", "Name")
+                                    + len(data)), 16)
+        m.put("_CM_NAME_CONTROL_BLOCK", block, "Compressed", 1)
+        m.put_if("_CM_NAME_CONTROL_BLOCK", block, "RefCount", 1)
+        m.put("_CM_NAME_CONTROL_BLOCK", block, "NameLength", len(data))
+        m.write(block + f.offset("_CM_NAME_CONTROL_BLOCK", "Name"), data)
+        return block
+
+    def new_kcb(self, name: str, parent: int, flags: int) -> int:
+        f, m = self.facts, self.mem
+        kcb = self.pool.alloc(f.size("_CM_KEY_CONTROL_BLOCK"), 16)
+        m.put("_CM_KEY_CONTROL_BLOCK", kcb, "RefCount", 1)
+        m.put("_CM_KEY_CONTROL_BLOCK", kcb, "ParentKcb", parent)
+        m.put("_CM_KEY_CONTROL_BLOCK", kcb, "NameBlock", self.name_block(name))
+        m.put("_CM_KEY_CONTROL_BLOCK", kcb, "Flags", flags)
+        return kcb
+
+    def kcb(self, path: str) -> int:
+        """The KCB of a key path (`\\REGISTRY\\...`), creating the chain up to the root KCB."""
+        if path in self.kcbs:
+            return self.kcbs[path]
+        parent_path, _, leaf = path.rpartition("\\")
+        parent = self.kcb(parent_path) if parent_path else 0
+        if path in HIVE_LINKS and self.facts.has("_CM_KEY_BODY", "Trans"):
+            link = self.new_kcb(leaf, parent, KEY_HIVE_EXIT)
+            guid = uuid.uuid5(CONTAINER_ID, path)
+            kcb = self.new_kcb(HIVE_ROOT_CELL_NAME % str(guid).upper(), link, KEY_HIVE_ENTRY)
+        else:
+            kcb = self.new_kcb(leaf, parent, KEY_HIVE_ENTRY if path in HIVE_LINKS else 0)
+        self.kcbs[path] = kcb
+        return kcb
+
+    def key_object(self, path: str) -> int:
+        """A Key object: `_CM_KEY_BODY` pointing at the path's KCB (keys have no object name)."""
+        f, m = self.facts, self.mem
+        body = self.named_object("Key", b"Key ", f.size("_CM_KEY_BODY"), None, 0, info_mask=0)
+        m.put("_CM_KEY_BODY", body, "Type", CM_KEY_BODY_TYPE)
+        m.put("_CM_KEY_BODY", body, "KeyControlBlock", self.kcb(path))
+        if f.has("_CM_KEY_BODY", "KeyBodyList"):
+            m.list_init(body + f.offset("_CM_KEY_BODY", "KeyBodyList"))
+        self.facts_out["objects"][body] = {"type": "Key", "name": path, "kcb": self.kcbs[path]}
+        self.facts_out["keys"][body] = path
+        return body
+
     # ---- handle tables
     def write_table(self, entries: Dict[int, Tuple[int, int, int]], levels: int, pid: int, owner: int) -> int:
         """A `_HANDLE_TABLE` with `levels` pointer levels; entries: index -> (header, access, OBJ_* attrs)."""
@@ -444,6 +509,12 @@ class SecurityPlanter:
             (self.directory("\\KnownDlls"), 0x00000003, 0),
             (self.directory("\\Sessions\\1\\BaseNamedObjects"), 0x0000000F, 0),
         ]
+        if all(self.facts.has_type(t) for t in ("_CM_KEY_BODY", "_CM_KEY_CONTROL_BLOCK", "_CM_NAME_CONTROL_BLOCK")):
+            # KEY_READ (0x20019), KEY_ALL_ACCESS (0xF003F) and KEY_QUERY_VALUE|KEY_NOTIFY (0x11), winnt.h
+            typed += [(self.key_object(path), access, 0)
+                      for path, access in zip(PLANTED_KEYS, (0x00020019, 0x000F003F, 0x00020019, 0x00000011))]
+        else:
+            self.facts_out["notes"].append("build %s has no registry key types: no Key handles" % b.choice.version)
         own = [ep, b.tokens[explorer_spec.pid]] + [t["address"] for t in record["threads"]]
         count = max(explorer_spec.handles, len(typed) + 1)
         per_page = HANDLE_PAGE_SIZE // self.facts.size("_HANDLE_TABLE_ENTRY")

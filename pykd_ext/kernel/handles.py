@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.objects import ObjectReader, reader_for
+from pykd_ext.kernel.registry_keys import key_layouts_present, key_path
 from pykd_ext.memory.faults import INVALID, Fault
 
 #: One handle table page (a level-0 page of entries or a level-1/2 page of pointers).
@@ -292,10 +293,7 @@ class HandleDecoder:
             elif type_name == "Thread":
                 name, details = self._thread(body)
             elif type_name == "Key":
-                name = self.objects.full_name(body)
-                if not self.ctx.layouts.has_type("_CM_KEY_BODY"):
-                    details["key_path"] = None
-                    details["note"] = "this layout has no _CM_KEY_BODY: key path not decodable"
+                name, details = self._key(body)
             else:
                 name = self.objects.full_name(body)
         except MemoryReadError as err:
@@ -320,6 +318,19 @@ class HandleDecoder:
         if isinstance(file_name, str) and isinstance(device_name, str):
             return device_name + file_name, details
         return file_name, details
+
+    def _key(self, body: int) -> Tuple[Any, Dict[str, Any]]:
+        """The key's path from its KCB chain (`kernel.registry_keys`); no name on layouts
+        without the key cache types (some types-only derived builds)."""
+        if not key_layouts_present(self.ctx.layouts):
+            return None, {"key_path": None,
+                          "note": "this layout has no _CM_KEY_BODY: key path not decodable"}
+        path = key_path(self.ctx, body)
+        details: Dict[str, Any] = {"kcb": path.kcb, "key_path": path.text}
+        if not path.complete:
+            details["note"] = "key path partial (%s)%s" % (
+                path.problem, ": %s" % path.fault if path.fault is not None else "")
+        return path.text, details
 
     def _process(self, body: int) -> Tuple[Any, Dict[str, Any]]:
         from pykd_ext.kernel.process import Process

@@ -13,14 +13,14 @@ What Windows stores in a not-present entry (transition, prototype, pagefile) is 
 `SoftwarePteLayout` taken from symbol data (see `pte.py`).
 """
 import struct
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
-from pykd_ext.errors import MemoryReadError
 from pykd_ext.memory.faults import (DEMAND_ZERO, INVALID, NOT_IN_DUMP, PAGED_OUT, PROTOTYPE,
                                     Fault)
+# PageWalk/WalkStep are re-exported: callers import them from here.
+from pykd_ext.memory.paged import PagedAddressSpace, PageWalk, WalkStep  # noqa: F401
 from pykd_ext.memory.pte import SoftwarePteLayout
-from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, AddressSpace, PhysicalMemory
+from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 
 _ENTRY = struct.Struct("<Q")
 _unpack_entry = _ENTRY.unpack_from
@@ -31,8 +31,6 @@ PAGE_SIZE_BIT = 1 << 7
 LEVELS = ("PML4E", "PDPTE", "PDE", "PTE")
 _SHIFTS = (39, 30, 21, 12)
 
-#: Pages cached per address space before the cache is reset (bounded memory).
-PAGE_CACHE_LIMIT = 1 << 16
 #: Page tables (one per 2 MiB of VA) cached per address space before that cache is reset.
 TABLE_CACHE_LIMIT = 1 << 14
 
@@ -42,30 +40,7 @@ def _frame_mask(maxphyaddr: int) -> int:
     return ((1 << maxphyaddr) - 1) & ~(PAGE_SIZE - 1)
 
 
-@dataclass
-class WalkStep:
-    """One paging-structure entry read during a walk."""
-
-    level: str              # "PML4E", "PDPTE", "PDE", "PTE"
-    table: int              # physical address of the table
-    index: int              # entry index in the table
-    entry_address: int      # physical address of the entry
-    entry: Optional[int]    # the raw 8-byte value (None when the table page is not in the dump)
-
-
-@dataclass
-class PageWalk:
-    """The full story of one translation (for `!pte`-like teaching output)."""
-
-    address: int
-    steps: List[WalkStep] = field(default_factory=list)
-    physical_address: Optional[int] = None
-    page_size: Optional[int] = None          # 0x1000, 0x200000 or 0x40000000
-    transition: bool = False                 # resolved through a transition entry
-    fault: Optional[Fault] = None
-
-
-class X64AddressSpace(AddressSpace):
+class X64AddressSpace(PagedAddressSpace):
     """A virtual address space defined by a DTB (CR3) over physical memory."""
 
     pointer_size = 8
@@ -75,95 +50,11 @@ class X64AddressSpace(AddressSpace):
                  maxphyaddr: int = 52) -> None:
         if not 36 <= maxphyaddr <= 52:
             raise ValueError("MAXPHYADDR must be within 36..52, not %d" % maxphyaddr)
-        self.physical = physical
-        self._page = physical.page
+        self._init_paging(physical, software_pte)
         self._frame = _frame_mask(maxphyaddr)
         self._frame_2m = self._frame & ~((1 << 21) - 1)
         self._frame_1g = self._frame & ~((1 << 30) - 1)
-        self.dtb = dtb & self._frame
-        self.software_pte = software_pte
-        self._pages: Dict[int, memoryview] = {}      # VA page number -> data page
-        self._tables: Dict[int, memoryview] = {}     # VA >> 21 -> its page table (PTE level)
-
-    # -- configuration ------------------------------------------------------------------------
-
-    def set_software_pte(self, software_pte: Optional[SoftwarePteLayout]) -> None:
-        """Install the not-present PTE layout (from the chosen kernel layout)."""
-        self.software_pte = software_pte
-        self.drop_caches()
-
-    def drop_caches(self) -> None:
-        self._pages.clear()
-        self._tables.clear()
-
-    # -- hot path -----------------------------------------------------------------------------
-
-    def read(self, address: int, size: int) -> bytes:
-        offset = address & 0xFFF
-        if offset + size <= PAGE_SIZE and size >= 0:
-            page = self._pages.get(address >> PAGE_SHIFT)
-            if page is None:
-                page = self._load(address, 0)
-            return bytes(page[offset:offset + size])
-        return self._read_span(address, size)
-
-    def read_pointer(self, address: int) -> int:
-        offset = address & 0xFFF
-        if offset <= PAGE_SIZE - 8:
-            page = self._pages.get(address >> PAGE_SHIFT)
-            if page is None:
-                page = self._load(address, 0)
-            return _unpack_entry(page, offset)[0]
-        return int.from_bytes(self._read_span(address, 8), "little")
-
-    def _read_span(self, address: int, size: int) -> bytes:
-        if size < 0:
-            raise ValueError("negative read size %d" % size)
-        out = bytearray()
-        while size > 0:
-            offset = address & 0xFFF
-            chunk = min(size, PAGE_SIZE - offset)
-            page = self._pages.get(address >> PAGE_SHIFT)
-            if page is None:
-                page = self._load(address, len(out))
-            out += page[offset:offset + chunk]
-            address += chunk
-            size -= chunk
-        return bytes(out)
-
-    def _load(self, address: int, readable: int) -> memoryview:
-        """Resolve the page of `address`, cache it, or raise MemoryReadError(fault, readable)."""
-        result = self._resolve(address, None)
-        if isinstance(result, Fault):
-            raise MemoryReadError(result, readable)
-        pfn = result >> PAGE_SHIFT
-        page = self._page(pfn)
-        if page is None:
-            # Translation worked; the data page was not captured: report its physical address.
-            raise MemoryReadError(Fault(NOT_IN_DUMP, result | (address & 0xFFF)), readable)
-        if len(self._pages) >= PAGE_CACHE_LIMIT:
-            self._pages.clear()
-        self._pages[address >> PAGE_SHIFT] = page
-        return page
-
-    # -- translation ----------------------------------------------------------------------------
-
-    def translate(self, address: int) -> int:
-        """Physical address of `address` (the data page itself may be absent from the dump)."""
-        result = self._resolve(address, None)
-        if isinstance(result, Fault):
-            raise MemoryReadError(result)
-        return result | (address & 0xFFF)
-
-    def walk(self, address: int) -> PageWalk:
-        """Every entry read to translate `address`, and the outcome."""
-        walk = PageWalk(address=address)
-        result = self._resolve(address, walk)
-        if isinstance(result, Fault):
-            walk.fault = result
-        else:
-            walk.physical_address = result | (address & 0xFFF)
-        return walk
+        self.dtb = dtb & self._frame       # (the page-table cache maps VA >> 21 -> PTE table)
 
     def _resolve(self, address: int, walk: Optional[PageWalk]) -> Union[int, Fault]:
         """Physical address of the page holding `address`, or the Fault that stops it."""

@@ -19,14 +19,13 @@ What Windows stores in a not-present entry (transition, prototype, pagefile) is 
 PAE and 8 bytes with it, their bit positions come from the layout as on x64.
 """
 import struct
-from typing import Dict, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
-from pykd_ext.errors import MemoryReadError
 from pykd_ext.memory.faults import (DEMAND_ZERO, INVALID, NOT_IN_DUMP, PAGED_OUT, PROTOTYPE,
                                     Fault)
-from pykd_ext.memory.paging_x64 import PageWalk, WalkStep
+from pykd_ext.memory.paged import PagedAddressSpace, PageWalk, WalkStep
 from pykd_ext.memory.pte import SoftwarePteLayout
-from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, AddressSpace, PhysicalMemory
+from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 
 _unpack_q = struct.Struct("<Q").unpack_from
 _unpack_l = struct.Struct("<L").unpack_from
@@ -34,8 +33,6 @@ _unpack_l = struct.Struct("<L").unpack_from
 PRESENT = 1
 PAGE_SIZE_BIT = 1 << 7
 
-#: Pages cached per address space before the cache is reset (bounded memory).
-PAGE_CACHE_LIMIT = 1 << 16
 #: Page tables cached per address space before that cache is reset.
 TABLE_CACHE_LIMIT = 1 << 12
 
@@ -73,7 +70,7 @@ def classify_not_present(address: int, entry: int, level: str,
                  pagefile_offset=pagefile_high << PAGE_SHIFT)
 
 
-class X86AddressSpace(AddressSpace):
+class X86AddressSpace(PagedAddressSpace):
     """A 32-bit virtual address space (CR3) over physical memory, PAE or not.
 
     `dtb` is CR3: for PAE the PDPT's physical address (32-byte aligned, not necessarily page
@@ -82,14 +79,14 @@ class X86AddressSpace(AddressSpace):
     """
 
     pointer_size = 4
+    _unpack_pointer = staticmethod(_unpack_l)
 
     def __init__(self, physical: PhysicalMemory, dtb: int, pae: bool,
                  software_pte: Optional[SoftwarePteLayout] = None,
                  maxphyaddr: int = 52) -> None:
         if not 32 <= maxphyaddr <= 52:
             raise ValueError("MAXPHYADDR must be within 32..52, not %d" % maxphyaddr)
-        self.physical = physical
-        self._page = physical.page
+        self._init_paging(physical, software_pte)
         self.pae = bool(pae)
         if self.pae:
             self.dtb = dtb & 0xFFFFFFE0
@@ -103,86 +100,10 @@ class X86AddressSpace(AddressSpace):
             self._frame_large = 0xFFC00000
             self._table_shift = 22
             self.levels = ("PDE", "PTE")
-        self.software_pte = software_pte
-        self._pages: Dict[int, memoryview] = {}
-        self._tables: Dict[int, memoryview] = {}
 
     @property
     def mode(self) -> str:
         return "PAE" if self.pae else "non-PAE"
-
-    def set_software_pte(self, software_pte: Optional[SoftwarePteLayout]) -> None:
-        self.software_pte = software_pte
-        self.drop_caches()
-
-    def drop_caches(self) -> None:
-        self._pages.clear()
-        self._tables.clear()
-
-    # -- hot path -------------------------------------------------------------------------------
-
-    def read(self, address: int, size: int) -> bytes:
-        offset = address & 0xFFF
-        if 0 <= size and offset + size <= PAGE_SIZE:
-            page = self._pages.get(address >> PAGE_SHIFT)
-            if page is None:
-                page = self._load(address, 0)
-            return bytes(page[offset:offset + size])
-        return self._read_span(address, size)
-
-    def read_pointer(self, address: int) -> int:
-        offset = address & 0xFFF
-        if offset <= PAGE_SIZE - 4:
-            page = self._pages.get(address >> PAGE_SHIFT)
-            if page is None:
-                page = self._load(address, 0)
-            return _unpack_l(page, offset)[0]
-        return int.from_bytes(self._read_span(address, 4), "little")
-
-    def _read_span(self, address: int, size: int) -> bytes:
-        if size < 0:
-            raise ValueError("negative read size %d" % size)
-        out = bytearray()
-        while size > 0:
-            offset = address & 0xFFF
-            chunk = min(size, PAGE_SIZE - offset)
-            page = self._pages.get(address >> PAGE_SHIFT)
-            if page is None:
-                page = self._load(address, len(out))
-            out += page[offset:offset + chunk]
-            address += chunk
-            size -= chunk
-        return bytes(out)
-
-    def _load(self, address: int, readable: int) -> memoryview:
-        result = self._resolve(address, None)
-        if isinstance(result, Fault):
-            raise MemoryReadError(result, readable)
-        page = self._page(result >> PAGE_SHIFT)
-        if page is None:
-            raise MemoryReadError(Fault(NOT_IN_DUMP, result | (address & 0xFFF)), readable)
-        if len(self._pages) >= PAGE_CACHE_LIMIT:
-            self._pages.clear()
-        self._pages[address >> PAGE_SHIFT] = page
-        return page
-
-    # -- translation ----------------------------------------------------------------------------
-
-    def translate(self, address: int) -> int:
-        result = self._resolve(address, None)
-        if isinstance(result, Fault):
-            raise MemoryReadError(result)
-        return result | (address & 0xFFF)
-
-    def walk(self, address: int) -> PageWalk:
-        """Every entry read to translate `address`, and the outcome (for `!pte`-like output)."""
-        walk = PageWalk(address=address)
-        result = self._resolve(address, walk)
-        if isinstance(result, Fault):
-            walk.fault = result
-        else:
-            walk.physical_address = result | (address & 0xFFF)
-        return walk
 
     def _entry(self, table: int, index: int, level: str,
                walk: Optional[PageWalk]) -> Union[Tuple[int, memoryview], Fault]:

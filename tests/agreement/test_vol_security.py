@@ -82,6 +82,8 @@ def test_handles_agree(forged: Any, isf_dir: Any) -> None:
     rows = vol(forged, isf_dir)["handles"]
     entry = load_layouts(forged.planted.layout).type("_HANDLE_TABLE_ENTRY")
     legacy = not entry.has_field("ObjectPointerBits")        # the pre-Windows 8 entry format
+    keys = forged.planted.security["keys"]
+    key_names = 0
     for pid in _handle_pids(forged):
         theirs = {r["HandleValue"]: r for r in rows if r["PID"] == pid}
         ours = {r["handle"]: r for r in forged.ours("handles", str(pid))["records"]}
@@ -108,11 +110,18 @@ def test_handles_agree(forged: Any, isf_dir: Any) -> None:
                 assert name == "Tid %d Pid %d" % (mine["details"]["tid"], mine["details"]["pid"])
             elif mine["type"] == "File":
                 assert name == mine["name"]
+            elif mine["type"] == "Key":
+                # Volatility joins the KCB names below the root KCB ("MACHINE\\SOFTWARE\\...");
+                # WinDbg and we show the root too ("\\REGISTRY\\MACHINE\\SOFTWARE\\...")
+                assert "\\REGISTRY\\" + name == mine["name"], (pid, handle)
+                assert mine["name"] == keys[mine["object"]], (pid, handle)
+                key_names += 1
             elif name:
                 # Volatility prints the object's own name; ours adds its directory chain
                 assert mine["name"].endswith("\\" + name), (pid, handle)
+    assert key_names == len(keys) == 4
     typed = {r["Type"] for r in rows}
-    assert {"File", "Section", "Event", "Mutant", "Directory", "Process", "Thread", "Token"} <= typed
+    assert {"File", "Section", "Event", "Mutant", "Directory", "Process", "Thread", "Token", "Key"} <= typed
 
 
 @pytest.mark.slow

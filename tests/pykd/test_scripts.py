@@ -77,7 +77,7 @@ EVERY_SCRIPT = {
     "eproc": ([], ["{p}"]), "ps": ([], []), "pstree": ([], []), "threads": ([], ["{p}"]),
     "ethread": ([], ["{t}"]), "psxview": ([], []), "dt": (["_KTHREAD"], ["_KTHREAD"]),
     "token": ([], ["{p}"]), "handles": ([], ["{p}"]), "job": (["{j}"], ["{j}"]), "peb": ([], ["{p}"]),
-    "teb": ([], ["{t}"]),
+    "teb": ([], ["{t}"]), "modules": ([], ["{p}"]),
 }
 
 
