@@ -892,7 +892,7 @@ class _Builder:
     # --- the whole scenario --------------------------------------------------------------------
 
     def build(self) -> Tuple[ForgedMachine, Planted]:
-        facts, mem = self.facts, self.mem
+        mem = self.mem
         kuser_pa = self.plant_kuser()
         self.plant_object_types()
         self.plant_loaded_modules()

@@ -18,7 +18,7 @@ Value = Union[int, bytes, Fault]
 class StructView:
     """`view["Pcb.DirectoryTableBase"]` → int, or the Fault when that part was not readable."""
 
-    __slots__ = ("space", "type", "address", "data", "fault", "_readers")
+    __slots__ = ("space", "type", "address", "data", "fault", "_accessors")
 
     def __init__(self, space: AddressSpace, type_layout: Any, address: int,
                  size: Optional[int] = None) -> None:
@@ -26,11 +26,8 @@ class StructView:
         self.type = type_layout
         self.address = address
         self.data, self.fault = space.read_partial(address, size or type_layout.size)
-        # (end, reader) per path, shared by every view of this type (thousands of threads share it)
-        readers = type_layout.__dict__.get("_struct_view_readers")
-        if readers is None:
-            readers = type_layout.__dict__["_struct_view_readers"] = {}
-        self._readers: Dict[str, Any] = readers
+        # the layout's (end, reader) per field path, shared by every view of this type
+        self._accessors: Dict[str, Any] = type_layout.accessors
 
     @property
     def complete(self) -> bool:
@@ -39,24 +36,17 @@ class StructView:
 
     def has(self, path: str) -> bool:
         """Whether this build's layout has the field (fields come and go between builds)."""
-        if path in self._readers:
-            return True
-        absent = self.type.__dict__.get("_struct_view_absent")
-        if absent is None:
-            absent = self.type.__dict__["_struct_view_absent"] = set()
-        if path in absent:
-            return False
-        if self.type.has_field(path):
-            return True
-        absent.add(path)
-        return False
+        entry = self._accessors.get(path)
+        if entry is None:
+            entry = self.type.accessor(path)
+        return entry is not None
 
     def __getitem__(self, path: str) -> Value:
-        entry = self._readers.get(path)
+        entry = self._accessors.get(path)
         if entry is None:
-            field = self.type.field(path)
-            entry = (field.offset + max(field.size, 1), self.type.reader(path))
-            self._readers[path] = entry
+            entry = self.type.accessor(path)
+            if entry is None:
+                self.type.field(path)      # raises MissingLayoutError naming the missing field
         end, reader = entry
         if end > len(self.data):
             return self.fault or Fault("not in dump", self.address)
@@ -64,9 +54,15 @@ class StructView:
 
     def get(self, path: str, default: Any = None) -> Any:
         """The field's value, or `default` when this build has no such field."""
-        if path not in self._readers and not self.has(path):
-            return default
-        return self[path]
+        entry = self._accessors.get(path)
+        if entry is None:
+            entry = self.type.accessor(path)
+            if entry is None:
+                return default
+        end, reader = entry
+        if end > len(self.data):
+            return self.fault or Fault("not in dump", self.address)
+        return reader(self.data)
 
     def address_of(self, path: str) -> int:
         """Virtual address of a field (for `&EPROCESS.ActiveProcessLinks`-style list heads)."""

@@ -221,6 +221,9 @@ class TypeLayout:
             self.fields[member.name] = FieldLayout(member.name, at.offset, at.subcon)
         self._paths: Dict[str, FieldLayout] = {}
         self._readers: Dict[str, Reader] = {}
+        #: path -> (end offset, reader), or None when this layout has no such field: what a
+        #: `StructView` needs per field access; shared by every view of this type (hot path)
+        self.accessors: Dict[str, Optional[Tuple[int, Reader]]] = {}
 
     def __repr__(self) -> str:
         return "TypeLayout(%s, 0x%x, %s)" % (self.name, self.size, self.variant)
@@ -265,12 +268,22 @@ class TypeLayout:
         assert result is not None
         return result
 
-    def has_field(self, path: str) -> bool:
+    def accessor(self, path: str) -> Optional[Tuple[int, Reader]]:
+        """(end offset, reader) of a field, or None when this layout has no such field (cached)."""
         try:
-            self.field(path)
+            return self.accessors[path]
+        except KeyError:
+            pass
+        try:
+            fl = self.field(path)
+            found: Optional[Tuple[int, Reader]] = (fl.offset + max(fl.size, 1), self.reader(path))
         except MissingLayoutError:
-            return False
-        return True
+            found = None
+        self.accessors[path] = found
+        return found
+
+    def has_field(self, path: str) -> bool:
+        return self.accessor(path) is not None
 
     def offset(self, path: str) -> int:
         return self.field(path).offset

@@ -27,14 +27,11 @@ from pykd_ext.memory.filemap import FileMap
 from pykd_ext.memory.filephysical import MAX_PFN, BitmapPhysicalMemory, RunPhysicalMemory
 from pykd_ext.memory.paging_x64 import X64AddressSpace
 from pykd_ext.memory.paging_x86 import X86AddressSpace
-from pykd_ext.memory.pte import SoftwarePteLayout
 from pykd_ext.memory.space import PAGE_SIZE, AddressSpace, PhysicalMemory
 from pykd_ext.targets import dumpheader as dh
-from pykd_ext.targets.base import Target, TargetDescription, TargetInfo
+from pykd_ext.targets.base import Target, TargetInfo
+from pykd_ext.targets.paged import PagedTarget
 from pykd_ext.targets.pe import read_pe_info
-
-#: Address spaces of other DTBs kept per target (process_space) before the cache is reset.
-PROCESS_SPACE_CACHE = 256
 
 
 class _Body:
@@ -157,101 +154,19 @@ def _rdmp_body(fmap: FileMap, header: dh.DumpHeader, path: str) -> _Body:
 _BODIES = {dh.BODY_RUNS: _runs_body, dh.BODY_BITMAP: _bitmap_body, dh.BODY_RDMP: _rdmp_body}
 
 
-class _NoPaging(AddressSpace):
-    """Virtual memory of a dump whose paging mode is unknown (kept for other readers)."""
-
-    pointer_size = 4
-
-    def read(self, address: int, size: int) -> bytes:
-        raise UnsupportedDumpError("x86 paging is not implemented; only physical memory of "
-                                   "32-bit dumps can be read")
-
-    def translate(self, address: int) -> int:
-        raise UnsupportedDumpError("x86 paging is not implemented; only physical memory of "
-                                   "32-bit dumps can be read")
-
-
-class CrashDumpTarget(Target):
+class CrashDumpTarget(PagedTarget):
     """A kernel dump with physical memory."""
 
     def __init__(self, path: str, fmap: FileMap, header: dh.DumpHeader, body: _Body) -> None:
-        self.path = path
+        self._init_paged(path, fmap, body.physical)
         self.header = header
-        self._fmap = fmap
         self._body = body
-        self._physical = body.physical
-        self._software_pte: Optional[SoftwarePteLayout] = None
-        self._kernel: AddressSpace
         if header.width == 64:
             self._kernel = X64AddressSpace(body.physical, header.directory_table_base)
         else:
-            # H10: x86, PAE or not as the header's PaeEnabled says (see x86_pae_mode)
+            # x86, PAE or not as the header's PaeEnabled says (see x86_pae_mode)
             self._kernel = X86AddressSpace(body.physical, header.directory_table_base,
                                            pae=x86_pae_mode(header)[0])
-        self._spaces: Dict[int, AddressSpace] = {}
-        self._info: Optional[TargetInfo] = None
-
-    @property
-    def kernel(self) -> AddressSpace:
-        return self._kernel
-
-    @property
-    def physical(self) -> Optional[PhysicalMemory]:
-        return self._physical
-
-    def process_space(self, directory_table_base: int) -> AddressSpace:
-        if self.header.width != 64:
-            return self._process_space_x86(directory_table_base)
-        key = directory_table_base & ~0xFFF
-        space = self._spaces.get(key)
-        if space is None:
-            if len(self._spaces) >= PROCESS_SPACE_CACHE:
-                self._spaces.clear()
-            space = X64AddressSpace(self._physical, key, self._software_pte)
-            self._spaces[key] = space
-        return space
-
-    def _process_space_x86(self, directory_table_base: int) -> AddressSpace:
-        """H10: a 32-bit process's space; a PAE DTB is 32-byte aligned, not page aligned."""
-        kernel = self._kernel
-        pae = isinstance(kernel, X86AddressSpace) and kernel.pae
-        key = directory_table_base & (0xFFFFFFE0 if pae else 0xFFFFF000)
-        if isinstance(kernel, X86AddressSpace) and key == kernel.dtb:
-            return kernel
-        space = self._spaces.get(key)
-        if space is None:
-            if len(self._spaces) >= PROCESS_SPACE_CACHE:
-                self._spaces.clear()
-            space = X86AddressSpace(self._physical, key, pae, self._software_pte)
-            self._spaces[key] = space
-        return space
-
-    def set_software_pte(self, software_pte: Optional[SoftwarePteLayout]) -> None:
-        """Let the paging code decode transition/prototype/pagefile PTEs (from the layout)."""
-        self._software_pte = software_pte
-        if isinstance(self._kernel, (X64AddressSpace, X86AddressSpace)):
-            self._kernel.set_software_pte(software_pte)
-        for space in self._spaces.values():
-            if isinstance(space, (X64AddressSpace, X86AddressSpace)):
-                space.set_software_pte(software_pte)
-
-    def describe(self) -> TargetDescription:
-        return TargetDescription("file", self.path)
-
-    def drop_caches(self) -> None:
-        self._kernel.drop_caches()
-        for space in self._spaces.values():
-            space.drop_caches()
-
-    def close(self) -> None:
-        self._spaces.clear()
-        self._kernel.drop_caches()
-        self._fmap.close()
-
-    def info(self) -> TargetInfo:
-        if self._info is None:
-            self._info = self._build_info()
-        return self._info
 
     def _build_info(self) -> TargetInfo:
         h = self.header

@@ -23,9 +23,9 @@ from pykd_ext.memory.faults import UNAVAILABLE, Fault
 from pykd_ext.memory.filemap import FileMap
 from pykd_ext.memory.filephysical import MAX_PFN, FlatPhysicalMemory, RunPhysicalMemory
 from pykd_ext.memory.paging_x64 import X64AddressSpace
-from pykd_ext.memory.pte import SoftwarePteLayout
 from pykd_ext.memory.space import PAGE_SIZE, AddressSpace, PhysicalMemory
-from pykd_ext.targets.base import Target, TargetDescription, TargetInfo
+from pykd_ext.targets.base import Target, TargetInfo
+from pykd_ext.targets.paged import PagedTarget
 from pykd_ext.targets.pe import (CV_INFO_PDB70_SIZE, KERNEL_PDB_NAMES, CodeViewInfo,
                                  parse_codeview, read_pe_info)
 
@@ -279,20 +279,19 @@ class _NoDtbSpace(AddressSpace):
         raise MemoryReadError(Fault(UNAVAILABLE, address))
 
 
-class RawImageTarget(Target):
+class RawImageTarget(PagedTarget):
     """A flat physical memory image, or a LiME file (ranges with headers)."""
 
     def __init__(self, path: str, fmap: FileMap, dtb: Optional[int] = None,
                  segments: Optional[List[Segment]] = None) -> None:
-        self.path = path
-        self._fmap = fmap
         self._segments = segments
-        self._physical: PhysicalMemory
+        physical: PhysicalMemory
         if segments is None:
-            self._physical = FlatPhysicalMemory(fmap.view)
+            physical = FlatPhysicalMemory(fmap.view)
         else:
-            self._physical = RunPhysicalMemory(
+            physical = RunPhysicalMemory(
                 fmap.view, [(pa >> 12, length >> 12, offset) for pa, offset, length in segments])
+        self._init_paged(path, fmap, physical)
         self._notes: List[str] = []
         self._facts: Dict[str, object] = {}
         if segments is None and fmap.size % PAGE_SIZE:
@@ -308,54 +307,8 @@ class RawImageTarget(Target):
             else:
                 self._notes.append("no x64 processor start block below 1 MiB: kernel DTB unknown")
         self.dtb = dtb
-        self._software_pte: Optional[SoftwarePteLayout] = None
-        self._kernel: AddressSpace = (X64AddressSpace(self._physical, dtb) if dtb is not None
-                                      else _NoDtbSpace(path))
-        self._spaces: Dict[int, X64AddressSpace] = {}
-        self._info: Optional[TargetInfo] = None
-
-    @property
-    def kernel(self) -> AddressSpace:
-        return self._kernel
-
-    @property
-    def physical(self) -> Optional[PhysicalMemory]:
-        return self._physical
-
-    def process_space(self, directory_table_base: int) -> AddressSpace:
-        key = directory_table_base & ~0xFFF
-        space = self._spaces.get(key)
-        if space is None:
-            if len(self._spaces) >= 256:
-                self._spaces.clear()
-            space = X64AddressSpace(self._physical, key, self._software_pte)
-            self._spaces[key] = space
-        return space
-
-    def set_software_pte(self, software_pte: Optional[SoftwarePteLayout]) -> None:
-        self._software_pte = software_pte
-        if isinstance(self._kernel, X64AddressSpace):
-            self._kernel.set_software_pte(software_pte)
-        for space in self._spaces.values():
-            space.set_software_pte(software_pte)
-
-    def describe(self) -> TargetDescription:
-        return TargetDescription("file", self.path)
-
-    def drop_caches(self) -> None:
-        self._kernel.drop_caches()
-        for space in self._spaces.values():
-            space.drop_caches()
-
-    def close(self) -> None:
-        self._spaces.clear()
-        self._kernel.drop_caches()
-        self._fmap.close()
-
-    def info(self) -> TargetInfo:
-        if self._info is None:
-            self._info = self._build_info()
-        return self._info
+        self._kernel = (X64AddressSpace(self._physical, dtb) if dtb is not None
+                        else _NoDtbSpace(path))
 
     def _build_info(self) -> TargetInfo:
         lime = self._segments is not None

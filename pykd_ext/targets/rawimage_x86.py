@@ -14,11 +14,10 @@ kernel is then found from the KDBG block: its owner tag in physical memory, its 
 address space. Everything is bounded (pages scanned, candidates tried, tags examined).
 """
 import struct
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError, PykdExtError
 from pykd_ext.memory.paging_x86 import X86AddressSpace
-from pykd_ext.memory.pte import SoftwarePteLayout
 from pykd_ext.memory.space import PAGE_SIZE, AddressSpace, PhysicalMemory
 from pykd_ext.targets.base import TargetInfo
 from pykd_ext.targets.pe import read_pe_info
@@ -137,32 +136,8 @@ class X86RawImageTarget(RawImageTarget):
         super().__init__(path, fmap, dtb=dtb, segments=segments)
         self.pae = pae
         self._kernel = X86AddressSpace(self._physical, dtb, pae)
-        self._x86_spaces: Dict[int, X86AddressSpace] = {}
         self._facts["paging"] = "x86 PAE" if pae else "x86 non-PAE"
         self._facts["paging_source"] = how
-
-    def process_space(self, directory_table_base: int) -> AddressSpace:
-        key = directory_table_base & (0xFFFFFFE0 if self.pae else 0xFFFFF000)
-        if key == self._kernel.dtb:                                  # type: ignore[attr-defined]
-            return self._kernel
-        space = self._x86_spaces.get(key)
-        if space is None:
-            if len(self._x86_spaces) >= 256:
-                self._x86_spaces.clear()
-            space = X86AddressSpace(self._physical, key, self.pae, self._software_pte)
-            self._x86_spaces[key] = space
-        return space
-
-    def set_software_pte(self, software_pte: Optional[SoftwarePteLayout]) -> None:
-        self._software_pte = software_pte
-        self._kernel.set_software_pte(software_pte)                  # type: ignore[attr-defined]
-        for space in self._x86_spaces.values():
-            space.set_software_pte(software_pte)
-
-    def drop_caches(self) -> None:
-        self._kernel.drop_caches()
-        for space in self._x86_spaces.values():
-            space.drop_caches()
 
     def _build_info(self) -> TargetInfo:
         lime = self._segments is not None
