@@ -25,7 +25,7 @@ replace an existing file unless `overwrite=True`.
 """
 import os
 from dataclasses import dataclass, field
-from typing import BinaryIO, Dict, Iterable, List, Optional, Sequence
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence
 
 from pykd_ext.forge.isf import SymbolTable
 from pykd_ext.forge.physmem import PhysicalImage, Run
@@ -240,27 +240,37 @@ def write_bitmap_dump(path: str, phys: PhysicalImage, spec: DumpSpec, kernel_onl
     """
     if dump_type not in _BITMAP_DUMP_TYPES:
         raise ValueError("bitmap bodies go with DumpType 2, 5 or 6, not %r" % dump_type)
+    write_bitmap_body(path, phys, kernel_only, overwrite, HEADER64_SIZE,
+                      lambda size: build_header(spec, dump_type, phys.ram_runs(), size))
+    return path
+
+
+def write_bitmap_body(path: str, phys: PhysicalImage, kernel_only: bool, overwrite: bool,
+                      header_size: int, make_header: Callable[[int], bytes]) -> None:
+    """Header, `SDMP`/`FDMP` summary, bitmap and present pages: the bitmap dump of either width.
+
+    `make_header(file_size)` builds the dump header (64- or 32-bit) for the final file size.
+    """
     pfns = bitmap_pfns(phys, kernel_only)
     span = max(phys.span_pages(), (pfns[-1] + 1) if pfns else 0)
-    bits = -(-span // 8) * 8
+    bits = -(-span // 8) * 8        # kdmp-parser reads Pages // 8 bytes: keep Pages a multiple of 8
     bitmap = bytearray(bits // 8)
     for pfn in pfns:
         bitmap[pfn >> 3] |= 1 << (pfn & 7)
-    body_start = HEADER64_SIZE + SUMMARY_DUMP_SIZE + len(bitmap)
+    body_start = header_size + SUMMARY_DUMP_SIZE + len(bitmap)
     first_page = -(-body_start // PAGE_SIZE) * PAGE_SIZE
     size = first_page + len(pfns) * PAGE_SIZE
     summary = SUMMARY_DUMP.build({
         "Signature": SUMMARY_SIGNATURE if kernel_only else FULL_SIGNATURE,
         "DumpOptions": 0, "FirstPage": first_page, "TotalPresentPages": len(pfns),
         "Pages": bits})
-    header = build_header(spec, dump_type, phys.ram_runs(), size)
+    header = make_header(size)
     with _open_new(path, overwrite) as out:
         out.write(header)
         out.write(summary)
         out.write(bitmap)
         out.write(bytes(first_page - body_start))
         _write_pages(out, phys, pfns)
-    return path
 
 
 def write_raw_image(path: str, phys: PhysicalImage, size: Optional[int] = None,

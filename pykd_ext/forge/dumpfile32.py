@@ -12,14 +12,14 @@ are 32-bit. Page streaming and file handling are `dumpfile`'s (same rules: never
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from pykd_ext.forge.dumpfile import _fill_bytes, _offset_of, _open_new, _write_pages, bitmap_pfns
+from pykd_ext.forge.dumpfile import (_fill_bytes, _offset_of, _open_new, _write_pages,
+                                     write_bitmap_body)
 from pykd_ext.forge.physmem import PhysicalImage, Run
 from pykd_ext.memory.space import PAGE_SIZE
 from pykd_ext.targets.dumpheader import (DMP_CONTEXT_RECORD_SIZE_32, DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
                                          DUMP_HEADER32, DUMP_TYPE_BITMAP_FULL, DUMP_TYPE_FULL,
-                                         FILL, FILL32, FULL_SIGNATURE, HEADER32_SIZE, MAX_RUNS32,
-                                         PHYSICAL_MEMORY_DESCRIPTOR32, PHYSICAL_MEMORY_RUN32,
-                                         SUMMARY_DUMP, SUMMARY_DUMP_SIZE, SUMMARY_SIGNATURE)
+                                         FILL, FILL32, HEADER32_SIZE, MAX_RUNS32,
+                                         PHYSICAL_MEMORY_DESCRIPTOR32, PHYSICAL_MEMORY_RUN32)
 
 IMAGE_FILE_MACHINE_I386 = 0x14C          # PE/COFF specification
 STATUS_BREAKPOINT = 0x80000003
@@ -111,25 +111,9 @@ def write_full_dump32(path: str, phys: PhysicalImage, spec: DumpSpec32,
 def write_bitmap_dump32(path: str, phys: PhysicalImage, spec: DumpSpec32, kernel_only: bool = False,
                         overwrite: bool = False) -> str:
     """DumpType 5: `SDMP` (kernel_only) or `FDMP` summary header at 0x1000, bitmap, pages."""
-    pfns = bitmap_pfns(phys, kernel_only)
-    span = max(phys.span_pages(), (pfns[-1] + 1) if pfns else 0)
-    bits = -(-span // 8) * 8
-    bitmap = bytearray(bits // 8)
-    for pfn in pfns:
-        bitmap[pfn >> 3] |= 1 << (pfn & 7)
-    body_start = HEADER32_SIZE + SUMMARY_DUMP_SIZE + len(bitmap)
-    first_page = -(-body_start // PAGE_SIZE) * PAGE_SIZE
-    size = first_page + len(pfns) * PAGE_SIZE
-    summary = SUMMARY_DUMP.build({"Signature": SUMMARY_SIGNATURE if kernel_only else FULL_SIGNATURE,
-                                  "DumpOptions": 0, "FirstPage": first_page,
-                                  "TotalPresentPages": len(pfns), "Pages": bits})
-    header = build_header32(spec, DUMP_TYPE_BITMAP_FULL, phys.ram_runs()[:MAX_RUNS32], size)
-    with _open_new(path, overwrite) as out:
-        out.write(header)
-        out.write(summary)
-        out.write(bitmap)
-        out.write(bytes(first_page - body_start))
-        _write_pages(out, phys, pfns)
+    write_bitmap_body(path, phys, kernel_only, overwrite, HEADER32_SIZE,
+                      lambda size: build_header32(spec, DUMP_TYPE_BITMAP_FULL,
+                                                  phys.ram_runs()[:MAX_RUNS32], size))
     return path
 
 

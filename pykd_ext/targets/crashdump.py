@@ -204,36 +204,11 @@ class CrashDumpTarget(PagedTarget):
                 info.kdbg = truncate_kdbg32(info.kdbg)
                 base = info.kdbg.get("KernBase")
                 info.kernel_base = base if isinstance(base, int) and base else None
-            self._add_kernel_image32(info)
+            self._add_kernel_image(info)
             return info
         self._add_kdbg(info)
         self._add_kernel_image(info)
         return info
-
-    def _add_kernel_image32(self, info: TargetInfo) -> None:
-        """H10: kernel base (KDBG, else PsLoadedModuleList) and the PE32 identity of the kernel."""
-        base = info.kernel_base
-        if base is None and self.header.ps_loaded_module_list:
-            base = kernel_base_from_module_list32(self._kernel, self.header.ps_loaded_module_list)
-            if base is not None:
-                info.kernel_base = base
-                info.notes.append("kernel base found through PsLoadedModuleList's first entry")
-        if base is None:
-            return
-        try:
-            pe = read_pe_info(self._kernel, base)
-        except PykdExtError as err:
-            info.notes.append("kernel PE header at 0x%x not readable: %s" % (base, err.one_line()))
-            return
-        info.extra["kernel_timestamp"] = pe.timestamp
-        info.extra["kernel_size_of_image"] = pe.size_of_image
-        if pe.file_version is not None:
-            info.extra["kernel_file_version"] = pe.file_version
-        if pe.debug_codeview is not None:
-            info.extra["pdb_name"] = pe.debug_codeview.pdb_name
-            info.extra["pdb_guid"] = pe.debug_codeview.guid
-            info.extra["pdb_age"] = pe.debug_codeview.age
-        info.notes.extend("kernel image: %s" % note for note in pe.notes)
 
     def _add_kernel_image(self, info: TargetInfo) -> None:
         """Kernel base (when the KDBG did not give it) and the kernel's PE identity."""
@@ -295,13 +270,16 @@ def kernel_base_from_module_list(space: AddressSpace, list_head: int) -> Optiona
     The first entry of the list is the kernel's; of the pointers in that entry, the image base
     is the page-aligned one at which a PE image naming a kernel PDB starts. Bounded.
     """
+    width = space.pointer_size
     try:
         entry = space.read_pointer(list_head)
-        raw = space.read(entry, 8 * MODULE_ENTRY_POINTERS)
+        raw = space.read(entry, width * MODULE_ENTRY_POINTERS)
     except PykdExtError:
         return None
-    for (candidate,) in struct.iter_unpack("<Q", raw):
-        if candidate & 0xFFF or candidate >> 47 != 0x1FFFF:
+    for (candidate,) in struct.iter_unpack("<Q" if width == 8 else "<I", raw):
+        # kernel images live in the kernel half: canonical-high on x64, >= 2 GiB on x86
+        in_kernel_half = (candidate >> 47 == 0x1FFFF) if width == 8 else candidate >= 0x80000000
+        if candidate & 0xFFF or not in_kernel_half:
             continue
         try:
             if space.read(candidate, 2) != b"MZ":
@@ -335,26 +313,6 @@ def truncate_kdbg32(kdbg: Dict[str, Any]) -> Dict[str, Any]:
             value &= 0xFFFFFFFF
         out[key] = value
     return out
-
-
-def kernel_base_from_module_list32(space: AddressSpace, list_head: int) -> Optional[int]:
-    """x86 form of `kernel_base_from_module_list`: 4-byte pointers, kernel half of 4 GiB."""
-    try:
-        entry = space.read_pointer(list_head)
-        raw = space.read(entry, 4 * MODULE_ENTRY_POINTERS)
-    except PykdExtError:
-        return None
-    for (candidate,) in struct.iter_unpack("<I", raw):
-        if candidate & 0xFFF or candidate < 0x80000000:
-            continue
-        try:
-            if space.read(candidate, 2) != b"MZ":
-                continue
-            if read_pe_info(space, candidate).is_kernel:
-                return candidate
-        except PykdExtError:
-            continue
-    return None
 
 
 def _open(path: str, width: int) -> Target:

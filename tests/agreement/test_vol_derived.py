@@ -22,6 +22,7 @@ from volrun import VolatilityRun
 from pykd_ext.forge.typesonly_kernel import (ForgedKernel, ProcessSpec, ThreadSpec, TokenSpec,
                                              TypesOnlyScenario, build_types_only, volatility_isf)
 from pykd_ext.layouts.kernel_versions import versions_for_build
+from typesonly_checks import check_handles, check_token_privileges_and_sids
 
 pytestmark = pytest.mark.slow
 
@@ -178,48 +179,9 @@ def test_running_thread_from_the_prcb_where_the_layout_has_one(derived_run: Deri
         assert system[8]["running_on"] is None
 
 
-def _sid_text(sid) -> str:
-    authority, subs = sid
-    return "S-1-%d%s" % (authority, "".join("-%d" % x for x in subs))
-
-
 def test_token_privileges_agree_with_volatility_and_sids_with_the_plant(derived_run: DerivedRun) -> None:
-    f = derived_run.forged
-    vol = set()
-    for r in derived_run.vol["privileges"]:
-        flags = set(filter(None, r["Attributes"].split(",")))
-        if "Present" in flags:
-            vol.add((r["PID"], r["Value"], r["Privilege"], "Enabled" in flags, "Default" in flags))
-    ours = set()
-    for p in f.scenario.processes:
-        rec = derived_run.ours("token", str(p.pid))["records"][0]
-        assert rec["address"] == f.tokens[p.pid] and rec["layout"] == f.layouts.build_id
-        for priv in rec["privileges"]:
-            if priv["present"]:
-                ours.add((p.pid, priv["value"], priv["name"], priv["enabled"], priv["enabled_by_default"]))
-        # what Volatility's getsids needs a registry for is checked against the plant
-        assert rec["user"]["sid"] == _sid_text(p.token.user)
-        assert [(g["sid"], g["attributes"]) for g in rec["groups"]] == \
-            [(_sid_text(sid), attributes) for sid, attributes in p.token.groups]
-        assert rec["session_id"] == p.token.session_id
-        assert rec["integrity_sid"] == "S-1-16-16384"
-    assert ours == vol and len(ours) >= 5 * len(f.scenario.processes)
+    check_token_privileges_and_sids(derived_run)
 
 
 def test_handles_agree_with_volatility(derived_run: DerivedRun) -> None:
-    f = derived_run.forged
-    mask = (1 << 48) - 1
-    vol = sorted((r["PID"], r["HandleValue"], r["Offset"] & mask, r["GrantedAccess"], r["Type"])
-                 for r in derived_run.vol["handles"])
-    planted = sorted((pid, handle, body & mask, access, type_name)
-                     for pid, rows in f.handles.items() for handle, body, type_name, access in rows)
-    assert vol == planted and len(planted) == 3 * len(f.scenario.processes)
-    ours = []
-    for p in f.scenario.processes:
-        doc = derived_run.ours("handles", str(p.pid))
-        for r in doc["records"]:
-            # types-only layout: no ObTypeIndexTable/ObHeaderCookie symbols; the table is found
-            # by its shape in .data and the Windows 10+ cookie derived from known objects
-            ours.append((r["pid"], r["handle"], r["object"] & mask, r["granted_access"], r["type"]))
-            assert r["handle_count"] == 1 and r["pointer_count"] == 2
-    assert sorted(ours) == planted == vol
+    check_handles(derived_run)
