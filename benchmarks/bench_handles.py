@@ -27,10 +27,10 @@ from typing import Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_processes import DEFAULT_ISF, median_runs  # noqa: E402
+from bench_common import add_common_arguments, median_runs, volatility_command  # noqa: E402
 
 
-def forge(path: str, processes: int, handles: int, build: int) -> Tuple[int, int]:
+def forge(path: str, processes: int, handles: int, build: str) -> Tuple[int, int]:
     from pykd_ext.forge.kernel_objects import write_scenario_dump
     from pykd_ext.forge.scenario import bulk_scenario
     spec = bulk_scenario(processes - 1, 1)
@@ -62,28 +62,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=400)
     parser.add_argument("--handles", type=int, default=200000)
-    parser.add_argument("--build", type=int, default=19041)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--vol-repeat", type=int, default=3)
-    parser.add_argument("--isf", default=DEFAULT_ISF, help="ISF folder for Volatility (-s)")
-    parser.add_argument("--keep", metavar="DIR", help="write the dump here and keep it")
+    add_common_arguments(parser)
     args = parser.parse_args()
 
     folder = args.keep or tempfile.mkdtemp(prefix="bench-handles-")
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "handles-%d-%d-%d.dmp" % (args.build, args.processes, args.handles))
+    path = os.path.join(folder, "handles-%s-%d-%d.dmp" % (args.build, args.processes, args.handles))
     try:
         start = time.perf_counter()
         if not os.path.exists(path):
             n_proc, n_handles = forge(path, args.processes, args.handles, args.build)
         else:
             n_proc, n_handles = args.processes, args.handles
-        print("dump: %s (%.1f MiB, %d processes, %d handles, build %d), forged in %.1f s"
+        print("dump: %s (%.1f MiB, %d processes, %d handles, build %s), forged in %.1f s"
               % (path, os.path.getsize(path) / 2 ** 20, n_proc, n_handles, args.build,
                  time.perf_counter() - start))
         py = sys.executable
         ours = [[py, "-m", "pykd_ext.cli", "handles", "--all", "--target", path, "--format", "json", "-q"]]
-        vol_exe = shutil.which("vol") or "vol"
+        vol_exe = volatility_command()
         theirs = [[vol_exe, "-q", "-f", path, "-s", args.isf, "-r", "json", "windows.handles"]]
         # children first: Linux reports a forked child's peak RSS from the parent's size at fork,
         # so the in-process run (which grows this process) comes last

@@ -20,10 +20,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_processes import DEFAULT_ISF, median_runs  # noqa: E402
+from bench_common import add_common_arguments, median_runs, volatility_command  # noqa: E402
 
 
-def forge(path: str, processes: int, build: int) -> int:
+def forge(path: str, processes: int, build: str) -> int:
     from pykd_ext.forge.kernel_objects import write_scenario_dump
     from pykd_ext.forge.scenario import bulk_scenario
     spec = bulk_scenario(processes - 1, 2)
@@ -48,10 +48,7 @@ def warm(path: str, repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=200)
-    parser.add_argument("--build", type=int, default=19041)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--vol-repeat", type=int, default=3)
-    parser.add_argument("--isf", default=DEFAULT_ISF)
+    add_common_arguments(parser, keep=False)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-peb-")
     try:
@@ -60,7 +57,7 @@ def main() -> None:
         print("dump: %s, %d processes, %.1f MiB" % (path, count, os.path.getsize(path) / 2 ** 20))
         ours = [[sys.executable, "-m", "pykd_ext", cmd] + extra + ["--target", path, "-f", "json", "-q"]
                 for cmd, extra in (("peb", ["--all"]), ("modules", []))]
-        vol = [["vol", "-q", "-r", "json", "-s", args.isf, "-f", path, plugin]
+        vol = [[volatility_command(), "-q", "-r", "json", "-s", args.isf, "-f", path, plugin]
                for plugin in ("windows.cmdline", "windows.envars", "windows.dlllist")]
         our_wall, our_cpu, our_rss = median_runs(ours, args.repeat)
         vol_wall, vol_cpu, vol_rss = median_runs(vol, args.vol_repeat)

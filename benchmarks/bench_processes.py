@@ -23,13 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Sequence, Tuple
+from typing import Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_ISF = os.path.normpath(os.path.join(REPO, "..", "shared", "isf"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# DEFAULT_ISF and median_runs stay importable from here (scripts written before bench_common)
+from bench_common import (DEFAULT_ISF, REPO, add_common_arguments, median_runs,  # noqa: E402,F401
+                          volatility_command)
 
 
-def forge(path: str, processes: int, threads: int, build: int) -> Tuple[int, int]:
+def forge(path: str, processes: int, threads: int, build: str) -> Tuple[int, int]:
     """The issue's benchmark dump, written by H7's builder (`bench_processes_dump.bench_dump`)
     in a child process: this process must stay small, because children forked from it start with
     its resident pages counted in their peak RSS."""
@@ -39,37 +42,6 @@ def forge(path: str, processes: int, threads: int, build: int) -> Tuple[int, int
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     n_proc, n_thr = out.stdout.split()[-2:]
     return int(n_proc), int(n_thr)
-
-
-def run_child(argv: Sequence[str]) -> Tuple[float, float, int]:
-    """(wall seconds, CPU seconds, peak RSS in KiB) of one child; its output is drained and dropped."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO)
-    assert proc.stdout is not None
-    while proc.stdout.read(1 << 20):
-        pass
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
-    if proc.returncode != 0:
-        raise SystemExit("%s failed with %s" % (" ".join(argv), proc.returncode))
-    return elapsed, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss)
-
-
-def median_runs(commands: List[List[str]], repeat: int) -> Tuple[float, float, int]:
-    """Medians over `repeat` rounds of the summed wall and CPU time of `commands`, and the
-    largest peak RSS (CPU time is the fairer figure on a busy machine)."""
-    walls, cpus, peak = [], [], 0
-    for _ in range(repeat):
-        wall = cpu = 0.0
-        for argv in commands:
-            seconds, cpu_seconds, rss = run_child(argv)
-            wall += seconds
-            cpu += cpu_seconds
-            peak = max(peak, rss)
-        walls.append(wall)
-        cpus.append(cpu)
-    return statistics.median(walls), statistics.median(cpus), peak
 
 
 def in_process(path: str, repeat: int) -> Tuple[float, float]:
@@ -92,29 +64,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=400)
     parser.add_argument("--threads", type=int, default=8000)
-    parser.add_argument("--build", type=int, default=19041)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--vol-repeat", type=int, default=3)
-    parser.add_argument("--isf", default=DEFAULT_ISF, help="ISF folder for Volatility (-s)")
-    parser.add_argument("--keep", metavar="DIR", help="write the dump here and keep it")
+    add_common_arguments(parser)
     args = parser.parse_args()
 
     folder = args.keep or tempfile.mkdtemp(prefix="bench-processes-")
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "bulk-%d-%d-%d.dmp" % (args.build, args.processes, args.threads))
+    path = os.path.join(folder, "bulk-%s-%d-%d.dmp" % (args.build, args.processes, args.threads))
     try:
         start = time.perf_counter()
         if not os.path.exists(path):
             n_proc, n_thr = forge(path, args.processes, args.threads, args.build)
         else:
             n_proc, n_thr = args.processes, args.threads
-        print("dump: %s (%.1f MiB, %d processes, %d threads, build %d), forged in %.1f s"
+        print("dump: %s (%.1f MiB, %d processes, %d threads, build %s), forged in %.1f s"
               % (path, os.path.getsize(path) / 2 ** 20, n_proc, n_thr, args.build, time.perf_counter() - start))
 
         py = sys.executable
         ours = [[py, "-m", "pykd_ext.cli", cmd, "--target", path, "--format", "json", "-q"]
                 for cmd in ("ps", "threads")]
-        vol_exe = shutil.which("vol") or "vol"
+        vol_exe = volatility_command()
         theirs = [[vol_exe, "-q", "-f", path, "-s", args.isf, "-r", "json", plugin]
                   for plugin in ("windows.pslist", "windows.threads")]
         ours_s, ours_cpu, ours_rss = median_runs(ours, args.repeat)

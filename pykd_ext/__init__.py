@@ -9,6 +9,22 @@ Layers (each a sub-package; lower layers never import higher ones):
 - `render`   the result grid and its renderers (WinDbg-shaped text, table, JSON, JSONL, CSV);
 - `forge`    writes dumps and images for tests and labs.
 
-`import pykd_ext` never imports pykd: it works on any OS.
+`import pykd_ext` never imports pykd: it works on any OS, and it stays cheap (inside WinDbg every
+`!py` command pays its imports): the API below is loaded on first use.
+
+    import pykd_ext as pk
+    dump = pk.open("MEMORY.DMP")            # see docs/api.md; inside WinDbg: pk.open()
 """
+from typing import Any
+
 __version__ = "0.1.0"
+
+#: names served lazily from `pykd_ext.api` (PEP 562)
+_API_NAMES = ("open", "Dump", "Process", "Thread", "TypedStruct")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API_NAMES:
+        from pykd_ext import api
+        return getattr(api, name)
+    raise AttributeError("module 'pykd_ext' has no attribute %r" % name)

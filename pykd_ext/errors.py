@@ -38,6 +38,10 @@ class UnsupportedDumpError(TargetError):
     """A format we recognise but do not (yet) read, e.g. an unknown dump type."""
 
 
+class NotFoundError(PykdExtError):
+    """What the user named (a process, a thread, a build) is not in the target, or is ambiguous."""
+
+
 class LayoutError(PykdExtError):
     """A structure layout needed for decoding is not available."""
 

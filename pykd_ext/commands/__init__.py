@@ -2,8 +2,12 @@
 
 A command module defines `HELP` (one line), `add_arguments(parser)` and
 `run(session, args) -> Result`. The CLI (`pykd_ext.cli`) and the `!py` scripts (`scripts/`) both
-dispatch through `COMMANDS`, so a command behaves the same everywhere. Modules are imported only
-when their command runs.
+dispatch through `COMMANDS`, so a command behaves the same everywhere.
+
+Why the one-line summaries are repeated here (`SUMMARIES`, equal to each module's `HELP`, checked
+by tests/cli): a command module imports its kernel decoders, layouts and renderers, and inside
+WinDbg every `!py` command starts a fresh interpreter. The top-level parser and `pykd-ext --help`
+list every command from this registry alone; only the command being run is imported.
 """
 from typing import Dict
 
@@ -20,4 +24,40 @@ COMMANDS: Dict[str, str] = {
     # H9 (issue 5): PEB/TEB/loader modules, kernel targets and user-mode dumps
     "peb": "pykd_ext.commands.peb", "teb": "pykd_ext.commands.teb",
     "modules": "pykd_ext.commands.modules",
+    # H13 (issue 13): batch triage into a DuckDB database
+    "batch": "pykd_ext.commands.batch",
+    # H16 (issue 16): PDBs from symbol servers
+    "symbols": "pykd_ext.commands.symbols",
 }
+
+#: command name -> its module's `HELP` (the line `pykd-ext --help` shows without importing it)
+SUMMARIES: Dict[str, str] = {
+    "info": "describe a dump or memory image: format, build, bugcheck, DTB, KDBG, physical memory",
+    "dt": "show a kernel structure's layout (and values at an address), WinDbg dt style",
+    "structs": "kernel structure layouts: list builds, diff two builds, a field's history, import an ISF",
+    "ps": "list processes on the active process list (like !process 0 0)",
+    "pstree": "the active process list as a parent/child tree",
+    "eproc": "one process in detail (like !process <p> 1, plus kind/protection/job/token)",
+    "threads": "threads of processes (like !process <p> 2); all processes when none is named",
+    "ethread": "one thread in detail (like !thread)",
+    "psxview": "cross-view of processes: active list, CID table, thread owners, processors, sessions",
+    "layouts": "show the kernel layouts in use; `export FILE` writes the debugger's (typeInfo) layouts as ISF",
+    "windbg-setup": "print (and with --write create) what makes `!py eproc` resolve inside WinDbg",
+    "token": "an access token: user, groups, privileges, integrity (like !token)",
+    "handles": "handle tables of processes, the kernel or PspCidTable (like !handle 0 3)",
+    "job": "a job object: counters, limits, members, nesting, silos (like !job)",
+    "peb": "process environment block: image, loader lists, parameters, environment (like !peb)",
+    "teb": "thread environment block: stack, ClientId, PEB, last error, TLS, fibers (like !teb)",
+    "modules": "loaded modules from the PEB loader lists (InLoad/InMemory/InInit order), 64- and 32-bit",
+    "batch": "analyse many dumps into one DuckDB database: crash records, blamed drivers, buckets, HTML report",
+    "symbols": "fetch PDBs from symbol servers into a WinDbg-shaped cache (by GUID/age or for a dump)",
+}
+
+
+def summary(name: str) -> str:
+    """A command's one-line help; a command registered without a summary is imported for it."""
+    text = SUMMARIES.get(name)
+    if text is None:
+        import importlib
+        text = str(getattr(importlib.import_module(COMMANDS[name]), "HELP", ""))
+    return text

@@ -4,12 +4,12 @@ The known WinDbg lines first, then decoded extras (kind, protection, image path,
 times, how it was found, layout). `-v` adds its threads (`!process <p> 2` blocks).
 """
 import argparse
-from typing import Any, Iterable, List
+from typing import Any, Callable, Dict, Iterator, List
 
 from pykd_ext.commands.procview import (
-    PROCESS_COLUMNS, dump_notes, kernel_context, require, result_meta, with_context_notes)
+    PROCESS_COLUMNS, add_context_notes, dump_notes, kernel_context, require, result_meta)
 from pykd_ext.kernel.lookup import Finder
-from pykd_ext.render.grid import Result
+from pykd_ext.render.grid import Result, Row
 from pykd_ext.render.windbg import (process_detail_lines, process_extra_lines, process_lines,
                                     thread_block_lines)
 
@@ -25,17 +25,31 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     ctx = kernel_context(session)
     finder = Finder(ctx)
     processes = require(finder.processes(args.process), args.process, "process")
-    records = [p.record() for p in processes]
-    blocks: List[List[str]] = []
     notes: List[str] = []
-    for process, rec in zip(processes, records):
+
+    def rows() -> Iterator[Row]:
+        for index, process in enumerate(processes):
+            record = process.record()
+            notes.extend(process.thread_listing().notes)
+            yield Row(record, _text(ctx, process, record, args.verbose, separate=index > 0))
+        notes.extend(dump_notes(ctx, processes))
+        add_context_notes(ctx, notes)
+
+    return Result("eproc", PROCESS_COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _text(ctx: Any, process: Any, rec: Dict[str, Any], verbose: bool, separate: bool
+          ) -> Callable[[], List[str]]:
+    def text() -> List[str]:
         more = process.display_more()
-        lines = process_lines(rec, more)
-        if len(lines) > 2:
-            lines += process_detail_lines(rec, more) + process_extra_lines(rec, more)
+        lines = [""] if separate else []
+        block = process_lines(rec, more)
+        if len(block) > 2:
+            block += process_detail_lines(rec, more) + process_extra_lines(rec, more)
         else:
-            lines += process_extra_lines(rec, more)
-        if args.verbose:
+            block += process_extra_lines(rec, more)
+        lines += block
+        if verbose:
             # --- H8 hook: token / handles / job one-line summaries (pykd_ext.kernel.security) ---
             from pykd_ext.kernel.security import summary_lines
             lines += summary_lines(ctx, process)
@@ -45,15 +59,5 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             for thread in process.threads():
                 lines.append("")
                 lines += thread_block_lines(thread.record(), thread.display_more(process.name))
-        notes.extend(process.thread_listing().notes)
-        blocks.append(lines)
-    notes.extend(dump_notes(ctx, processes))
-
-    def text(result: Result) -> Iterable[str]:
-        for i, block in enumerate(blocks):
-            if i:
-                yield ""
-            for line in block:
-                yield line
-
-    return Result("eproc", PROCESS_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))
+        return lines
+    return text

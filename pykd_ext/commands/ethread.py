@@ -5,13 +5,13 @@ priorities), then decoded extras (start address and its module, `RUNNING on proc
 PRCBs, flags, creation time, layout).
 """
 import argparse
-from typing import Any, Iterable, List
+from typing import Any, Callable, Dict, Iterator, List
 
 from pykd_ext.commands.procview import (
-    THREAD_COLUMNS, kernel_context, require, result_meta, with_context_notes)
+    THREAD_COLUMNS, add_context_notes, kernel_context, require, result_meta)
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.kernel.process import Process
-from pykd_ext.render.grid import Result
+from pykd_ext.render.grid import Result, Row
 from pykd_ext.render.windbg import thread_full_lines
 
 HELP = "one thread in detail (like !thread)"
@@ -24,9 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(session: Any, args: argparse.Namespace) -> Result:
     ctx = kernel_context(session)
     threads = require(Finder(ctx).threads(args.thread), args.thread, "thread")
-    records = [t.record() for t in threads]
-    blocks: List[List[str]] = []
-    for thread, rec in zip(threads, records):
+    notes: List[str] = []
+
+    def rows() -> Iterator[Row]:
+        for index, thread in enumerate(threads):
+            record = thread.record()
+            yield Row(record, _text(ctx, thread, record, separate=index > 0))
+        add_context_notes(ctx, notes)
+
+    return Result("ethread", THREAD_COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _text(ctx: Any, thread: Any, rec: Dict[str, Any], separate: bool) -> Callable[[], List[str]]:
+    def text() -> List[str]:
         owner = rec.get("process")
         owner_name: Any = None
         more_process = {}
@@ -45,13 +55,5 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         # `!thread` says "Not impersonating" / "Impersonation token: ..." ---
         from pykd_ext.kernel.security import impersonation_line
         more["impersonation_line"] = impersonation_line(ctx, thread)
-        blocks.append(thread_full_lines(rec, more))
-
-    def text(result: Result) -> Iterable[str]:
-        for i, block in enumerate(blocks):
-            if i:
-                yield ""
-            for line in block:
-                yield line
-
-    return Result("ethread", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, []))
+        return ([""] if separate else []) + thread_full_lines(rec, more)
+    return text

@@ -10,16 +10,16 @@ Thread details). The WinDbg lines come first; decoded extras (process/thread ide
 device) follow on extra lines.
 """
 import argparse
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from pykd_ext.commands.procview import kernel_context, require, result_meta
+from pykd_ext.commands.procview import add_context_notes, kernel_context, require, result_meta
 from pykd_ext.errors import PykdExtError
-from pykd_ext.kernel.handles import HandleDecoder, scan_handle_table
+from pykd_ext.kernel.handles import HandleDecoder, count_handles, scan_handle_table
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.kernel.objects import reader_for
-from pykd_ext.kernel.processes import all_processes
+from pykd_ext.kernel.processes import all_processes, no_process_reason
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "handle tables of processes, the kernel or PspCidTable (like !handle 0 3)"
 
@@ -111,6 +111,8 @@ def _sources(ctx: Any, args: argparse.Namespace) -> List[Tuple[Any, Optional[Any
                     processes.append(p)
     for process in processes:
         out.append((process.field("ObjectTable"), process, False, "process"))
+    if not out and args.all:
+        raise PykdExtError("handles --all: no process found: %s" % no_process_reason(ctx))
     if not out:
         raise PykdExtError("handles needs NAME|PID|ADDRESS, --all, --kernel or --cid")
     return out
@@ -121,11 +123,11 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     decoder = HandleDecoder(ctx)
     objects = reader_for(ctx)
     wanted = args.object_type.lower() if args.object_type else None
-    records: List[Dict[str, Any]] = []
     notes: List[str] = []
-    # (header lines, records of this table): WinDbg-shaped text is built only when asked for
-    tables: List[Tuple[List[str], List[Dict[str, Any]]]] = []
+    # per table: (header lines, table address or None, owner facts, entries point to bodies)
+    tables: List[Tuple[List[str], Optional[int], Dict[str, Any], bool]] = []
     meta_tables: List[Dict[str, Any]] = []
+    first_listed: Dict[int, str] = {}       # table address -> who listed it first (tables can be shared)
     for table, owner, to_body, label in _sources(ctx, args):
         owner_info: Dict[str, Any] = {"pid": owner.pid if owner is not None else None,
                                       "process": owner.name if owner is not None else None}
@@ -139,38 +141,49 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             msg = "%s: no handle table (%s)" % (what, _text(table) or "ObjectTable is NULL")
             notes.append(msg)
             head.append(msg)
-            tables.append((head, []))
+            tables.append((head, None, owner_info, to_body))
             continue
-        scan = scan_handle_table(ctx, table, details=True)
+        if table in first_listed:
+            msg = "%s: handle table %s is shared with %s: its handles are listed once, there" % (
+                what, _hex(table), first_listed[table])
+            notes.append(msg)
+            head.append(msg)
+            tables.append((head, None, owner_info, to_body))
+            continue
+        first_listed[table] = what
+        # a first pass counts the entries a page at a time (no entry or object decoded): the
+        # per-table facts belong in `meta`, which JSON writes before the first record
+        scan = count_handles(ctx, table)
         table_meta.update(levels=scan.levels, table_code=scan.table_code, pages=scan.pages,
-                          in_use=len(scan.raw), pages_missing=scan.fault_count)
+                          in_use=scan.counted, pages_missing=scan.fault_count)
         notes.extend(scan.notes(what))
-        head.append("Handle table at %s with %d entries in use" % (_hex(table), len(scan.raw)))
-        mine: List[Dict[str, Any]] = []
-        for entry in scan.raw:
-            rec = decoder.record(entry, points_to_body=to_body, owner=owner_info)
-            if wanted and not (isinstance(rec["type"], str) and rec["type"].lower() == wanted):
-                continue
-            mine.append(rec)
-        records.extend(mine)
-        tables.append((head, mine))
+        head.append("Handle table at %s %s" % (_hex(table), scan.summary()))
+        tables.append((head, table, owner_info, to_body))
 
-    def text(result: Result) -> Iterable[str]:
-        for i, (head, mine) in enumerate(tables):
-            if i:
-                yield ""
-            for line in head:
-                yield line
-            for rec in mine:
-                yield ""
-                header = objects.header(rec["object"])
-                directory = objects.directory_of(rec["object"]) if rec["name"] is not None else None
-                for line in entry_lines(rec, _type_object(ctx, header.type_index), directory):
-                    yield line
+    def rows() -> Iterator[Row]:
+        """Streamed: one table's entries decoded and printed at a time."""
+        for index, (head, table, owner_info, to_body) in enumerate(tables):
+            yield Row(None, ([""] if index else []) + head)
+            if table is None:
+                continue
+            for entry in scan_handle_table(ctx, table, details=True).raw:
+                rec = decoder.record(entry, points_to_body=to_body, owner=owner_info)
+                if wanted and not (isinstance(rec["type"], str) and rec["type"].lower() == wanted):
+                    continue
+                yield Row(rec, _row_text(ctx, objects, rec))
+        add_context_notes(ctx, notes)
 
     meta = result_meta(ctx)
     meta["tables"] = meta_tables
-    return Result("handles", COLUMNS, records, text=text, meta=meta, notes=notes)
+    return Result("handles", COLUMNS, rows=rows(), meta=meta, notes=notes)
+
+
+def _row_text(ctx: Any, objects: Any, rec: Dict[str, Any]) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        header = objects.header(rec["object"])
+        directory = objects.directory_of(rec["object"]) if rec["name"] is not None else None
+        return [""] + entry_lines(rec, _type_object(ctx, header.type_index), directory)
+    return text
 
 
 def _type_object(ctx: Any, index: Any) -> Any:

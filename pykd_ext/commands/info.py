@@ -7,7 +7,7 @@ Nothing here needs a structure layout: every value is the file's own.
 import argparse
 from typing import Any, Dict, Iterable
 
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 from pykd_ext.session import Session
 
 HELP = "describe a dump or memory image: format, build, bugcheck, DTB, KDBG, physical memory"
@@ -121,6 +121,5 @@ def run(session: Session, args: argparse.Namespace) -> Result:
     target_info = session.target.info()
     annotate_info(target_info)
     info = target_info.to_dict()
-    return Result(command="info", columns=_COLUMNS, records=[info],
-                  text=lambda _result: _text(info, args.runs),
+    return Result(command="info", columns=_COLUMNS, rows=[Row(info, lambda: _text(info, args.runs))],
                   meta={"target": info.get("path")})

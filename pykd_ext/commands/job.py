@@ -7,15 +7,15 @@ child jobs, and for silos whether it is a server silo, its container id and whic
 in it (`EPROCESS.ServerSilo`).
 """
 import argparse
-from typing import Any, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterator, List
 
-from pykd_ext.commands.procview import kernel_context, result_meta, with_context_notes
+from pykd_ext.commands.procview import add_context_notes, kernel_context, result_meta
 from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.job import Job, process_silo
 from pykd_ext.kernel.lookup import Finder, parse_spec
 from pykd_ext.kernel.processes import all_processes
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "a job object: counters, limits, members, nesting, silos (like !job)"
 
@@ -110,28 +110,25 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         jobs.append(int(value))
     if not jobs:
         raise PykdExtError("%s: not in a job" % args.what)
-    everyone = None
-    records: List[Dict[str, Any]] = []
-    blocks: List[List[str]] = []
-    for address in jobs:
-        job = Job(ctx, address)
-        rec = job.record()
-        notes.extend(job.notes)
-        silo_members: List[Dict[str, Any]] = []
-        if rec.get("is_silo"):
-            if everyone is None:
-                everyone = all_processes(ctx).ordered()
-            silo_members = [{"address": p.address, "pid": p.pid, "name": p.name}
-                            for p in everyone if process_silo(p) == address]
-        rec["silo_processes"] = silo_members
-        records.append(rec)
-        blocks.append(job_lines(rec, silo_members))
 
-    def text(result: Result) -> Iterable[str]:
-        for i, block in enumerate(blocks):
-            if i:
-                yield ""
-            for line in block:
-                yield line
+    def rows() -> Iterator[Row]:
+        everyone = None
+        for index, address in enumerate(jobs):
+            job = Job(ctx, address)
+            rec = job.record()
+            notes.extend(job.notes)
+            silo_members: List[Dict[str, Any]] = []
+            if rec.get("is_silo"):
+                if everyone is None:
+                    everyone = all_processes(ctx).ordered()
+                silo_members = [{"address": p.address, "pid": p.pid, "name": p.name}
+                                for p in everyone if process_silo(p) == address]
+            rec["silo_processes"] = silo_members
+            yield Row(rec, _row_text(rec, silo_members, separate=index > 0))
+        add_context_notes(ctx, notes)
 
-    return Result("job", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))
+    return Result("job", COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _row_text(rec: Dict[str, Any], silo_members: List[Dict[str, Any]], separate: bool) -> Callable[[], List[str]]:
+    return lambda: ([""] if separate else []) + job_lines(rec, silo_members)

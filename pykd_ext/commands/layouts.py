@@ -4,8 +4,8 @@ the debugger's exact layouts home.
 `show` names the layout, where it came from (shipped, imported, the debugger's PDB through
 typeInfo, `--symbols`) and how it was chosen. `export FILE` (inside WinDbg: `!py layouts export
 C:\\lab\\nt.json`) writes the kernel types, enums and globals read from the debugger's PDB
-through pykd `typeInfo` as an ISF file; offline, `pykd-ext structs import FILE` turns it into a
-layout module like the shipped ones, so the VM's exact build decodes on any machine.
+through pykd `typeInfo` as an ISF file; offline, `pykd-ext structs import FILE` checks it and
+stores it as data in the user store, so the VM's exact build decodes on any machine.
 """
 import argparse
 import os

@@ -8,14 +8,15 @@ module list (MINIDUMP_MODULE / USERDU64 module table) is compared with the loade
 differences are noted.
 """
 import argparse
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from pykd_ext.commands.procview import add_session_notes
 from pykd_ext.commands.peb import add_symbols32, hx, process_title, stamp_text, user_meta
 from pykd_ext.kernel.modules import LIST_NAMES, MODULE_KEYS
 from pykd_ext.kernel.peb import PebDecoding, decode_user_process
 from pykd_ext.kernel.userspace import UserProcess, is_user_dump, user_processes
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "loaded modules from the PEB loader lists (InLoad/InMemory/InInit order), 64- and 32-bit"
 
@@ -85,39 +86,67 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     spec: Optional[str] = getattr(args, "process", None)
     order = getattr(args, "order", "load") or "load"
     users = user_processes(session, spec, getattr(args, "symbols32", None), all_when_empty=True)
-    records: List[Dict[str, Any]] = []
-    groups: List[Any] = []
+    user_dump = is_user_dump(session.target)
     notes: List[str] = []
-    for user in users:
-        decoding = decode_user_process(user)
-        first = len(records)
-        records.extend(_records(user, decoding, order))
-        groups.append((user, decoding, first, len(records)))
-        for note in decoding.notes:
-            if note not in notes:
-                notes.append(note)
-    if is_user_dump(session.target):
-        notes.extend(compare_with_dump(session, records))
 
-    def text(result: Result) -> Iterable[str]:
-        for i, (user, decoding, first, last) in enumerate(groups):
-            if i:
-                yield ""
-            yield process_title(decoding.record)
-            peb = decoding.record.get("address")
-            mods = decoding.record.get("modules")
-            if isinstance(peb, Fault) or isinstance(mods, Fault):
-                yield "    modules: %s" % (peb.marker if isinstance(peb, Fault) else mods.marker)
-                continue
-            if not isinstance(peb, int) or not peb:
-                yield "    no PEB (no user address space)"
-                continue
-            yield "    %4s %16s %8s %-29s %-17s %s" % ("Bits", "Base", "Size", "TimeStamp", "Lists", "Path")
-            for rec in result.records[first:last]:
-                path = rec.get("path")
-                yield "    %4s %16s %8s %s %-17s %s" % (
-                    rec.get("bitness"), hx(rec.get("base")), hx(rec.get("size")),
-                    stamp_text(rec.get("time_date_stamp")), ",".join(rec.get("lists") or []),
-                    path if isinstance(path, str) else hx(path))
+    def rows() -> Iterator[Row]:
+        """Streamed: one process's loader lists decoded and printed at a time."""
+        kept: List[Dict[str, Any]] = []        # a user dump's one process: compared at the end
+        for index, user in enumerate(users):
+            decoding = decode_user_process(user)
+            records = _records(user, decoding, order)
+            for note in decoding.notes:
+                if note not in notes:
+                    notes.append(note)
+            yield Row(None, _title_text(decoding, separate=index > 0), links=_links(decoding))
+            if _has_modules(decoding):
+                for rec in records:
+                    yield Row(rec, _module_text(rec))
+            else:
+                for rec in records:
+                    yield Row(rec)
+            if user_dump:
+                kept.extend(records)
+        if user_dump:
+            notes.extend(compare_with_dump(session, kept))
+        add_session_notes(session, notes)
 
-    return Result("modules", COLUMNS, records, text=text, meta=user_meta(session, users), notes=notes)
+    return Result("modules", COLUMNS, rows=rows(), meta=user_meta(session, users), notes=notes)
+
+
+def _has_modules(decoding: PebDecoding) -> bool:
+    peb = decoding.record.get("address")
+    mods = decoding.record.get("modules")
+    return not isinstance(peb, Fault) and not isinstance(mods, Fault) and isinstance(peb, int) and bool(peb)
+
+
+def _links(decoding: PebDecoding) -> Dict[str, Any]:
+    process = decoding.record.get("process")
+    return {"process": process} if isinstance(process, int) else {}
+
+
+def _title_text(decoding: PebDecoding, separate: bool) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        lines = [""] if separate else []
+        lines.append(process_title(decoding.record))
+        peb = decoding.record.get("address")
+        mods = decoding.record.get("modules")
+        fault = peb if isinstance(peb, Fault) else mods
+        if isinstance(fault, Fault):
+            lines.append("    modules: %s" % fault.marker)
+        elif not isinstance(peb, int) or not peb:
+            lines.append("    no PEB (no user address space)")
+        else:
+            lines.append("    %4s %16s %8s %-29s %-17s %s" % ("Bits", "Base", "Size", "TimeStamp", "Lists", "Path"))
+        return lines
+    return text
+
+
+def _module_text(rec: Dict[str, Any]) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        path = rec.get("path")
+        return ["    %4s %16s %8s %s %-17s %s" % (
+            rec.get("bitness"), hx(rec.get("base")), hx(rec.get("size")),
+            stamp_text(rec.get("time_date_stamp")), ",".join(rec.get("lists") or []),
+            path if isinstance(path, str) else hx(path))]
+    return text

@@ -7,12 +7,13 @@ the command never fails because user memory is missing.
 """
 import argparse
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from pykd_ext.commands.procview import add_session_notes
 from pykd_ext.kernel.peb import decode_user_process
 from pykd_ext.kernel.userspace import UserProcess, is_user_dump, user_layouts, user_processes
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "process environment block: image, loader lists, parameters, environment (like !peb)"
 
@@ -165,26 +166,31 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     spec: Optional[str] = getattr(args, "process", None)
     users = user_processes(session, spec, getattr(args, "symbols32", None),
                            all_when_empty=bool(getattr(args, "all", False)))
-    decoded = [decode_user_process(u) for u in users]
-    records = [d.record for d in decoded]
+    titled = len(users) > 1 or not is_user_dump(session.target)
     notes: List[str] = []
-    for d in decoded:
-        for note in d.notes:
-            if note not in notes:
-                notes.append(note)
 
-    def text(result: Result) -> Iterable[str]:
-        for i, d in enumerate(decoded):
-            if i:
-                yield ""
-            if len(decoded) > 1 or not is_user_dump(session.target):
-                yield process_title(d.record)
-            for line in peb_lines(d.record, d.display):
-                yield line
-            sub = d.display.get("peb32")
-            if sub is not None:
-                yield ""
-                for line in peb_lines(sub.record, sub.display, "Wow64 PEB32"):
-                    yield line
+    def rows() -> Iterator[Row]:
+        """Streamed: one process's PEB decoded (its own page tables) and printed at a time."""
+        for index, user in enumerate(users):
+            decoded = decode_user_process(user)
+            for note in decoded.notes:
+                if note not in notes:
+                    notes.append(note)
+            yield Row(decoded.record, _row_text(decoded, separate=index > 0, titled=titled))
+        add_session_notes(session, notes)
 
-    return Result("peb", COLUMNS, records, text=text, meta=user_meta(session, users), notes=notes)
+    return Result("peb", COLUMNS, rows=rows(), meta=user_meta(session, users), notes=notes)
+
+
+def _row_text(decoded: Any, separate: bool, titled: bool) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        lines = [""] if separate else []
+        if titled:
+            lines.append(process_title(decoded.record))
+        lines += peb_lines(decoded.record, decoded.display)
+        sub = decoded.display.get("peb32")
+        if sub is not None:
+            lines.append("")
+            lines += peb_lines(sub.record, sub.display, "Wow64 PEB32")
+        return lines
+    return text

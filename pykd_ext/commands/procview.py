@@ -69,10 +69,26 @@ def with_context_notes(ctx: KernelContext, notes: List[str]) -> List[str]:
     names, globals the dump states differently), each once, in order. Call after the records
     are built: decoding is what produces the context's notes."""
     out = list(notes)
-    for note in ctx.notes:
-        if note not in out:
-            out.append(note)
+    add_context_notes(ctx, out)
     return out
+
+
+def add_context_notes(ctx: KernelContext, notes: List[str]) -> None:
+    """`with_context_notes` in place: what a streamed command's rows call after their last row
+    (the context's notes - walk and budget notes too - are complete only then)."""
+    seen = set(notes)
+    for note in ctx.notes:
+        if note not in seen:
+            seen.add(note)
+            notes.append(note)
+
+
+def add_session_notes(session: Any, notes: List[str]) -> None:
+    """`add_context_notes` for commands that also run on user-mode dumps (`peb`, `teb`,
+    `modules`): the kernel context's notes when the target is a kernel one."""
+    from pykd_ext.kernel.userspace import is_user_dump
+    if not is_user_dump(session.target):
+        add_context_notes(context_for(session), notes)
 
 
 def dump_notes(ctx: KernelContext, processes: List[Process]) -> List[str]:

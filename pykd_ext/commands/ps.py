@@ -5,15 +5,15 @@ Walks `PsActiveProcessHead` (bounded, cycle-safe); on a triage dump the dump's o
 JSON records carry the layout used and how each process was found.
 """
 import argparse
-from typing import Any, Iterable, List
+from typing import Any, Callable, Dict, Iterator, List
 
 from pykd_ext.commands.procview import (
-    PROCESS_COLUMNS, dump_notes, kernel_context, result_meta, with_context_notes)
+    PROCESS_COLUMNS, add_context_notes, dump_notes, kernel_context, result_meta)
 from pykd_ext.kernel.lookup import name_matches, parse_spec
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import all_processes
-from pykd_ext.render.grid import Result
-from pykd_ext.render.windbg import ACTIVE_PROCESS_BANNER, join_blocks, process_lines
+from pykd_ext.render.grid import Result, Row
+from pykd_ext.render.windbg import ACTIVE_PROCESS_BANNER, process_lines
 
 HELP = "list processes on the active process list (like !process 0 0)"
 
@@ -41,21 +41,25 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     ctx = kernel_context(session)
     census = all_processes(ctx)
     everything = census.ordered()
-    processes = select(everything, list(getattr(args, "filters", None) or []))
-    records = [p.record() for p in processes]
-    notes = list(census.notes)
     filters = list(getattr(args, "filters", None) or [])
+    processes = select(everything, filters)
+    notes = list(census.notes)
     if filters and not processes:
         notes.append("no process on the list matches %s (psxview also searches the other sources)"
                      % ", ".join(filters))
-    for p in processes:
-        notes.extend(p.thread_listing().notes)
-    notes.extend(dump_notes(ctx, everything))
-    notes.extend(ctx.notes)
 
-    def text(result: Result) -> Iterable[str]:
-        yield ACTIVE_PROCESS_BANNER
-        for line in join_blocks(process_lines(r, p.display_more()) for r, p in zip(result.records, processes)):
-            yield line
+    def rows() -> Iterator[Row]:
+        """Streamed: each process is decoded (handle count, thread lists) and printed in turn."""
+        yield Row(None, [ACTIVE_PROCESS_BANNER])
+        for process in processes:
+            record = process.record()
+            notes.extend(process.thread_listing().notes)
+            yield Row(record, _process_text(process, record))
+        notes.extend(dump_notes(ctx, everything))
+        add_context_notes(ctx, notes)
 
-    return Result("ps", PROCESS_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))
+    return Result("ps", PROCESS_COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _process_text(process: Process, record: Dict[str, Any]) -> Callable[[], List[str]]:
+    return lambda: process_lines(record, process.display_more()) + [""]

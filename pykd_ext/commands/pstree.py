@@ -6,14 +6,14 @@ are roots. The walk is iterative and cycle-safe (a PID cycle, e.g. from PID reus
 a parent created *after* its child (the PID was reused) is noted. Records add `depth`.
 """
 import argparse
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 from pykd_ext.commands.procview import (
-    PROCESS_COLUMNS, dump_notes, kernel_context, result_meta, with_context_notes)
+    PROCESS_COLUMNS, add_context_notes, dump_notes, kernel_context, result_meta)
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import all_processes
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 from pykd_ext.render.windbg import dec, hx
 
 HELP = "the active process list as a parent/child tree"
@@ -64,27 +64,35 @@ def tree_order(processes: List[Process]) -> Tuple[List[Tuple[Process, int]], Lis
     return order, notes
 
 
+TEXT_ROW = "%-48s %6s %6s %6s %6s  %s"
+
+
 def run(session: Any, args: argparse.Namespace) -> Result:
     ctx = kernel_context(session)
     census = all_processes(ctx)
     processes = census.ordered()
-    order, notes = tree_order(processes)
-    records = []
-    for process, depth in order:
-        rec = process.record()
-        rec["depth"] = depth
-        records.append(rec)
-    notes = list(census.notes) + notes + dump_notes(ctx, processes)
+    order, tree_notes = tree_order(processes)       # needs every PID first: cheap fields only
+    notes = list(census.notes) + tree_notes
 
-    def text(result: Result) -> Iterable[str]:
-        yield "%-48s %6s %6s %6s %6s  %s" % ("Name", "Pid", "PPid", "Thds", "Hnds", "Created (UTC)")
-        for rec in result.records:
-            name = rec["name"].marker if isinstance(rec["name"], Fault) else rec["name"]
-            label = "%s 0x%s:%s" % ("." * rec["depth"], hx(rec["address"]), name)
-            hnds = rec.get("handle_count")
-            yield "%-48s %6s %6s %6s %6s  %s" % (
-                label.strip() if rec["depth"] == 0 else label, dec(rec["pid"]), dec(rec["ppid"]),
-                dec(rec["threads_active"]), dec(hnds) if isinstance(hnds, int) else "-",
-                rec.get("create_time") if isinstance(rec.get("create_time"), str) else "-")
+    def rows() -> Iterator[Row]:
+        yield Row(None, [TEXT_ROW % ("Name", "Pid", "PPid", "Thds", "Hnds", "Created (UTC)")])
+        for process, depth in order:
+            record = process.record()
+            record["depth"] = depth
+            yield Row(record, _text(record))
+        notes.extend(dump_notes(ctx, processes))
+        add_context_notes(ctx, notes)
 
-    return Result("pstree", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))
+    return Result("pstree", COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _text(rec: Dict[str, Any]) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        name = rec["name"].marker if isinstance(rec["name"], Fault) else rec["name"]
+        label = "%s 0x%s:%s" % ("." * rec["depth"], hx(rec["address"]), name)
+        hnds = rec.get("handle_count")
+        return [TEXT_ROW % (
+            label.strip() if rec["depth"] == 0 else label, dec(rec["pid"]), dec(rec["ppid"]),
+            dec(rec["threads_active"]), dec(hnds) if isinstance(hnds, int) else "-",
+            rec.get("create_time") if isinstance(rec.get("create_time"), str) else "-")]
+    return text

@@ -9,13 +9,13 @@ session, the Idle process is only on the processors. Anything else is a disagree
 (an unlinked — DKOM-hidden — process shows up as missing from ActiveProcessLinks only).
 """
 import argparse
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from pykd_ext.commands.procview import dump_notes, kernel_context, result_meta, with_context_notes
+from pykd_ext.commands.procview import add_context_notes, dump_notes, kernel_context, result_meta
 from pykd_ext.kernel.processes import (BY_ACTIVE_LIST, BY_CID_TABLE, BY_PROCESSOR, BY_SESSION,
                                        BY_THREAD_OWNER, BY_TRIAGE, all_processes)
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 from pykd_ext.render.windbg import dec, hx
 
 HELP = "cross-view of processes: active list, CID table, thread owners, processors, sessions"
@@ -61,56 +61,67 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                  BY_THREAD_OWNER: census.cid is not None and bool(census.cid.threads),
                  BY_PROCESSOR: bool(ctx.processors()),
                  BY_SESSION: BY_SESSION in ran}
-    records: List[Dict[str, Any]] = []
-    for process in census.ordered():
-        rec = process.record(with_threads=False)
-        found = set(rec["found_by"])
-        cpu_only = found == {BY_PROCESSOR}
-        missing, explained = [], []
-        for source in SOURCE_COLUMNS:
-            if not available[source]:
-                rec[source] = None
-                continue
-            rec[source] = source in found
-            if source not in found:
-                why = _explain(source, rec, cpu_only)
-                if why:
-                    explained.append("%s: %s" % (SHORT[source], why))
-                else:
-                    missing.append(source)
-        if cpu_only and rec.get("pid") == 0:
-            missing = []
-            explained.append("idle process (only on the processors)")
-        rec["missing_from"] = missing
-        rec["disagree"] = bool(missing)
-        rec["explained"] = "; ".join(explained)
-        records.append(rec)
     notes = list(census.notes)
     unavailable = [s for s in SOURCE_COLUMNS if not available[s]]
     if unavailable:
         notes.append("sources with nothing readable in this dump (shown empty): %s" % ", ".join(unavailable))
-    hidden = [r for r in records if r.get(BY_ACTIVE_LIST) is False and BY_ACTIVE_LIST in r["missing_from"]]
-    for r in hidden:
-        notes.append("process %s (PID %s) at 0x%x is not on ActiveProcessLinks but is found by %s"
-                     % (r["name"], r["pid"], r["address"], ", ".join(r["found_by"])))
-    notes.extend(dump_notes(ctx, census.ordered()))
+    processes = census.ordered()
 
-    def text(result: Result) -> Iterable[str]:
+    def rows() -> Iterator[Row]:
         head = "%-18s %6s %-15s " % ("Offset", "PID", "Name") + " ".join("%-6s" % SHORT[s] for s in SOURCE_COLUMNS)
-        yield head + "  Exited / explained"
-        for rec in result.records:
-            name = rec["name"].marker if isinstance(rec["name"], Fault) else rec["name"]
-            cells = []
-            for s in SOURCE_COLUMNS:
-                v = rec.get(s)
-                cell = "-" if v is None else ("True" if v else "False")
-                if v is False and s in rec["missing_from"]:
-                    cell += "*"
-                cells.append("%-6s" % cell)
-            tail = " ".join(x for x in (rec.get("exit_time") if isinstance(rec.get("exit_time"), str) else "",
-                                        rec["explained"]) if x)
-            yield ("0x%-16s %6s %-15s " % (hx(rec["address"]), dec(rec["pid"]), name) + " ".join(cells)
-                   + ("  " + tail if tail else "")).rstrip()
-        yield "(* = missing from a source that ran: a disagreement)"
+        yield Row(None, [head + "  Exited / explained"])
+        hidden: List[str] = []
+        for process in processes:
+            rec = _record(process, available)
+            if rec.get(BY_ACTIVE_LIST) is False and BY_ACTIVE_LIST in rec["missing_from"]:
+                hidden.append("process %s (PID %s) at 0x%x is not on ActiveProcessLinks but is found by %s"
+                              % (rec["name"], rec["pid"], rec["address"], ", ".join(rec["found_by"])))
+            yield Row(rec, _text(rec))
+        yield Row(None, ["(* = missing from a source that ran: a disagreement)"])
+        notes.extend(hidden)
+        notes.extend(dump_notes(ctx, processes))
+        add_context_notes(ctx, notes)
 
-    return Result("psxview", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))
+    return Result("psxview", COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _record(process: Any, available: Dict[str, bool]) -> Dict[str, Any]:
+    rec = process.record(with_threads=False)
+    found = set(rec["found_by"])
+    cpu_only = found == {BY_PROCESSOR}
+    missing, explained = [], []
+    for source in SOURCE_COLUMNS:
+        if not available[source]:
+            rec[source] = None
+            continue
+        rec[source] = source in found
+        if source not in found:
+            why = _explain(source, rec, cpu_only)
+            if why:
+                explained.append("%s: %s" % (SHORT[source], why))
+            else:
+                missing.append(source)
+    if cpu_only and rec.get("pid") == 0:
+        missing = []
+        explained.append("idle process (only on the processors)")
+    rec["missing_from"] = missing
+    rec["disagree"] = bool(missing)
+    rec["explained"] = "; ".join(explained)
+    return rec
+
+
+def _text(rec: Dict[str, Any]) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        name = rec["name"].marker if isinstance(rec["name"], Fault) else rec["name"]
+        cells = []
+        for s in SOURCE_COLUMNS:
+            v = rec.get(s)
+            cell = "-" if v is None else ("True" if v else "False")
+            if v is False and s in rec["missing_from"]:
+                cell += "*"
+            cells.append("%-6s" % cell)
+        tail = " ".join(x for x in (rec.get("exit_time") if isinstance(rec.get("exit_time"), str) else "",
+                                    rec["explained"]) if x)
+        return [("0x%-16s %6s %-15s " % (hx(rec["address"]), dec(rec["pid"]), name) + " ".join(cells)
+                 + ("  " + tail if tail else "")).rstrip()]
+    return text

@@ -5,7 +5,8 @@
   an embedded structure's own layout changed (`-r` lists its members too).
 - `history TYPE.FIELD`: where a member sits (offset, type) in every build we have.
 - `import FILE.json.xz [--version V]`: add a user's ISF to the per-user layout store
-  ($PYKD_EXT_HOME/layouts, default ~/.pykd-ext/layouts), generated like the shipped tree.
+  ($PYKD_EXT_HOME/layouts, default ~/.pykd-ext/layouts): the whole file is checked, reduced like
+  the shipped tree and stored as data (JSON), never as code.
 """
 import argparse
 from typing import Any, Dict, List, Optional, Tuple
@@ -177,7 +178,7 @@ def run_diff(key_a: str, key_b: str, type_name: str, recurse: bool) -> Result:
 # ------------------------------------------------------------------ history
 
 def run_history(member: str, arch: Optional[str]) -> Result:
-    from pykd_ext.layouts.registry import layouts_for_entry, list_builds
+    from pykd_ext.layouts.registry import list_builds, usable_layouts
     type_name, dot, path = member.partition(".")
     if not dot or not path:
         raise MissingLayoutError("history wants TYPE.FIELD, e.g. _EPROCESS.Token")
@@ -185,7 +186,9 @@ def run_history(member: str, arch: Optional[str]) -> Result:
     for e in list_builds():
         if arch and e.arch != arch:
             continue
-        lay = layouts_for_entry(e)
+        lay = usable_layouts(e)
+        if lay is None:                  # a damaged imported build: noted once, skipped
+            continue
         rec: Dict[str, Any] = {"build_id": e.build_id, "version": e.version, "products": ",".join(e.products),
                                "guid": e.guid, "offset": None, "type": None, "size": None,
                                "bit_position": None, "bit_length": None, "type_size": None}

@@ -7,14 +7,15 @@ threads show their 32-bit TEB too. `threads` on a user-mode dump is answered her
 (`user_dump_threads`): a user dump has no `_ETHREAD`s, only the dump's thread list and TEBs.
 """
 import argparse
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from pykd_ext.commands.peb import add_symbols32, hx, user_meta, yes_no
+from pykd_ext.commands.procview import add_session_notes
 from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.teb import TebDecoding, decode_thread_teb, kernel_thread_tebs
 from pykd_ext.kernel.userspace import UserProcess, from_user_dump, is_user_dump
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "thread environment block: stack, ClientId, PEB, last error, TLS, fibers (like !teb)"
 
@@ -150,25 +151,29 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         users, decoded = _user_dump_tebs(session, spec, symbols32)
     else:
         users, decoded = _kernel_tebs(session, spec, getattr(args, "process", None), symbols32)
-    records = [d.record for d in decoded]
     notes: List[str] = []
     for note in [n for u in users for n in u.notes] + [n for d in decoded for n in d.notes]:
         if note not in notes:
             notes.append(note)
 
-    def text(result: Result) -> Iterable[str]:
-        for i, rec in enumerate(records):
-            if i:
-                yield ""
-            for line in teb_lines(rec):
-                yield line
-            sub = rec.get("teb32")
-            if isinstance(sub, dict):
-                yield ""
-                for line in teb_lines(sub, "Wow64 TEB32"):
-                    yield line
+    def rows() -> Iterator[Row]:
+        for index, d in enumerate(decoded):
+            yield Row(d.record, _teb_text(d.record, separate=index > 0))
+        add_session_notes(session, notes)
 
-    return Result("teb", COLUMNS, records, text=text, meta=user_meta(session, users), notes=notes)
+    return Result("teb", COLUMNS, rows=rows(), meta=user_meta(session, users), notes=notes)
+
+
+def _teb_text(rec: Dict[str, Any], separate: bool) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        lines = [""] if separate else []
+        lines += teb_lines(rec)
+        sub = rec.get("teb32")
+        if isinstance(sub, dict):
+            lines.append("")
+            lines += teb_lines(sub, "Wow64 TEB32")
+        return lines
+    return text
 
 
 def user_dump_threads(session: Any, args: argparse.Namespace) -> Result:
@@ -180,33 +185,36 @@ def user_dump_threads(session: Any, args: argparse.Namespace) -> Result:
         raise PykdExtError("this user-mode dump holds one process (%s, PID %s)" % (user.name, user.pid))
     contexts = {t.get("id"): t.get("context") or {} for t in (session.target.info().extra or {}).get("threads") or []
                 if isinstance(t, dict)}
-    records: List[Dict[str, Any]] = []
-    for thread, teb in zip(user.threads, decoded):
-        rec = teb.record
-        ctx = contexts.get(thread["tid"]) or {}
-        teb32 = rec.get("teb32")
-        records.append({
-            "tid": thread["tid"], "pid": user.pid, "process_name": user.name, "teb": thread.get("teb"),
-            "suspend_count": thread.get("suspend_count"), "priority": thread.get("priority"),
-            "priority_class": thread.get("priority_class"), "stack_base": rec.get("stack_base"),
-            "stack_limit": rec.get("stack_limit"), "last_error": rec.get("last_error"),
-            "last_status": rec.get("last_status"), "client_id_tid": rec.get("client_id_tid"),
-            "instruction_pointer": ctx.get("rip", ctx.get("eip")),
-            "stack_pointer": ctx.get("rsp", ctx.get("esp")),
-            "teb32": teb32.get("address") if isinstance(teb32, dict) else None,
-            "layout": rec.get("layout"),
-        })
     notes: List[str] = list(user.notes)
     for d in decoded:
         notes.extend(n for n in d.notes if n not in notes)
 
-    def text(result: Result) -> Iterable[str]:
-        yield "PROCESS %s  PID %s  (%s; threads from the dump's thread list)" % (user.name, user.pid, user.source)
-        for rec in result.records:
-            yield "    THREAD Cid %s.%s  Teb: %s  Suspend: %s  Priority: %s  IP: %s  Stack %s - %s%s" % (
-                hx(rec["pid"], 4), hx(rec["tid"], 4), hx(rec["teb"], 16), _plain(rec["suspend_count"]),
-                _plain(rec["priority"]), hx(rec["instruction_pointer"], 16), hx(rec["stack_limit"], 16),
-                hx(rec["stack_base"], 16),
-                "  Teb32: %s" % hx(rec["teb32"], 8) if rec.get("teb32") else "")
+    def rows() -> Iterator[Row]:
+        yield Row(None, ["PROCESS %s  PID %s  (%s; threads from the dump's thread list)"
+                         % (user.name, user.pid, user.source)])
+        for thread, teb in zip(user.threads, decoded):
+            rec = teb.record
+            ctx = contexts.get(thread["tid"]) or {}
+            teb32 = rec.get("teb32")
+            record = {
+                "tid": thread["tid"], "pid": user.pid, "process_name": user.name, "teb": thread.get("teb"),
+                "suspend_count": thread.get("suspend_count"), "priority": thread.get("priority"),
+                "priority_class": thread.get("priority_class"), "stack_base": rec.get("stack_base"),
+                "stack_limit": rec.get("stack_limit"), "last_error": rec.get("last_error"),
+                "last_status": rec.get("last_status"), "client_id_tid": rec.get("client_id_tid"),
+                "instruction_pointer": ctx.get("rip", ctx.get("eip")),
+                "stack_pointer": ctx.get("rsp", ctx.get("esp")),
+                "teb32": teb32.get("address") if isinstance(teb32, dict) else None,
+                "layout": rec.get("layout"),
+            }
+            yield Row(record, _user_thread_text(record))
 
-    return Result("threads", THREAD_COLUMNS, records, text=text, meta=user_meta(session, users), notes=notes)
+    return Result("threads", THREAD_COLUMNS, rows=rows(), meta=user_meta(session, users), notes=notes)
+
+
+def _user_thread_text(rec: Dict[str, Any]) -> Callable[[], List[str]]:
+    return lambda: ["    THREAD Cid %s.%s  Teb: %s  Suspend: %s  Priority: %s  IP: %s  Stack %s - %s%s" % (
+        hx(rec["pid"], 4), hx(rec["tid"], 4), hx(rec["teb"], 16), _plain(rec["suspend_count"]),
+        _plain(rec["priority"]), hx(rec["instruction_pointer"], 16), hx(rec["stack_limit"], 16),
+        hx(rec["stack_base"], 16),
+        "  Teb32: %s" % hx(rec["teb32"], 8) if rec.get("teb32") else "")]

@@ -5,13 +5,13 @@ Without arguments: the threads of every process on the active list. Threads come
 says so (and each thread's `found_by`... is kept in the listing, not in the record).
 """
 import argparse
-from typing import Any, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterator, List
 
 from pykd_ext.commands.procview import (
-    THREAD_COLUMNS, dump_notes, kernel_context, require, result_meta, with_context_notes)
+    THREAD_COLUMNS, add_context_notes, dump_notes, kernel_context, require, result_meta)
 from pykd_ext.kernel.lookup import Finder
-from pykd_ext.kernel.processes import all_processes
-from pykd_ext.render.grid import Result
+from pykd_ext.kernel.processes import all_processes, process_threads
+from pykd_ext.render.grid import Result, Row
 from pykd_ext.render.windbg import ACTIVE_PROCESS_BANNER, process_lines, thread_block_lines
 
 HELP = "threads of processes (like !process <p> 2); all processes when none is named"
@@ -44,27 +44,33 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         census = all_processes(ctx)
         processes = census.ordered()
         notes.extend(census.notes)
-    records: List[Dict[str, Any]] = []
-    groups: List[Any] = []
-    for process in processes:
-        listing = process.thread_listing()
-        notes.extend(listing.notes)
-        first = len(records)
-        records.extend(thread.record() for thread in listing.threads)
-        groups.append((process, listing.threads, first))
-    notes.extend(dump_notes(ctx, processes))
 
-    def text(result: Result) -> Iterable[str]:
-        # built only when text is asked for: JSON output never pays for the WinDbg lines
+    def rows() -> Iterator[Row]:
+        """Streamed: one process's threads are walked, decoded and printed before the next
+        process's; the listing is not cached on the process, so memory stays flat in threads."""
         if not specs:
-            yield ACTIVE_PROCESS_BANNER
-        for process, threads, first in groups:
-            for line in process_lines(process.record(), process.display_more()):
-                yield line
-            for i, thread in enumerate(threads):
-                yield ""
-                for line in thread_block_lines(result.records[first + i], thread.display_more(process.name)):
-                    yield line
-            yield ""
+            yield Row(None, [ACTIVE_PROCESS_BANNER])
+        for process in processes:
+            listing = process_threads(ctx, process)
+            notes.extend(listing.notes)
+            yield Row(None, _process_text(process), links={"process": process.address})
+            for thread in listing.threads:
+                record = thread.record()
+                yield Row(record, _thread_text(process, thread, record))
+            yield Row(None, [""])
+        notes.extend(dump_notes(ctx, processes))
+        add_context_notes(ctx, notes)
 
-    return Result("threads", THREAD_COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))
+    return Result("threads", THREAD_COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _process_text(process: Any) -> Callable[[], List[str]]:
+    # the `!process 0 0` lines need no thread count: the record without a second thread walk
+    return lambda: process_lines(process.record(with_threads=False), process.display_more())
+
+
+def _thread_text(process: Any, thread: Any, record: Dict[str, Any]) -> Callable[[], List[str]]:
+    def text() -> List[str]:
+        # built only when text is asked for: JSON output never pays for the WinDbg lines
+        return [""] + thread_block_lines(record, thread.display_more(process.name))
+    return text

@@ -7,14 +7,14 @@ token of a thread instead. The WinDbg lines come first (windbg-output.md `!token
 on extra lines.
 """
 import argparse
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from pykd_ext.commands.procview import kernel_context, require, result_meta, with_context_notes
+from pykd_ext.commands.procview import add_context_notes, kernel_context, require, result_meta
 from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.lookup import Finder, parse_spec
 from pykd_ext.kernel.token import Token, thread_impersonation
 from pykd_ext.memory.faults import Fault
-from pykd_ext.render.grid import Column, Result
+from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "an access token: user, groups, privileges, integrity (like !token)"
 
@@ -170,23 +170,20 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             targets.append((int(value), None, "token address"))
     else:
         raise PykdExtError("token needs NAME|PID|ADDRESS or --thread")
-    records: List[Dict[str, Any]] = []
-    blocks: List[List[str]] = []
-    for address, owner, how in targets:
-        token = Token(ctx, address)
-        if not token.readable:
-            notes.append("the _TOKEN at 0x%x (%s) is not in this dump: its fields show <not in dump>"
-                         % (address, how))
-        rec = token.record()
-        rec["found_as"] = how
-        records.append(_flat(rec, owner))
-        blocks.append(token_lines(rec))
 
-    def text(result: Result) -> Iterable[str]:
-        for i, block in enumerate(blocks):
-            if i:
-                yield ""
-            for line in block:
-                yield line
+    def rows() -> Iterator[Row]:
+        for index, (address, owner, how) in enumerate(targets):
+            token = Token(ctx, address)
+            if not token.readable:
+                notes.append("the _TOKEN at 0x%x (%s) is not in this dump: its fields show <not in dump>"
+                             % (address, how))
+            rec = token.record()
+            rec["found_as"] = how
+            yield Row(_flat(rec, owner), _row_text(rec, separate=index > 0))
+        add_context_notes(ctx, notes)
 
-    return Result("token", COLUMNS, records, text=text, meta=result_meta(ctx), notes=with_context_notes(ctx, notes))
+    return Result("token", COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
+
+
+def _row_text(rec: Dict[str, Any], separate: bool) -> Callable[[], List[str]]:
+    return lambda: ([""] if separate else []) + token_lines(rec)

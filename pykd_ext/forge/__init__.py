@@ -11,7 +11,10 @@ Pieces (one job each):
 - `lowstub.write_low_stub`: the processor start block raw-image readers scan for;
 - `dumpfile`: `DumpSpec`, `write_full_dump`, `write_bitmap_dump`, `write_raw_image`;
 - `machine.forge_machine`: all of the above assembled into a crashed-kernel skeleton;
-- `isf`: the forge's read-only view of the ISF symbol tables.
+- `isf`: the forge's read-only view of the ISF symbol tables;
+- `scenario`, `kernel_objects`: processes and threads described as data, planted by build;
+  `handle_tables` lays out handle tables (0-2 pointer levels, as the kernel does) and
+  `ram_budget` sizes the machine's RAM from the scenario (up to 10,000 processes and more).
 """
 from pykd_ext.forge.dumpfile import (DumpSpec, build_context, write_bitmap_dump, write_full_dump,
                                      write_raw_image)

@@ -1,13 +1,18 @@
 """Write forged physical memory as Windows kernel dumps (full, bitmap) and raw images.
 
 Why: every reader test runs on dumps the project writes itself, so the writer must produce what
-Windows produces: the 0x2000-byte `DUMP_HEADER64` (built with the reader's own construct
-definition, `pykd_ext.targets.dumpheader.DUMP_HEADER64`, so the format is written down once),
-pre-filled with the "PAGE" pattern wherever Windows leaves bytes unset, followed by
-- type 1 (full, run-based): every page of every `PhysicalMemoryBlock` run, back to back at 0x2000;
-- type 5 (bitmap): the `SDMP`/`FDMP` summary header at 0x2000, one bit per page frame, the present
-  pages in frame order from `FirstPage` (page aligned);
+Windows produces: the dump header of the spec's architecture (`DUMP_HEADER64`, 0x2000 bytes, for
+x64; `DUMP_HEADER32`, 0x1000 bytes, for x86; built with the reader's own construct definition,
+`pykd_ext.targets.dumpheader.header_struct`, so the format is written down once), pre-filled with
+the "PAGE" pattern wherever Windows leaves bytes unset, followed by
+- type 1 (full, run-based): every page of every `PhysicalMemoryBlock` run, back to back after the
+  header;
+- type 5 (bitmap): the `SDMP`/`FDMP` summary header after the dump header, one bit per page frame,
+  the present pages in frame order from `FirstPage` (page aligned);
 - raw: a flat image where file offset = physical address (sparse on disk: holes are not written).
+One writer serves both widths: which header, its pointer width and the "PAGE" fill of unset
+pointers follow from `DumpSpec.machine_type` (`targets.arch`); the 32-bit header also states
+`PaeEnabled` (`DumpSpec.pae`).
 
 Facts about what Windows writes (checked against `shared/real/kernel-triage/*.dmp`, kdmp-parser's
 `HEADER64::LooksGood` and Volatility 3's `crash.py`):
@@ -25,18 +30,19 @@ replace an existing file unless `overwrite=True`.
 """
 import os
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence
 
 from pykd_ext.forge.isf import SymbolTable
 from pykd_ext.forge.physmem import PhysicalImage, Run
 from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE
-from pykd_ext.targets.dumpheader import (DMP_CONTEXT_RECORD_SIZE_64, DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
-                                         DUMP_HEADER64, DUMP_TYPE_BITMAP_FULL,
+from pykd_ext.targets.arch import X64, X86, arch_for_machine
+from pykd_ext.targets.dumpheader import (DMP_CONTEXT_RECORD_SIZE, DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
+                                         DUMP_HEADER, DUMP_TYPE_BITMAP_FULL,
                                          DUMP_TYPE_BITMAP_KERNEL, DUMP_TYPE_FULL,
-                                         DUMP_TYPE_SUMMARY, FILL, FILL32, FILL64, FULL_SIGNATURE,
-                                         HEADER64_SIZE, MAX_RUNS64, PHYSICAL_MEMORY_DESCRIPTOR64,
-                                         PHYSICAL_MEMORY_RUN64, SUMMARY_DUMP, SUMMARY_DUMP_SIZE,
-                                         SUMMARY_SIGNATURE)
+                                         DUMP_TYPE_SUMMARY, FILL, FILL32, FULL_SIGNATURE,
+                                         HEADER_SIZE, MAX_RUNS, POINTER_FILL, SUMMARY_DUMP,
+                                         SUMMARY_DUMP_SIZE, SUMMARY_SIGNATURE, header_offsets,
+                                         physical_memory_descriptor, physical_memory_run)
 
 _CHUNK_PAGES = 256
 _BITMAP_DUMP_TYPES = (DUMP_TYPE_SUMMARY, DUMP_TYPE_BITMAP_FULL, DUMP_TYPE_BITMAP_KERNEL)
@@ -53,11 +59,8 @@ def _offset_of(struct: object, name: str) -> int:
     raise KeyError(name)
 
 
-#: Where the run list lives, from the reader's definitions: the 700-byte PhysicalMemoryBlock
-#: buffer in the header, the descriptor head before Run[0], the size of one run.
-_PHYSICAL_MEMORY_BLOCK_OFFSET = _offset_of(DUMP_HEADER64, "PhysicalMemoryBlock")
-_DESCRIPTOR_HEAD = _offset_of(PHYSICAL_MEMORY_DESCRIPTOR64, "Run")
-_RUN_SIZE = PHYSICAL_MEMORY_RUN64.sizeof()
+IMAGE_FILE_MACHINE_AMD64 = X64.machine_types[0]     # PE/COFF specification
+IMAGE_FILE_MACHINE_I386 = X86.machine_types[0]
 
 # winnt.h CONTEXT_* flags and the x64 selectors Windows uses in kernel mode (values seen in the
 # CONTEXT of shared/real/kernel-triage/win10-19041-x64-triage.dmp).
@@ -68,24 +71,30 @@ KERNEL_SELECTORS = {"SegCs": 0x10, "SegDs": 0x2B, "SegEs": 0x2B, "SegFs": 0x53, 
                     "SegSs": 0x18}
 EFLAGS_DEFAULT = 0x00050246
 STATUS_BREAKPOINT = 0x80000003          # the exception record of a bugcheck dump (real dumps)
+STATUS_ACCESS_VIOLATION = 0xC0000005
 EXCEPTION_NONCONTINUABLE = 1
 
 
 @dataclass
 class DumpSpec:
-    """The facts a dump header states; values are written as given (the forge does not guess)."""
+    """The facts a dump header states; values are written as given (the forge does not guess).
+
+    Pointer-sized fields left None keep the "PAGE" fill of the header's width; the bugcheck
+    parameters default to an access violation, sign-extended to the pointer width as a kernel
+    passes it.
+    """
 
     build: int
     dtb: int
     processors: int = 1
     bugcheck_code: int = 0x1000007E
-    bugcheck_parameters: Sequence[int] = (0xFFFFFFFFC0000005, 0, 0, 0)
-    kd_debugger_data_block: int = FILL64
-    ps_active_process_head: int = FILL64
-    ps_loaded_module_list: int = FILL64
-    pfn_database: int = FILL64
+    bugcheck_parameters: Optional[Sequence[int]] = None
+    kd_debugger_data_block: Optional[int] = None
+    ps_active_process_head: Optional[int] = None
+    ps_loaded_module_list: Optional[int] = None
+    pfn_database: Optional[int] = None
     major_version: int = 0xF                    # free build
-    machine_type: int = 0x8664                  # IMAGE_FILE_MACHINE_AMD64
+    machine_type: int = IMAGE_FILE_MACHINE_AMD64
     system_time: int = 0x01D707F23DBB3399       # FILETIME (values of the real 19041 dump)
     system_uptime: int = 0x023BC1E9
     product_type: int = 1                       # VER_NT_WORKSTATION
@@ -93,7 +102,21 @@ class DumpSpec:
     context: Optional[bytes] = None             # a CONTEXT record (see build_context)
     exception_address: int = 0
     comment: Optional[str] = None               # None keeps the "PAGE" fill, as Windows does
+    pae: bool = False                           # DUMP_HEADER32.PaeEnabled (32-bit headers only)
     extra_fields: Dict[str, int] = field(default_factory=dict)   # any other header field
+
+    @property
+    def width(self) -> int:
+        """Pointer bits of the header this spec is written as (its architecture's flavour)."""
+        arch = arch_for_machine(self.machine_type)
+        if arch is None or arch.kernel_dump_width is None:
+            raise ValueError("no kernel dump header for machine type 0x%x" % self.machine_type)
+        return arch.kernel_dump_width
+
+
+def DumpSpec32(build: int, dtb: int, pae: bool, **fields: Any) -> DumpSpec:  # noqa: N802
+    """A `DumpSpec` of a 32-bit x86 kernel (kept under the name 32-bit callers know)."""
+    return DumpSpec(build=build, dtb=dtb, pae=pae, machine_type=IMAGE_FILE_MACHINE_I386, **fields)
 
 
 def build_context(table: SymbolTable, rip: int, rsp: int,
@@ -127,42 +150,58 @@ def _fill_bytes(start: int, end: int) -> bytes:
     return pattern[phase:phase + end - start]
 
 
-def _physical_runs(runs: List[Run]) -> Dict[str, object]:
-    if len(runs) > MAX_RUNS64:
+def _physical_runs(runs: List[Run], width: int) -> Dict[str, object]:
+    if len(runs) > MAX_RUNS[width]:
         raise ValueError("%d physical memory runs do not fit the header (at most %d)"
-                         % (len(runs), MAX_RUNS64))
+                         % (len(runs), MAX_RUNS[width]))
     return {"NumberOfRuns": len(runs), "NumberOfPages": sum(n for _, n in runs),
             "Run": [{"BasePage": a, "PageCount": n} for a, n in runs]}
 
 
+def _pointer(value: Optional[int], width: int) -> int:
+    return POINTER_FILL[width] if value is None else value
+
+
 def build_header(spec: DumpSpec, dump_type: int, runs: List[Run], file_size: int) -> bytes:
-    """The 0x2000-byte DUMP_HEADER64, built with the reader's construct definition."""
+    """The dump header of the spec's width (DUMP_HEADER64: 0x2000 bytes, DUMP_HEADER32: 0x1000),
+    built with the reader's construct definition."""
+    width = spec.width
     context = spec.context or b""
-    if len(context) > DMP_CONTEXT_RECORD_SIZE_64:
+    context_size = DMP_CONTEXT_RECORD_SIZE[width]
+    if len(context) > context_size:
         raise ValueError("CONTEXT record of %d bytes does not fit" % len(context))
-    params = list(spec.bugcheck_parameters) + [0] * 4
+    if spec.bugcheck_parameters is None:
+        # NTSTATUS sign-extended to a pointer-sized parameter (0xFFFFFFFFC0000005 on x64)
+        params = [(STATUS_ACCESS_VIOLATION - (1 << 32)) & ((1 << width) - 1), 0, 0, 0]
+    else:
+        params = list(spec.bugcheck_parameters) + [0] * 4
     fields: Dict[str, object] = {
         "MajorVersion": spec.major_version, "MinorVersion": spec.build,
-        "DirectoryTableBase": spec.dtb, "PfnDataBase": spec.pfn_database,
-        "PsLoadedModuleList": spec.ps_loaded_module_list,
-        "PsActiveProcessHead": spec.ps_active_process_head,
+        "DirectoryTableBase": spec.dtb, "PfnDataBase": _pointer(spec.pfn_database, width),
+        "PsLoadedModuleList": _pointer(spec.ps_loaded_module_list, width),
+        "PsActiveProcessHead": _pointer(spec.ps_active_process_head, width),
         "MachineImageType": spec.machine_type, "NumberProcessors": spec.processors,
         "BugCheckCode": spec.bugcheck_code, "BugCheckParameter": params[:4],
-        "KdDebuggerDataBlock": spec.kd_debugger_data_block,
-        "PhysicalMemoryBlock": _physical_runs(runs),
-        "ContextRecord": context + bytes(DMP_CONTEXT_RECORD_SIZE_64 - len(context)),
+        "KdDebuggerDataBlock": _pointer(spec.kd_debugger_data_block, width),
+        "PhysicalMemoryBlock": _physical_runs(runs, width),
+        "ContextRecord": context + bytes(context_size - len(context)),
         "Exception": {"ExceptionCode": STATUS_BREAKPOINT,
                       "ExceptionFlags": EXCEPTION_NONCONTINUABLE, "ExceptionRecord": 0,
                       "ExceptionAddress": spec.exception_address, "NumberParameters": 0,
-                      "ExceptionInformation": [FILL64] * 15},
+                      "ExceptionInformation": [POINTER_FILL[width]] * 15},
         "DumpType": dump_type, "RequiredDumpSpace": file_size,
         "SystemTime": spec.system_time, "SystemUpTime": spec.system_uptime,
         # Fields a kernel dump of this kind leaves unset keep the fill (as in real headers).
         "MiniDumpFields": FILL32, "SecondaryDataState": 0,
         "ProductType": spec.product_type, "SuiteMask": spec.suite_mask,
-        "WriterStatus": FILL32, "Unused1": FILL[0], "KdSecondaryVersion": 0,
+        "WriterStatus": FILL32, "KdSecondaryVersion": 0,
         "Attributes": FILL32, "BootId": FILL32,
     }
+    # Fields only one width's header has (the definition says which).
+    offsets = header_offsets(width)
+    for name, value in (("Unused1", FILL[0]), ("PaeEnabled", 1 if spec.pae else 0)):
+        if name in offsets:
+            fields[name] = value
     if spec.comment is not None:
         raw = spec.comment.encode("latin-1")[:127]
         fields["Comment"] = raw + bytes(128 - len(raw))
@@ -170,14 +209,19 @@ def build_header(spec: DumpSpec, dump_type: int, runs: List[Run], file_size: int
     if unknown:
         raise ValueError("unknown or unsupported header field(s): %s" % ", ".join(unknown))
     fields.update(spec.extra_fields)
-    header = bytearray(DUMP_HEADER64.build(fields))
-    if len(header) != HEADER64_SIZE:
-        raise AssertionError("DUMP_HEADER64 built 0x%x bytes" % len(header))
+    header = bytearray(DUMP_HEADER[width].build(fields))
+    if len(header) != HEADER_SIZE[width]:
+        raise AssertionError("DUMP_HEADER%d built 0x%x bytes" % (width, len(header)))
     # construct pads the 700-byte run buffer with zeros; Windows leaves the "PAGE" fill there.
-    start = _PHYSICAL_MEMORY_BLOCK_OFFSET + _DESCRIPTOR_HEAD + _RUN_SIZE * len(runs)
-    end = _PHYSICAL_MEMORY_BLOCK_OFFSET + DMP_PHYSICAL_MEMORY_BLOCK_SIZE
+    start = offsets["PhysicalMemoryBlock"] + _offset_of(physical_memory_descriptor(width), "Run") \
+        + physical_memory_run(width).sizeof() * len(runs)
+    end = offsets["PhysicalMemoryBlock"] + DMP_PHYSICAL_MEMORY_BLOCK_SIZE
     header[start:end] = _fill_bytes(start, end)
     return bytes(header)
+
+
+#: The 32-bit header writer's name before the writers were one (same function).
+build_header32 = build_header
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -213,7 +257,7 @@ def write_full_dump(path: str, phys: PhysicalImage, spec: DumpSpec,
     if not runs:
         raise ValueError("no physical memory to write")
     pages = sum(n for _, n in runs)
-    size = HEADER64_SIZE + pages * PAGE_SIZE
+    size = HEADER_SIZE[spec.width] + pages * PAGE_SIZE
     header = build_header(spec, DUMP_TYPE_FULL, runs, size)
     with _open_new(path, overwrite) as out:
         out.write(header)
@@ -240,8 +284,11 @@ def write_bitmap_dump(path: str, phys: PhysicalImage, spec: DumpSpec, kernel_onl
     """
     if dump_type not in _BITMAP_DUMP_TYPES:
         raise ValueError("bitmap bodies go with DumpType 2, 5 or 6, not %r" % dump_type)
-    write_bitmap_body(path, phys, kernel_only, overwrite, HEADER64_SIZE,
-                      lambda size: build_header(spec, dump_type, phys.ram_runs(), size))
+    width = spec.width
+    # The run list is informative in a bitmap dump: as many runs as the header holds.
+    write_bitmap_body(path, phys, kernel_only, overwrite, HEADER_SIZE[width],
+                      lambda size: build_header(spec, dump_type, phys.ram_runs()[:MAX_RUNS[width]],
+                                                size))
     return path
 
 
@@ -289,3 +336,13 @@ def write_raw_image(path: str, phys: PhysicalImage, size: Optional[int] = None,
             _write_pages(out, phys, range(first, first + count))
         out.truncate(size)
     return path
+
+
+#: The 32-bit writers' names before the writers were one (same functions; the spec says the width).
+write_full_dump32 = write_full_dump
+
+
+def write_bitmap_dump32(path: str, phys: PhysicalImage, spec: DumpSpec, kernel_only: bool = False,
+                        overwrite: bool = False) -> str:
+    """`write_bitmap_dump` with DumpType 5 (the 32-bit writer's signature)."""
+    return write_bitmap_dump(path, phys, spec, kernel_only, overwrite)

@@ -184,43 +184,62 @@ class BuildFacts:
 
 
 class KernelMemory:
-    """Writes through one address space (the forged kernel's page tables)."""
+    """Writes through one address space (the forged kernel's page tables).
+
+    Each virtual page's physical buffer is looked up once (translation, then the page itself)
+    and kept: planting a thread writes ~60 fields, mostly into one or two pages, so the
+    per-field cost is a slice assignment. Mappings must not change under a page once written
+    through (the builder only maps new pages, and unmaps only pages nothing was written to).
+    """
 
     def __init__(self, pt: PageTables, facts: BuildFacts) -> None:
         self.pt = pt
         self.phys = pt.phys
         self.facts = facts
-        self._frames: Dict[int, int] = {}
+        self._pages: Dict[int, bytearray] = {}
 
-    def _frame(self, vpn: int) -> int:
-        pfn = self._frames.get(vpn)
-        if pfn is None:
+    def _page(self, vpn: int) -> bytearray:
+        page = self._pages.get(vpn)
+        if page is None:
             pa = self.pt.translate(canonical(vpn * PAGE_SIZE))
             if pa is None:
                 raise ValueError("0x%x is not mapped" % (vpn * PAGE_SIZE))
-            pfn = pa // PAGE_SIZE
-            self._frames[vpn] = pfn
-        return pfn
+            page = self.phys.writable_page(pa // PAGE_SIZE)
+            self._pages[vpn] = page
+        return page
 
     def write(self, va: int, data: bytes) -> None:
-        done = 0
+        va &= 0xFFFFFFFFFFFFFFFF
+        offset = va & (PAGE_SIZE - 1)
         total = len(data)
+        if offset + total <= PAGE_SIZE:                 # the common case: one page
+            if total:
+                self._page(va >> 12)[offset:offset + total] = data
+            return
+        done = 0
         while done < total:
             address = (va + done) & 0xFFFFFFFFFFFFFFFF
             offset = address & (PAGE_SIZE - 1)
             chunk = min(total - done, PAGE_SIZE - offset)
-            pa = self._frame(address >> 12) * PAGE_SIZE + offset
-            self.phys.write(pa, data[done:done + chunk])
+            self._page(address >> 12)[offset:offset + chunk] = data[done:done + chunk]
             done += chunk
 
     def read(self, va: int, size: int) -> bytes:
+        """Bytes at `va`; a mapped page never written reads as zeros (and stays absent)."""
         out = bytearray()
         while len(out) < size:
             address = (va + len(out)) & 0xFFFFFFFFFFFFFFFF
             offset = address & (PAGE_SIZE - 1)
             chunk = min(size - len(out), PAGE_SIZE - offset)
-            page = self.phys.page(self._frame(address >> 12))
-            out += bytes(page[offset:offset + chunk]) if page is not None else bytes(chunk)
+            page = self._pages.get(address >> 12)
+            if page is None:
+                pa = self.pt.translate(canonical(address & ~(PAGE_SIZE - 1)))
+                if pa is None:
+                    raise ValueError("0x%x is not mapped" % address)
+                present = self.phys.page(pa // PAGE_SIZE)
+                out += present[offset:offset + chunk] if present is not None else bytes(chunk)
+                continue
+            out += page[offset:offset + chunk]
         return bytes(out)
 
     def u64(self, va: int, value: int) -> None:

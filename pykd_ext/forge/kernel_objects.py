@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.forge.builds import BuildChoice, resolve_build
 from pykd_ext.forge.dumpfile import write_bitmap_dump, write_full_dump
+from pykd_ext.forge.handle_tables import levels_for, link_entry_pages
 from pykd_ext.forge.kernel_image import (IMAGE_SCN_CNT_CODE, IMAGE_SCN_CNT_INITIALIZED_DATA,
                                          IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_READ,
                                          IMAGE_SCN_MEM_WRITE, Section)
@@ -44,6 +45,7 @@ from pykd_ext.forge.kernel_memory import (MODES, WAIT_ALL, WAIT_ANY, Arena, Buil
 from pykd_ext.forge.machine import ForgedMachine, forge_machine, rewrite_kdbg
 from pykd_ext.forge.pagetables import PAGE_2M, PageTables, canonical
 from pykd_ext.forge.physmem import pc_memory_map
+from pykd_ext.forge.ram_budget import scenario_ram_bytes
 from pykd_ext.forge.scenario import ProcessSpec, ScenarioSpec, ThreadSpec
 from pykd_ext.memory.space import PAGE_SIZE
 
@@ -177,8 +179,9 @@ class _Builder:
             s for s in OPTIONAL_GLOBALS if self.facts.has_symbol(s))
         size = max(table.rva(s) for s in symbols + ("KdDebuggerDataBlock", "MmPfnDatabase"))
         size = -(-(size + 0x1000) // PAGE_2M) * PAGE_2M
+        ram = scenario_ram_bytes(spec, self.facts, size)     # sized from the scenario
         self.machine: ForgedMachine = forge_machine(
-            build=choice.build, table=table, memory_map=pc_memory_map(spec_memory(spec)),
+            build=choice.build, table=table, memory_map=pc_memory_map(ram),
             processors=spec.processors, bugcheck_code=spec.bugcheck_code,
             bugcheck_parameters=(0, 0, 0, 0), sections=_sections(size), extra_symbols=symbols,
             kernel_large_pages=False)
@@ -346,7 +349,9 @@ class _Builder:
         """A `_HANDLE_TABLE` whose entry `index` (handle value / 4) points at `entries[index]`
         (an object header for process tables, an object body for PspCidTable). One level-0
         page holds PAGE_SIZE / sizeof(_HANDLE_TABLE_ENTRY) entries (the first one of each page
-        is never handed out); more entries use a level-1 table of page pointers."""
+        is never handed out); more entries use one or two levels of pointer pages
+        (`handle_tables`), every entry page up to the highest index allocated, as the kernel
+        grows a table."""
         facts, mem = self.facts, self.mem
         table = self.pool_object(b"Obtb", "_HANDLE_TABLE", None)
         entry_size = facts.size("_HANDLE_TABLE_ENTRY")
@@ -363,15 +368,10 @@ class _Builder:
             leaves[index // per_page][at:at + 16] = encode(target, access)
         for page, data in zip(leaf_pages, leaves):
             mem.write(page, bytes(data))
-        if pages == 1:
-            code = leaf_pages[0]
-        else:
-            if pages > PAGE_SIZE // 8:
-                raise ValueError("handle table too large for two levels")
-            mid = self.pool.page()
-            for n, page in enumerate(leaf_pages):
-                mem.u64(mid + 8 * n, page)
-            code = mid | 1
+        pointer_size = facts.field("_HANDLE_TABLE", "TableCode").size
+        levels = levels_for(pages, PAGE_SIZE // pointer_size)
+        code = link_entry_pages(dict(enumerate(leaf_pages)), levels, pointer_size,
+                                self.pool.page, mem.write)
         mem.put("_HANDLE_TABLE", table, "TableCode", code)
         mem.put("_HANDLE_TABLE", table, "NextHandleNeedingPool", pages * per_page * 4)
         mem.put_if("_HANDLE_TABLE", table, "HandleCount", len(entries))
@@ -463,13 +463,12 @@ class _Builder:
 
     def share_kernel(self) -> None:
         """Copy the kernel's upper-half PML4 entries into every process' PML4 (not the self-map)."""
+        kernel = [(index, canonical(index << 39)) for index in range(256, 512)]
+        entries = [(index, va, self.pt.get_pte_raw(va, "PML4E")) for index, va in kernel]
+        entries = [(index, va, entry) for index, va, entry in entries if entry]
         for space in self.spaces.values():
-            for index in range(256, 512):
-                if index == space.self_map_index:
-                    continue
-                va = canonical(index << 39)
-                entry = self.pt.get_pte_raw(va, "PML4E")
-                if entry:
+            for index, va, entry in entries:
+                if index != space.self_map_index:
                     space.set_pte_raw(va, entry, "PML4E")
 
     def plant_user_memory(self, proc: ProcessSpec, index: int, space: PageTables,
@@ -1048,16 +1047,6 @@ class _Builder:
 #: The physical windows Volatility 3's WindowsIntelStacker scans first for a DTB with a randomised
 #: self-map ("recent windows": automagic/windows.py test_sets) — (start, length).
 VOLATILITY_DTB_WINDOWS = ((0x150000, 0x150000), (0x550000, 0x1A0000), (0x900000, 0x100000))
-
-
-def spec_memory(spec: ScenarioSpec) -> int:
-    """Bytes of RAM the forged machine declares: room for the scenario, 256 MiB at least."""
-    threads = spec.thread_count()
-    need = 0x2000000 + threads * 0x1800 + len(spec.processes) * 0x20000
-    size = 0x10000000
-    while size < need:
-        size *= 2
-    return size
 
 
 def _sections(size_of_image: int) -> List[Section]:

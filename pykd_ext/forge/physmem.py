@@ -8,6 +8,7 @@ materialising them (a page appears only when something is written to it).
 
 It is also a `PhysicalMemory`, so tests can compare any reader against it directly.
 """
+import bisect
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from pykd_ext.errors import MemoryReadError
@@ -78,7 +79,6 @@ class PhysicalImage(PhysicalMemory):
     def in_ram(self, pfn: int) -> bool:
         if self.memory_map is None:
             return pfn >= 0
-        import bisect
         index = bisect.bisect_right(self._run_starts, pfn) - 1
         if index < 0:
             return False
@@ -126,8 +126,19 @@ class PhysicalImage(PhysicalMemory):
             self._pages[pfn] = page
         return page
 
+    def writable_page(self, pfn: int) -> bytearray:
+        """The page's own buffer (materialised, zero-filled if new), for callers that write
+        many fields into the same pages (`kernel_memory.KernelMemory` keeps it per page)."""
+        return self._materialise(pfn)
+
     def write(self, address: int, data: bytes) -> None:
         """Write bytes at a physical address (pages appear as they are written)."""
+        offset = address & (PAGE_SIZE - 1)
+        if not data:
+            return
+        if offset + len(data) <= PAGE_SIZE:            # the common case: inside one page
+            self._materialise(address >> PAGE_SHIFT)[offset:offset + len(data)] = data
+            return
         view = memoryview(bytes(data))
         done = 0
         while done < len(view):

@@ -396,11 +396,26 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
     return ScenarioSpec(name=name, processes=procs)
 
 
+#: Where a bulk scenario's TEBs go: above every PEB the builder places (`kernel_objects.PEB_BASE`
+#: + index * `PEB_STRIDE`, up to 65,536 processes), one `BULK_TEB_STRIDE` slot per process.
+BULK_TEB_BASE = 0x000000C0_00000000
+BULK_TEB_STRIDE = 0x100000
+#: TEB spacing: a TEB (0x1838 bytes on x64 Windows 10) takes two pages.
+TEB_SPACING = 0x2000
+
+
 def bulk_scenario(processes: int, threads_per_process: int, name: str = "bulk",
-                  total_threads: Optional[int] = None) -> ScenarioSpec:
+                  total_threads: Optional[int] = None,
+                  handles_per_process: Optional[int] = None) -> ScenarioSpec:
     """Many ordinary processes (for benchmarks): System + `processes` worker processes with
     `threads_per_process` threads each — or, with `total_threads`, that many threads in all
-    (System's one included), spread as evenly as possible."""
+    (System's one included), spread as evenly as possible.
+
+    `handles_per_process`: every worker's handle count; None keeps the historical 50 + the
+    worker's number (which grows the total quadratically: 18 million handles at 6,000 workers).
+    Each worker's TEBs sit in its own `BULK_TEB_STRIDE` slot from `BULK_TEB_BASE`, apart from
+    the PEB, parameters and loader data the builder places, at any scale.
+    """
     boot = DEFAULT_BOOT_TIME
     pid_source = _client_ids(1000, ())
     pids = [next(pid_source) for _ in range(processes)]
@@ -409,6 +424,7 @@ def bulk_scenario(processes: int, threads_per_process: int, name: str = "bulk",
     if total_threads is not None and processes:
         share, extra = divmod(max(total_threads - 1, 0), processes)
         counts = [share + (1 if n < extra else 0) for n in range(processes)]
+    stride = -(-max(counts + [1]) * TEB_SPACING // BULK_TEB_STRIDE) * BULK_TEB_STRIDE
     procs = [ProcessSpec("System", 4, 0, system=True, user_mode=False, threads=[
         ThreadSpec(tid=next(tids), system=True, state="Running", running_on=0,
                    wait_mode="KernelMode", wait_reason="Executive",
@@ -418,9 +434,10 @@ def bulk_scenario(processes: int, threads_per_process: int, name: str = "bulk",
             "worker%03d.exe" % n, pid, 4 if n == 0 else pids[0], session=n % 3,
             image_path="\\Device\\HarddiskVolume3\\Bench\\worker%03d.exe" % n,
             command_line="worker%03d.exe" % n, create_time=_at(boot, 10.0 + n * 0.5),
-            handles=50 + n,
+            handles=50 + n if handles_per_process is None else handles_per_process,
             threads=[_user_thread(next(tids), n % 50, k % 50,
-                                  wait_objects=["EventNotificationObject"])
+                                  wait_objects=["EventNotificationObject"],
+                                  teb=BULK_TEB_BASE + n * stride + k * TEB_SPACING)
                      for k in range(counts[n])]))
     return ScenarioSpec(name=name, processes=procs, processors=2)
 

@@ -27,6 +27,7 @@ offset/bit the build's symbol data gives (`BuildFacts`), and records what it pla
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
+from pykd_ext.forge.handle_tables import link_entry_pages
 from pykd_ext.kernel.handles import (HANDLE_PAGE_SIZE, LEGACY_LOCK_BIT, LEGACY_PROTECT_CLOSE_BIT,
                                      OBJ_AUDIT_OBJECT_CLOSE, OBJ_INHERIT, OBJ_PROTECT_CLOSE)
 from pykd_ext.kernel.objects import INFO_MASK_HEADERS
@@ -433,7 +434,6 @@ class SecurityPlanter:
         table = b.pool_object(b"Obtb", "_HANDLE_TABLE", None)
         entry_size = f.size("_HANDLE_TABLE_ENTRY")
         per_page = HANDLE_PAGE_SIZE // entry_size
-        ptrs = HANDLE_PAGE_SIZE // 8
         modern = f.has("_HANDLE_TABLE_ENTRY", "ObjectPointerBits")
         leaves: Dict[int, int] = {}
         for index, (header, access, attrs) in sorted(entries.items()):
@@ -455,26 +455,8 @@ class SecurityPlanter:
                       header | LEGACY_LOCK_BIT | (attrs & (OBJ_INHERIT | OBJ_AUDIT_OBJECT_CLOSE)))
                 m.put("_HANDLE_TABLE_ENTRY", at, "GrantedAccess",
                       access | (LEGACY_PROTECT_CLOSE_BIT if attrs & OBJ_PROTECT_CLOSE else 0))
-        if levels == 0:
-            if set(leaves) - {0}:
-                raise ValueError("a level-0 table holds one page")
-            code = leaves.get(0) or self.pool.page()
-        else:
-            mids: Dict[int, int] = {}
-            for leaf, page in leaves.items():
-                top_i, mid_i = divmod(leaf, ptrs) if levels == 2 else (0, leaf)
-                if levels == 1 and leaf >= ptrs:
-                    raise ValueError("too many pages for a level-1 table")
-                if top_i not in mids:
-                    mids[top_i] = self.pool.page()
-                m.u64(mids[top_i] + 8 * mid_i, page)
-            if levels == 1:
-                code = mids[0] | 1
-            else:
-                top = self.pool.page()
-                for top_i, page in mids.items():
-                    m.u64(top + 8 * top_i, page)
-                code = top | 2
+        code = link_entry_pages(leaves, levels, f.field("_HANDLE_TABLE", "TableCode").size,
+                                self.pool.page, m.write)
         m.put("_HANDLE_TABLE", table, "TableCode", code)
         m.put("_HANDLE_TABLE", table, "NextHandleNeedingPool", (max(leaves) + 1) * per_page * 4 if leaves else 0)
         m.put_if("_HANDLE_TABLE", table, "HandleCount", len(entries))

@@ -22,7 +22,7 @@ for WoW64, from the x86 layouts the decoder would choose (`kernel.wow64.x86_layo
   `WowTebOffset` where the build has it and by the TEB64's `NtTib.ExceptionList`, as WoW64 does).
 What was written is added to each planted process record under "user" (see `UserFacts`).
 """
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.forge.kernel_memory import KernelMemory
@@ -103,7 +103,23 @@ class UserFacts:
     notes: List[str] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """What `dataclasses.asdict` gives (fresh containers all the way down), without its
+        per-value deep copy: leaves are ints, strings and booleans (10,000 processes' worth)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    """UserFacts, dicts, lists and tuples as fresh plain containers; immutable leaves shared.
+    (Recursive: the records nest four levels at most — process, TEB, TEB32, values.)"""
+    if isinstance(value, UserFacts):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
 
 
 class Writer:
@@ -113,8 +129,19 @@ class Writer:
         self.mem = mem
         self.layouts = layouts
         self.pointer_size = int(layouts.pointer_size)
+        self._fields: Dict[Tuple[str, str], Any] = {}      # (type, path) -> FieldLayout
+
+    def _field(self, type_name: str, path: str) -> Any:
+        key = (type_name, path)
+        found = self._fields.get(key)
+        if found is None:
+            found = self._fields[key] = self.layouts.type(type_name).field(path)
+        return found
 
     def has(self, type_name: str, path: str) -> bool:
+        key = (type_name, path)
+        if key in self._fields:
+            return True
         return self.layouts.has_type(type_name) and self.layouts.type(type_name).has_field(path)
 
     def size(self, type_name: str) -> int:
@@ -124,7 +151,7 @@ class Writer:
         return self.layouts.type(type_name).offset(path)
 
     def put(self, type_name: str, address: int, path: str, value: int) -> None:
-        f = self.layouts.type(type_name).field(path)
+        f = self._field(type_name, path)
         at = address + f.offset
         if f.bit_length is not None:
             mask = (1 << f.bit_length) - 1

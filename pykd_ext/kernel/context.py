@@ -13,7 +13,8 @@ import bisect
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError, MissingLayoutError
-from pykd_ext.kernel.view import StructView, fast_ref_mask, read_unicode_string
+from pykd_ext.kernel.budget import Budget, budget_for
+from pykd_ext.kernel.view import StructView, fast_ref_mask, read_unicode_string, read_utf16
 from pykd_ext.kernel.walk import WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
 from pykd_ext.targets.base import Target
@@ -106,9 +107,12 @@ class Processor:
 
 
 class KernelContext:
-    """Kernel space + layouts + resolved globals of one target (see the module docstring)."""
+    """Kernel space + layouts + resolved globals of one target (see the module docstring).
 
-    def __init__(self, target: Target, layouts: Any) -> None:
+    `budget` is the command's work budget (kernel/budget.py): every walker over this context
+    charges it, and it writes its one note into `notes` when it runs out."""
+
+    def __init__(self, target: Target, layouts: Any, budget: Optional[Budget] = None) -> None:
         self.target = target
         self.layouts = layouts
         self.space = target.kernel
@@ -120,6 +124,9 @@ class KernelContext:
         base = self.info.kernel_base or kdbg.get("KernBase")
         self.kernel_base: Optional[int] = int(base) if isinstance(base, int) and base else None
         self.notes: List[str] = []
+        self.budget = budget if budget is not None else Budget()
+        if self.budget.notes is None:
+            self.budget.notes = self.notes
         self._borrowed: Dict[str, Any] = {}
         #: True once a symbol address disagreed with the dump's own statement of it
         self.rva_mismatch = False
@@ -283,16 +290,10 @@ class KernelContext:
             return length
         if isinstance(buffer, Fault):
             return buffer
-        if not length or not buffer:
-            return ""
-        try:
-            data = self.space.read(int(buffer), min(int(length), max_chars * 2) & ~1)
-        except MemoryReadError as err:
-            return err.fault  # type: ignore[return-value]
-        return data.decode("utf-16-le", errors="replace")
+        return read_utf16(self.space, buffer, length, max_chars, self.budget)
 
     def read_unicode(self, view: StructView, path: str) -> Union[str, Fault]:
-        return read_unicode_string(self.space, view, path)
+        return read_unicode_string(self.space, view, path, budget=self.budget)
 
     # ---- processors
     def processor_count(self) -> Optional[int]:
@@ -390,7 +391,7 @@ class KernelContext:
                 ldr = self.layouts.type("_LDR_DATA_TABLE_ENTRY")
                 link = ldr.offset("InLoadOrderLinks")
                 end = WalkEnd()
-                for entry in walk_list(self.space, head, end, limit=MAX_MODULES):
+                for entry in walk_list(self.space, head, end, limit=MAX_MODULES, budget=self.budget):
                     view = self.view("_LDR_DATA_TABLE_ENTRY", entry - link)
                     base, size = view["DllBase"], view["SizeOfImage"]
                     if not isinstance(base, int) or not isinstance(size, int):
@@ -471,9 +472,10 @@ class KernelContext:
 
 
 def context_for(session: Any) -> KernelContext:
-    """The session's KernelContext (built once per session)."""
+    """The session's KernelContext (built once per session), with the session's work budget
+    (`budget.budget_for`: `session.budget`, or `session.max_entries` / `max_pages` / `max_bytes`)."""
     ctx = getattr(session, "_kernel_context", None)
     if ctx is None:
-        ctx = KernelContext(session.target, session.layouts)
+        ctx = KernelContext(session.target, session.layouts, budget_for(session))
         session._kernel_context = ctx
     return ctx

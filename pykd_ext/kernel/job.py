@@ -136,7 +136,8 @@ class Job:
         end = WalkEnd()
         link = self.ctx.layouts.type("_EPROCESS").offset("JobLinks")
         found = [entry - link for entry in
-                 walk_list(self.ctx.space, self.view.address_of("ProcessListHead"), end, limit)]
+                 walk_list(self.ctx.space, self.view.address_of("ProcessListHead"), end, limit,
+                           budget=getattr(self.ctx, "budget", None))]
         note = end.note("job 0x%x ProcessListHead" % self.address)
         if note:
             self.notes.append(note)
@@ -148,7 +149,8 @@ class Job:
         end = WalkEnd()
         link = self.view.type.offset("SiblingJobLinks")
         found = [entry - link for entry in
-                 walk_list(self.ctx.space, self.view.address_of("ChildJobListHead"), end, MAX_JOB_CHILDREN)]
+                 walk_list(self.ctx.space, self.view.address_of("ChildJobListHead"), end, MAX_JOB_CHILDREN,
+                           budget=getattr(self.ctx, "budget", None))]
         note = end.note("job 0x%x ChildJobListHead" % self.address)
         if note:
             self.notes.append(note)
@@ -162,7 +164,10 @@ class Job:
         """This job, its parent, grandparent... up to the root (bounded, cycle-safe)."""
         out = [self.address]
         current = self.parent
+        budget = getattr(self.ctx, "budget", None)
         while isinstance(current, int) and current and current not in out and len(out) < MAX_JOB_DEPTH:
+            if budget is not None and not budget.take_entry():
+                break
             out.append(current)
             current = Job(self.ctx, current).parent
         if isinstance(current, Fault):

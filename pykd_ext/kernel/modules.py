@@ -58,7 +58,7 @@ class ModuleListing:
 
 
 def _decode_entry(space: AddressSpace, entry_type: Any, address: int, bitness: int,
-                  enum_name: Any = None) -> Dict[str, Any]:
+                  enum_name: Any = None, budget: Any = None) -> Dict[str, Any]:
     view = StructView(space, entry_type, address)
     load_time_raw = view.get("LoadTime.QuadPart")
     count = view.get("ObsoleteLoadCount")
@@ -68,8 +68,8 @@ def _decode_entry(space: AddressSpace, entry_type: Any, address: int, bitness: i
     if isinstance(reason, int) and enum_name is not None:
         named = enum_name("_LDR_DLL_LOAD_REASON", reason)
         reason = named if named is not None else reason
-    full = read_unicode_string(space, view, "FullDllName", MAX_PATH_CHARS)
-    base_name = read_unicode_string(space, view, "BaseDllName", MAX_PATH_CHARS)
+    full = read_unicode_string(space, view, "FullDllName", MAX_PATH_CHARS, budget)
+    base_name = read_unicode_string(space, view, "BaseDllName", MAX_PATH_CHARS, budget)
     if isinstance(base_name, str) and not base_name and isinstance(full, str) and full:
         base_name = full.replace("/", "\\").rsplit("\\", 1)[-1]
     return {
@@ -85,11 +85,12 @@ def _decode_entry(space: AddressSpace, entry_type: Any, address: int, bitness: i
 
 def walk_modules(space: AddressSpace, ldr_type: Any, entry_type: Any, ldr: Any, bitness: int,
                  limit: int = MAX_MODULES, enum_name: Any = None,
-                 who: str = "loader lists") -> ModuleListing:
+                 who: str = "loader lists", budget: Any = None) -> ModuleListing:
     """Walk the three module lists of the `_PEB_LDR_DATA` at `ldr` (see the module docstring).
 
     `space` must read pointers of the structures' width (use `wow64.narrow` for 32-bit lists).
-    Never raises on bad memory: unreadable data ends a walk with a note.
+    Never raises on bad memory: unreadable data ends a walk with a note. Entries and name bytes
+    are charged to `budget` (the command's `kernel.budget.Budget`) when one is given.
     """
     listing = ModuleListing(ldr, bitness)
     if isinstance(ldr, Fault):
@@ -109,12 +110,13 @@ def walk_modules(space: AddressSpace, ldr_type: Any, entry_type: Any, ldr: Any, 
             continue
         link = entry_type.offset(link_member)
         end = WalkEnd()
-        for entry_link in walk_list(space, ldr + ldr_type.offset(head_member), end, limit=limit):
+        for entry_link in walk_list(space, ldr + ldr_type.offset(head_member), end, limit=limit,
+                                    budget=budget):
             address = entry_link - link
             listing.orders[name].append(address)
             module = found.get(address)
             if module is None:
-                module = _decode_entry(space, entry_type, address, bitness, enum_name)
+                module = _decode_entry(space, entry_type, address, bitness, enum_name, budget)
                 found[address] = module
             module["lists"].append(name)
         listing.ends[name] = end

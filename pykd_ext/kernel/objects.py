@@ -224,9 +224,12 @@ class ObjectReader:
         parts: List[str] = [own]
         seen = {body}
         current: Union[int, Fault, None] = first
+        budget = getattr(self.ctx, "budget", None)
         while isinstance(current, int) and current and len(parts) < MAX_DIRECTORY_DEPTH:
             if current in seen:
                 return own                  # a directory loop: not a real chain
+            if budget is not None and not budget.take_entry():
+                return own                  # the work budget ran out (its note says so)
             seen.add(current)
             name = self.name(current)
             if isinstance(name, Fault):

@@ -8,6 +8,7 @@ is NULL) or the `Fault` that made it unreadable — one missing page never fails
 """
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from pykd_ext.kernel.budget import BUDGET_CUT
 from pykd_ext.kernel.modules import ModuleListing, walk_modules
 from pykd_ext.kernel.userspace import UserProcess, absent_note
 from pykd_ext.kernel.view import StructView, read_unicode_string
@@ -65,42 +66,58 @@ class PebDecoding:
 
 
 def read_environment(space: AddressSpace, address: Any, size: Any,
-                     limit: int = MAX_ENVIRONMENT_BYTES) -> Tuple[Union[List[str], Fault, None],
-                                                                  Optional[str]]:
+                     limit: int = MAX_ENVIRONMENT_BYTES,
+                     budget: Any = None) -> Tuple[Union[List[str], Fault, None], Optional[str]]:
     """(["NAME=value", ...] or Fault or None, note) of the environment block at `address`.
 
     The block is NUL-separated UTF-16 strings ending with an empty string. `EnvironmentSize`
     (when the build has it and it is sane) bounds the read; otherwise pages are read until the
     terminator, at most `limit` bytes. A block cut short by a missing page yields the complete
-    strings before the gap and a note.
+    strings before the gap and a note. The bytes read are charged to `budget` (the command's
+    `kernel.budget.Budget`) when one is given: a spent budget cuts the block the same way, or
+    makes it a Fault of reason `BUDGET_CUT` when nothing could be read.
     """
     if isinstance(address, Fault):
         return address, None
     if not isinstance(address, int) or not address:
         return None, None
     note: Optional[str] = None
+    cut = False
     if isinstance(size, int) and 0 < size <= limit:
-        data, fault = space.read_partial(address, size)
+        wanted = size if budget is None else budget.take_bytes(size)
+        cut = wanted < size
+        data, fault = space.read_partial(address, wanted) if wanted else (b"", None)
     else:
-        data = b""
+        buffer = bytearray()
         fault = None
         cursor = address
-        while len(data) < limit:
-            chunk = min(PAGE_SIZE - (cursor & (PAGE_SIZE - 1)), limit - len(data))
+        while len(buffer) < limit:
+            chunk = min(PAGE_SIZE - (cursor & (PAGE_SIZE - 1)), limit - len(buffer))
+            if budget is not None:
+                granted = budget.take_bytes(chunk)
+                if granted < chunk:
+                    cut = True
+                    chunk = granted
+                    if not chunk:
+                        break
             piece, fault = space.read_partial(cursor, chunk)
-            start = max(0, len(data) - 3)
-            data += piece
-            if fault is not None or _terminated(data, start):
+            start = max(0, len(buffer) - 3)
+            buffer += piece
+            if fault is not None or cut or _terminated(buffer, start):
                 break
             cursor += chunk
+        data = bytes(buffer)
     if not data and fault is not None:
         return fault, None
+    if not data and cut:
+        return Fault(BUDGET_CUT, address), None
     text = data[:len(data) & ~1].decode("utf-16-le", errors="replace")
     end = text.find("\0\0")
     if end >= 0:
         text = text[:end]
-    elif fault is not None:
-        note = "environment block at %#x is cut short by unreadable memory (%s)" % (address, fault)
+    elif fault is not None or cut:
+        why = "unreadable memory (%s)" % fault if fault is not None else "the work budget"
+        note = "environment block at %#x is cut short by %s" % (address, why)
         text = text.rsplit("\0", 1)[0] if "\0" in text else ""
     elif len(data) >= limit:
         note = "environment block at %#x is longer than %d bytes; the rest is not shown" % (address, limit)
@@ -130,11 +147,13 @@ def _plain_fields(view: StructView, fields: Tuple[Tuple[str, str], ...]) -> Dict
 def decode_peb(space: AddressSpace, address: Any, peb_type: Any, params_type: Any,
                ldr_type: Any, entry_type: Any, bitness: int, layout_id: str,
                with_modules: bool = True, enum_name: Any = None,
-               who: str = "PEB", missing_types: Optional[str] = None) -> PebDecoding:
+               who: str = "PEB", missing_types: Optional[str] = None,
+               budget: Any = None) -> PebDecoding:
     """Decode the PEB at `address` (any bitness: give the matching types and a matching space).
 
     `params_type`/`ldr_type`/`entry_type` may be None (32-bit side without x86 layouts): those
-    parts come back None and `missing_types` is added to the notes.
+    parts come back None and `missing_types` is added to the notes. Strings, the environment and
+    the loader lists are charged to `budget` (the command's work budget) when one is given.
     """
     notes: List[str] = []
     record: Dict[str, Any] = {key: None for key in PEB_KEYS}
@@ -162,12 +181,12 @@ def decode_peb(space: AddressSpace, address: Any, peb_type: Any, params_type: An
             notes.append(absent_note("%s process parameters at %#x" % (who, params), pview.fault))
         for key, path in PARAM_STRINGS:
             if params_type.has_field(path + ".Length"):
-                record[key] = read_unicode_string(space, pview, path, MAX_STRING_CHARS)
+                record[key] = read_unicode_string(space, pview, path, MAX_STRING_CHARS, budget)
         env = pview.get("Environment")
         size = pview.get("EnvironmentSize")
         record["environment_address"] = env
         record["environment_size"] = size
-        environment, note = read_environment(space, env, size)
+        environment, note = read_environment(space, env, size, budget=budget)
         record["environment"] = environment
         if note:
             notes.append("%s: %s" % (who, note))
@@ -180,7 +199,7 @@ def decode_peb(space: AddressSpace, address: Any, peb_type: Any, params_type: An
     ldr = record["ldr"]
     if with_modules and ldr_type is not None and entry_type is not None:
         listing = walk_modules(space, ldr_type, entry_type, ldr, bitness, enum_name=enum_name,
-                               who="%s loader lists" % who)
+                               who="%s loader lists" % who, budget=budget)
         record["ldr_initialized"] = (bool(listing.initialized) if isinstance(listing.initialized, int)
                                      else listing.initialized)
         if listing.fault is not None:
@@ -221,7 +240,8 @@ def decode_user_process(user: UserProcess, with_modules: bool = True) -> PebDeco
     main = decode_peb(user.space, user.peb, layouts.type("_PEB"),
                       _opt_type(layouts, "_RTL_USER_PROCESS_PARAMETERS"),
                       _opt_type(layouts, "_PEB_LDR_DATA"), _opt_type(layouts, "_LDR_DATA_TABLE_ENTRY"),
-                      8 * layouts.pointer_size, layouts.build_id, with_modules, enum_name, who)
+                      8 * layouts.pointer_size, layouts.build_id, with_modules, enum_name, who,
+                      budget=user.budget)
     record = main.record
     record.update(pid=user.pid, process=user.address, name=user.name, wow64=user.wow64,
                   space=user.source)
@@ -237,7 +257,8 @@ def decode_user_process(user: UserProcess, with_modules: bool = True) -> PebDeco
                              l32.type("_RTL_USER_PROCESS_PARAMETERS"), l32.type("_PEB_LDR_DATA"),
                              l32.type("_LDR_DATA_TABLE_ENTRY"), 32, l32.build_id, with_modules,
                              _enum_namer(l32.full) if l32.full is not None else None, who32,
-                             l32.missing("the loader lists and process parameters"))
+                             l32.missing("the loader lists and process parameters"),
+                             budget=user.budget)
             sub.record.update(pid=user.pid, process=user.address, name=user.name, wow64=True,
                               space=user.source)
             record["peb32"] = sub.record
@@ -246,6 +267,10 @@ def decode_user_process(user: UserProcess, with_modules: bool = True) -> PebDeco
             notes.extend(sub.notes)
     elif user.wow64 and isinstance(user.peb32, Fault):
         notes.append(absent_note("32-bit PEB pointer of %s" % user.name, user.peb32))
+    budget = user.budget
+    if budget is not None and budget.notes is None:
+        # a user-mode dump's budget belongs to no kernel context: its one note travels here
+        notes.extend(budget.note(kind) for kind in budget.exhausted)
     main.notes = _dedupe(notes)
     return main
 

@@ -21,6 +21,7 @@ path with `UNREADABLE_PIECE` where the piece would be, never an exception.
 from typing import Any, List, Optional
 
 from pykd_ext.errors import MemoryReadError
+from pykd_ext.kernel.budget import BUDGET_CUT
 from pykd_ext.memory.faults import Fault
 
 #: Registry paths are at most 512 levels in theory; real KCB chains are a dozen deep.
@@ -43,7 +44,7 @@ class KeyPath:
         self.complete = False
         self.rooted = False                     # the walk reached the root KCB
         self.fault: Optional[Fault] = None
-        self.problem: Optional[str] = None      # "unreadable", "cycle", "too deep"
+        self.problem: Optional[str] = None      # "unreadable", "cycle", "too deep", BUDGET_CUT
         self.kcb: Optional[int] = None
 
     @property
@@ -96,12 +97,16 @@ def key_path(ctx: Any, body: int, max_depth: int = MAX_KEY_DEPTH) -> KeyPath:
     has_flags = ctx.layouts.type("_CM_KEY_CONTROL_BLOCK").has_field("Flags")
     current = int(kcb)
     reached_root = False
+    budget = getattr(ctx, "budget", None)
     while True:
         if current in seen:
             path.problem = "cycle"
             break
         if len(seen) >= max_depth:
             path.problem = "too deep"
+            break
+        if budget is not None and not budget.take_entry():
+            path.problem = BUDGET_CUT
             break
         seen.add(current)
         view = ctx.view("_CM_KEY_CONTROL_BLOCK", current)

@@ -59,6 +59,8 @@ def handles_summary(ctx: Any, process: Any) -> str:
     if not isinstance(table, int) or not table:
         return _hex(table) if isinstance(table, Fault) else "none (no handle table)"
     scan = scan_handle_table(ctx, table)
+    if scan.invalid_level is not None:
+        return "%s (invalid TableCode level %d)" % (_hex(table), scan.invalid_level)
     if scan.levels is None:
         return "%s (table not in dump: %s)" % (_hex(table), scan.fault)
     objects = reader_for(ctx)

@@ -128,10 +128,13 @@ class Thread(KernelObject):
         if not isinstance(first, int) or not first:
             return []
         block_type = self.ctx.layouts.type("_KWAIT_BLOCK")
+        budget = getattr(self.ctx, "budget", None)
         if self.ctx.has("_KWAIT_BLOCK", "NextWaitBlock"):   # Windows 7: a circular chain
             blocks: List[int] = []
             current = first
             while current and current not in blocks and len(blocks) < MAX_WAIT_BLOCKS:
+                if budget is not None and not budget.take_entry():
+                    break
                 blocks.append(current)
                 view = StructView(self.ctx.space, block_type, current)
                 nxt = view["NextWaitBlock"]
@@ -142,7 +145,17 @@ class Thread(KernelObject):
         count = self.field("Tcb.WaitBlockCount")             # 8.1+: an array of WaitBlockCount
         if not isinstance(count, int) or count <= 0:
             count = 1
-        return [first + i * block_type.size for i in range(min(count, MAX_WAIT_BLOCKS))]
+        if count > MAX_WAIT_BLOCKS:
+            notes = getattr(self.ctx, "notes", None)
+            text = ("thread 0x%x: WaitBlockCount %d is implausible (a wait names at most %d objects, "
+                    "MAXIMUM_WAIT_OBJECTS); showing the first %d" % (self.address, count,
+                                                                     MAX_WAIT_BLOCKS, MAX_WAIT_BLOCKS))
+            if isinstance(notes, list) and text not in notes:
+                notes.append(text)
+        count = min(count, MAX_WAIT_BLOCKS)
+        if budget is not None:
+            count = budget.take_entries(count)
+        return [first + i * block_type.size for i in range(count)]
 
     def _wait_objects(self) -> List[Dict[str, Any]]:
         out: List[Dict[str, Any]] = []

@@ -13,7 +13,7 @@ capabilities `Package` / `Capabilities` / `CapabilityCount` where the build has 
 Names of privileges, group attributes and flags come from `privileges.py`, of SIDs from `sids.py`.
 Counts read from the dump are bounded; every value may be a `Fault`.
 """
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.privileges import (GROUP_ATTRIBUTES, MANDATORY_POLICY, SE_GROUP_ENABLED,
@@ -23,10 +23,12 @@ from pykd_ext.kernel.sids import SidReader, integrity_level, sid_name
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
 
-#: A token has at most this many user+group (or restricted / capability) entries that we read;
-#: real tokens have tens to a few hundred, and `UserAndGroupCount` is a ULONG a corrupt token
-#: could set to anything.
-MAX_TOKEN_SIDS = 4096
+#: The most SIDs a token's user+group array (and each restricted-SID or capability array) is
+#: trusted to hold: the access token's group field holds at most 1,024 SIDs (Microsoft KB 328889,
+#: "Users who are members of more than 1,015 groups may fail logon authentication"). A larger
+#: count (a ULONG a corrupt token can set to anything) is implausible: it gets a note and only
+#: the leading entries that decode to SIDs are shown.
+MAX_TOKEN_SIDS = 1024
 #: The Administrators alias (S-1-5-32-544): what makes a split token "Full" or "Limited".
 ADMINISTRATORS = "S-1-5-32-544"
 
@@ -71,6 +73,26 @@ class Token:
         return high if isinstance(high, Fault) else low
 
     # ---- SID arrays
+    def _sid_capacity(self, pointer: int, entry_size: int) -> Tuple[int, str]:
+        """How many `_SID_AND_ATTRIBUTES` the array at `pointer` can hold, and why: the rest of
+        the token's variable part when the array lies in it (`VariablePart`/`VariableLength`,
+        where the kernel places a token's SID arrays: ReactOS `SepCreateToken`), never more than
+        `MAX_TOKEN_SIDS`."""
+        if self.view.has("VariablePart") and self.view.has("VariableLength"):
+            length = self.field("VariableLength")
+            start = self.address + self.layout.offset("VariablePart")
+            if isinstance(length, int) and start <= pointer < start + length:
+                room = (start + length - pointer) // max(entry_size, 1)
+                if room < MAX_TOKEN_SIDS:
+                    return room, "its variable part (VariableLength %d) has room for %d" % (length, room)
+        return MAX_TOKEN_SIDS, "a token holds at most %d SIDs" % MAX_TOKEN_SIDS
+
+    def _note(self, text: str) -> None:
+        """A note for the command (through the context, which every command reports)."""
+        notes = getattr(self.ctx, "notes", None)
+        if isinstance(notes, list) and text not in notes:
+            notes.append(text)
+
     def _sid_array(self, pointer_path: str, count_path: str) -> Union[List[Dict[str, Any]], Fault]:
         pointer = self.field(pointer_path)
         count = self.field(count_path)
@@ -81,20 +103,37 @@ class Token:
         if not pointer or not count:
             return []
         entry = self.ctx.layouts.type("_SID_AND_ATTRIBUTES")
-        n = min(int(count), MAX_TOKEN_SIDS)
-        try:
-            data = self.ctx.space.read(int(pointer), n * entry.size)
-        except MemoryReadError as err:
-            return err.fault
+        bound, why = self._sid_capacity(int(pointer), entry.size)
+        implausible = int(count) > bound
+        n = min(int(count), bound)
+        budget = getattr(self.ctx, "budget", None)
+        if budget is not None:
+            n = budget.take_entries(n)          # a spent budget shortens the array (its note says so)
+        if implausible:
+            # decode the readable prefix only: the count says nothing about where the array ends
+            data, fault = self.ctx.space.read_partial(int(pointer), n * entry.size)
+            if len(data) < entry.size and fault is not None:
+                return fault
+            n = min(n, len(data) // entry.size)
+        else:
+            try:
+                data = self.ctx.space.read(int(pointer), n * entry.size)
+            except MemoryReadError as err:
+                return err.fault
         read_sid, read_attr = entry.reader("Sid"), entry.reader("Attributes")
         out: List[Dict[str, Any]] = []
         for i in range(n):
             base = i * entry.size
             sid = self.sids.read(read_sid(data, base))
+            if implausible and not isinstance(sid, str):
+                break                           # past the plausible part: garbage from here on
             attributes = read_attr(data, base)
             out.append({"sid": sid, "name": sid_name(sid) if isinstance(sid, str) else None,
                         "attributes": attributes,
                         "attribute_names": bit_names(attributes, GROUP_ATTRIBUTES)})
+        if implausible:
+            self._note("token at 0x%x: %s %d is implausible (%s); showing the first %d readable"
+                       % (self.address, count_path, count, why, len(out)))
         return out
 
     def user_and_groups(self) -> Union[List[Dict[str, Any]], Fault]:

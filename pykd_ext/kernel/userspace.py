@@ -96,6 +96,9 @@ class UserProcess:
         self.process = process              # the kernel Process, None on user dumps
         self.threads: List[Dict[str, Any]] = []   # user dumps: [{"tid", "teb"}] from the dump
         self.notes: List[str] = []
+        #: the command's work budget (kernel/budget.py): the kernel context's, or the session's
+        #: on a user-mode dump
+        self.budget: Any = None
 
     @property
     def address(self) -> Optional[int]:
@@ -131,6 +134,7 @@ def from_kernel_process(ctx: Any, process: Any, symbols32: Optional[str] = None)
     else:
         source = "no page tables (DirectoryTableBase %s)" % (dtb.marker if isinstance(dtb, Fault) else dtb)
     user = UserProcess(space, ctx.layouts, process.pid, process.name, process.peb, source, process)
+    user.budget = getattr(ctx, "budget", None)
     wow = process.wow64_pointer
     if isinstance(wow, int) and wow:
         user.wow64 = True
@@ -170,6 +174,8 @@ def from_user_dump(session: Any, symbols32: Optional[str] = None) -> UserProcess
     user = UserProcess(space, layouts, extra.get("process_id"), name, None, "user-mode dump (%s)"
                        % info.container)
     user.threads = user_dump_threads(target)
+    from pykd_ext.kernel.budget import budget_for
+    user.budget = budget_for(session)
     if not layouts.has_type("_TEB"):
         raise PykdExtError("layouts %s have no _TEB" % layouts.label)
     teb_type = layouts.type("_TEB")

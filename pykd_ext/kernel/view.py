@@ -78,17 +78,30 @@ class StructView:
 
 
 def read_unicode_string(space: AddressSpace, view: StructView, path: str,
-                        max_chars: int = 32768) -> Union[str, Fault]:
-    """Decode a `_UNICODE_STRING` member: Length/Buffer from the view, the text from `space`."""
+                        max_chars: int = 32768, budget: Any = None) -> Union[str, Fault]:
+    """Decode a `_UNICODE_STRING` member: Length/Buffer from the view, the text from `space`.
+
+    The bytes read are charged to `budget` (a `kernel.budget.Budget`) when one is given; once it
+    is spent the text is a Fault of reason `BUDGET_CUT` (a cut value, never a truncated one)."""
     length = view[path + ".Length"]
     buffer = view[path + ".Buffer"]
     if isinstance(length, Fault):
         return length
     if isinstance(buffer, Fault):
         return buffer
+    return read_utf16(space, buffer, length, max_chars, budget)
+
+
+def read_utf16(space: AddressSpace, buffer: Any, length: Any, max_chars: int = 32768,
+               budget: Any = None) -> Union[str, Fault]:
+    """`length` bytes of UTF-16 text at `buffer` (a `_UNICODE_STRING`'s Buffer/Length), at most
+    `max_chars` characters, charged to `budget` when given."""
     if not length or not buffer:
         return ""
     length = min(int(length), max_chars * 2) & ~1
+    if budget is not None and budget.take_bytes(length) < length:
+        from pykd_ext.kernel.budget import BUDGET_CUT
+        return Fault(BUDGET_CUT, int(buffer))
     try:
         data = space.read(int(buffer), length)
     except MemoryReadError as err:

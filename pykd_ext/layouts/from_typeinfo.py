@@ -2,9 +2,10 @@
 
 Why: inside WinDbg the debugger has loaded the kernel's exact PDB. When no shipped or imported
 layout matches the kernel's PDB GUID, the exact layouts are one `typeInfo("nt!_EPROCESS")` away.
-They are turned into an ISF-shaped dict (Volatility's symbol-table format) and fed to the *same*
-reduction and generator as the shipped `structs/` (`layouts.isf.reduce_isf` →
-`layouts.generate.render_module`), so commands see exactly the in-memory form they always see.
+They are turned into an ISF-shaped dict (Volatility's symbol-table format), checked and reduced
+like the shipped `structs/` (`layouts.isf.reduce_isf`) and built as data into the same construct
+objects (`layouts.from_reduced`; the debuggee's PDB is not trusted to become code), so commands see
+exactly the in-memory form they always see.
 The same dict, written to disk (`!py layouts export FILE`), is a file `pykd-ext structs import`
 accepts: a student takes the VM's exact layouts home.
 
@@ -18,8 +19,8 @@ Int4B/UInt4B). What it does not tell: whether a UDT is a struct or a union (kdli
 "class/struct"); every UDT is recorded as a struct. Offsets, sizes, bit positions, signedness
 and enum values — all a decoder uses — are exact.
 
-Per `!py` invocation the interpreter is fresh, so the generated layout module is cached by PDB
-GUID-age under `$PYKD_EXT_HOME/typeinfo/` and imported (with its byte-code cache) next time.
+Per `!py` invocation the interpreter is fresh, so the reduced build is cached by PDB GUID-age
+under `$PYKD_EXT_HOME/typeinfo/` as JSON data (`reduced_json`), read back and checked next time.
 """
 import json
 import os
@@ -28,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import LayoutError, PykdExtError, UnknownBuildError
 from pykd_ext.layouts.isf import GLOBAL_SYMBOLS, ROOT_ENUMS, ROOT_TYPES
+from pykd_ext.layouts.isf_check import GUID_RE, MAX_RVA, leading_version
 from pykd_ext.layouts.model import KernelLayouts
 
 #: pykd/kdlib base type name -> (ISF base type name, size, signed, ISF kind)
@@ -227,14 +229,14 @@ def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: O
                 va = int(pykd.getOffset("%s!%s" % (module, sym)))
             except errors:
                 continue
-            if va >= kernel_base:
+            if 0 <= va - kernel_base <= MAX_RVA:      # an RVA inside a 4 GiB image
                 symbols[sym] = {"address": va - kernel_base}
     pdb: Dict[str, Any] = {"database": "ntkrnlmp.pdb", "machine_type": 34404 if arch == "x64" else 332}
-    if guid:
+    if isinstance(guid, str) and GUID_RE.match(guid):   # the target's words: kept only when well-formed
         pdb["GUID"] = guid.upper()
         pdb["age"] = int(age if age is not None else 1)
     source: Dict[str, Any] = {"name": "pykd typeInfo", "arch": arch}
-    if version:
+    if isinstance(version, str) and leading_version(version):
         source["version"] = version
     from pykd_ext import __version__
     return {"metadata": {"format": EXPORT_FORMAT,
@@ -244,32 +246,19 @@ def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: O
             "enums": collector.enums, "symbols": symbols}
 
 
-def render_isf_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None) -> Tuple[str, Any]:
-    """(module source, BuildMeta) of an ISF dict through the shipped tree's reduction and
-    generator; the source ends with `META`, the build's index entry."""
-    from pykd_ext.layouts.generate import render_module
+def reduced_of_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None) -> Any:
+    """The checked reduced build of an ISF dict (the shipped tree's reduction)."""
     from pykd_ext.layouts.isf import meta_from_isf, reduce_isf
     meta = meta_from_isf(doc, version=version, source=source)
     reduced = reduce_isf(doc, meta, "<%s>" % source)
     meta.module = "t_" + re.sub(r"[^0-9A-Za-z]", "_", meta.build_id)
-    text = render_module(meta.module, [reduced], "Generated from %s." % source)
-    text += "\n# the build's index entry (pykd_ext.layouts.registry.BuildEntry)\nMETA = %r\n" % (meta.to_dict(),)
-    return text, meta
-
-
-def _layouts_of_namespace(namespace: Dict[str, Any]) -> KernelLayouts:
-    from pykd_ext.layouts.registry import BuildEntry
-    meta = namespace["META"]
-    table, symbols = namespace["BUILDS"][meta["build_id"]]
-    return KernelLayouts(BuildEntry.from_dict(meta, store=None), table, symbols)
+    return reduced
 
 
 def layouts_from_isf_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None) -> KernelLayouts:
-    """KernelLayouts of an ISF dict, generated in memory like the shipped tree."""
-    text, meta = render_isf_doc(doc, source, version)
-    namespace: Dict[str, Any] = {"__name__": "pykd_ext_user_layouts.typeinfo_%s" % meta.module}
-    exec(compile(text, "<layouts from %s>" % source, "exec"), namespace)
-    return _layouts_of_namespace(namespace)
+    """KernelLayouts of an ISF dict, checked and built as data like a user's ISF file."""
+    from pykd_ext.layouts.from_reduced import layouts_from_reduced
+    return layouts_from_reduced(reduced_of_doc(doc, source, version), None, "<%s>" % source, check_digests=False)
 
 
 def cache_dir() -> str:
@@ -277,24 +266,25 @@ def cache_dir() -> str:
     return os.path.join(home, "typeinfo")
 
 
-def _cache_path(guid: str, age: Optional[int]) -> str:
-    """The generated layout module of one PDB (imported with byte-code caching next time)."""
-    return os.path.join(cache_dir(), "nt_%s_%s.py" % (guid.upper(), age if age is not None else 1))
+def _cache_path(guid: Any, age: Any) -> Optional[str]:
+    """The cached reduced build of one PDB, or None when the identity is not a GUID and an age
+    (they come from the target: never let them shape a path)."""
+    if not isinstance(guid, str) or not re.match(r"^[0-9A-Fa-f]{32}$", guid):
+        return None
+    if age is not None and (not isinstance(age, int) or isinstance(age, bool) or not 0 <= age < 1 << 32):
+        return None
+    return os.path.join(cache_dir(), "nt_%s_%s.json" % (guid.upper(), age if age is not None else 1))
 
 
 def _load_cached(path: str) -> Optional[KernelLayouts]:
+    """The cached layouts, checked like any stored layout; None (rebuilt) when absent or damaged."""
     if not os.path.isfile(path):
         return None
-    import importlib.util
-    name = "pykd_ext_user_layouts.typeinfo_" + os.path.splitext(os.path.basename(path))[0]
+    from pykd_ext.layouts.from_reduced import layouts_from_reduced
+    from pykd_ext.layouts.reduced_json import read_reduced
     try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            return None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return _layouts_of_namespace(vars(module))
-    except (OSError, SyntaxError, KeyError, AttributeError, TypeError, ValueError, ImportError):
+        return layouts_from_reduced(read_reduced(path), None, path)
+    except LayoutError:
         return None                  # a damaged cache entry is rebuilt
 
 
@@ -309,16 +299,13 @@ def write_isf(doc: Dict[str, Any], path: str) -> None:
     os.replace(tmp, path)
 
 
-def _store_cached(text: str, path: str) -> bool:
+def _store_cached(reduced: Any, path: str) -> None:
+    from pykd_ext.layouts.reduced_json import dumps_reduced, write_atomic
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-        return True
+        write_atomic(path, dumps_reduced(reduced))
     except OSError:
-        return False                 # a read-only home only costs the next invocation time
+        pass                         # a read-only home only costs the next invocation time
 
 
 def _identity(target: Any) -> Tuple[Optional[str], Optional[int], Optional[str], str, Optional[int]]:
@@ -336,8 +323,9 @@ def kernel_version(target: Any) -> Optional[str]:
 
 
 def typeinfo_layouts(target: Any) -> KernelLayouts:
-    """The kernel's layouts from the debugger's PDB: the cached module of this PDB GUID-age, or
-    built from typeInfo now (and cached)."""
+    """The kernel's layouts from the debugger's PDB: the cached reduced build of this PDB
+    GUID-age, or built from typeInfo now (and cached)."""
+    from pykd_ext.layouts.from_reduced import layouts_from_reduced
     guid, age, version, arch, base = _identity(target)
     path = _cache_path(guid, age) if guid else None
     if path is not None:
@@ -345,14 +333,11 @@ def typeinfo_layouts(target: Any) -> KernelLayouts:
         if cached is not None:
             return cached
     doc = isf_from_pykd(target.api.mod, guid, age, version, arch, base)
-    text, meta = render_isf_doc(doc, "pykd typeInfo", version if version and version.count(".") >= 2 else None)
-    if path is not None and _store_cached(text, path):
-        loaded = _load_cached(path)
-        if loaded is not None:
-            return loaded
-    namespace: Dict[str, Any] = {"__name__": "pykd_ext_user_layouts.typeinfo_%s" % meta.module}
-    exec(compile(text, "<layouts from pykd typeInfo>", "exec"), namespace)
-    return _layouts_of_namespace(namespace)
+    reduced = reduced_of_doc(doc, "pykd typeInfo", version if version and version.count(".") >= 2 else None)
+    layouts = layouts_from_reduced(reduced, None, "<pykd typeInfo>", check_digests=False)
+    if path is not None:
+        _store_cached(reduced, path)
+    return layouts
 
 
 def choose_layouts_for_pykd(target: Any) -> KernelLayouts:

@@ -2,7 +2,9 @@
 
 Why a separate module: the generator (all shipped builds), `structs import` (one user file) and
 `--symbols` (one file, in memory) all start from the same reduction, and the tests compare the
-generated layouts against the same ISF reading. An ISF file is large (~900 types, ~19,000 symbols);
+generated layouts against the same ISF reading. Files are read with limits (`bounded_read`) and
+checked whole before anything is reduced (`isf_check`), so the reduction works on values whose
+JSON types and ranges are known. An ISF file is large (~900 types, ~19,000 symbols);
 we keep the by-value closure of the root types, the enums they use, and a short list of globals.
 
 The reduction is canonical: every struct/union/enum gets a content digest that includes the
@@ -11,16 +13,15 @@ and shared. Volatility's `__unnamed_<hex>` names are PDB-assigned and differ bet
 they are not part of a digest: such types are shown as `<unnamed-tag>` (WinDbg's spelling), and
 Volatility's `__anonymous_<hex>` as `<anonymous-tag>`.
 """
-import gzip
 import hashlib
 import json
-import lzma
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import LayoutError
+from pykd_ext.layouts.isf_check import (MACHINE_ARCH, MAX_NESTING, check_isf_doc, check_isf_head, leading_version,
+                                        printable, version_problem)
 
 #: Types the walkers use; their by-value closure is kept (issue 3).
 ROOT_TYPES: Tuple[str, ...] = (
@@ -74,8 +75,7 @@ def shown_name(isf_name: str) -> str:
     if isf_name.startswith("__anonymous"):
         return ANONYMOUS
     return isf_name
-#: sanity bounds for file-controlled values (a hostile or corrupt ISF)
-MAX_NESTING = 32
+#: sanity bound of the kept types: elements of one array member (MAX_NESTING: isf_check)
 MAX_ARRAY_COUNT = 1 << 24
 
 #: A canonical member type, as nested tuples (JSON-able, hashable):
@@ -149,18 +149,20 @@ class ReducedBuild:
 
 
 def load_isf(path: str) -> Dict[str, Any]:
-    """The JSON object of an ISF file (JSON, xz- or gzip-compressed); LayoutError if unreadable."""
+    """The JSON object of an ISF file (JSON, xz- or gzip-compressed); LayoutError if unreadable.
+
+    Bounded (layouts/bounded_read.py): regular files only, limited on disk and after
+    decompression. The content is checked by `reduce_isf` (layouts/isf_check.py)."""
+    from pykd_ext.layouts.bounded_read import read_bounded
+    data = read_bounded(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        # by content, not by name: Volatility's cache and users rename files
-        if data[:6] == b"\xfd7zXZ\x00":
-            data = lzma.decompress(data)
-        elif data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
         doc = json.loads(data)
-    except (OSError, ValueError, RecursionError, lzma.LZMAError, EOFError, gzip.BadGzipFile) as err:
-        raise LayoutError("cannot read ISF symbol table: %s" % err, path=path) from None
+    except RecursionError:
+        raise LayoutError("cannot read ISF symbol table: JSON nested too deeply", path=path) from None
+    except ValueError as err:
+        raise LayoutError("cannot read ISF symbol table: %s" % printable(err, 200), path=path) from None
+    finally:
+        del data
     if not isinstance(doc, dict) or not isinstance(doc.get("user_types"), dict):
         raise LayoutError("not a Volatility ISF symbol table (no user_types)", path=path)
     return doc
@@ -177,27 +179,36 @@ def _version_key(version: str) -> Tuple[int, ...]:
 
 def meta_from_isf(doc: Dict[str, Any], version: Optional[str] = None, products: Optional[List[str]] = None,
                   source: Optional[str] = None, path: str = "") -> BuildMeta:
-    """Identity of an ISF: PDB GUID/age, arch, pointer size; version from INDEX.tsv or metadata."""
+    """Identity of an ISF: PDB GUID/age, arch, pointer size; version from INDEX.tsv or metadata.
+
+    Reads only what `check_isf_head` has checked (metadata, base types); a version given by the
+    caller (`--version`) must be digits and dots too."""
+    check_isf_head(doc, path)
     meta = doc.get("metadata") or {}
     pdb = ((meta.get("windows") or {}).get("pdb")) or {}
-    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    src = meta.get("source") or {}
     guid = pdb.get("GUID")
     age = pdb.get("age")
-    machine = pdb.get("machine_type")
-    arch = src.get("arch") or ("x86" if machine == 332 else "x64")
-    ptr = (doc.get("base_types") or {}).get("pointer", {}).get("size") or (4 if arch == "x86" else 8)
+    pointer = (doc.get("base_types") or {}).get("pointer") or {}
+    machine: Any = pdb.get("machine_type")
+    arch = src.get("arch") or MACHINE_ARCH.get(machine) or \
+        ("x86" if pointer.get("size") == 4 else "x64")
+    ptr = pointer.get("size") or (4 if arch == "x86" else 8)
+    if ptr != (4 if arch == "x86" else 8):
+        raise LayoutError("malformed ISF: base_types.pointer.size: %d-byte pointers do not fit arch %s"
+                          % (ptr, arch), path=path or None)
     if not version and isinstance(src.get("version"), str):
         # derived files may annotate the version ("10.0.26100 (Windows 11 24H2, ...)")
-        m = re.match(r"\s*(\d+\.\d+\.\d+(?:\.\d+)?)", src["version"])
-        version = m.group(1) if m else src["version"]
+        version = leading_version(src["version"])
     version = version or ""
+    if version:
+        problem = version_problem(version)
+        if problem:
+            raise LayoutError(problem, path=path or None)
     guid = guid.upper() if isinstance(guid, str) and guid else None
-    age = int(age) if isinstance(age, int) else None
+    age = age if isinstance(age, int) else None
     if version:
         parts = version.split(".")
-        if len(parts) < 3 or not all(p.isdigit() for p in parts):
-            raise LayoutError("bad Windows version %r (want major.minor.build[.revision])" % version,
-                              path=path or None)
         build, revision = int(parts[2]), (int(parts[3]) if len(parts) > 3 else None)
         build_id = version if arch == "x64" else "%s-%s" % (version, arch)
     elif guid:
@@ -219,13 +230,14 @@ def meta_from_isf(doc: Dict[str, Any], version: Optional[str] = None, products: 
 class _Reducer:
     """Canonicalises the by-value closure of ROOT_TYPES of one ISF document."""
 
-    def __init__(self, doc: Dict[str, Any], path: str) -> None:
+    def __init__(self, doc: Dict[str, Any], path: str, pointer_size: int = 8) -> None:
         self.doc = doc
         self.path = path
         self.user_types: Dict[str, Any] = doc.get("user_types") or {}
         self.enums_src: Dict[str, Any] = doc.get("enums") or {}
         self.base_types: Dict[str, Any] = doc.get("base_types") or {}
-        self.ptr_size = int(self.base_types.get("pointer", {}).get("size") or 8)
+        # the build's pointer size (meta_from_isf: the file's `pointer` base type, else its arch)
+        self.ptr_size = pointer_size
         self.type_digest: Dict[str, str] = {}
         self.enum_digest: Dict[str, str] = {}
         self.records: Dict[str, RecordDef] = {}
@@ -362,8 +374,10 @@ class _Reducer:
 
 
 def reduce_isf(doc: Dict[str, Any], meta: BuildMeta, path: str = "") -> ReducedBuild:
-    """Reduce one ISF document to the kept closure (see module docstring)."""
-    reducer = _Reducer(doc, path)
+    """Reduce one ISF document to the kept closure (see module docstring), after checking the
+    whole document (`isf_check.check_isf_doc`: LayoutError naming the type/field at fault)."""
+    check_isf_doc(doc, path)
+    reducer = _Reducer(doc, path, meta.pointer_size)
     names, enum_names = reducer.run()
     symbols: Dict[str, int] = {}
     src_symbols = doc.get("symbols") or {}

@@ -3,26 +3,31 @@
 Why: every consumer (layout choice for a target, `dt --build`, `structs list`) needs the same
 answer to "which builds do we know, by version and by PDB GUID" without importing 193 builds'
 worth of construct objects. The shipped `structs/index.json` and the per-user store's
-`index.json` answer that; a build's module is imported only when its layouts are loaded.
+`index.json` answer that; a build's layouts are built only when they are loaded.
 
-The per-user store is `$PYKD_EXT_HOME/layouts` (default `~/.pykd-ext/layouts`): `structs import`
-writes a generated module there with the same generator as the shipped tree.
+Shipped layouts are generated modules (made in the repository). Everything from a user's file
+(`--symbols`, `structs import`) is checked and built as data (`from_reduced`), never as code:
+the per-user store `$PYKD_EXT_HOME/layouts` (default `~/.pykd-ext/layouts`, see `user_store`)
+keeps checked reduced builds as JSON. A stored build that no longer loads is noted once and
+skipped by everything that goes over all builds.
 """
 import importlib
 import importlib.util
 import json
 import os
 import re
-import sys
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import LayoutError, UnknownBuildError
+from pykd_ext.layouts.entry import BuildEntry
 from pykd_ext.layouts.model import KernelLayouts
 
+__all__ = ["BuildEntry", "HOW_TO_ADD", "candidates_for_build", "find_by_guid", "import_isf", "layouts_for_entry",
+           "layouts_from_isf_doc", "list_builds", "load_isf_file", "load_layouts", "resolve", "shipped_builds",
+           "shipped_dir", "store_dir", "usable_layouts", "user_builds"]
+
 _SHIPPED_PACKAGE = "pykd_ext.structs"
-_USER_MODULE_PREFIX = "pykd_ext_user_layouts"
 
 HOW_TO_ADD = (
     "To add it: get the kernel's ISF symbol table (Volatility 3 writes one per ntkrnlmp.pdb GUID into "
@@ -31,51 +36,11 @@ HOW_TO_ADD = (
     "or use it once with `--symbols FILE`. `pykd-ext structs list` shows the builds we have.")
 
 
-@dataclass
-class BuildEntry:
-    """One known build (shipped or user-imported): identity + where its layouts live."""
-
-    build_id: str
-    version: str
-    build: int
-    revision: Optional[int]
-    guid: Optional[str]
-    age: Optional[int]
-    arch: str
-    pointer_size: int
-    products: List[str] = field(default_factory=list)
-    source: str = ""
-    types_only: bool = False
-    pdb: str = "ntkrnlmp.pdb"
-    module: str = ""
-    store: Optional[str] = None          # folder of a user store; None = shipped
-    #: H10: derived-layout facts from index.json (partial_types, absent_types, revision_range, ...)
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any], store: Optional[str] = None) -> "BuildEntry":
-        return cls(build_id=str(d["build_id"]), version=str(d.get("version") or ""), build=int(d.get("build") or 0),
-                   revision=d.get("revision"), guid=d.get("guid"), age=d.get("age"), arch=d.get("arch", "x64"),
-                   pointer_size=int(d.get("pointer_size") or 8), products=list(d.get("products") or []),
-                   source=str(d.get("source") or ""), types_only=bool(d.get("types_only")),
-                   pdb=d.get("pdb") or "ntkrnlmp.pdb", module=str(d.get("module") or ""), store=store,
-                   extra=dict(d.get("extra") or {}))
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"build_id": self.build_id, "version": self.version, "build": self.build,
-                "revision": self.revision, "guid": self.guid, "age": self.age, "arch": self.arch,
-                "pointer_size": self.pointer_size, "products": list(self.products), "source": self.source,
-                "types_only": self.types_only, "pdb": self.pdb, "module": self.module,
-                **({"extra": dict(self.extra)} if self.extra else {})}
-
-    @property
-    def guid_age(self) -> Optional[str]:
-        return "%s-%s" % (self.guid, self.age) if self.guid else None
-
-
 _lock = threading.Lock()
 _shipped: Optional[List[BuildEntry]] = None
 _loaded: Dict[Tuple[Optional[str], str], KernelLayouts] = {}
+#: stored builds that failed to load in this process: (store, build id) -> the error
+_broken: Dict[Tuple[Optional[str], str], LayoutError] = {}
 
 
 def shipped_dir() -> str:
@@ -110,8 +75,9 @@ def shipped_builds() -> List[BuildEntry]:
 
 
 def user_builds() -> List[BuildEntry]:
-    store = store_dir()
-    return _read_index(os.path.join(store, "index.json"), store)
+    """The builds of the per-user store (damaged entries noted once and left out)."""
+    from pykd_ext.layouts.user_store import read_index
+    return read_index(store_dir())
 
 
 def list_builds() -> List[BuildEntry]:
@@ -153,38 +119,48 @@ def resolve(key: str) -> BuildEntry:
     return found[0]
 
 
-def _module_for(entry: BuildEntry) -> Any:
-    if entry.store is None:
-        return importlib.import_module("%s.%s" % (_SHIPPED_PACKAGE, entry.module))
-    name = "%s.%s" % (_USER_MODULE_PREFIX, entry.module)
-    mod = sys.modules.get(name)
-    if mod is None:
-        path = os.path.join(entry.store, entry.module + ".py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None or not os.path.exists(path):
-            raise LayoutError("imported layout module missing: %s" % path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules[name] = mod
-    return mod
-
-
 def layouts_for_entry(entry: BuildEntry) -> KernelLayouts:
+    """The layouts of a known build; LayoutError when a stored build is damaged."""
     key = (entry.store, entry.build_id)
     with _lock:
         found = _loaded.get(key)
         if found is None:
-            mod = _module_for(entry)
-            try:
-                table, symbols = mod.BUILDS[entry.build_id]
-            except KeyError:
-                raise LayoutError("layout module %s lacks build %s (regenerate structs/)"
-                                  % (entry.module, entry.build_id)) from None
-            found = KernelLayouts(entry, table, symbols)
+            if key in _broken:
+                raise _broken[key]
+            if entry.store is None:
+                mod = importlib.import_module("%s.%s" % (_SHIPPED_PACKAGE, entry.module))
+                try:
+                    table, symbols = mod.BUILDS[entry.build_id]
+                except KeyError:
+                    raise LayoutError("layout module %s lacks build %s (regenerate structs/)"
+                                      % (entry.module, entry.build_id)) from None
+                found = KernelLayouts(entry, table, symbols)
+            else:
+                from pykd_ext.layouts.user_store import load_stored
+                try:
+                    found = load_stored(entry)
+                except LayoutError as err:
+                    _broken[key] = err
+                    raise
             _loaded[key] = found
     # each caller gets its own object (choice/warnings differ), sharing the compiled tables
     fresh = KernelLayouts(entry, found._table, found._symbols)
     return fresh
+
+
+def usable_layouts(entry: BuildEntry) -> Optional[KernelLayouts]:
+    """The layouts of a build, or None (noted once on stderr) when a stored build is damaged:
+    for callers that go over many builds, which must keep working for every other build."""
+    if entry.store is None:
+        return layouts_for_entry(entry)
+    try:
+        return layouts_for_entry(entry)
+    except LayoutError as err:
+        from pykd_ext.layouts.user_store import note_once
+        note_once("load:%s:%s" % (entry.store, entry.build_id),
+                  "skipped the imported layouts %s: %s (import the ISF again with `pykd-ext structs "
+                  "import FILE`)" % (entry.build_id, err.one_line()))
+        return None
 
 
 def load_layouts(key: str) -> KernelLayouts:
@@ -196,7 +172,9 @@ def find_by_guid(guid: str, age: int) -> Optional[KernelLayouts]:
     g = _norm_guid(guid)
     for e in list_builds():
         if e.guid == g and (age is None or e.age == age):
-            return layouts_for_entry(e)
+            found = usable_layouts(e)
+            if found is not None:
+                return found
     return None
 
 
@@ -216,71 +194,58 @@ def _fill_version_from_guid(meta: Any) -> None:
                 meta.version, meta.build, meta.revision = e.version, e.build, e.revision
 
 
-def _reduce_file(path: str, version: Optional[str], source: str) -> Any:
-    from pykd_ext.layouts.isf import load_isf, meta_from_isf, reduce_isf
-    doc = load_isf(path)
+def _reduced_of_doc(doc: Dict[str, Any], source: str, version: Optional[str], path: str) -> Any:
+    """The checked reduced build of an ISF document (the whole document checked first)."""
+    from pykd_ext.layouts.isf import meta_from_isf, reduce_isf
     meta = meta_from_isf(doc, version=version, source=source, path=path)
     _fill_version_from_guid(meta)
-    return reduce_isf(doc, meta, path)
+    reduced = reduce_isf(doc, meta, path)
+    meta.module = _module_name_for(meta.build_id)
+    return reduced
 
 
 def _module_name_for(build_id: str) -> str:
     return "u_" + re.sub(r"[^0-9A-Za-z]", "_", build_id)
 
 
+def _file_label(path: str) -> str:
+    """A file's name as shown in a layout's source (escaped: file names can hold anything)."""
+    from pykd_ext.layouts.isf_check import printable
+    return printable(os.path.basename(path) or path, 120)
+
+
 def layouts_from_isf_doc(doc: Dict[str, Any], source: str, version: Optional[str] = None,
                          path: str = "") -> KernelLayouts:
-    """Layouts of an ISF document held in memory, through the shipped tree's reduction and generator
-    (ISF -> reduced closure -> construct module source -> construct objects -> compiled tables)."""
-    from pykd_ext.layouts.generate import render_module
-    from pykd_ext.layouts.isf import meta_from_isf, reduce_isf
-    meta = meta_from_isf(doc, version=version, source=source, path=path)
-    _fill_version_from_guid(meta)
-    reduced = reduce_isf(doc, meta, path)
-    meta.module = _module_name_for(meta.build_id)
-    text = render_module(meta.module, [reduced], "Generated in memory from %s." % (os.path.basename(path) or source))
-    namespace: Dict[str, Any] = {"__name__": "%s.adhoc_%s" % (_USER_MODULE_PREFIX, meta.module)}
-    exec(compile(text, "<layouts from %s>" % (path or source), "exec"), namespace)
-    table, symbols = namespace["BUILDS"][meta.build_id]
-    return KernelLayouts(BuildEntry.from_dict(meta.to_dict(), store=None), table, symbols)
+    """Layouts of an ISF document held in memory: checked, reduced like the shipped tree, built
+    as data (`from_reduced`, no code)."""
+    from pykd_ext.layouts.from_reduced import layouts_from_reduced
+    return layouts_from_reduced(_reduced_of_doc(doc, source, version, path), None, path, check_digests=False)
 
 
 def load_isf_file(path: str, version: Optional[str] = None) -> KernelLayouts:
-    """`--symbols`: layouts of one ISF file, generated in memory with the shipped tree's generator."""
+    """`--symbols`: layouts of one ISF file (bounded read, whole file checked, built as data)."""
     from pykd_ext.layouts.isf import load_isf
     path = str(path)
-    return layouts_from_isf_doc(load_isf(path), "ad hoc: %s" % os.path.basename(path), version, path)
+    return layouts_from_isf_doc(load_isf(path), "ad hoc: %s" % _file_label(path), version, path)
 
 
 def import_isf(path: str, version: Optional[str] = None) -> BuildEntry:
-    """`structs import`: generate a module for one ISF into the per-user store and index it."""
-    from pykd_ext.layouts.generate import render_module
+    """`structs import`: check one ISF file whole, build its layouts (proving they load), and
+    store the reduced build as data in the per-user store; nothing is stored when any check fails."""
+    from pykd_ext.layouts.from_reduced import build_table
+    from pykd_ext.layouts.isf import load_isf
+    from pykd_ext.layouts.user_store import store_build
     path = str(path)
-    reduced = _reduce_file(path, version, "user import: %s" % os.path.basename(path))
+    reduced = _reduced_of_doc(load_isf(path), "user import: %s" % _file_label(path), version, path)
     meta = reduced.meta
     shipped_ids = {e.build_id for e in shipped_builds()}
     if meta.build_id in shipped_ids:
         meta.build_id = meta.build_id + "-user"
-    meta.module = _module_name_for(meta.build_id)
+        meta.module = _module_name_for(meta.build_id)
+    build_table(reduced, path, check_digests=False)
     store = store_dir()
-    os.makedirs(store, exist_ok=True)
-    text = render_module(meta.module, [reduced],
-                         "Imported by `pykd-ext structs import` from %s." % os.path.basename(path))
-    tmp = os.path.join(store, meta.module + ".py.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, os.path.join(store, meta.module + ".py"))
-    index_path = os.path.join(store, "index.json")
-    entries = [e for e in _read_index(index_path, store) if e.build_id != meta.build_id]
-    entries.append(BuildEntry.from_dict(meta.to_dict(), store))
-    doc = {"builds": [e.to_dict() for e in sorted(entries, key=lambda e: (e.build, e.revision or 0, e.build_id))]}
-    tmp = index_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, index_path)
-    # forget a previously loaded module of the same name
-    sys.modules.pop("%s.%s" % (_USER_MODULE_PREFIX, meta.module), None)
+    entry = store_build(store, reduced)
     with _lock:
         _loaded.pop((store, meta.build_id), None)
-    return BuildEntry.from_dict(meta.to_dict(), store)
+        _broken.pop((store, meta.build_id), None)
+    return entry

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from pykd_ext.errors import MemoryReadError, MissingLayoutError, PykdExtError, UnknownBuildError
 from pykd_ext.layouts.model import KernelLayouts
 from pykd_ext.layouts.registry import (HOW_TO_ADD, BuildEntry, candidates_for_build, find_by_guid,
-                                       layouts_for_entry, load_isf_file, load_layouts)
+                                       load_isf_file, load_layouts, usable_layouts)
 
 #: KDBG field (wdbgexts.h name) -> (type, member path) it states the offset of; "SIZE" = sizeof.
 KDBG_LAYOUT_FACTS: Tuple[Tuple[str, str, str], ...] = (
@@ -287,12 +287,18 @@ def choose_for_target(target: Any) -> KernelLayouts:
     reader = _Reader(target.kernel)
     scored: List[Tuple[BuildEntry, KernelLayouts, List[Check]]] = []
     for entry in entries:
-        lay = layouts_for_entry(entry)
+        found = usable_layouts(entry)
+        if found is None:                # a damaged imported build: noted once, skipped
+            continue
+        lay = found
         try:
             checks = fingerprint(lay, info, reader=reader)
         except MissingLayoutError:
             checks = [Check("layout usable", True, False, False)]
         scored.append((entry, lay, checks))
+    if not scored:
+        raise UnknownBuildError("no usable kernel layouts for Windows build %s (%s): the imported ones are "
+                                "damaged. %s" % (build, arch, HOW_TO_ADD))
     def failed_of(checks: List[Check]) -> List[Check]:
         return [c for c in checks if c.ok is False and c.kind != "rva"]
 

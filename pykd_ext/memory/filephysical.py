@@ -1,6 +1,6 @@
-"""Physical memory stored in a mapped file: flat images, page runs, and bitmaps.
+"""Physical memory stored in a buffer (a mapped file, a VM's shared RAM): flat, runs, bitmaps.
 
-Why: the three ways a file can hold physical pages need three O(1)-lookup indexes, built once at
+Why: the three ways a buffer can hold physical pages need three O(1)-lookup indexes, built once at
 open time from the file's own description (nothing is read but the header and the bitmap):
 - `FlatPhysicalMemory`: page N at file offset N * 4096 (raw images).
 - `RunPhysicalMemory`: runs of consecutive frames stored back to back (full dumps, type 1; the
@@ -8,15 +8,18 @@ open time from the file's own description (nothing is read but the header and th
 - `BitmapPhysicalMemory`: one bit per frame; present pages stored in frame order from `first_page`
   (bitmap dumps, types 2/5/6). Lookup: the bitmap as 64-bit words plus the prefix popcount of
   every word, so the file position of a frame is `first_page + rank(frame) * 4096` in O(1).
-All pages are zero-copy `memoryview` slices of the mapping.
+All pages are zero-copy `memoryview` slices of the buffer. The buffer's owner (`store`: a
+`FileMap`, an `mmap`, anything with `find` and `close`) gives the scan API its C speed (`find`
+runs `mmap.find` over each stored run) and is closed with the source. Without a store the
+generic page-by-page scan of `PhysicalSource` is used, so a plain buffer works too.
 """
 import sys
 from array import array
 from bisect import bisect_right
 from itertools import accumulate
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
-from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, PhysicalSource
 
 #: popcount: int.bit_count on 3.10+, the bin() count on 3.9.
 popcount: Callable[[int], int] = getattr(int, "bit_count", None) or (lambda v: bin(v).count("1"))
@@ -36,13 +39,83 @@ def merge_runs(runs: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
     return out
 
 
-class FlatPhysicalMemory(PhysicalMemory):
-    """Physical memory that is the file itself (raw images)."""
+class ByteStore(Protocol):
+    """What owns a source's buffer: a C-speed scan over buffer offsets, and release."""
 
-    def __init__(self, view: memoryview, data_offset: int = 0) -> None:
+    def find(self, needle: bytes, start: int, end: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class StoredPhysicalMemory(PhysicalSource):
+    """Pages held in one buffer; subclasses say where each stored run of frames sits in it."""
+
+    _store: Optional[ByteStore] = None
+
+    def _stored_runs(self) -> Iterator[Tuple[int, int, int]]:
+        """(first_pfn, page_count, buffer offset) of frames stored back to back, in pfn order."""
+        raise NotImplementedError
+
+    def _buffer_runs(self) -> Iterator[Tuple[int, int, int]]:
+        """`_stored_runs` with neighbours merged when they touch both physically and in the
+        buffer (one C-speed search covers them)."""
+        current: Optional[List[int]] = None
+        for first, count, offset in self._stored_runs():
+            if current is not None and current[0] + current[1] == first and \
+                    current[2] + (current[1] << PAGE_SHIFT) == offset:
+                current[1] += count
+                continue
+            if current is not None:
+                yield current[0], current[1], current[2]
+            current = [first, count, offset]
+        if current is not None:
+            yield current[0], current[1], current[2]
+
+    def find(self, needle: bytes, start: int = 0, end: Optional[int] = None) -> int:
+        """`PhysicalSource.find` with the store's C-speed scan over each stored run (a match
+        across two physically touching runs stored apart is looked for in between)."""
+        store = self._store
+        if store is None:
+            return super().find(needle, start, end)
+        if not needle:
+            raise ValueError("empty search pattern")
+        size = len(needle)
+        previous_end = -1
+        for first, count, offset in self._buffer_runs():
+            run_start = first << PAGE_SHIFT
+            if run_start == previous_end and size > 1:
+                # physically contiguous, stored apart: the only matches the C scan cannot see
+                low = max(start, run_start - size + 1)
+                high = run_start + size - 1 if end is None else min(end, run_start + size - 1)
+                if high - low >= size:
+                    at = self.read(low, high - low).find(needle)
+                    if at >= 0:
+                        return low + at
+            previous_end = (first + count) << PAGE_SHIFT
+            low = max(start, run_start)
+            high = previous_end if end is None else min(end, previous_end)
+            if high - low < size:
+                continue
+            base = offset - run_start                     # buffer offset of physical address 0
+            position = store.find(needle, base + low, base + high)
+            if position >= 0:
+                return position - base
+        return -1
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+class FlatPhysicalMemory(StoredPhysicalMemory):
+    """Physical memory that is the buffer itself (raw images, a VM's RAM file)."""
+
+    def __init__(self, view: memoryview, data_offset: int = 0,
+                 store: Optional[ByteStore] = None) -> None:
         self._view = view
         self._base = data_offset
         self._pages = (len(view) - data_offset) // PAGE_SIZE
+        self._store = store
 
     def page(self, pfn: int) -> Optional[memoryview]:
         if 0 <= pfn < self._pages:
@@ -56,16 +129,22 @@ class FlatPhysicalMemory(PhysicalMemory):
     def page_count(self) -> int:
         return self._pages
 
+    def _stored_runs(self) -> Iterator[Tuple[int, int, int]]:
+        if self._pages:
+            yield 0, self._pages, self._base
 
-class RunPhysicalMemory(PhysicalMemory):
+
+class RunPhysicalMemory(StoredPhysicalMemory):
     """Runs of frames, each stored contiguously at a known file offset.
 
     `runs` are (first_pfn, page_count, file_offset) triples, validated by the caller
     (no overlap, inside the file).
     """
 
-    def __init__(self, view: memoryview, runs: Sequence[Tuple[int, int, int]]) -> None:
+    def __init__(self, view: memoryview, runs: Sequence[Tuple[int, int, int]],
+                 store: Optional[ByteStore] = None) -> None:
         self._view = view
+        self._store = store
         ordered = sorted(r for r in runs if r[1] > 0)
         self._starts = [r[0] for r in ordered]
         self._ends = [r[0] + r[1] for r in ordered]
@@ -82,12 +161,19 @@ class RunPhysicalMemory(PhysicalMemory):
     def runs(self) -> List[Tuple[int, int]]:
         return list(self._runs)
 
+    def _stored_runs(self) -> Iterator[Tuple[int, int, int]]:
+        for first, end, offset in zip(self._starts, self._ends, self._offsets):
+            yield first, end - first, offset
 
-class BitmapPhysicalMemory(PhysicalMemory):
+
+class BitmapPhysicalMemory(StoredPhysicalMemory):
     """Frames marked in a bitmap (bit i = frame i, LSB first), stored in order from `first_page`."""
 
-    def __init__(self, view: memoryview, bitmap: bytes, bit_count: int, first_page: int) -> None:
+    def __init__(self, view: memoryview, bitmap: Union[bytes, memoryview], bit_count: int,
+                 first_page: int,
+                 store: Optional[ByteStore] = None) -> None:
         self._view = view
+        self._store = store
         self._first = first_page
         self._bits = bit_count
         nbytes = (bit_count + 7) // 8
@@ -159,3 +245,11 @@ class BitmapPhysicalMemory(PhysicalMemory):
 
     def page_count(self) -> int:
         return self.present_pages
+
+    def _stored_runs(self) -> Iterator[Tuple[int, int, int]]:
+        """Frames contiguous in physical memory are contiguous in the buffer too (stored in
+        frame order): each physical run is one stored run, at its first frame's rank."""
+        for first, count in self.runs():
+            w = first >> 6
+            rank = self._ranks[w] + popcount(self._words[w] & ((1 << (first & 63)) - 1))
+            yield first, count, self._first + (rank << PAGE_SHIFT)

@@ -1,12 +1,28 @@
 """The result grid: what every command returns and every renderer prints.
 
-A command builds a `Result` (columns + records + an optional WinDbg-shaped text form); renderers
+A command returns a `Result`: columns, whole-result `meta`, `notes`, and its records. Renderers
 (`text`, `table`, `json`, `jsonl`, `csv`) never know which command produced it. Values in records
 are plain Python (int, str, bool, None, lists, dicts) or `Fault` (unreadable memory), which each
 renderer turns into its marker.
+
+Records come in one of two forms:
+- **streamed** (`rows=`): an iterable of `Row`s consumed once, while the command decodes. Each row
+  carries one record (or None for a text-only block such as a header) and the WinDbg-shaped text
+  lines of that record, computed only when text is printed. Why: a dump with 120,000 threads must
+  not hold 120,000 records (and their text) before the first line prints; JSON output must not pay
+  for the text. The command's generator may append to its notes list while it runs (walk notes,
+  the kernel context's notes at the end): renderers read `notes` only after the rows.
+- **a list** (`records=` plus an optional whole-result `text(result)` function): for small
+  results; `text` reads `result.records`.
+
+`Result.records` and `Result.notes` work on both forms: on a streamed result not yet consumed they
+first run the stream to its end, keeping the rows (tests and the Python API use this).
 """
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+
+#: the text of one row: lines, or a function computing them when text is printed
+RowText = Union[None, Sequence[str], Callable[[], Iterable[str]]]
 
 
 @dataclass
@@ -22,16 +38,134 @@ class Column:
             self.title = self.key
 
 
-@dataclass
-class Result:
-    """What a command produced."""
+class Row:
+    """One item of a streamed result.
 
-    command: str
-    columns: List[Column]
-    records: List[Dict[str, Any]]
-    #: WinDbg-shaped text lines for `--format text`; None means "print the table".
-    text: Optional[Callable[["Result"], Iterable[str]]] = None
-    #: Whole-result facts (layout used, target, method), emitted in JSON and as text header notes.
-    meta: Dict[str, Any] = field(default_factory=dict)
-    #: Human notes ("the rest of the process list is not in this dump"); stderr in text mode.
-    notes: List[str] = field(default_factory=list)
+    `record`: the JSON record (None: a text-only block, e.g. a `PROCESS` header above threads);
+    `text`: its WinDbg-shaped lines, or a function returning them (called only for text output);
+    `links`: record-like facts used only to turn addresses in this row's text into WinDbg DML
+    links (a header row names the process its lines show)."""
+
+    __slots__ = ("record", "text", "links")
+
+    def __init__(self, record: Optional[Dict[str, Any]] = None, text: RowText = None,
+                 links: Optional[Dict[str, Any]] = None) -> None:
+        self.record = record
+        self.text = text
+        self.links = links
+
+    def lines(self) -> Iterable[str]:
+        text = self.text
+        if text is None:
+            return ()
+        if callable(text):
+            return text()
+        return text
+
+
+class Result:
+    """What a command produced (see the module docstring for the two forms)."""
+
+    def __init__(self, command: str, columns: List[Column],
+                 records: Optional[Iterable[Dict[str, Any]]] = None,
+                 text: Optional[Callable[["Result"], Iterable[str]]] = None,
+                 meta: Optional[Dict[str, Any]] = None, notes: Optional[List[str]] = None,
+                 rows: Optional[Iterable[Row]] = None, rows_have_text: bool = True) -> None:
+        if rows is not None and records is not None:
+            raise ValueError("a Result has records or rows, not both")
+        self.command = command
+        self.columns = columns
+        #: WinDbg-shaped text of a list result; None means "print the table" (or the rows' text)
+        self.text = text
+        #: Whole-result facts (layout used, target, method): known before the first record, so
+        #: JSON writes them first.
+        self.meta: Dict[str, Any] = meta if meta is not None else {}
+        self._notes: List[str] = notes if notes is not None else []
+        self._records: Iterable[Dict[str, Any]] = records if records is not None else []
+        self._rows: Optional[Iterable[Row]] = rows
+        self._consumed = False
+        #: False: the rows carry no text, `--format text` prints the table
+        self.rows_have_text = rows_have_text
+        #: called once per record as renderers consume them (progress counting)
+        self.on_record: Optional[Callable[[], Any]] = None
+
+    # ---- what renderers use (each consumes a streamed result once)
+    @property
+    def streamed(self) -> bool:
+        return self._rows is not None
+
+    @property
+    def has_text(self) -> bool:
+        """Whether `--format text` has WinDbg-shaped lines (else it prints the table)."""
+        return self.text is not None or (self._rows is not None and self.rows_have_text)
+
+    def iter_rows(self) -> Iterator[Row]:
+        """Every row once (a list result: one text-less row per record)."""
+        tick = self.on_record
+        if self._rows is None:
+            for record in self._records:
+                if tick is not None:
+                    tick()
+                yield Row(record)
+            return
+        source = self._rows
+        if not isinstance(source, list):
+            if self._consumed:
+                raise RuntimeError("the rows of a streamed %s result were already consumed" % self.command)
+            self._consumed = True
+        for row in source:
+            if tick is not None and row.record is not None:
+                tick()
+            yield row
+
+    def iter_records(self) -> Iterator[Dict[str, Any]]:
+        for row in self.iter_rows():
+            if row.record is not None:
+                yield row.record
+
+    def text_lines(self) -> Iterator[str]:
+        """The WinDbg-shaped text (only when `has_text`)."""
+        if self.text is not None:
+            for line in self.text(self):
+                yield line
+            return
+        for row in self.iter_rows():
+            for line in row.lines():
+                yield line
+
+    # ---- whole-result access (materializes a stream that was not consumed yet)
+    def materialize(self) -> "Result":
+        """Run a streamed result to its end, keeping its rows (its notes are then complete)."""
+        if self._rows is not None and not isinstance(self._rows, list):
+            if self._consumed:
+                raise RuntimeError("the rows of a streamed %s result were already consumed" % self.command)
+            self._rows = list(self._rows)
+        elif self._rows is None and not isinstance(self._records, list):
+            self._records = list(self._records)
+        return self
+
+    @property
+    def records(self) -> List[Dict[str, Any]]:
+        self.materialize()
+        if self._rows is not None:
+            return [row.record for row in self._rows if row.record is not None]
+        records = self._records
+        if not isinstance(records, list):
+            records = self._records = list(records)
+        return records
+
+    @records.setter
+    def records(self, value: Iterable[Dict[str, Any]]) -> None:
+        self._rows, self._consumed, self._records = None, False, value
+
+    @property
+    def notes(self) -> List[str]:
+        """Human notes ("the rest of the process list is not in this dump"); stderr in text mode.
+        Complete only after the rows ran: reading them first runs an unconsumed stream."""
+        if self._rows is not None and not self._consumed and not isinstance(self._rows, list):
+            self.materialize()
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: List[str]) -> None:
+        self._notes = value

@@ -1,18 +1,33 @@
-"""Renderers: the same `Result` as WinDbg-shaped text, an aligned table, JSON, JSON lines or CSV."""
+"""Renderers: the same `Result` as WinDbg-shaped text, an aligned table, JSON, JSON lines or CSV.
+
+Every renderer is a generator over the result's records, consumed once: the first line of a
+streamed result is out before its last record is decoded (only `table` buffers, for its column
+widths). `render_lines` is the one way out for every sink (CLI, `!py`, tests): the human formats
+(text, table, csv) leave it escaped (`render.escape`), JSON escapes by itself.
+"""
 import csv
 import io
 import json
-from typing import Callable, Dict, Iterable, List
+from typing import Callable, Dict, Iterable, Iterator, List
 
+from pykd_ext.render.escape import escape_lines, escape_text
 from pykd_ext.render.grid import Result
-from pykd_ext.render.values import plain, show
+from pykd_ext.render.values import json_default, plain, show
 
 FORMATS = ("text", "table", "json", "jsonl", "csv")
+#: formats a person reads: every line is escaped (strings from the dump must not drive a terminal)
+HUMAN_FORMATS = ("text", "table", "csv")
+
+#: one record per call through the C encoder (`default` only for Faults, bytes, objects)
+_RECORD_ENCODER = json.JSONEncoder(default=json_default)
+_COMPACT_ENCODER = json.JSONEncoder(default=json_default, separators=(",", ":"))
 
 
 def render_table(result: Result) -> Iterable[str]:
+    """An aligned table. It buffers every row (the widths depend on all of them): for streamed
+    output of big results use text, jsonl or csv."""
     cols = result.columns
-    rows = [[show(rec.get(c.key), c.fmt) for c in cols] for rec in result.records]
+    rows = [[escape_text(show(rec.get(c.key), c.fmt)) for c in cols] for rec in result.iter_records()]
     widths = [max([len(c.title)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     yield "  ".join(c.title.ljust(w) for c, w in zip(cols, widths)).rstrip()
     yield "  ".join("-" * w for w in widths)
@@ -21,16 +36,18 @@ def render_table(result: Result) -> Iterable[str]:
 
 
 def render_text(result: Result) -> Iterable[str]:
-    if result.text is not None:
-        return result.text(result)
+    if result.has_text:
+        return result.text_lines()
     return render_table(result)
 
 
-def render_json(result: Result) -> Iterable[str]:
+def render_json(result: Result) -> Iterator[str]:
     """One JSON document {"command", "meta", "records", "notes"}, streamed a record at a time.
 
     200,000 handles must not become one string, and `indent=` switches `json` to its slow pure
     Python encoder: so each record is one compact line (C encoder) inside an indented document.
+    `meta` comes first (known before decoding), `notes` last (decoding adds to them). A record's
+    line is written when the next one is decoded (it needs its comma).
     """
     def nested(value: object) -> str:
         return json.dumps(value, indent=2).replace("\n", "\n  ")
@@ -38,30 +55,46 @@ def render_json(result: Result) -> Iterable[str]:
     yield "{"
     yield '  "command": %s,' % json.dumps(result.command)
     yield '  "meta": %s,' % nested(plain(result.meta))
-    if not result.records:
+    encode = _RECORD_ENCODER.encode
+    previous = None
+    for rec in result.iter_records():
+        if previous is None:
+            yield '  "records": ['
+        else:
+            yield "    " + previous + ","
+        previous = encode(rec)
+    if previous is None:
         yield '  "records": [],'
     else:
-        yield '  "records": ['
-        last = len(result.records) - 1
-        for index, rec in enumerate(result.records):
-            yield "    " + json.dumps(plain(rec)) + ("," if index < last else "")
+        yield "    " + previous
         yield "  ],"
     yield '  "notes": %s' % nested(list(result.notes))
     yield "}"
 
 
-def render_jsonl(result: Result) -> Iterable[str]:
-    for rec in result.records:
-        yield json.dumps(plain(rec), separators=(",", ":"))
+def render_jsonl(result: Result) -> Iterator[str]:
+    encode = _COMPACT_ENCODER.encode
+    for rec in result.iter_records():
+        yield encode(rec)
 
 
-def render_csv(result: Result) -> Iterable[str]:
+def render_csv(result: Result) -> Iterator[str]:
+    """A header row, then one row per record as it is decoded."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([c.key for c in result.columns])
-    for rec in result.records:
-        writer.writerow([show(rec.get(c.key), c.fmt) for c in result.columns])
-    yield buf.getvalue().rstrip("\n")
+    columns = result.columns
+
+    def take() -> str:
+        line = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+        return line[:-1]
+
+    writer.writerow([c.key for c in columns])
+    yield take()
+    for rec in result.iter_records():
+        writer.writerow([show(rec.get(c.key), c.fmt) for c in columns])
+        yield take()
 
 
 RENDERERS: Dict[str, Callable[[Result], Iterable[str]]] = {
@@ -70,6 +103,15 @@ RENDERERS: Dict[str, Callable[[Result], Iterable[str]]] = {
 }
 
 
+def render_lines(result: Result, fmt: str) -> Iterator[str]:
+    """Output lines of a result in one format, as they are produced (consumes a streamed result);
+    lines of the human formats are escaped."""
+    lines = RENDERERS[fmt](result)
+    if fmt in HUMAN_FORMATS:
+        return escape_lines(lines)
+    return iter(lines)
+
+
 def render(result: Result, fmt: str) -> List[str]:
     """All output lines of a result in one format."""
-    return list(RENDERERS[fmt](result))
+    return list(render_lines(result, fmt))

@@ -8,7 +8,7 @@ goes on extra lines *after* the known ones. The formatters take the JSON records
 `more` dict of display-only values such as ObjectTable or Win32Thread) and never read memory, so
 any command can reuse them.
 """
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 from pykd_ext.kernel.times import duration_100ns, filetime_to_windbg, ticks_text
 from pykd_ext.memory.faults import Fault
@@ -265,13 +265,4 @@ def thread_extra_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = Non
     out.append(_label("CreateTime", filetime_to_windbg(rec.get("create_time_raw"))))
     out.append(_label("Flags", ", ".join(rec.get("thread_flags") or []) or "-"))
     out.append(_label("Layout", str(more.get("layout_label") or rec.get("layout"))))
-    return out
-
-
-def join_blocks(blocks: Iterable[List[str]]) -> List[str]:
-    """Blocks separated by one blank line, as WinDbg prints them."""
-    out: List[str] = []
-    for block in blocks:
-        out.extend(block)
-        out.append("")
     return out

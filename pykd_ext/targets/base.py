@@ -7,14 +7,20 @@ VM. Walkers only ever see:
   page tables; virtual-only sources return the one space they have;
 - `physical`: physical memory, or None for virtual-only sources;
 - `info()`: the facts the source itself states (header, KDBG, ...), as `TargetInfo`;
-- `describe()`: a `TargetDescription` from which a worker process re-opens the same target;
+- `describe()`: a `TargetDescription` from which a worker process re-opens the same target
+  (`opener.open_description`);
+- `pe_image(base)` / `kernel_image()`: the PE headers of an image in kernel memory, parsed once
+  (the kernel's is wanted by `info()`, the layout choice and the type-table scan);
 - `drop_caches()`: called between commands on live targets.
+How a file becomes a `Target` is `opener.open_target(path)` (a registry of `opener.Opener`s).
 """
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from pykd_ext.memory.space import AddressSpace, PhysicalMemory
+from pykd_ext.errors import PykdExtError
+from pykd_ext.memory.space import AddressSpace, PhysicalSource
+from pykd_ext.targets.pe import CodeViewInfo, PeInfo, read_pe_info
 
 
 @dataclass(frozen=True)
@@ -24,10 +30,6 @@ class TargetDescription:
     kind: str           # "file" (any dump/image, format detected on open), "pykd", "live", ...
     locator: str        # a path for files
     options: Tuple[Tuple[str, str], ...] = ()
-
-    def open(self) -> "Target":
-        from pykd_ext.targets.opener import open_description
-        return open_description(self)
 
 
 @dataclass
@@ -41,7 +43,7 @@ class TargetInfo:
     container: str = ""                   # "PAGEDU64", "PAGEDUMP", "MDMP", "USERDU64", "raw", "pykd"
     dump_type: Optional[str] = None       # "full", "bitmap", "kernel summary", "triage", ...
     dump_type_code: Optional[int] = None  # DUMP_HEADER64.DumpType as stored
-    arch: str = "x64"                     # "x64" or "x86"
+    arch: str = "x64"                     # `arch.Arch.name`: "x64" or "x86"
     major_version: Optional[int] = None   # 0xF free / 0xC checked in kernel dumps
     build: Optional[int] = None           # NT build number (DUMP_HEADER.MinorVersion)
     processors: Optional[int] = None
@@ -63,8 +65,23 @@ class TargetInfo:
     notes: List[str] = field(default_factory=list)        # what the reader recovered from / skipped
 
     def to_dict(self) -> Dict[str, Any]:
-        from dataclasses import asdict
         return asdict(self)
+
+    def add_kernel_image(self, pe: PeInfo) -> None:
+        """What the kernel's PE headers state: timestamp, size, file version, PDB identity."""
+        self.extra["kernel_timestamp"] = pe.timestamp
+        self.extra["kernel_size_of_image"] = pe.size_of_image
+        version = pe.file_version
+        if version is not None:
+            self.extra["kernel_file_version"] = version
+        self.add_pdb(pe.debug_codeview)
+
+    def add_pdb(self, cv: Optional[CodeViewInfo]) -> None:
+        """The kernel PDB's name, GUID and age (from a CodeView record)."""
+        if cv is not None:
+            self.extra["pdb_name"] = cv.pdb_name
+            self.extra["pdb_guid"] = cv.guid
+            self.extra["pdb_age"] = cv.age
 
 
 class Target(ABC):
@@ -79,7 +96,7 @@ class Target(ABC):
         """The kernel's (or, for user dumps, the process's) virtual address space."""
 
     @property
-    def physical(self) -> Optional[PhysicalMemory]:
+    def physical(self) -> Optional[PhysicalSource]:
         """Physical memory, or None for virtual-only sources."""
         return None
 
@@ -94,6 +111,21 @@ class Target(ABC):
     @abstractmethod
     def describe(self) -> TargetDescription:
         """How to re-open this target elsewhere."""
+
+    def pe_image(self, base: int) -> PeInfo:
+        """The PE headers of the image mapped at `base` in kernel memory, parsed once (kept in
+        the kernel space's memo, see `pe.read_pe_info`). Raises like `read_pe_info`."""
+        return read_pe_info(self.kernel, base)
+
+    def kernel_image(self) -> Optional[PeInfo]:
+        """The kernel's PE headers (at `info().kernel_base`), None when unknown or unreadable."""
+        base = self.info().kernel_base
+        if not base:
+            return None
+        try:
+            return self.pe_image(base)
+        except PykdExtError:
+            return None
 
     def drop_caches(self) -> None:
         """Forget cached pages and translations (between commands on live targets)."""

@@ -1,14 +1,16 @@
-"""Thread CONTEXT records (integer registers) as stored in dumps, x64 and x86.
+"""Thread CONTEXT record layouts (integer registers) as stored in dumps, one per architecture.
 
 Why: kernel triage dumps, user minidumps and legacy user dumps all store a Win32 `CONTEXT`
 record per thread (or for the crashing thread).  Only the integer/control part is decoded here
 (cheap, enough for `info` and stack walking); floating-point/vector state is left as bytes.
+Which layout a dump uses is its architecture's (`arch.Arch.context`).
 
 Format facts: Windows SDK `winnt.h` `CONTEXT` (AMD64: 0x4d0 bytes, Rip at 0xf8; x86: 0x2cc
 bytes, the 112-byte FLOATING_SAVE_AREA after the debug registers, Eip at 0xb8), as documented
 on Microsoft Learn "CONTEXT structure (winnt.h)".
 """
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
 
 from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Struct
 
@@ -80,30 +82,31 @@ CONTEXT_X86_INTEGER = Struct(
     "SegSs" / Int32ul,               # +0xc8
 )                                    # 0xcc bytes decoded of 0x2cc
 
-_AMD64_REGS = ("Rax", "Rbx", "Rcx", "Rdx", "Rsi", "Rdi", "Rbp", "Rsp", "R8", "R9", "R10", "R11",
-               "R12", "R13", "R14", "R15", "Rip", "EFlags", "SegCs", "SegSs", "ContextFlags")
-_X86_REGS = ("Eax", "Ebx", "Ecx", "Edx", "Esi", "Edi", "Ebp", "Esp", "Eip", "EFlags", "SegCs",
-             "SegSs", "SegFs", "ContextFlags")
+
+@dataclass(frozen=True)
+class ContextLayout:
+    """One architecture's CONTEXT record: its size and the integer registers decoded from it."""
+
+    name: str                    # winnt.h's name for the flavour ("AMD64", "x86")
+    size: int                    # bytes of the whole record (what dumps store per thread)
+    integer: Any                 # construct Struct of the leading integer/control part
+    registers: Tuple[str, ...]   # fields reported, in this order, as lower-case keys
+
+    def decode(self, data: bytes) -> Optional[Dict[str, int]]:
+        """Integer registers ({"rip": ..., "rsp": ...}), None when the record is too short."""
+        need = self.integer.sizeof()
+        if len(data) < need:
+            return None
+        parsed = self.integer.parse(bytes(data[:need]))
+        return {name.lower(): int(parsed[name]) for name in self.registers}
 
 
-def decode_context(data: bytes, arch: str) -> Optional[Dict[str, int]]:
-    """Integer registers of a CONTEXT record ({"rip": ..., "rsp": ...}), None when too short."""
-    if arch == "x64":
-        struct_, names = CONTEXT_AMD64_INTEGER, _AMD64_REGS
-    elif arch == "x86":
-        struct_, names = CONTEXT_X86_INTEGER, _X86_REGS
-    else:
-        return None
-    if len(data) < struct_.sizeof():
-        return None
-    parsed = struct_.parse(bytes(data[:struct_.sizeof()]))
-    return {name.lower(): int(parsed[name]) for name in names}
+AMD64_CONTEXT = ContextLayout(
+    "AMD64", CONTEXT_AMD64_SIZE, CONTEXT_AMD64_INTEGER,
+    ("Rax", "Rbx", "Rcx", "Rdx", "Rsi", "Rdi", "Rbp", "Rsp", "R8", "R9", "R10", "R11", "R12",
+     "R13", "R14", "R15", "Rip", "EFlags", "SegCs", "SegSs", "ContextFlags"))
 
-
-def context_arch(size: int, default: str) -> str:
-    """Which CONTEXT a record of this size is (x86 records are 0x2cc bytes, x64 0x4d0)."""
-    if size == CONTEXT_X86_SIZE:
-        return "x86"
-    if size == CONTEXT_AMD64_SIZE:
-        return "x64"
-    return default
+X86_CONTEXT = ContextLayout(
+    "x86", CONTEXT_X86_SIZE, CONTEXT_X86_INTEGER,
+    ("Eax", "Ebx", "Ecx", "Edx", "Esi", "Edi", "Ebp", "Esp", "Eip", "EFlags", "SegCs", "SegSs",
+     "SegFs", "ContextFlags"))

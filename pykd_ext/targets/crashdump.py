@@ -3,7 +3,9 @@
 Why: a full, bitmap or kernel dump is a header plus physical pages in one of three body formats.
 This module checks the file against what its header promises (typed errors naming what is wrong),
 builds the O(1) page index once (reading only header and bitmap), and serves the kernel address
-space through x64 paging. Triage dumps (DumpType 4) carry no physical memory: they are handed to
+space through the paging of the header's architecture (`arch.Arch`, from MachineImageType; for x86
+PAE or not as the header says). Both header widths are one path (`dumpheader.parse_header`).
+Triage dumps (DumpType 4) carry no physical memory: they are handed to
 `pykd_ext.targets.triage.open_triage64`.
 
 Body formats (see `dumpheader.py` for the sources):
@@ -25,11 +27,12 @@ from pykd_ext.errors import (DumpFormatError, PykdExtError, TruncatedDumpError,
                              UnsupportedDumpError)
 from pykd_ext.memory.filemap import FileMap
 from pykd_ext.memory.filephysical import MAX_PFN, BitmapPhysicalMemory, RunPhysicalMemory
-from pykd_ext.memory.paging_x64 import X64AddressSpace
-from pykd_ext.memory.paging_x86 import X86AddressSpace
-from pykd_ext.memory.space import PAGE_SIZE, AddressSpace, PhysicalMemory
+from pykd_ext.memory.paging_modes import PagingMode
+from pykd_ext.memory.space import PAGE_SIZE, AddressSpace, PhysicalSource
 from pykd_ext.targets import dumpheader as dh
-from pykd_ext.targets.base import Target, TargetInfo
+from pykd_ext.targets.arch import ARCHES, Arch
+from pykd_ext.targets.base import Target, TargetDescription, TargetInfo
+from pykd_ext.targets.kdbg import decode_kdbg
 from pykd_ext.targets.paged import PagedTarget
 from pykd_ext.targets.pe import read_pe_info
 
@@ -37,7 +40,7 @@ from pykd_ext.targets.pe import read_pe_info
 class _Body:
     """What the body parser found: physical memory plus facts and notes for info()."""
 
-    def __init__(self, physical: PhysicalMemory, kind: str) -> None:
+    def __init__(self, physical: PhysicalSource, kind: str) -> None:
         self.physical = physical
         self.kind = kind
         self.facts: Dict[str, Any] = {}
@@ -54,7 +57,7 @@ def _check_pages_fit(data_offset: int, pages: int, file_size: int, what: str,
 
 
 def _runs_body(fmap: FileMap, header: dh.DumpHeader, path: str) -> _Body:
-    max_runs = dh.MAX_RUNS64 if header.width == 64 else dh.MAX_RUNS32
+    max_runs = dh.MAX_RUNS[header.width]
     declared = header.physical_runs_declared
     if declared is None or declared > max_runs:
         raise DumpFormatError("full dump's PhysicalMemoryBlock declares %s runs; at most %d fit"
@@ -73,7 +76,7 @@ def _runs_body(fmap: FileMap, header: dh.DumpHeader, path: str) -> _Body:
     for (b1, c1), (b2, _) in zip(ordered, ordered[1:]):
         if b1 + c1 > b2:
             raise DumpFormatError("physical runs overlap at frame 0x%x" % b2, path)
-    body = _Body(RunPhysicalMemory(fmap.view, triples), dh.BODY_RUNS)
+    body = _Body(RunPhysicalMemory(fmap.view, triples, store=fmap), dh.BODY_RUNS)
     body.facts = {"data_offset": header.header_size, "runs_declared": declared}
     if header.physical_pages_declared is not None and header.physical_pages_declared != total:
         body.notes.append("header NumberOfPages is %d but the runs hold %d pages"
@@ -95,7 +98,7 @@ def _bitmap_body(fmap: FileMap, header: dh.DumpHeader, path: str) -> _Body:
         raise DumpFormatError("bitmap dump's FirstPage 0x%x lies inside its own bitmap (which ends "
                               "at 0x%x)" % (summary.first_page, bitmap_end), path)
     physical = BitmapPhysicalMemory(fmap.view, fmap.view[summary.bitmap_offset:bitmap_end],
-                                    summary.pages, summary.first_page)
+                                    summary.pages, summary.first_page, store=fmap)
     present = physical.present_pages
     if summary.first_page + present * PAGE_SIZE > fmap.size:
         held = max(0, (fmap.size - summary.first_page) // PAGE_SIZE)
@@ -143,7 +146,7 @@ def _rdmp_body(fmap: FileMap, header: dh.DumpHeader, path: str) -> _Body:
     for (b1, c1), (b2, _) in zip(ordered, ordered[1:]):
         if b1 + c1 > b2:
             raise DumpFormatError("RDMP ranges overlap at frame 0x%x" % b2, path)
-    body = _Body(RunPhysicalMemory(fmap.view, triples), dh.BODY_RDMP)
+    body = _Body(RunPhysicalMemory(fmap.view, triples, store=fmap), dh.BODY_RDMP)
     body.facts = {"first_page_offset": rdmp.first_page_offset,
                   "metadata_size": rdmp.metadata_size, "ranges": len(triples)}
     body.notes.append("DumpType 0x%x body read as kdmp-parser reads it (RDMP range list); "
@@ -157,55 +160,40 @@ _BODIES = {dh.BODY_RUNS: _runs_body, dh.BODY_BITMAP: _bitmap_body, dh.BODY_RDMP:
 class CrashDumpTarget(PagedTarget):
     """A kernel dump with physical memory."""
 
-    def __init__(self, path: str, fmap: FileMap, header: dh.DumpHeader, body: _Body) -> None:
-        self._init_paged(path, fmap, body.physical)
+    def __init__(self, path: str, file_size: int, header: dh.DumpHeader, body: _Body,
+                 arch: Arch) -> None:
+        mode, self.paging_source = dump_paging_mode(arch, header)
+        super().__init__(body.physical, arch, mode, header.directory_table_base,
+                         TargetDescription("file", path), path)
         self.header = header
+        self.file_size = file_size
         self._body = body
-        if header.width == 64:
-            self._kernel = X64AddressSpace(body.physical, header.directory_table_base)
-        else:
-            # x86, PAE or not as the header's PaeEnabled says (see x86_pae_mode)
-            self._kernel = X86AddressSpace(body.physical, header.directory_table_base,
-                                           pae=x86_pae_mode(header)[0])
 
     def _build_info(self) -> TargetInfo:
         h = self.header
-        physical = self._physical
-        info = TargetInfo(
-            path=self.path, container=h.container, dump_type=h.dump_type_name,
-            dump_type_code=h.dump_type, arch=h.arch, major_version=h.major_version,
-            build=h.build, processors=h.processors, bugcheck_code=h.bugcheck_code,
-            bugcheck_parameters=list(h.bugcheck_parameters),
-            directory_table_base=h.directory_table_base, pfn_database=h.pfn_database,
-            ps_active_process_head=h.ps_active_process_head,
-            ps_loaded_module_list=h.ps_loaded_module_list,
-            kd_debugger_data_block=h.kd_debugger_data_block,
-            physical_runs=physical.runs(), pages_present=physical.page_count(),
-            system_time=h.system_time, system_uptime=h.system_uptime, comment=h.comment)
+        info = super()._build_info()
+        info.container = h.container
+        info.dump_type, info.dump_type_code = h.dump_type_name, h.dump_type
+        info.major_version, info.build, info.processors = h.major_version, h.build, h.processors
+        info.bugcheck_code, info.bugcheck_parameters = h.bugcheck_code, list(h.bugcheck_parameters)
+        info.pfn_database = h.pfn_database
+        info.ps_active_process_head = h.ps_active_process_head
+        info.ps_loaded_module_list = h.ps_loaded_module_list
+        info.kd_debugger_data_block = h.kd_debugger_data_block
+        info.system_time, info.system_uptime, info.comment = h.system_time, h.system_uptime, h.comment
         info.extra.update(self._body.facts)
         info.extra["body"] = self._body.kind
-        info.extra["file_size"] = self._fmap.size
+        info.extra["file_size"] = self.file_size
         if h.required_dump_space is not None:
             info.extra["required_dump_space"] = h.required_dump_space
         if h.attribute_names:
             info.extra["attributes"] = h.attribute_names
         info.extra["kd_secondary_version"] = h.kd_secondary_version
+        info.extra["paging_source"] = self.paging_source
         info.notes.extend(self._body.notes)
-        if h.required_dump_space is not None and h.required_dump_space > self._fmap.size:
+        if h.required_dump_space is not None and h.required_dump_space > self.file_size:
             info.notes.append("file is 0x%x bytes, smaller than RequiredDumpSpace 0x%x"
-                              % (self._fmap.size, h.required_dump_space))
-        if h.width != 64:
-            # H10: 32-bit dumps: x86 paging, KDBG pointers, the kernel's PE32 image
-            pae, how = x86_pae_mode(h)
-            info.extra["paging"] = "x86 PAE" if pae else "x86 non-PAE"
-            info.extra["paging_source"] = how
-            self._add_kdbg(info)
-            if info.kdbg:
-                info.kdbg = truncate_kdbg32(info.kdbg)
-                base = info.kdbg.get("KernBase")
-                info.kernel_base = base if isinstance(base, int) and base else None
-            self._add_kernel_image(info)
-            return info
+                              % (self.file_size, h.required_dump_space))
         self._add_kdbg(info)
         self._add_kernel_image(info)
         return info
@@ -214,26 +202,17 @@ class CrashDumpTarget(PagedTarget):
         """Kernel base (when the KDBG did not give it) and the kernel's PE identity."""
         base = info.kernel_base
         if base is None and self.header.ps_loaded_module_list:
-            base = kernel_base_from_module_list(self._kernel, self.header.ps_loaded_module_list)
+            base = kernel_base_from_module_list(self._kernel, self.header.ps_loaded_module_list,
+                                                self.arch)
             if base is not None:
                 info.kernel_base = base
                 info.notes.append("kernel base found through PsLoadedModuleList's first entry")
         if base is None:
             return
-        try:
-            pe = read_pe_info(self._kernel, base)
-        except PykdExtError as err:
-            info.notes.append("kernel PE header at 0x%x not readable: %s" % (base, err.one_line()))
+        pe = self._kernel_pe(info, base)
+        if pe is None:
             return
-        info.extra["kernel_timestamp"] = pe.timestamp
-        info.extra["kernel_size_of_image"] = pe.size_of_image
-        version = pe.file_version
-        if version is not None:
-            info.extra["kernel_file_version"] = version
-        if pe.debug_codeview is not None:
-            info.extra["pdb_name"] = pe.debug_codeview.pdb_name
-            info.extra["pdb_guid"] = pe.debug_codeview.guid
-            info.extra["pdb_age"] = pe.debug_codeview.age
+        info.add_kernel_image(pe)
         info.notes.extend("kernel image: %s" % note for note in pe.notes)
 
     def _add_kdbg(self, info: TargetInfo) -> None:
@@ -242,16 +221,11 @@ class CrashDumpTarget(PagedTarget):
             info.notes.append("header names no KdDebuggerDataBlock")
             return
         try:
-            from pykd_ext.targets.kdbg import decode_kdbg
-        except ImportError:
-            info.notes.append("KDBG decoder not available")
-            return
-        try:
-            kdbg = decode_kdbg(self._kernel, address, info)
+            kdbg = self.arch.kdbg_values(decode_kdbg(self._kernel, address, info))
         except PykdExtError as err:
             info.notes.append("KDBG at 0x%x not decoded: %s" % (address, err.one_line()))
             return
-        info.kdbg = dict(kdbg)
+        info.kdbg = kdbg
         base = kdbg.get("KernBase")
         if isinstance(base, int) and base:
             info.kernel_base = base
@@ -262,13 +236,15 @@ class CrashDumpTarget(PagedTarget):
 #: Pointers of the first loaded-module entry examined for the image base (KLDR_DATA_TABLE_ENTRY
 #: is not decoded here: no structure offset is assumed, each pointer is tried as a PE base).
 MODULE_ENTRY_POINTERS = 32
+_POINTER_FORMAT = {8: "<Q", 4: "<I"}
 
 
-def kernel_base_from_module_list(space: AddressSpace, list_head: int) -> Optional[int]:
+def kernel_base_from_module_list(space: AddressSpace, list_head: int, arch: Arch) -> Optional[int]:
     """Base of the kernel image from PsLoadedModuleList without structure offsets.
 
     The first entry of the list is the kernel's; of the pointers in that entry, the image base
-    is the page-aligned one at which a PE image naming a kernel PDB starts. Bounded.
+    is the page-aligned one in the kernel half at which a PE image naming a kernel PDB starts.
+    Bounded.
     """
     width = space.pointer_size
     try:
@@ -276,10 +252,8 @@ def kernel_base_from_module_list(space: AddressSpace, list_head: int) -> Optiona
         raw = space.read(entry, width * MODULE_ENTRY_POINTERS)
     except PykdExtError:
         return None
-    for (candidate,) in struct.iter_unpack("<Q" if width == 8 else "<I", raw):
-        # kernel images live in the kernel half: canonical-high on x64, >= 2 GiB on x86
-        in_kernel_half = (candidate >> 47 == 0x1FFFF) if width == 8 else candidate >= 0x80000000
-        if candidate & 0xFFF or not in_kernel_half:
+    for (candidate,) in struct.iter_unpack(_POINTER_FORMAT[width], raw):
+        if candidate & 0xFFF or not arch.is_kernel_address(candidate):
             continue
         try:
             if space.read(candidate, 2) != b"MZ":
@@ -291,41 +265,52 @@ def kernel_base_from_module_list(space: AddressSpace, list_head: int) -> Optiona
     return None
 
 
-# ---------------------------------------------------------------- H10: 32-bit (x86) dumps
+def dump_paging_mode(arch: Arch, header: dh.DumpHeader) -> Tuple[PagingMode, str]:
+    """(paging mode, why) of a dump's kernel, among its architecture's modes.
 
-def x86_pae_mode(header: dh.DumpHeader) -> Tuple[bool, str]:
-    """(PAE?, why) for a 32-bit dump. DUMP_HEADER32.PaeEnabled states it; when it holds the
-    "PAGE" fill (not 0/1), a DTB that is not page aligned can only be a PAE PDPT, and PAE is
-    otherwise assumed (every Windows 8+ x86 kernel and most Windows 7 ones run PAE)."""
+    One mode: that one. Several (x86: PAE or not): DUMP_HEADER32.PaeEnabled states whether the
+    entries are 8 bytes (PAE) or 4; when it holds the "PAGE" fill (not 0/1), a DTB that is not
+    page aligned can only be a mode whose root table is sub-page aligned (a PAE PDPT); otherwise
+    the architecture's default is assumed (x86: PAE, what every Windows 8+ x86 kernel and most
+    Windows 7 ones run).
+    """
+    modes = arch.paging_modes
+    if len(modes) == 1:
+        return modes[0], "the architecture's only paging mode"
     if header.pae_enabled is not None:
-        return header.pae_enabled, "header PaeEnabled"
+        size = 8 if header.pae_enabled else 4
+        for mode in modes:
+            if mode.entry.size == size:
+                return mode, "header PaeEnabled"
     if header.directory_table_base & 0xFFF:
-        return True, "DTB not page aligned (a PAE PDPT)"
-    return True, "assumed (header PaeEnabled unset)"
+        for mode in modes:
+            if mode.root_mask is not None and mode.root_mask & 0xFFF:
+                return mode, "DTB not page aligned (a PAE PDPT)"
+    return modes[0], "assumed (header PaeEnabled unset)"
 
 
-def truncate_kdbg32(kdbg: Dict[str, Any]) -> Dict[str, Any]:
-    """A 32-bit kernel stores KDDEBUGGER_DATA64 pointers sign-extended to 64 bits: 0x8xxxxxxx
-    reads as 0xFFFFFFFF8xxxxxxx. Such values become the 32-bit addresses they stand for."""
-    out: Dict[str, Any] = {}
-    for key, value in kdbg.items():
-        if isinstance(value, int) and not isinstance(value, bool) and value >> 32 == 0xFFFFFFFF:
-            value &= 0xFFFFFFFF
-        out[key] = value
-    return out
+#: Header widths each body kind exists in (the RDMP and triage bodies are 64-bit formats).
+_BODY_WIDTHS = {dh.BODY_RUNS: (64, 32), dh.BODY_BITMAP: (64, 32), dh.BODY_RDMP: (64,),
+                dh.BODY_TRIAGE: (64,)}
+_BODY_REFUSED = {dh.BODY_RDMP: "RDMP body in a %d-bit dump is not supported",
+                 dh.BODY_TRIAGE: "%d-bit triage dumps are not supported"}
 
 
-def _open(path: str, width: int) -> Target:
+def _supported() -> str:
+    return ", ".join("%s in %s" % (arch.name, dh.CONTAINER[arch.kernel_dump_width].decode())
+                     for arch in ARCHES if arch.kernel_dump_width and arch.paging_modes)
+
+
+def open_crashdump(path: str) -> Target:
+    """Open a kernel dump (`PAGEDU64` / `PAGEDUMP`): full, bitmap, kernel; triage is delegated."""
     fmap = FileMap(path)
     try:
-        if width == 64:
-            header = dh.parse_header64(fmap.view, path)
-        else:
-            header = dh.parse_header32(fmap.view, path)
+        width = dh.width_of_container(fmap.bytes_at(0, 8))
+        header = dh.parse_header(fmap.view, path, width)
         kind = dh.BODY_KINDS.get(header.dump_type)
+        if kind is not None and header.width not in _BODY_WIDTHS[kind]:
+            raise UnsupportedDumpError(_BODY_REFUSED[kind] % header.width, path)
         if kind == dh.BODY_TRIAGE:
-            if width != 64:
-                raise UnsupportedDumpError("32-bit triage dumps are not supported", path)
             try:
                 from pykd_ext.targets.triage import open_triage64
             except ImportError:
@@ -344,23 +329,12 @@ def _open(path: str, width: int) -> Target:
                                        % ("0x%x (%s)" % (header.dump_type, header.dump_type_name)
                                           if header.dump_type in dh.DUMP_TYPE_NAMES
                                           else "0x%x (unknown)" % header.dump_type), path)
-        if width == 64 and header.machine_type != 0x8664:
-            raise UnsupportedDumpError("machine type %s: only x64 kernel dumps are read"
-                                       % header.arch, path)
-        if width == 32 and kind == dh.BODY_RDMP:
-            raise UnsupportedDumpError("RDMP body in a 32-bit dump is not supported", path)
+        arch = header.architecture
+        if arch is None or arch.kernel_dump_width != header.width or not arch.paging_modes:
+            raise UnsupportedDumpError("machine type %s in a %s dump: kernel dumps are read for %s"
+                                       % (header.arch, header.container, _supported()), path)
         body = _BODIES[kind](fmap, header, path)
-        return CrashDumpTarget(path, fmap, header, body)
+        return CrashDumpTarget(path, fmap.size, header, body, arch)
     except BaseException:
         fmap.close()
         raise
-
-
-def open_crashdump64(path: str) -> Target:
-    """Open a 64-bit kernel dump (`PAGEDU64`): full, bitmap, kernel; triage is delegated."""
-    return _open(path, 64)
-
-
-def open_crashdump32(path: str) -> Target:
-    """Open a 32-bit kernel dump (`PAGEDUMP`): full or bitmap body, x86 PAE/non-PAE paging."""
-    return _open(path, 32)

@@ -2,66 +2,69 @@
 
 Why this module exists: every reader of a Windows kernel dump (full, bitmap, triage) starts with the
 same 0x2000-byte (64-bit) or 0x1000-byte (32-bit) header, and the project's dump writer (the forge)
-builds headers with the *same* definitions, so the format is written down exactly once.
+builds headers with the *same* definitions, so the format is written down exactly once. The two
+widths are one definition: `HEADER_FIELDS` lists every field once, with its type as a function of
+the pointer width and its offset in each header (the 32-bit header orders its tail differently);
+`header_struct(width)` builds the construct definition, the "PAGE"-filled gaps in between included.
 
 Sources of the format facts (public):
 - Windows SDK `mindumpdef.h` (`DUMP_HEADER32`, `DUMP_HEADER64`, `PHYSICAL_MEMORY_DESCRIPTOR32/64`,
   `DUMP_FILE_ATTRIBUTES`, `DMP_*_SIZE_*` constants, `DUMP_TYPE` values 1-7, the `PAGE`/`DU64`,
-  `SDMP`/`FDMP`/`DUMP` signatures).
+  `SDMP`/`FDMP`/`DUMP` signatures); winnt.h `EXCEPTION_RECORD32/64`.
 - kdmp-parser `src/lib/kdmp-parser-structs.h` (0vercl0k/kdmp-parser): `HEADER64` with its
   static_asserts (BugCheckCodeParameter at 0x40, KdDebuggerDataBlock 0x80, ContextRecord 0x348,
   Exception 0xf00, Comment 0xfb0, body header at 0x2000), `BMP_HEADER64` (FirstPage at 0x20,
   TotalPresentPages 0x28, Pages 0x30, bitmap at 0x38), `RDMP_HEADER64` / `KERNEL_RDMP_HEADER64` /
   `FULL_RDMP_HEADER64` of the newer dump types 8, 9 and 0xA, and `DumpType_t` values 6, 8, 9, 0xA.
 - Volatility 3 `symbols/windows/crash64.json`, `crash.json`, `crash_common.json` (`_SUMMARY_DUMP`:
-  HeaderSize (= first page offset) at 0x20, Pages (= present pages) at 0x28, BitmapSize at 0x30).
+  HeaderSize (= first page offset) at 0x20, Pages (= present pages) at 0x28, BitmapSize at 0x30;
+  the 32-bit header's field offsets).
 - The real dumps in `shared/real/kernel-triage/`: Windows pre-fills every header byte it does not
   set with the ASCII pattern "PAGE" (so an unset ULONG reads 0x45474150).
 """
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from construct import (Array, Bytes, Const, Default, FixedSized, Int8ul, Int16ul, Int32ul,
                        Int64ul, Struct)
 
 from pykd_ext.errors import DumpFormatError, TruncatedDumpError
+from pykd_ext.targets.arch import Arch, arch_for_machine, machine_name
 
 # --- sizes and signatures (mindumpdef.h) -----------------------------------------------------
 
-HEADER64_SIZE = 0x2000
-HEADER32_SIZE = 0x1000
+WIDTHS = (64, 32)                          # pointer bits of the two header flavours
+HEADER_SIZE = {64: 0x2000, 32: 0x1000}
+HEADER64_SIZE = HEADER_SIZE[64]
+HEADER32_SIZE = HEADER_SIZE[32]
 DMP_PHYSICAL_MEMORY_BLOCK_SIZE = 700       # both widths
-DMP_CONTEXT_RECORD_SIZE_64 = 3000
-DMP_CONTEXT_RECORD_SIZE_32 = 1200
-DMP_RESERVED_0_SIZE_64 = 4008
-DMP_RESERVED_0_SIZE_32 = 1760
-DMP_RESERVED_2_SIZE_32 = 16
-DMP_RESERVED_3_SIZE_32 = 56
+DMP_CONTEXT_RECORD_SIZE = {64: 3000, 32: 1200}
+DMP_CONTEXT_RECORD_SIZE_64 = DMP_CONTEXT_RECORD_SIZE[64]
+DMP_CONTEXT_RECORD_SIZE_32 = DMP_CONTEXT_RECORD_SIZE[32]
 DMP_HEADER_COMMENT_SIZE = 128
 
 SIGNATURE = b"PAGE"
-VALID_DUMP64 = b"DU64"
-VALID_DUMP32 = b"DUMP"
-CONTAINER64 = b"PAGEDU64"
-CONTAINER32 = b"PAGEDUMP"
+VALID_DUMP = {64: b"DU64", 32: b"DUMP"}
+VALID_DUMP64 = VALID_DUMP[64]
+VALID_DUMP32 = VALID_DUMP[32]
+CONTAINER = {width: SIGNATURE + VALID_DUMP[width] for width in WIDTHS}
+CONTAINER64 = CONTAINER[64]
+CONTAINER32 = CONTAINER[32]
 
 #: Windows fills header bytes it does not set with this pattern (visible in every real dump).
 FILL = b"PAGE"
 FILL32 = 0x45474150
 FILL64 = 0x4547415045474150
-
-#: Runs that fit in the 700-byte PhysicalMemoryBlockBuffer (16-byte descriptor head, 16-byte runs).
-MAX_RUNS64 = (DMP_PHYSICAL_MEMORY_BLOCK_SIZE - 16) // 16
-#: 32-bit: 8-byte descriptor head, 8-byte runs.
-MAX_RUNS32 = (DMP_PHYSICAL_MEMORY_BLOCK_SIZE - 8) // 8
+#: The fill as a pointer-sized value, by width.
+POINTER_FILL = {64: FILL64, 32: FILL32}
 
 # --- dump types (mindumpdef.h DUMP_TYPE 1-7; kdmp-parser DumpType_t for 8, 9, 0xA) --------------
 
-DUMP_TYPE_FULL = 1                 # complete dump: PhysicalMemoryBlock runs, pages at 0x2000
-DUMP_TYPE_SUMMARY = 2              # kernel summary dump (SDMP bitmap at 0x2000)
+DUMP_TYPE_FULL = 1                 # complete dump: PhysicalMemoryBlock runs, pages after the header
+DUMP_TYPE_SUMMARY = 2              # kernel summary dump (SDMP bitmap after the header)
 DUMP_TYPE_HEADER = 3               # header only
 DUMP_TYPE_TRIAGE = 4               # kernel triage / mini dump (TRIAGE_DUMP64 at 0x2000)
-DUMP_TYPE_BITMAP_FULL = 5          # bitmap dump (SDMP = kernel, FDMP = complete) at 0x2000
+DUMP_TYPE_BITMAP_FULL = 5          # bitmap dump (SDMP = kernel, FDMP = complete)
 DUMP_TYPE_BITMAP_KERNEL = 6        # live kernel bitmap dump
 DUMP_TYPE_AUTOMATIC = 7
 DUMP_TYPE_KERNEL_MEMORY = 8        # kdmp-parser KernelMemoryDump: RDMP header + PFN ranges
@@ -97,9 +100,6 @@ BODY_KINDS: Dict[int, str] = {
     DUMP_TYPE_COMPLETE_MEMORY: BODY_RDMP,
 }
 
-#: IMAGE_FILE_MACHINE_* (PE/COFF specification) as stored in MachineImageType.
-MACHINE_NAMES: Dict[int, str] = {0x8664: "x64", 0x14C: "x86", 0xAA64: "arm64", 0x1C4: "arm"}
-
 #: DUMP_FILE_ATTRIBUTES bits (mindumpdef.h), bit position -> name.
 ATTRIBUTE_BITS: Tuple[str, ...] = (
     "HiberCrash", "DumpDevicePowerOff", "InsufficientDumpfileSize", "KernelGeneratedTriageDump",
@@ -112,141 +112,189 @@ def _fill(size: int) -> Any:
     return Default(Bytes(size), (FILL * (size // 4 + 1))[:size])
 
 
-# --- 64-bit header (mindumpdef.h DUMP_HEADER64, 0x2000 bytes) --------------------------------
+_POINTER = {64: Int64ul, 32: Int32ul}
 
-PHYSICAL_MEMORY_RUN64 = Struct(
-    "BasePage" / Int64ul,
-    "PageCount" / Int64ul,
-)
 
-PHYSICAL_MEMORY_DESCRIPTOR64 = Struct(
-    "NumberOfRuns" / Int32ul,
-    "_pad0" / _fill(4),                 # ULONG64 NumberOfPages is 8-aligned
-    "NumberOfPages" / Int64ul,
-    # The count is file-controlled (and is the "PAGE" fill in triage dumps): only runs that fit
-    # the 700-byte buffer are parsed; validation of the count happens in the reader.
-    "Run" / Array(lambda ctx: ctx.NumberOfRuns if ctx.NumberOfRuns <= MAX_RUNS64 else 0,
-                  PHYSICAL_MEMORY_RUN64),
-)
+def _c_struct(*members: Tuple[str, Any, int]) -> Any:
+    """A C struct: (name, construct, alignment) in order, each member at its natural alignment
+    (the padding C inserts is a "PAGE"-filled gap, as Windows leaves it). The last member may
+    have a context-dependent size."""
+    subcons = []
+    at = 0
+    for index, (name, con, align) in enumerate(members):
+        pad = -at % align
+        if pad:
+            subcons.append(("_pad_%x" % at) / _fill(pad))
+            at += pad
+        subcons.append(name / con)
+        if index + 1 < len(members):
+            at += con.sizeof()
+    return Struct(*subcons)
 
-EXCEPTION_RECORD64 = Struct(
-    "ExceptionCode" / Int32ul,
-    "ExceptionFlags" / Int32ul,
-    "ExceptionRecord" / Int64ul,
-    "ExceptionAddress" / Int64ul,
-    "NumberParameters" / Int32ul,
-    "_unused_alignment" / _fill(4),
-    "ExceptionInformation" / Array(15, Int64ul),
-)                                                   # 0x98 bytes
 
-DUMP_HEADER64 = Struct(
-    "Signature" / Const(SIGNATURE),                 # 0x000
-    "ValidDump" / Const(VALID_DUMP64),              # 0x004
-    "MajorVersion" / Int32ul,                       # 0x008  0xF free, 0xC checked
-    "MinorVersion" / Int32ul,                       # 0x00C  NT build number
-    "DirectoryTableBase" / Int64ul,                 # 0x010
-    "PfnDataBase" / Int64ul,                        # 0x018
-    "PsLoadedModuleList" / Int64ul,                 # 0x020
-    "PsActiveProcessHead" / Int64ul,                # 0x028
-    "MachineImageType" / Int32ul,                   # 0x030
-    "NumberProcessors" / Int32ul,                   # 0x034
-    "BugCheckCode" / Int32ul,                       # 0x038
-    "_pad1" / _fill(4),                             # 0x03C
-    "BugCheckParameter" / Array(4, Int64ul),        # 0x040
-    "VersionUser" / _fill(32),                      # 0x060
-    "KdDebuggerDataBlock" / Int64ul,                # 0x080
-    "PhysicalMemoryBlock" / FixedSized(DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
-                                       PHYSICAL_MEMORY_DESCRIPTOR64),   # 0x088
-    "_pad_pmb" / _fill(4),                          # 0x344 700-byte union padded to 8-alignment
-    "ContextRecord" / Bytes(DMP_CONTEXT_RECORD_SIZE_64),                # 0x348
-    "Exception" / EXCEPTION_RECORD64,               # 0xF00
-    "DumpType" / Int32ul,                           # 0xF98
-    "_pad2" / _fill(4),                             # 0xF9C
-    "RequiredDumpSpace" / Int64ul,                  # 0xFA0
-    "SystemTime" / Int64ul,                         # 0xFA8  FILETIME
-    "Comment" / _fill(DMP_HEADER_COMMENT_SIZE),     # 0xFB0
-    "SystemUpTime" / Int64ul,                       # 0x1030 100 ns units
-    "MiniDumpFields" / Int32ul,                     # 0x1038
-    "SecondaryDataState" / Int32ul,                 # 0x103C
-    "ProductType" / Int32ul,                        # 0x1040
-    "SuiteMask" / Int32ul,                          # 0x1044
-    "WriterStatus" / Int32ul,                       # 0x1048
-    "Unused1" / Int8ul,                             # 0x104C
-    "KdSecondaryVersion" / Int8ul,                  # 0x104D
-    "Unused" / _fill(2),                            # 0x104E
-    "Attributes" / Int32ul,                         # 0x1050 DUMP_FILE_ATTRIBUTES
-    "BootId" / Int32ul,                             # 0x1054
-    "_reserved0" / _fill(DMP_RESERVED_0_SIZE_64),   # 0x1058 .. 0x2000
-)
+def physical_memory_run(width: int) -> Any:
+    """PHYSICAL_MEMORY_RUN32/64: PFN_NUMBER BasePage, PageCount."""
+    pfn = _POINTER[width]
+    return _c_struct(("BasePage", pfn, pfn.sizeof()), ("PageCount", pfn, pfn.sizeof()))
 
-#: Offsets a reader needs without parsing (kdmp-parser static_asserts, mindumpdef.h).
-CONTEXT_OFFSET64 = 0x348
-DUMP_TYPE_OFFSET64 = 0xF98
-DUMP_TYPE_OFFSET32 = 0xF88
 
-# --- 32-bit header (mindumpdef.h DUMP_HEADER32, 0x1000 bytes, 4-byte packing) -------------------
+def max_runs(width: int) -> int:
+    """Runs that fit the 700-byte PhysicalMemoryBlockBuffer after the descriptor's head."""
+    pfn = _POINTER[width]
+    head = _c_struct(("NumberOfRuns", Int32ul, 4), ("NumberOfPages", pfn, pfn.sizeof())).sizeof()
+    return (DMP_PHYSICAL_MEMORY_BLOCK_SIZE - head) // physical_memory_run(width).sizeof()
 
-PHYSICAL_MEMORY_RUN32 = Struct(
-    "BasePage" / Int32ul,
-    "PageCount" / Int32ul,
-)
 
-PHYSICAL_MEMORY_DESCRIPTOR32 = Struct(
-    "NumberOfRuns" / Int32ul,
-    "NumberOfPages" / Int32ul,
-    "Run" / Array(lambda ctx: ctx.NumberOfRuns if ctx.NumberOfRuns <= MAX_RUNS32 else 0,
-                  PHYSICAL_MEMORY_RUN32),
-)
+MAX_RUNS = {width: max_runs(width) for width in WIDTHS}
+MAX_RUNS64 = MAX_RUNS[64]
+MAX_RUNS32 = MAX_RUNS[32]
 
-EXCEPTION_RECORD32 = Struct(
-    "ExceptionCode" / Int32ul,
-    "ExceptionFlags" / Int32ul,
-    "ExceptionRecord" / Int32ul,
-    "ExceptionAddress" / Int32ul,
-    "NumberParameters" / Int32ul,
-    "ExceptionInformation" / Array(15, Int32ul),
-)                                                   # 0x50 bytes
 
-DUMP_HEADER32 = Struct(
-    "Signature" / Const(SIGNATURE),                 # 0x000
-    "ValidDump" / Const(VALID_DUMP32),              # 0x004
-    "MajorVersion" / Int32ul,                       # 0x008
-    "MinorVersion" / Int32ul,                       # 0x00C
-    "DirectoryTableBase" / Int32ul,                 # 0x010
-    "PfnDataBase" / Int32ul,                        # 0x014
-    "PsLoadedModuleList" / Int32ul,                 # 0x018
-    "PsActiveProcessHead" / Int32ul,                # 0x01C
-    "MachineImageType" / Int32ul,                   # 0x020
-    "NumberProcessors" / Int32ul,                   # 0x024
-    "BugCheckCode" / Int32ul,                       # 0x028
-    "BugCheckParameter" / Array(4, Int32ul),        # 0x02C
-    "VersionUser" / _fill(32),                      # 0x03C
-    "PaeEnabled" / Int8ul,                          # 0x05C
-    "KdSecondaryVersion" / Int8ul,                  # 0x05D
-    "Spare3" / _fill(2),                            # 0x05E
-    "KdDebuggerDataBlock" / Int32ul,                # 0x060
-    "PhysicalMemoryBlock" / FixedSized(DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
-                                       PHYSICAL_MEMORY_DESCRIPTOR32),   # 0x064
-    "ContextRecord" / Bytes(DMP_CONTEXT_RECORD_SIZE_32),                # 0x320
-    "Exception" / EXCEPTION_RECORD32,               # 0x7D0
-    "Comment" / _fill(DMP_HEADER_COMMENT_SIZE),     # 0x820
-    "Attributes" / Int32ul,                         # 0x8A0
-    "BootId" / Int32ul,                             # 0x8A4
-    "_reserved0" / _fill(DMP_RESERVED_0_SIZE_32),   # 0x8A8
-    "DumpType" / Int32ul,                           # 0xF88
-    "MiniDumpFields" / Int32ul,                     # 0xF8C
-    "SecondaryDataState" / Int32ul,                 # 0xF90
-    "ProductType" / Int32ul,                        # 0xF94
-    "SuiteMask" / Int32ul,                          # 0xF98
-    "WriterStatus" / Int32ul,                       # 0xF9C
-    "RequiredDumpSpace" / Int64ul,                  # 0xFA0
-    "_reserved2" / _fill(DMP_RESERVED_2_SIZE_32),   # 0xFA8
-    "SystemUpTime" / Int64ul,                       # 0xFB8
-    "SystemTime" / Int64ul,                         # 0xFC0
-    "_reserved3" / _fill(DMP_RESERVED_3_SIZE_32),   # 0xFC8 .. 0x1000
-)
+def physical_memory_descriptor(width: int) -> Any:
+    """PHYSICAL_MEMORY_DESCRIPTOR32/64: ULONG NumberOfRuns, PFN_NUMBER NumberOfPages, Run[].
 
-CONTEXT_OFFSET32 = 0x320
+    The count is file-controlled (and is the "PAGE" fill in triage dumps): only runs that fit
+    the 700-byte buffer are parsed; validation of the count happens in the reader.
+    """
+    pfn = _POINTER[width]
+    run = physical_memory_run(width)
+    limit = MAX_RUNS[width]
+    return _c_struct(
+        ("NumberOfRuns", Int32ul, 4),
+        ("NumberOfPages", pfn, pfn.sizeof()),
+        ("Run", Array(lambda ctx: ctx.NumberOfRuns if ctx.NumberOfRuns <= limit else 0, run),
+         pfn.sizeof()))
+
+
+def exception_record(width: int) -> Any:
+    """EXCEPTION_RECORD32/64 (winnt.h): 0x50 / 0x98 bytes."""
+    ptr = _POINTER[width]
+    return _c_struct(
+        ("ExceptionCode", Int32ul, 4), ("ExceptionFlags", Int32ul, 4),
+        ("ExceptionRecord", ptr, ptr.sizeof()), ("ExceptionAddress", ptr, ptr.sizeof()),
+        ("NumberParameters", Int32ul, 4),
+        ("ExceptionInformation", Array(15, ptr), ptr.sizeof()))
+
+
+def _same(con: Any) -> Callable[[int], Any]:
+    return lambda width: con
+
+
+# --- the header: every field once, its type by width, its offset in each header -----------------
+# Offsets: kdmp-parser's HEADER64 static_asserts and mindumpdef.h's member order and sizes for the
+# 64-bit header, mindumpdef.h and Volatility's crash.json for the 32-bit one. None: not in that
+# header. Bytes no field covers are "PAGE"-filled gaps (alignment padding and _reserved areas).
+
+class HeaderField(NamedTuple):
+    """One header field: its type (a function of the pointer width) and where each header has it."""
+
+    name: str
+    type: Callable[[int], Any]
+    offset64: Optional[int]                 # None: not in DUMP_HEADER64
+    offset32: Optional[int]                 # None: not in DUMP_HEADER32
+
+    def offset(self, width: int) -> Optional[int]:
+        return self.offset64 if width == 64 else self.offset32
+
+
+HEADER_FIELDS: Tuple[HeaderField, ...] = tuple(HeaderField(*row) for row in (
+    # name                   type (by pointer width)                                   64     32
+    ("Signature",            _same(Const(SIGNATURE)),                                  0x000, 0x000),
+    ("ValidDump",            lambda w: Const(VALID_DUMP[w]),                           0x004, 0x004),
+    ("MajorVersion",         _same(Int32ul),                                           0x008, 0x008),  # 0xF free, 0xC checked
+    ("MinorVersion",         _same(Int32ul),                                           0x00C, 0x00C),  # NT build number
+    ("DirectoryTableBase",   _POINTER.__getitem__,                                     0x010, 0x010),
+    ("PfnDataBase",          _POINTER.__getitem__,                                     0x018, 0x014),
+    ("PsLoadedModuleList",   _POINTER.__getitem__,                                     0x020, 0x018),
+    ("PsActiveProcessHead",  _POINTER.__getitem__,                                     0x028, 0x01C),
+    ("MachineImageType",     _same(Int32ul),                                           0x030, 0x020),
+    ("NumberProcessors",     _same(Int32ul),                                           0x034, 0x024),
+    ("BugCheckCode",         _same(Int32ul),                                           0x038, 0x028),
+    ("BugCheckParameter",    lambda w: Array(4, _POINTER[w]),                          0x040, 0x02C),
+    ("VersionUser",          _same(_fill(32)),                                         0x060, 0x03C),
+    ("PaeEnabled",           _same(Int8ul),                                            None,  0x05C),
+    ("KdSecondaryVersion",   _same(Int8ul),                                            0x104D, 0x05D),
+    ("Spare3",               _same(_fill(2)),                                          None,  0x05E),
+    ("KdDebuggerDataBlock",  _POINTER.__getitem__,                                     0x080, 0x060),
+    ("PhysicalMemoryBlock",  lambda w: FixedSized(DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
+                                                  physical_memory_descriptor(w)),      0x088, 0x064),
+    ("ContextRecord",        lambda w: Bytes(DMP_CONTEXT_RECORD_SIZE[w]),              0x348, 0x320),
+    ("Exception",            exception_record,                                         0xF00, 0x7D0),
+    ("Comment",              _same(_fill(DMP_HEADER_COMMENT_SIZE)),                    0xFB0, 0x820),
+    ("Attributes",           _same(Int32ul),                                           0x1050, 0x8A0),  # DUMP_FILE_ATTRIBUTES
+    ("BootId",               _same(Int32ul),                                           0x1054, 0x8A4),
+    ("DumpType",             _same(Int32ul),                                           0xF98, 0xF88),
+    ("MiniDumpFields",       _same(Int32ul),                                           0x1038, 0xF8C),
+    ("SecondaryDataState",   _same(Int32ul),                                           0x103C, 0xF90),
+    ("ProductType",          _same(Int32ul),                                           0x1040, 0xF94),
+    ("SuiteMask",            _same(Int32ul),                                           0x1044, 0xF98),
+    ("WriterStatus",         _same(Int32ul),                                           0x1048, 0xF9C),
+    ("Unused1",              _same(Int8ul),                                            0x104C, None),
+    ("Unused",               _same(_fill(2)),                                          0x104E, None),
+    ("RequiredDumpSpace",    _same(Int64ul),                                           0xFA0, 0xFA0),
+    ("SystemTime",           _same(Int64ul),                                           0xFA8, 0xFC0),  # FILETIME
+    ("SystemUpTime",         _same(Int64ul),                                           0x1030, 0xFB8),  # 100 ns units
+))
+
+
+def header_offsets(width: int) -> Dict[str, int]:
+    """Field name -> offset in the header of this width."""
+    out: Dict[str, int] = {}
+    for row in HEADER_FIELDS:
+        offset = row.offset(width)
+        if offset is not None:
+            out[row.name] = offset
+    return out
+
+
+def header_struct(width: int) -> Any:
+    """The construct definition of DUMP_HEADER64 (width 64) or DUMP_HEADER32 (width 32)."""
+    types = {row.name: row.type for row in HEADER_FIELDS}
+    placed = sorted((offset, name, types[name](width))
+                    for name, offset in header_offsets(width).items())
+    subcons = []
+    at = 0
+    for offset, name, con in placed:
+        if offset < at:
+            raise RuntimeError("DUMP_HEADER%d: %s at 0x%x overlaps the field before it"
+                               % (width, name, offset))
+        if offset > at:
+            subcons.append(("_gap_%x" % at) / _fill(offset - at))
+        subcons.append(name / con)
+        at = offset + con.sizeof()
+    size = HEADER_SIZE[width]
+    if at > size:
+        raise RuntimeError("DUMP_HEADER%d fields end at 0x%x, past 0x%x" % (width, at, size))
+    if at < size:
+        subcons.append(("_gap_%x" % at) / _fill(size - at))
+    return Struct(*subcons)
+
+
+DUMP_HEADER = {width: header_struct(width) for width in WIDTHS}
+DUMP_HEADER64 = DUMP_HEADER[64]
+DUMP_HEADER32 = DUMP_HEADER[32]
+PHYSICAL_MEMORY_RUN64 = physical_memory_run(64)
+PHYSICAL_MEMORY_RUN32 = physical_memory_run(32)
+PHYSICAL_MEMORY_DESCRIPTOR64 = physical_memory_descriptor(64)
+PHYSICAL_MEMORY_DESCRIPTOR32 = physical_memory_descriptor(32)
+EXCEPTION_RECORD64 = exception_record(64)
+EXCEPTION_RECORD32 = exception_record(32)
+
+#: Offsets a reader needs without parsing.
+CONTEXT_OFFSET = {width: header_offsets(width)["ContextRecord"] for width in WIDTHS}
+CONTEXT_OFFSET64 = CONTEXT_OFFSET[64]
+CONTEXT_OFFSET32 = CONTEXT_OFFSET[32]
+DUMP_TYPE_OFFSET64 = header_offsets(64)["DumpType"]
+DUMP_TYPE_OFFSET32 = header_offsets(32)["DumpType"]
+
+
+def width_of_container(head: bytes) -> Optional[int]:
+    """64 for `PAGEDU64`, 32 for `PAGEDUMP`, None for anything else."""
+    for width in WIDTHS:
+        if bytes(head[:8]) == CONTAINER[width]:
+            return width
+    return None
+
 
 # --- body headers ------------------------------------------------------------------------------
 
@@ -293,9 +341,9 @@ PFN_RANGE = Struct("BasePage" / Int64ul, "PageCount" / Int64ul)
 
 # --- parsed, typed views -------------------------------------------------------------------------
 
-def _unfill(value: int, width: int) -> Optional[int]:
-    """None when a field still holds the "PAGE" fill (Windows never set it)."""
-    if (width == 4 and value == FILL32) or (width == 8 and value == FILL64):
+def _unfill(value: int, size: int) -> Optional[int]:
+    """None when a field of `size` bytes still holds the "PAGE" fill (Windows never set it)."""
+    if (size == 4 and value == FILL32) or (size == 8 and value == FILL64):
         return None
     return value
 
@@ -343,11 +391,11 @@ class DumpHeader:
     context_offset: int                     # file offset of the CONTEXT record
     context_bytes: bytes                    # the raw CONTEXT record area
     exception: Dict[str, Any] = field(default_factory=dict)
-    pae_enabled: Optional[bool] = None      # 32-bit only
+    pae_enabled: Optional[bool] = None      # only the 32-bit header states it
 
     @property
     def header_size(self) -> int:
-        return HEADER64_SIZE if self.width == 64 else HEADER32_SIZE
+        return HEADER_SIZE[self.width]
 
     @property
     def physical_pages(self) -> int:
@@ -360,7 +408,12 @@ class DumpHeader:
 
     @property
     def arch(self) -> str:
-        return MACHINE_NAMES.get(self.machine_type, "machine 0x%x" % self.machine_type)
+        return machine_name(self.machine_type)
+
+    @property
+    def architecture(self) -> Optional[Arch]:
+        """The `Arch` of MachineImageType (None when no architecture has that machine type)."""
+        return arch_for_machine(self.machine_type)
 
     @property
     def attribute_names(self) -> List[str]:
@@ -369,92 +422,71 @@ class DumpHeader:
         return [name for bit, name in enumerate(ATTRIBUTE_BITS) if self.attributes >> bit & 1]
 
 
-# Kept for the names the brief and other helpers use.
+# Kept for the names other code used when each width had its own parser.
 DumpHeader64 = DumpHeader
 DumpHeader32 = DumpHeader
 
 
-def _check_prefix(buf: Any, path: Optional[str], container: bytes, size: int, what: str) -> bytes:
+def parse_header(buf: Any, path: Optional[str] = None, width: Optional[int] = None) -> DumpHeader:
+    """Parse a `DUMP_HEADER64`/`DUMP_HEADER32` from the start of `buf` (bytes, memoryview, mmap).
+
+    `width` (64 or 32) says which header is expected; None takes the one the signature names.
+    """
+    if width is None:
+        width = width_of_container(bytes(buf[:8])) or 64
+    container = CONTAINER[width]
+    size = HEADER_SIZE[width]
+    what = "%d-bit kernel" % width
     if len(buf) < 8 or bytes(buf[:8]) != container:
         raise DumpFormatError("not a %s dump: signature %r, expected %r"
                               % (what, bytes(buf[:8]), container), path)
     if len(buf) < size:
         raise TruncatedDumpError("file holds %d bytes but the %s dump header is 0x%x bytes"
                                  % (len(buf), what, size), path)
-    return bytes(buf[:size])
+    h = DUMP_HEADER[width].parse(bytes(buf[:size]))
+    pointer = width // 8
+    pmb = h.PhysicalMemoryBlock
+    exc = h.Exception
+    pae = h.get("PaeEnabled")
+    return DumpHeader(
+        width=width, container=container.decode("ascii"),
+        major_version=h.MajorVersion, build=h.MinorVersion,
+        directory_table_base=h.DirectoryTableBase,
+        pfn_database=_unfill(h.PfnDataBase, pointer),
+        ps_loaded_module_list=_unfill(h.PsLoadedModuleList, pointer),
+        ps_active_process_head=_unfill(h.PsActiveProcessHead, pointer),
+        machine_type=h.MachineImageType, processors=h.NumberProcessors,
+        bugcheck_code=h.BugCheckCode, bugcheck_parameters=list(h.BugCheckParameter),
+        kd_debugger_data_block=_unfill(h.KdDebuggerDataBlock, pointer),
+        dump_type=h.DumpType,
+        physical_runs_declared=_unfill(pmb.NumberOfRuns, 4),
+        physical_pages_declared=_unfill(pmb.NumberOfPages, pointer),
+        physical_runs=[(r.BasePage, r.PageCount) for r in pmb.Run],
+        required_dump_space=_unfill(h.RequiredDumpSpace, 8),
+        system_time=_unfill(h.SystemTime, 8), system_uptime=_unfill(h.SystemUpTime, 8),
+        comment=_comment(h.Comment),
+        mini_dump_fields=_unfill(h.MiniDumpFields, 4),
+        secondary_data_state=_unfill(h.SecondaryDataState, 4),
+        product_type=_unfill(h.ProductType, 4), suite_mask=_unfill(h.SuiteMask, 4),
+        writer_status=_unfill(h.WriterStatus, 4),
+        kd_secondary_version=h.KdSecondaryVersion,
+        attributes=_unfill(h.Attributes, 4), boot_id=_unfill(h.BootId, 4),
+        context_offset=CONTEXT_OFFSET[width], context_bytes=h.ContextRecord,
+        exception={"code": exc.ExceptionCode, "flags": exc.ExceptionFlags,
+                   "record": exc.ExceptionRecord, "address": exc.ExceptionAddress,
+                   "parameters": list(exc.ExceptionInformation[:min(exc.NumberParameters, 15)])},
+        pae_enabled=(bool(pae) if pae in (0, 1) else None) if pae is not None else None,
+    )
 
 
 def parse_header64(buf: Any, path: Optional[str] = None) -> DumpHeader:
-    """Parse a `DUMP_HEADER64` from the start of `buf` (bytes, memoryview or mmap)."""
-    raw = _check_prefix(buf, path, CONTAINER64, HEADER64_SIZE, "64-bit kernel")
-    h = DUMP_HEADER64.parse(raw)
-    pmb = h.PhysicalMemoryBlock
-    exc = h.Exception
-    return DumpHeader(
-        width=64, container="PAGEDU64",
-        major_version=h.MajorVersion, build=h.MinorVersion,
-        directory_table_base=h.DirectoryTableBase,
-        pfn_database=_unfill(h.PfnDataBase, 8),
-        ps_loaded_module_list=_unfill(h.PsLoadedModuleList, 8),
-        ps_active_process_head=_unfill(h.PsActiveProcessHead, 8),
-        machine_type=h.MachineImageType, processors=h.NumberProcessors,
-        bugcheck_code=h.BugCheckCode, bugcheck_parameters=list(h.BugCheckParameter),
-        kd_debugger_data_block=_unfill(h.KdDebuggerDataBlock, 8),
-        dump_type=h.DumpType,
-        physical_runs_declared=_unfill(pmb.NumberOfRuns, 4),
-        physical_pages_declared=_unfill(pmb.NumberOfPages, 8),
-        physical_runs=[(r.BasePage, r.PageCount) for r in pmb.Run],
-        required_dump_space=_unfill(h.RequiredDumpSpace, 8),
-        system_time=_unfill(h.SystemTime, 8), system_uptime=_unfill(h.SystemUpTime, 8),
-        comment=_comment(h.Comment),
-        mini_dump_fields=_unfill(h.MiniDumpFields, 4),
-        secondary_data_state=_unfill(h.SecondaryDataState, 4),
-        product_type=_unfill(h.ProductType, 4), suite_mask=_unfill(h.SuiteMask, 4),
-        writer_status=_unfill(h.WriterStatus, 4),
-        kd_secondary_version=h.KdSecondaryVersion,
-        attributes=_unfill(h.Attributes, 4), boot_id=_unfill(h.BootId, 4),
-        context_offset=CONTEXT_OFFSET64, context_bytes=h.ContextRecord,
-        exception={"code": exc.ExceptionCode, "flags": exc.ExceptionFlags,
-                   "record": exc.ExceptionRecord, "address": exc.ExceptionAddress,
-                   "parameters": list(exc.ExceptionInformation[:min(exc.NumberParameters, 15)])},
-    )
+    """Parse a `DUMP_HEADER64` (`parse_header` with width 64)."""
+    return parse_header(buf, path, 64)
 
 
 def parse_header32(buf: Any, path: Optional[str] = None) -> DumpHeader:
-    """Parse a `DUMP_HEADER32` from the start of `buf` (bytes, memoryview or mmap)."""
-    raw = _check_prefix(buf, path, CONTAINER32, HEADER32_SIZE, "32-bit kernel")
-    h = DUMP_HEADER32.parse(raw)
-    pmb = h.PhysicalMemoryBlock
-    exc = h.Exception
-    return DumpHeader(
-        width=32, container="PAGEDUMP",
-        major_version=h.MajorVersion, build=h.MinorVersion,
-        directory_table_base=h.DirectoryTableBase,
-        pfn_database=_unfill(h.PfnDataBase, 4),
-        ps_loaded_module_list=_unfill(h.PsLoadedModuleList, 4),
-        ps_active_process_head=_unfill(h.PsActiveProcessHead, 4),
-        machine_type=h.MachineImageType, processors=h.NumberProcessors,
-        bugcheck_code=h.BugCheckCode, bugcheck_parameters=list(h.BugCheckParameter),
-        kd_debugger_data_block=_unfill(h.KdDebuggerDataBlock, 4),
-        dump_type=h.DumpType,
-        physical_runs_declared=_unfill(pmb.NumberOfRuns, 4),
-        physical_pages_declared=_unfill(pmb.NumberOfPages, 4),
-        physical_runs=[(r.BasePage, r.PageCount) for r in pmb.Run],
-        required_dump_space=_unfill(h.RequiredDumpSpace, 8),
-        system_time=_unfill(h.SystemTime, 8), system_uptime=_unfill(h.SystemUpTime, 8),
-        comment=_comment(h.Comment),
-        mini_dump_fields=_unfill(h.MiniDumpFields, 4),
-        secondary_data_state=_unfill(h.SecondaryDataState, 4),
-        product_type=_unfill(h.ProductType, 4), suite_mask=_unfill(h.SuiteMask, 4),
-        writer_status=_unfill(h.WriterStatus, 4),
-        kd_secondary_version=h.KdSecondaryVersion,
-        attributes=_unfill(h.Attributes, 4), boot_id=_unfill(h.BootId, 4),
-        context_offset=CONTEXT_OFFSET32, context_bytes=h.ContextRecord,
-        exception={"code": exc.ExceptionCode, "flags": exc.ExceptionFlags,
-                   "record": exc.ExceptionRecord, "address": exc.ExceptionAddress,
-                   "parameters": list(exc.ExceptionInformation[:min(exc.NumberParameters, 15)])},
-        pae_enabled=bool(h.PaeEnabled) if h.PaeEnabled in (0, 1) else None,
-    )
+    """Parse a `DUMP_HEADER32` (`parse_header` with width 32)."""
+    return parse_header(buf, path, 32)
 
 
 @dataclass

@@ -72,6 +72,21 @@ def kdbg_field_offset(name: str) -> int:
     return KDBG_FIELDS[name][0]
 
 
+def _header_offset(name: str) -> int:
+    offset = 0
+    for sub in DBGKD_DEBUG_DATA_HEADER64.subcons:
+        if sub.name == name:
+            return offset
+        offset += sub.sizeof()
+    raise KeyError(name)
+
+
+#: Offset of Header.OwnerTag (the 'KDBG' bytes scans look for) and of KernBase in the block: how
+#: a scan turns a tag it found into the block's start and checks the block names a kernel.
+KDBG_TAG_OFFSET = _header_offset("OwnerTag")
+KDBG_KERNBASE_OFFSET = kdbg_field_offset("KernBase")
+
+
 def _flatten(parsed: Container, limit: int) -> "OrderedDict[str, int]":
     out: "OrderedDict[str, int]" = OrderedDict()
     for name, (offset, size, bits) in KDBG_FIELDS.items():
@@ -188,5 +203,5 @@ def build_kdbg(values: Mapping[str, int], size: Optional[int] = None) -> bytes:
 
 build_kdbg.__doc__ = (build_kdbg.__doc__ or "") % KDDEBUGGER_DATA64_SIZE
 
-__all__: List[str] = ["KDBG_FIELDS", "KDBG_OWNER_TAG", "build_kdbg", "decode_kdbg",
-                      "decode_kdbg_bytes", "kdbg_field_offset"]
+__all__: List[str] = ["KDBG_FIELDS", "KDBG_KERNBASE_OFFSET", "KDBG_OWNER_TAG", "KDBG_TAG_OFFSET",
+                      "build_kdbg", "decode_kdbg", "decode_kdbg_bytes", "kdbg_field_offset"]

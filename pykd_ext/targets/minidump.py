@@ -22,9 +22,9 @@ from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Int8ul, Struct
 from pykd_ext.errors import DumpFormatError, TruncatedDumpError
 from pykd_ext.memory.filemap import FileMap
 from pykd_ext.memory.sparse import SparseAddressSpace
+from pykd_ext.targets.arch import arch_for_processor, context_arch, decode_context
 from pykd_ext.targets.base import TargetInfo
-from pykd_ext.targets.cpu_context import context_arch, decode_context
-from pykd_ext.targets.virtual import VirtualTarget
+from pykd_ext.targets.virtual import FileReader, VirtualTarget
 
 MINIDUMP_SIGNATURE = b"MDMP"
 MINIDUMP_VERSION = 0xA793            # low word of Version (MINIDUMP_VERSION = 42899)
@@ -168,10 +168,6 @@ MINIDUMP_TYPE_BITS: Tuple[Tuple[int, str], ...] = (
     (0x800000, "ScanInaccessiblePartialPages"), (0x1000000, "FilterWriteCombinedMemory"),
 )
 
-# SYSTEM_INFO.wProcessorArchitecture (winnt.h PROCESSOR_ARCHITECTURE_*).
-ARCHITECTURES: Dict[int, Tuple[str, int]] = {0: ("x86", 4), 9: ("x64", 8), 5: ("arm", 4),
-                                             12: ("arm64", 8), 6: ("ia64", 8)}
-
 #: Bounds on file-controlled counts.
 MAX_STREAMS = 4096
 MAX_ENTRIES = 1 << 20
@@ -182,17 +178,12 @@ class MinidumpTarget(VirtualTarget):
     """A user-mode minidump: the process's memory as one sparse address space."""
 
 
-class _MinidumpReader:
-    def __init__(self, path: str, fmap: FileMap) -> None:
-        self.path = path
-        self.fmap = fmap
-        self.size = fmap.size
-        self.notes: List[str] = []
-        self.extra: Dict[str, Any] = {}
-        self.streams: Dict[int, List[Tuple[int, int]]] = {}   # type -> [(rva, size)]
+class _MinidumpReader(FileReader):
+    format_name = "minidump"
 
-    def fail(self, message: str) -> DumpFormatError:
-        return DumpFormatError("minidump: " + message, self.path)
+    def __init__(self, path: str, fmap: FileMap) -> None:
+        super().__init__(path, fmap)
+        self.streams: Dict[int, List[Tuple[int, int]]] = {}   # type -> [(rva, size)]
 
     def read(self, offset: int, size: int, what: str) -> bytes:
         if offset < 0 or size < 0 or offset + size > self.size:
@@ -280,8 +271,10 @@ class _MinidumpReader:
             self.notes.append("no SystemInfo stream: assuming x64")
             return "x64", 8, None, None
         info = MINIDUMP_SYSTEM_INFO.parse(data[:MINIDUMP_SYSTEM_INFO.sizeof()])
-        arch, pointer = ARCHITECTURES.get(info.ProcessorArchitecture,
-                                          ("arch %d" % info.ProcessorArchitecture, 8))
+        # SYSTEM_INFO.wProcessorArchitecture (winnt.h PROCESSOR_ARCHITECTURE_*)
+        known = arch_for_processor(info.ProcessorArchitecture)
+        arch, pointer = ((known.name, known.pointer_size) if known is not None
+                         else ("arch %d" % info.ProcessorArchitecture, 8))
         self.extra["system"] = {
             "processor_architecture": info.ProcessorArchitecture,
             "processor_level": info.ProcessorLevel, "processor_revision": info.ProcessorRevision,

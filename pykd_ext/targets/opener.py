@@ -1,31 +1,100 @@
-"""Open a target from a path: sniff the first bytes, hand the file to the reader that claims it.
+"""Open a target from a path: a registry of openers, each saying how it recognises a file.
 
-Readers register themselves in `_READERS` below (signature prefix → opener). Anything that is not
-a known signature but has a raw-image extension goes to the raw-image reader. All failures are
-typed (`TargetError` and subclasses) with the path attached, so the CLI prints one line.
+An `Opener` declares its recognition (magic bytes at offset 0, file-name extensions, an optional
+probe of the first bytes) and how it opens a path. `open_target` reads the first bytes once and
+hands the file to the first registered opener that recognises it; `register_opener` adds one
+(a live-VM file format, a test double) ahead of the built-in ones. All failures are typed
+(`TargetError` and subclasses) with the path attached, so the CLI prints one line.
+
+The built-in openers import their reader when they open a file, not when this module is
+imported: opening a crash dump then costs only the crash-dump reader's import (start-up time is
+measured in `benchmarks/bench_memory.py`), and the readers never import this module (no cycle).
 """
 import os
-from typing import Callable, List, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
 
 from pykd_ext.errors import DumpFormatError, TargetError
 from pykd_ext.targets.base import Target, TargetDescription
 
 RAW_EXTENSIONS = (".raw", ".mem", ".vmem", ".bin", ".img", ".lime")
+#: Bytes read from the start of a file for recognition.
+HEAD_SIZE = 8
 
-# (signature bytes at offset 0, "module:function" taking a path and returning a Target)
-_READERS: List[Tuple[bytes, str]] = [
-    (b"PAGEDU64", "pykd_ext.targets.crashdump:open_crashdump64"),
-    (b"PAGEDUMP", "pykd_ext.targets.crashdump:open_crashdump32"),
-    (b"MDMP", "pykd_ext.targets.minidump:open_minidump"),
-    (b"USERDU64", "pykd_ext.targets.userdump:open_userdump64"),
+
+@dataclass(frozen=True)
+class Opener:
+    """How one kind of file is recognised and opened.
+
+    A file is recognised when every criterion the opener declares holds: one of `magic` starts
+    the file, its name ends with one of `extensions`, `probe(head, path)` is true. An opener
+    declaring none recognises nothing.
+    """
+
+    name: str
+    open: Callable[[str], Target]
+    magic: Tuple[bytes, ...] = ()
+    extensions: Tuple[str, ...] = ()
+    probe: Optional[Callable[[bytes, str], bool]] = None
+
+    def recognises(self, head: bytes, path: str) -> bool:
+        if not (self.magic or self.extensions or self.probe):
+            return False
+        if self.magic and not head.startswith(self.magic):
+            return False
+        if self.extensions and not path.lower().endswith(self.extensions):
+            return False
+        return self.probe is None or bool(self.probe(head, path))
+
+
+def _crash_dump(path: str) -> Target:
+    from pykd_ext.targets.crashdump import open_crashdump
+    return open_crashdump(path)
+
+
+def _minidump(path: str) -> Target:
+    from pykd_ext.targets.minidump import open_minidump
+    return open_minidump(path)
+
+
+def _user_dump(path: str) -> Target:
+    from pykd_ext.targets.userdump import open_userdump64
+    return open_userdump64(path)
+
+
+def _raw_image(path: str) -> Target:
+    from pykd_ext.targets.rawimage import open_raw_image
+    return open_raw_image(path)
+
+
+#: The registry, in the order files are offered to it.
+OPENERS: List[Opener] = [
+    Opener("kernel crash dump", _crash_dump, magic=(b"PAGEDU64", b"PAGEDUMP")),
+    Opener("user-mode minidump", _minidump, magic=(b"MDMP",)),
+    Opener("legacy user-mode dump", _user_dump, magic=(b"USERDU64",)),
+    Opener("raw physical image (flat or LiME)", _raw_image, extensions=RAW_EXTENSIONS),
 ]
-_RAW_READER = "pykd_ext.targets.rawimage:open_raw_image"
 
 
-def _load(spec: str) -> Callable[[str], Target]:
-    import importlib
-    module_name, func = spec.split(":")
-    return getattr(importlib.import_module(module_name), func)
+def register_opener(opener: Opener, first: bool = True) -> None:
+    """Add an opener, ahead of the others (`first`) or after them."""
+    if first:
+        OPENERS.insert(0, opener)
+    else:
+        OPENERS.append(opener)
+
+
+def unregister_opener(opener: Opener) -> None:
+    if opener in OPENERS:
+        OPENERS.remove(opener)
+
+
+def opener_for(head: bytes, path: str) -> Optional[Opener]:
+    """The first registered opener that recognises a file with these first bytes and this name."""
+    for opener in OPENERS:
+        if opener.recognises(head, path):
+            return opener
+    return None
 
 
 def open_target(path: str) -> Target:
@@ -36,24 +105,19 @@ def open_target(path: str) -> Target:
         raise TargetError("no such file", path)
     try:
         with open(path, "rb") as handle:
-            head = handle.read(8)
+            head = handle.read(HEAD_SIZE)
     except OSError as err:
         raise TargetError("cannot read: %s" % (err.strerror or err), path) from None
     if not head:
         raise DumpFormatError("empty file", path)
-    for signature, spec in _READERS:
-        if head.startswith(signature):
-            return _open_with(spec, path)
-    if path.lower().endswith(RAW_EXTENSIONS):
-        return _open_with(_RAW_READER, path)
-    raise DumpFormatError(
-        "not a Windows dump (signature %r); raw physical images need one of the extensions %s"
-        % (head, " ".join(RAW_EXTENSIONS)), path)
-
-
-def _open_with(spec: str, path: str) -> Target:
+    opener = opener_for(head, path)
+    if opener is None:
+        by_name = list(dict.fromkeys(ext for o in OPENERS if not o.magic for ext in o.extensions))
+        raise DumpFormatError(
+            "not a Windows dump (signature %r); raw physical images need one of the extensions %s"
+            % (head, " ".join(by_name)), path)
     try:
-        return _load(spec)(path)
+        return opener.open(path)
     except TargetError as err:
         if err.path is None:
             err.path = path

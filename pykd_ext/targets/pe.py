@@ -16,7 +16,7 @@ is the CodeView 7.0 format, as read by Volatility 3's `pdbutil.PdbSignatureScann
 servers (GUID fields 1-3 little-endian).
 """
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct, Switch, this
 
@@ -77,7 +77,7 @@ _OPTIONAL_COMMON = Struct(
 )
 
 
-def _windows_fields(word: object) -> Struct:
+def _windows_fields(word: Any) -> Struct:
     """Optional-header Windows-specific fields; `word` is Int32ul (PE32) or Int64ul (PE32+)."""
     return Struct(
         "ImageBase" / word,
@@ -467,11 +467,23 @@ def parse_pe_headers(data: bytes, mapped: bool = True) -> PeInfo:
 
 
 def read_pe_info(space: AddressSpace, base: int) -> PeInfo:
-    """Parse the PE image mapped at virtual address `base` in `space`.
+    """Parse the PE image mapped at virtual address `base` in `space`, once per space.
 
-    Raises MemoryReadError when the header page cannot be read, DumpFormatError when it is not
-    a PE image. Unreadable debug data is a note, not an error.
+    The result is kept in the space's memo (the target's info, the layout choice and the
+    type-table scan all ask for the kernel's headers; they are parsed once per run) until the
+    space drops its caches. Raises MemoryReadError when the header page cannot be read,
+    DumpFormatError when it is not a PE image (failures are not kept). Unreadable debug data is
+    a note, not an error.
     """
+    memo = space.memo()
+    key = ("pe headers", base)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _read_pe_info(space, base)
+    return found
+
+
+def _read_pe_info(space: AddressSpace, base: int) -> PeInfo:
     header, fault = space.read_partial(base, MAX_HEADER_READ)
     if fault is not None and len(header) < 0x40:
         raise MemoryReadError(fault, len(header))

@@ -19,11 +19,14 @@ CPU, unlike `ptrSize()`); `getCurrentProcess()` / `getImplicitThread()`; `reg("c
 """
 import os
 import re
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
-from pykd_ext.errors import MemoryReadError, TargetError, UnsupportedDumpError
-from pykd_ext.memory.faults import INVALID, NOT_IN_DUMP, UNAVAILABLE, Fault
-from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, AddressSpace, PhysicalMemory
+from pykd_ext.errors import MemoryReadError, PykdExtError, TargetError, UnsupportedDumpError
+from pykd_ext.memory.faults import INVALID, NO_PHYSICAL, NOT_IN_DUMP, UNAVAILABLE, Fault
+from pykd_ext.memory.paged import PagedAddressSpace
+from pykd_ext.memory.paging_modes import PagingMode
+from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE, AddressSpace, PhysicalSource
+from pykd_ext.targets.arch import arch_for_pointer_size
 from pykd_ext.targets.base import Target, TargetDescription, TargetInfo
 
 #: Every pykd name the adapter (this module, `layouts.from_typeinfo`, `windbg/`) uses, as the
@@ -52,9 +55,6 @@ MAX_MODULES = 4096
 #: Pages kept per space before the cache resets (bounded memory; live targets drop per command).
 PAGE_CACHE_LIMIT = 1 << 14
 
-#: KI_USER_SHARED_DATA, the fixed kernel address of KUSER_SHARED_DATA by pointer size
-#: (wdm.h / ntddk.h: 0xFFFFF78000000000 on x64, 0xFFDF0000 on x86)
-KI_USER_SHARED_DATA = {8: 0xFFFFF78000000000, 4: 0xFFDF0000}
 #: seconds from 1601-01-01 (FILETIME epoch) to 1970-01-01 (`currentTime()` epoch)
 UNIX_EPOCH_AS_FILETIME_SECONDS = 11_644_473_600
 
@@ -66,7 +66,7 @@ _SYMSTORE_DIR = re.compile(r"^([0-9A-Fa-f]{32})([0-9A-Fa-f]{1,8})$")
 def import_pykd() -> Any:
     """The pykd module, or TargetError saying how to get it (no pykd on Linux at all)."""
     try:
-        import pykd  # type: ignore[import-not-found]
+        import pykd
     except ImportError as err:
         raise TargetError("pykd is not importable (%s): the pykd engine needs Windows with "
                           "`pip install pykd` (Python 3.9 or older for the PyPI wheels)" % err) from None
@@ -81,10 +81,10 @@ class PykdApi:
         base = getattr(module, "DbgException", None) or getattr(module, "BaseException", None)
         mem = getattr(module, "MemoryException", None) or base
         #: what a failed read raises (MemoryException; its DbgException base on odd builds)
-        self.memory_errors: Tuple[type, ...] = tuple(
+        self.memory_errors: Tuple[Type[BaseException], ...] = tuple(
             dict.fromkeys(t for t in (mem, base) if isinstance(t, type))) or (Exception,)
         #: any engine error
-        self.engine_errors: Tuple[type, ...] = tuple(t for t in (base,) if isinstance(t, type)) or (Exception,)
+        self.engine_errors: Tuple[Type[BaseException], ...] = tuple(t for t in (base,) if isinstance(t, type)) or (Exception,)
         self.load_bytes: Callable[..., Any] = module.loadBytes
 
     def read(self, address: int, size: int, physical: bool = False) -> bytes:
@@ -109,8 +109,9 @@ class PykdApi:
         return int(value) if value is not None else None
 
 
-class PykdPhysicalMemory(PhysicalMemory):
-    """Physical pages through `loadBytes(..., phyAddr=True)`, cached per page."""
+class PykdPhysicalMemory(PhysicalSource):
+    """Physical pages through `loadBytes(..., phyAddr=True)`, cached per page (a physical source
+    that is not a file: DbgEng serves it, from a dump or a live kernel)."""
 
     def __init__(self, api: PykdApi) -> None:
         self.api = api
@@ -150,7 +151,7 @@ class PykdAddressSpace(AddressSpace):
         self.pointer_size = pointer_size
         self._rescue = rescue
         self._pages: Dict[int, bytes] = {}
-        self._limit = (1 << 64) if pointer_size == 8 else (1 << 32)
+        self._limit = 1 << (8 * pointer_size)
 
     def read(self, address: int, size: int) -> bytes:
         if size < 0:
@@ -196,10 +197,10 @@ class PykdAddressSpace(AddressSpace):
         return data
 
     def translate(self, address: int) -> int:
-        from pykd_ext.memory.faults import NO_PHYSICAL
         raise MemoryReadError(Fault(NO_PHYSICAL, address))
 
     def drop_caches(self) -> None:
+        super().drop_caches()
         self._pages.clear()
 
 
@@ -214,10 +215,15 @@ class PykdTarget(Target):
         self.is_dump = bool(self.api.call("isDumpAnalyzing"))
         self.is_kernel = bool(self.api.call("isKernelDebugging"))
         self.is64 = bool(self.api.call("is64bitSystem")) if hasattr(module, "is64bitSystem") else True
+        self.arch = arch_for_pointer_size(8 if self.is64 else 4)
+        # Our own walks need the paging mode; DbgEng does not say it, so only an architecture
+        # with a single mode (x64) is walked here (x86 would need CR4.PAE).
+        self.mode: Optional[PagingMode] = (self.arch.paging_modes[0]
+                                           if len(self.arch.paging_modes) == 1 else None)
         self._info: Optional[TargetInfo] = None
         self._software_pte: Any = None
         self._spaces: Dict[int, AddressSpace] = {}
-        self._kernel = PykdAddressSpace(self.api, 8 if self.is64 else 4, self._rescue)
+        self._kernel = PykdAddressSpace(self.api, self.arch.pointer_size, self._rescue)
         self._physical: Optional[PykdPhysicalMemory] = None
         self._kernel_dtb = self._read_cr3()
         physical = PykdPhysicalMemory(self.api)
@@ -236,22 +242,21 @@ class PykdTarget(Target):
         return self._kernel
 
     @property
-    def physical(self) -> Optional[PhysicalMemory]:
+    def physical(self) -> Optional[PhysicalSource]:
         return self._physical
 
     def process_space(self, directory_table_base: int) -> AddressSpace:
-        """Another process's memory via its page tables read from physical memory (x64).
+        """Another process's memory via its page tables read from physical memory.
 
         pykd reads virtual memory in the debugger's current process context only; translating
         with the process's DTB ourselves avoids changing the debugger's state (`.process`).
         """
-        if self._physical is None or not self.is64 or not directory_table_base:
+        if self._physical is None or self.mode is None or not directory_table_base:
             return self._kernel
-        key = directory_table_base & ~0xFFF
+        key = self.mode.root(directory_table_base)
         space = self._spaces.get(key)
         if space is None:
-            from pykd_ext.memory.paging_x64 import X64AddressSpace
-            space = X64AddressSpace(self._physical, key, self._software_pte)
+            space = PagedAddressSpace(self._physical, key, self.mode, self._software_pte)
             self._spaces[key] = space
         return space
 
@@ -327,7 +332,7 @@ class PykdTarget(Target):
         """The engine refused [va, va+size): walk the page tables ourselves over the physical
         memory the engine serves. That either finds the bytes (e.g. a transition page DbgEng
         does not resolve) or says why not, with the same typed Fault the offline readers give."""
-        if self._physical is not None and self.is64 and self._kernel_dtb is not None:
+        if self._physical is not None and self.mode is not None and self._kernel_dtb is not None:
             space = self.process_space(self._kernel_dtb)
             try:
                 return space.read(va, size)
@@ -364,7 +369,7 @@ class PykdTarget(Target):
         return "dump", path
 
     def _collect_info(self) -> TargetInfo:
-        info = TargetInfo(path=self.dump_path, container="pykd", arch="x64" if self.is64 else "x86")
+        info = TargetInfo(path=self.dump_path, container="pykd", arch=self.arch.name)
         info.dump_type, path = self._dump_kind()
         info.path = info.path or path
         version = self.api.call("getSystemVersion")
@@ -447,8 +452,10 @@ class PykdTarget(Target):
         """The target's time as a FILETIME: KUSER_SHARED_DATA.SystemTime (100 ns), field offsets
         from the PDB through typeInfo; else DbgEng's `currentTime()` (whole seconds)."""
         mod = self.api.mod
-        shared = KI_USER_SHARED_DATA[8 if self.is64 else 4]
+        shared = self.arch.kuser_shared_data
         try:
+            if shared is None:
+                raise AttributeError("no KUSER_SHARED_DATA address for %s" % self.arch.name)
             where = shared + int(mod.typeInfo("nt!_KUSER_SHARED_DATA").fieldOffset("SystemTime"))
             ksystem = mod.typeInfo("nt!_KSYSTEM_TIME")
             low = int.from_bytes(self._kernel.read(where + int(ksystem.fieldOffset("LowPart")), 4), "little")
@@ -477,12 +484,10 @@ class PykdTarget(Target):
         """(GUID, age, how) of the kernel's PDB: the image's CodeView record, else the symbol path."""
         if info.kernel_base:
             try:
-                from pykd_ext.targets.pe import read_pe_info
-                pe = read_pe_info(self._kernel, info.kernel_base)
-                cv = pe.debug_codeview
+                cv = self.pe_image(info.kernel_base).debug_codeview
                 if cv is not None and cv.guid:
                     return cv.guid.replace("-", "").strip("{}").upper(), int(cv.age), "CodeView record of nt"
-            except (MemoryReadError, TargetError, ValueError):
+            except (PykdExtError, ValueError):
                 pass
         symfile = info.extra.get("symfile")
         if symfile:

@@ -43,8 +43,10 @@ from construct import Bytes, Int16ul, Int32ul, Int64ul, Struct
 
 from pykd_ext.errors import DumpFormatError, MemoryReadError, TruncatedDumpError
 from pykd_ext.memory.sparse import SparseAddressSpace
+from pykd_ext.targets.arch import X64
 from pykd_ext.targets.base import TargetInfo
-from pykd_ext.targets.cpu_context import CONTEXT_AMD64_SIZE, decode_context
+from pykd_ext.targets.cpu_context import AMD64_CONTEXT
+from pykd_ext.targets.kdbg import decode_kdbg_bytes
 from pykd_ext.targets.virtual import VirtualTarget
 
 TRIAGE_OFFSET = 0x2000              # right after DUMP_HEADER64
@@ -200,7 +202,7 @@ class _TriageReader:
         self.header = header
         self.notes: List[str] = []
         self.extra: Dict[str, Any] = {}
-        self.space = SparseAddressSpace(pointer_size=8)
+        self.space = SparseAddressSpace(pointer_size=X64.pointer_size)   # TRIAGE_DUMP64: x64
         self.kdbg: Optional[Dict[str, Any]] = None
         self.block_offsets: List[int] = []               # file offsets of the fixed blocks
         self._pending_prcb: Optional[memoryview] = None  # mapped once its VA is proven
@@ -263,7 +265,6 @@ class _TriageReader:
         return min(following[0] if following else self.size, self.size) - offset
 
     def decode_kdbg(self, triage: Any) -> None:
-        from pykd_ext.targets.kdbg import decode_kdbg_bytes
         address = self.header.kd_debugger_data_block
         data = self._slice(triage.DebuggerDataOffset, triage.DebuggerDataSize, "KDBG copy")
         if data is None:
@@ -468,9 +469,9 @@ class _TriageReader:
         return out
 
     def decode_misc(self, triage: Any) -> None:
-        context = self._slice(triage.ContextOffset, CONTEXT_AMD64_SIZE, "CONTEXT")
+        context = self._slice(triage.ContextOffset, AMD64_CONTEXT.size, "CONTEXT")
         if context is not None:
-            self.extra["context"] = decode_context(bytes(context), "x64")
+            self.extra["context"] = AMD64_CONTEXT.decode(bytes(context))
         if triage.MmOffset and triage.MmOffset + DUMP_MM_STORAGE64.sizeof() <= self.size:
             mm = DUMP_MM_STORAGE64.parse(bytes(self.view[triage.MmOffset:
                                                          triage.MmOffset + DUMP_MM_STORAGE64.sizeof()]))

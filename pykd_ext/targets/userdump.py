@@ -26,12 +26,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from construct import Bytes, Int32ul, Int64ul, Struct
 
-from pykd_ext.errors import DumpFormatError, TruncatedDumpError
+from pykd_ext.errors import TruncatedDumpError
 from pykd_ext.memory.filemap import FileMap
 from pykd_ext.memory.sparse import SparseAddressSpace
+from pykd_ext.targets.arch import Arch, arch_for_machine
 from pykd_ext.targets.base import TargetInfo
-from pykd_ext.targets.cpu_context import CONTEXT_AMD64_SIZE, CONTEXT_X86_SIZE, decode_context
-from pykd_ext.targets.virtual import VirtualTarget
+from pykd_ext.targets.virtual import FileReader, VirtualTarget
 
 USERMODE_CRASHDUMP_HEADER64 = Struct(
     "Signature" / Bytes(4),              # +0x00 'USER'
@@ -95,11 +95,6 @@ DEBUG_EVENT_HEAD = Struct(
 )
 EXCEPTION_DEBUG_EVENT = 1
 
-MACHINES: Dict[int, Tuple[str, int, int]] = {   # machine -> (arch, pointer size, CONTEXT size)
-    0x8664: ("x64", 8, CONTEXT_AMD64_SIZE),
-    0x14C: ("x86", 4, CONTEXT_X86_SIZE),
-}
-
 MAX_THREADS = 1 << 16
 MAX_MODULES = 1 << 16
 MAX_REGIONS = 1 << 20
@@ -107,20 +102,18 @@ MAX_NAME_BYTES = 0x1000
 MAX_VERSION_STRINGS = 64
 
 
+def _arch(head: Any) -> Optional[Arch]:
+    """The dump's architecture, when it is one whose CONTEXT records we decode."""
+    arch = arch_for_machine(head.MachineImageType)
+    return arch if arch is not None and arch.context is not None else None
+
+
 class UserDumpTarget(VirtualTarget):
     """A legacy full user dump: every dumped region of the process as one sparse space."""
 
 
-class _UserDumpReader:
-    def __init__(self, path: str, fmap: FileMap) -> None:
-        self.path = path
-        self.fmap = fmap
-        self.size = fmap.size
-        self.notes: List[str] = []
-        self.extra: Dict[str, Any] = {}
-
-    def fail(self, message: str) -> DumpFormatError:
-        return DumpFormatError("USERDU64 dump: " + message, self.path)
+class _UserDumpReader(FileReader):
+    format_name = "USERDU64 dump"
 
     def table(self, offset: int, count: int, entry: int, limit: int, what: str) -> bytes:
         if count > limit:
@@ -139,7 +132,7 @@ class _UserDumpReader:
         head = USERMODE_CRASHDUMP_HEADER64.parse(self.fmap.bytes_at(0, USERMODE_CRASHDUMP_HEADER64_SIZE))
         if head.Signature != b"USER" or head.ValidDump != b"DU64":
             raise self.fail("signature %r, expected 'USERDU64'" % (head.Signature + head.ValidDump))
-        if head.MachineImageType not in MACHINES:
+        if _arch(head) is None:
             raise self.fail("MachineImageType 0x%x is not x64 (0x8664) or x86 (0x14c)"
                             % head.MachineImageType)
         return head
@@ -174,7 +167,10 @@ class _UserDumpReader:
                               % (cursor, head.VersionInfoOffset))
         self.extra["regions"] = out
 
-    def threads(self, head: Any, arch: str, context_size: int) -> None:
+    def threads(self, head: Any, arch: Arch) -> None:
+        context = arch.context
+        assert context is not None          # _arch() admits only architectures with one
+        context_size = context.size
         states = self.table(head.ThreadStateOffset, head.ThreadCount, CRASH_THREAD64_SIZE,
                             MAX_THREADS, "thread records") if head.ThreadStateOffset else b""
         contexts = self.table(head.ThreadOffset, head.ThreadCount, context_size, MAX_THREADS,
@@ -189,8 +185,8 @@ class _UserDumpReader:
                             priority_class=record.PriorityClass, priority=record.Priority)
             if contexts:
                 item["context_offset"] = head.ThreadOffset + index * context_size
-                item["context"] = decode_context(
-                    contexts[index * context_size:(index + 1) * context_size], arch)
+                item["context"] = context.decode(
+                    contexts[index * context_size:(index + 1) * context_size])
             out.append(item)
         if not states:
             self.notes.append("no CRASH_THREAD64 records (ThreadStateOffset 0): TEB addresses "
@@ -253,10 +249,11 @@ def open_userdump64(path: str) -> UserDumpTarget:
     try:
         reader = _UserDumpReader(path, fmap)
         head = reader.header()
-        arch, pointer_size, context_size = MACHINES[head.MachineImageType]
-        space = SparseAddressSpace(pointer_size=pointer_size)
+        arch = _arch(head)
+        assert arch is not None             # header() refused the others
+        space = SparseAddressSpace(pointer_size=arch.pointer_size)
         reader.regions(head, space)
-        reader.threads(head, arch, context_size)
+        reader.threads(head, arch)
         reader.modules(head)
         reader.debug_event(head)
         reader.version_strings(head)
@@ -272,6 +269,6 @@ def open_userdump64(path: str) -> UserDumpTarget:
                  machine=head.MachineImageType, bytes_mapped=space.total_bytes,
                  header={key: int(value) for key, value in head.items()
                          if not key.startswith("_") and isinstance(value, int)})
-    info = TargetInfo(path=path, container="USERDU64", dump_type="user (full)", arch=arch,
+    info = TargetInfo(path=path, container="USERDU64", dump_type="user (full)", arch=arch.name,
                       build=build, extra=extra, notes=reader.notes)
     return UserDumpTarget(path, fmap, space, info)

@@ -5,9 +5,9 @@ pykd-ext is one sparse address space and the facts the file states.  One small c
 all so the contract (`physical` is None, `process_space` returns the same space, `close` unmaps)
 is written once.
 """
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
-from pykd_ext.errors import TargetError
+from pykd_ext.errors import DumpFormatError, TargetError
 from pykd_ext.memory.sparse import SparseAddressSpace
 from pykd_ext.targets.base import Target, TargetDescription, TargetInfo
 
@@ -46,3 +46,21 @@ class VirtualTarget(Target):
                 mapping.close()
             except (BufferError, ValueError):
                 pass        # views still held by callers keep the mapping until they are dropped
+
+
+class FileReader:
+    """What a reader of one of these files keeps while it parses: the mapping, the facts and
+    notes for `info()`, and typed errors naming the format."""
+
+    #: the format's name at the start of every error message ("minidump: ...")
+    format_name = "file"
+
+    def __init__(self, path: str, fmap: Any) -> None:
+        self.path = path
+        self.fmap = fmap
+        self.size: int = fmap.size
+        self.notes: List[str] = []
+        self.extra: Dict[str, Any] = {}
+
+    def fail(self, message: str) -> DumpFormatError:
+        return DumpFormatError("%s: %s" % (self.format_name, message), self.path)

@@ -11,7 +11,7 @@ DML facts (Debugger Markup Language, WinDbg docs "Customizing Debugger Output Us
 be written as `&lt;`, `&gt;`, `&amp;`, `&quot;`.
 """
 import re
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 #: which `!py` command opens an object of each kind
 LINK_COMMANDS = {"process": "eproc", "thread": "ethread", "token": "token", "job": "job"}
@@ -38,27 +38,32 @@ def _record_kind(record: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+def add_link_targets(found: Dict[int, str], record: Dict[str, Any], limit: int = 200000) -> None:
+    """Add to `found` (address -> kind) every object address one record names."""
+    kind = _record_kind(record)
+    if kind and isinstance(record.get("address"), int) and record["address"]:
+        found.setdefault(record["address"], kind)
+    for key, key_kind in _KEY_KINDS.items():
+        value = record.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value:
+            found.setdefault(value, key_kind)
+    for key in ("threads", "processes"):
+        nested = record.get(key)
+        if isinstance(nested, list):
+            for inner in nested[:limit]:
+                if isinstance(inner, dict):
+                    inner_kind = _record_kind(inner)
+                    if inner_kind and isinstance(inner.get("address"), int):
+                        found.setdefault(inner["address"], inner_kind)
+
+
 def link_targets(records: Iterable[Dict[str, Any]], limit: int = 200000) -> Dict[int, str]:
     """address -> kind for every object address the records name (bounded)."""
     found: Dict[int, str] = {}
     for count, record in enumerate(records):
         if count >= limit or not isinstance(record, dict):
             break
-        kind = _record_kind(record)
-        if kind and isinstance(record.get("address"), int) and record["address"]:
-            found.setdefault(record["address"], kind)
-        for key, key_kind in _KEY_KINDS.items():
-            value = record.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value:
-                found.setdefault(value, key_kind)
-        for key in ("threads", "processes"):
-            nested = record.get(key)
-            if isinstance(nested, list):
-                for inner in nested[:limit]:
-                    if isinstance(inner, dict):
-                        inner_kind = _record_kind(inner)
-                        if inner_kind and isinstance(inner.get("address"), int):
-                            found.setdefault(inner["address"], inner_kind)
+        add_link_targets(found, record, limit)
     return found
 
 
@@ -84,3 +89,28 @@ def decorate(lines: Iterable[str], records: Iterable[Dict[str, Any]], prefix: st
     (`!py ` for the scripts, `!py -m pykd_ext ` when started as a module)."""
     targets = link_targets(records)
     return [decorate_line(line, targets, prefix) for line in lines]
+
+
+def decorate_result(result: Any, prefix: str = "!py ") -> Iterator[str]:
+    """A result's text as DML lines, as they are produced.
+
+    A streamed result is decorated row by row: each row's lines link the addresses its own record
+    (and `links`) and every earlier row named, so nothing waits for the last record. A list result
+    (small) links what all its records name. Lines are escaped (`render.escape`) before markup.
+    """
+    from pykd_ext.render.escape import escape_text
+    from pykd_ext.render.renderers import render_lines
+    if result.streamed and result.has_text and result.text is None:
+        targets: Dict[int, str] = {}
+        for row in result.iter_rows():
+            if isinstance(row.record, dict):
+                add_link_targets(targets, row.record)
+            if isinstance(row.links, dict):
+                add_link_targets(targets, row.links)
+            for line in row.lines():
+                yield decorate_line(escape_text(line), targets, prefix)
+        return
+    result.materialize()
+    targets = link_targets(result.records)
+    for line in render_lines(result, "text"):
+        yield decorate_line(line, targets, prefix)

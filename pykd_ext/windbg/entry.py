@@ -17,7 +17,7 @@ Ctrl+Break as `SystemExit("CTRL+BREAK")`. So this module:
 import argparse
 import importlib
 import sys
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 #: commands whose object argument defaults to the debugger's current process
 PROCESS_DEFAULT = ("eproc", "threads", "token", "handles", "job", "peb", "modules")
@@ -80,7 +80,7 @@ def _with_default_object(command: str, argv: List[str], parser: argparse.Argumen
     func = getattr(pykd, getter, None)
     if func is None:
         return argv
-    engine_error = getattr(pykd, "DbgException", None) or getattr(pykd, "BaseException", Exception)
+    engine_error: Any = getattr(pykd, "DbgException", None) or getattr(pykd, "BaseException", Exception)
     try:
         value = func()
     except engine_error:        # no current process/thread: the command reports what is missing
@@ -88,9 +88,17 @@ def _with_default_object(command: str, argv: List[str], parser: argparse.Argumen
     return argv + ["0x%x" % int(value)] if value else argv
 
 
-def _emit(pykd: Any, lines: List[str], dml: bool) -> None:
-    for start in range(0, len(lines), LINES_PER_CALL):
-        pykd.dprintln("\n".join(lines[start:start + LINES_PER_CALL]), dml)
+def _emit(pykd: Any, lines: Iterable[str], dml: bool) -> None:
+    """Print lines as they come, `LINES_PER_CALL` per `dprintln` (a streamed result shows its
+    first lines while the rest is still being decoded)."""
+    batch: List[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= LINES_PER_CALL:
+            pykd.dprintln("\n".join(batch), dml)
+            batch = []
+    if batch:
+        pykd.dprintln("\n".join(batch), dml)
 
 
 def run(command: str, argv: Sequence[str], prog: Optional[str] = None, link_prefix: str = "!py ") -> int:
@@ -120,25 +128,26 @@ def run(command: str, argv: Sequence[str], prog: Optional[str] = None, link_pref
     except PykdExtError as err:
         sys.stderr.write("%s: %s\n" % (PROG, err.one_line()))
         return 2
-    from pykd_ext.render.renderers import render
+    from pykd_ext.render.output import NOTES_ON_STDERR, write_error, write_notes
+    from pykd_ext.render.renderers import render_lines
     from pykd_ext.windbg.session import PykdSession
     session = PykdSession(symbols=getattr(args, "symbols", None), build=getattr(args, "build", None))
     try:
         result = module.run(session, args)
-        lines = render(result, args.format)
         dml = args.format == "text" and bool(pykd.isWindbgExt())
         if dml:
-            from pykd_ext.windbg.dml import decorate
-            lines = decorate(lines, result.records, link_prefix)
+            from pykd_ext.windbg.dml import decorate_result
+            lines: Iterable[str] = decorate_result(result, link_prefix)
+        else:
+            lines = render_lines(result, args.format)      # escaped for the human formats
         _emit(pykd, lines, dml)
-        if args.format in ("text", "table"):
-            for note in result.notes:
-                sys.stderr.write("note: %s\n" % note)
+        if args.format in NOTES_ON_STDERR:
+            write_notes(result.notes)
     except PykdExtError as err:
-        sys.stderr.write("%s: %s\n" % (PROG, err.one_line()))
+        write_error(PROG, err.one_line())
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("%s: interrupted\n" % PROG)
+        write_error(PROG, "interrupted")
         return 130
     finally:
         session.close()

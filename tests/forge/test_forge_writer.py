@@ -196,3 +196,33 @@ def test_sixteen_gib_span_bitmap_dump(tmp_path: Path, isf_dir: Path) -> None:
     layer = crash.WindowsCrashDump64Layer(context, "crash", "crash")
     assert sum(length for _, _, length, _ in layer._segments) // 0x1000 == len(present)
     assert layer.read((top - 1) * 0x1000, 8) == (top - 1).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("machine,container", [(0x8664, b"PAGEDU64"), (0x14C, b"PAGEDUMP")],
+                         ids=["x64", "x86"])
+def test_one_writer_for_both_header_widths(tmp_path: Path, machine: int, container: bytes) -> None:
+    """The spec's machine type chooses the header; field offsets come from Volatility 3's own
+    crash64.json / crash.json, the unset pointers keep Windows' "PAGE" fill of their width."""
+    import json
+
+    import volatility3.framework.symbols.windows as win
+    name, type_name = (("crash64.json", "_DUMP_HEADER64") if container == b"PAGEDU64"
+                       else ("crash.json", "_DUMP_HEADER"))
+    with open(Path(win.__file__).parent / name) as handle:
+        vol = json.load(handle)["user_types"][type_name]
+    fields = {key: spec["offset"] for key, spec in vol["fields"].items()}
+    pointer = 8 if container == b"PAGEDU64" else 4
+    phys, _ = _small()
+    spec = DumpSpec(build=7601, dtb=0x10000, machine_type=machine, pae=True)
+    raw = Path(write_full_dump(str(tmp_path / "dump.dmp"), phys, spec)).read_bytes()
+    assert raw[:8] == container and len(raw) == vol["size"] + 6 * 0x1000
+    for key in ("PfnDataBase", "PsLoadedModuleList", "PsActiveProcessHead", "KdDebuggerDataBlock"):
+        assert raw[fields[key]:fields[key] + pointer] == b"PAGE" * (pointer // 4), key
+    assert int.from_bytes(raw[fields["MachineImageType"]:fields["MachineImageType"] + 4],
+                          "little") == machine
+    first = fields["BugCheckCodeParameter"]
+    assert int.from_bytes(raw[first:first + pointer], "little") == \
+        (0xC0000005 | ((1 << (8 * pointer)) - (1 << 32)))    # STATUS_ACCESS_VIOLATION, sign-extended
+    if "PaeEnabled" in fields:
+        assert raw[fields["PaeEnabled"]] == 1
+    assert raw[vol["size"]:vol["size"] + 5] == b"first"                # frame 0x10 right after

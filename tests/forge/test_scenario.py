@@ -2,77 +2,23 @@
 
 Independent sources: kdmp-parser (its own dump parser and page walker) reads the written dumps,
 and structure offsets, bit positions and enum values come straight from the ISF JSON files (a
-small resolver below), not from `pykd_ext.layouts` or the forge's `BuildFacts`. Expected values
-are the scenario's own inputs (what the test asked to plant).
+small resolver in `independent.py`), not from `pykd_ext.layouts` or the forge's `BuildFacts`.
+Expected values are the scenario's own inputs (what the test asked to plant).
 """
 import hashlib
 import json
-import lzma
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List
 
-import kdmp_parser
 import pytest
 
+from independent import PAGE, DumpReader, Isf
 from pykd_ext.forge.builds import BUILDS, resolve_build
 from pykd_ext.forge.kernel_objects import build_scenario, write_scenario_dump
 from pykd_ext.forge.scenario import (ProcessSpec, ScenarioSpec, ThreadSpec, load_scenario,
                                      scenario_from_dict, scenario_to_dict, standard_scenario)
 
-PAGE = 0x1000
 MASK64 = (1 << 64) - 1
-
-
-class Isf:
-    """Offsets/bits/enums read directly from one ISF file (independent of the project)."""
-
-    def __init__(self, path: str) -> None:
-        with lzma.open(path, "rb") as handle:
-            data = json.load(handle)
-        self.types = data["user_types"]
-        self.enums = data["enums"]
-        self.symbols = data["symbols"]
-
-    def member(self, type_name: str, path: str) -> Tuple[int, Dict[str, Any]]:
-        offset, current, desc = 0, type_name, {}
-        for name in path.split("."):
-            entry = self.types[current]["fields"][name]
-            offset += entry["offset"]
-            desc = entry["type"]
-            current = desc.get("name", "")
-        return offset, desc
-
-    def off(self, type_name: str, path: str) -> int:
-        return self.member(type_name, path)[0]
-
-    def rva(self, name: str) -> int:
-        return self.symbols[name]["address"]
-
-
-class DumpReader:
-    """Virtual reads through kdmp-parser's page walker."""
-
-    def __init__(self, path: str) -> None:
-        self.dump = kdmp_parser.KernelDumpParser(path)
-
-    def read(self, va: int, size: int, dtb: int = 0) -> bytes:
-        out = b""
-        while len(out) < size:
-            address = va + len(out)
-            page = self.dump.read_virtual_page(address & ~(PAGE - 1), dtb)
-            assert page is not None, hex(address)
-            start = address & (PAGE - 1)
-            out += bytes(page[start:start + size - len(out)])
-        return out
-
-    def u64(self, va: int) -> int:
-        return int.from_bytes(self.read(va, 8), "little")
-
-    def u32(self, va: int) -> int:
-        return int.from_bytes(self.read(va, 4), "little")
-
-    def u8(self, va: int) -> int:
-        return self.read(va, 1)[0]
 
 
 def walk(reader: DumpReader, head: int, limit: int = 10000) -> Iterator[int]:

@@ -83,3 +83,28 @@ def test_dkom_pid_change_still_classified_by_thread_owner(tmp_path: Any, isf_dir
     hidden = recs[w.process_va[600]]
     assert hidden["ThreadOwner"] is True and hidden["ActiveProcessLinks"] is False
     assert any("neither a consistent process nor thread" in n for n in doc["notes"])
+
+
+def test_thread_listing_streamed_and_kept_agree(world: Any) -> None:
+    """`iter_threads` (made one at a time) and `threads` (kept) give the same threads in the same
+    order with the same sources: EPROCESS-list order, then threads only on the KPROCESS list, then
+    those only a processor or the triage block places in the process (planted: app32.exe's 1408
+    is on the KPROCESS list only; the running threads are also processors' current threads)."""
+    from pykd_ext.kernel.context import context_for
+    from pykd_ext.kernel.processes import BY_ETHREAD_LIST, BY_KTHREAD_LIST, all_processes
+    from pykd_ext.session import Session
+    ctx = context_for(Session(world.path))
+    for process in all_processes(ctx).ordered():
+        listing = process.thread_listing()
+        streamed = [(t.address, list(t.found_by)) for t in listing.iter_threads()]
+        kept = [(t.address, list(t.found_by)) for t in listing.threads]
+        assert streamed == kept
+        spec = next(s for s in world.specs if s.pid == process.pid)
+        planted = {world.thread_va[t.tid]: t for t in spec.threads}
+        assert [a for a, _ in kept] == [world.thread_va[t.tid] for t in spec.threads if t.in_elist] + \
+            [world.thread_va[t.tid] for t in spec.threads if not t.in_elist and t.in_klist]
+        for address, sources in kept:
+            t = planted[address]
+            want = [m for m, on in ((BY_ETHREAD_LIST, t.in_elist), (BY_KTHREAD_LIST, t.in_klist)) if on]
+            assert sources[:len(want)] == want
+            assert ("ProcessorCurrentThread" in sources) == (t.running_on is not None)

@@ -1,7 +1,7 @@
 """Corrupt or missing memory never crashes the token/job/object decoders: counts are bounded, loops
 end, unreadable parts come back as Faults and the rest still decodes. Structures are planted by
 the test in a sparse fake address space with offsets from the layout."""
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -59,6 +59,7 @@ class FakeCtx:
         self.space = FakeSpace()
         self.pointer_size = 8
         self.layout_id = build
+        self.notes: List[str] = []
 
     def view(self, name: str, address: int, size: Any = None) -> StructView:
         return StructView(self.space, self.layouts.type(name), address, size)
@@ -98,11 +99,58 @@ def test_token_with_runaway_count_and_missing_groups(build: str) -> None:
     assert isinstance(rec["user"], Fault) and isinstance(rec["groups"], Fault)
     assert rec["token_id"] == "(0,1234)"
     assert rec["elevation_type"] is None
-    # a mapped but oversized array: bounded at MAX_TOKEN_SIDS entries, each an invalid SID
-    ctx.space.map(BASE + 0x100000, MAX_TOKEN_SIDS * 16)
+    # a mapped array whose first three entries are SIDs the test planted, then zeros: the
+    # 0xFFFFFFFF count is implausible, so only the readable SIDs are shown, with one note
+    array = BASE + 0x100000
+    ctx.space.map(array, MAX_TOKEN_SIDS * 16)
+    planted = ["S-1-5-18", "S-1-5-32-544", "S-1-16-16384"]
+    for i, text in enumerate(planted):
+        ctx.put("_SID_AND_ATTRIBUTES", array + i * 16, "Sid", plant_sid(ctx, BASE + 0x200000 + i * 0x40, text))
+        ctx.put("_SID_AND_ATTRIBUTES", array + i * 16, "Attributes", 0x7)
     groups = Token(ctx, token).user_and_groups()
-    assert len(groups) == MAX_TOKEN_SIDS
-    assert all(isinstance(g["sid"], Fault) for g in groups)
+    assert [g["sid"] for g in groups] == planted
+    assert ctx.notes == ["token at 0x%x: UserAndGroupCount 4294967295 is implausible (a token holds "
+                         "at most 1024 SIDs); showing the first 3 readable" % token]
+    # a plausible count decodes every entry, unreadable SIDs included (no note)
+    ctx.notes.clear()
+    ctx.put("_TOKEN", token, "UserAndGroupCount", 5)
+    groups = Token(ctx, token).user_and_groups()
+    assert [g["sid"] for g in groups][:3] == planted and len(groups) == 5
+    assert all(isinstance(g["sid"], Fault) for g in groups[3:]) and ctx.notes == []
+
+
+def plant_sid(ctx: "FakeCtx", at: int, text: str) -> int:
+    """Write the SID `text` at `at` (layout offsets of `_SID`); returns `at`."""
+    parts = [int(p) for p in text.split("-")[1:]]
+    sid = ctx.layouts.type("_SID")
+    subs = parts[2:]
+    ctx.space.map(at, 0x40)
+    ctx.space.write(at + sid.offset("Revision"), bytes([parts[0]]))
+    ctx.space.write(at + sid.offset("SubAuthorityCount"), bytes([len(subs)]))
+    ctx.space.write(at + sid.offset("IdentifierAuthority"), parts[1].to_bytes(6, "big"))
+    for i, value in enumerate(subs):
+        ctx.space.write(at + sid.offset("SubAuthority") + 4 * i, value.to_bytes(4, "little"))
+    return at
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_token_count_beyond_its_variable_part(build: str) -> None:
+    """Groups that lie in the token's variable part can be no more than it has room for."""
+    ctx = FakeCtx(build)
+    token = BASE
+    layout = ctx.layouts.type("_TOKEN")
+    entry = ctx.layouts.type("_SID_AND_ATTRIBUTES").size
+    ctx.space.map(token, layout.size + 0x400)
+    array = token + layout.offset("VariablePart")
+    ctx.put("_TOKEN", token, "VariableLength", 2 * entry)             # room for two entries
+    ctx.put("_TOKEN", token, "UserAndGroups", array)
+    ctx.put("_TOKEN", token, "UserAndGroupCount", 40)                  # plausible by itself
+    for i, text in enumerate(["S-1-5-18", "S-1-5-32-544", "S-1-1-0"]):
+        ctx.put("_SID_AND_ATTRIBUTES", array + i * entry, "Sid", plant_sid(ctx, BASE + 0x10000 + i * 0x40, text))
+    groups = Token(ctx, token).user_and_groups()
+    assert [g["sid"] for g in groups] == ["S-1-5-18", "S-1-5-32-544"]
+    assert ctx.notes == ["token at 0x%x: UserAndGroupCount 40 is implausible (its variable part "
+                         "(VariableLength %d) has room for 2); showing the first 2 readable" % (token, 2 * entry)]
 
 
 @pytest.mark.parametrize("build", BUILDS)

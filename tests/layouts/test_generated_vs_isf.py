@@ -3,7 +3,8 @@
 The expectation is the ISF JSON itself (read here with json/lzma, not with our reducer), and the
 layouts under test are the committed `structs/` modules compiled through the runtime model, i.e.
 exactly what walkers use. One build per build-number group runs in the fast suite; all 193 builds
-run in the slow one.
+run in the slow one. Each file also goes through the path a user's file takes (`--symbols`: the
+whole file checked, reduced, built as data) and must give the same layouts.
 """
 import csv
 import json
@@ -148,7 +149,23 @@ def check_build(row: Dict[str, str], isf_dir: Path) -> int:
     for name in layouts.symbol_names():
         assert layouts.symbol_rva(name) == isf["symbols"][name]["address"], name
     assert not problems, problems[:20]
+    check_data_build(isf, layouts, str(path))
     return compared
+
+
+def check_data_build(isf: Dict[str, Any], shipped: Any, path: str) -> None:
+    """The same table given by a user (`--symbols`): the whole file passes the checks and builds,
+    as data, into the very layouts the shipped module holds (same variant digests, enums, RVAs)."""
+    from pykd_ext.layouts.registry import layouts_from_isf_doc
+    data = layouts_from_isf_doc(isf, "ad hoc: test", path=path)
+    assert data.type_names() == shipped.type_names()
+    for name in shipped.type_names():
+        assert data.construct(name).digest == shipped.construct(name).digest, name
+    assert data.enum_names() == shipped.enum_names()
+    for name in shipped.enum_names():
+        assert data.enum(name).items() == shipped.enum(name).items(), name
+    assert {n: data.symbol_rva(n) for n in data.symbol_names()} == \
+        {n: shipped.symbol_rva(n) for n in shipped.symbol_names()}
 
 
 def test_index_lists_every_isf(isf_dir: Path) -> None:

@@ -120,3 +120,34 @@ def test_hostile_isf_is_refused(tmp_path, user_types, message) -> None:
     doc = _tiny_isf({"_EPROCESS": {"size": 4, "kind": "struct", "fields": {"A": {"offset": 0, "type": nested}}}})
     with pytest.raises(LayoutError, match="nested"):
         layouts_from_isf_doc(doc, "test")
+
+
+def test_damaged_import_is_skipped_by_layout_choice(tmp_path, user_home, monkeypatch, capsys) -> None:
+    """A stored build edited after its import is noted once and skipped; choice goes on."""
+    from fakes import triage_like
+    path = _edited_isf(tmp_path)
+    with gzip.open(path, "rt") as fh:
+        doc = json.load(fh)
+    bad = registry.import_isf(str(path), version="10.0.19045.9997")
+    good = registry.import_isf(str(path), version="10.0.19045.9998")
+    stored = user_home / "layouts" / (bad.module + ".json")
+    data = json.loads(stored.read_text())
+    for record in data["records"].values():
+        if record["name"] == "_EPROCESS":
+            record["size"] = "0x%x" % record["size"]
+    stored.write_text(json.dumps(data))
+    registry._loaded.clear()
+    # by GUID (both imports carry it): the damaged one is skipped, the good one found
+    lay = registry.find_by_guid(NEW_GUID, 3)
+    assert lay is not None and lay.build_id == good.build_id
+    # by build number and fingerprint, with no GUID in the target
+    monkeypatch.setitem(sys.modules, "pykd_ext.targets.pe", fake_pe_module(None, None, None))
+    chosen = choose_for_target(triage_like(doc, 19045))
+    assert chosen.build_id == good.build_id
+    assert [c["build_id"] for c in chosen.choice["candidates"]] == [good.build_id]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("note: skipped the imported layouts 10.0.19045.9997")
+    assert "_EPROCESS" in err[0] and "size" in err[0]
+    # asked for by name: the one-line error
+    with pytest.raises(LayoutError, match="_EPROCESS: size: must be an integer"):
+        registry.load_layouts("10.0.19045.9997")

@@ -17,7 +17,7 @@ from dumpbuild import DictPhysical, PageTables  # noqa: E402
 
 from pykd_ext.errors import MemoryReadError  # noqa: E402
 from pykd_ext.memory import faults  # noqa: E402
-from pykd_ext.memory.paging_x64 import X64AddressSpace  # noqa: E402
+from pykd_ext.memory.paged import X64AddressSpace  # noqa: E402
 from pykd_ext.memory.pte import SoftwarePteLayout  # noqa: E402
 
 KVA = 0xFFFFF80000000000

@@ -103,8 +103,8 @@ def test_session_prefers_guid_then_typeinfo_then_cache(standin: Any, machines: D
     assert built.choice["method"] == "pykd-typeinfo"
     assert standin._standin_calls().get("typeInfo", 0) - start >= 30      # one per root type and enum
     assert built.type("_EPROCESS").offset("UniqueProcessId") == exact.type("_EPROCESS").offset("UniqueProcessId")
-    cached = list((private_home / "typeinfo").glob("*.py"))
-    assert [p.name for p in cached] == ["nt_%s_%d.py" % (dump.machine.table.guid.upper(), dump.machine.table.age)]
+    cached = list((private_home / "typeinfo").glob("*"))          # data (JSON), never a module
+    assert [p.name for p in cached] == ["nt_%s_%d.json" % (dump.machine.table.guid.upper(), dump.machine.table.age)]
     before = standin._standin_calls().get("typeInfo", 0)
     again = choose_layouts_for_pykd(open_pykd_target())
     assert again.choice["method"] == "pykd-typeinfo"
@@ -112,7 +112,7 @@ def test_session_prefers_guid_then_typeinfo_then_cache(standin: Any, machines: D
     assert standin._standin_calls().get("typeInfo", 0) - before <= 2
     assert flatten(again, "_EPROCESS") == flatten(built, "_EPROCESS")
     # a damaged cache entry is rebuilt, not an error
-    cached[0].write_text("this is not python(")
+    cached[0].write_text("this is not JSON{")
     rebuilt = choose_layouts_for_pykd(open_pykd_target())
     assert rebuilt.choice["method"] == "pykd-typeinfo"
     assert flatten(rebuilt, "_EPROCESS") == flatten(built, "_EPROCESS")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "memory"))
 from dumpbuild import DictPhysical, PageTables, minimal_pe64  # noqa: E402
 
 from pykd_ext.errors import DumpFormatError, MemoryReadError  # noqa: E402
-from pykd_ext.memory.paging_x64 import X64AddressSpace  # noqa: E402
+from pykd_ext.memory.paged import X64AddressSpace  # noqa: E402
 from pykd_ext.targets.pe import parse_codeview, parse_pe_headers, read_pe_info  # noqa: E402
 
 EXPORTS = ((b"KeBugCheckEx", 0x1200), (b"NtBuildNumber", 0x1100), (b"PsLoadedModuleList", 0x1300),

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pykd_ext.forge.dumpfile import _offset_of
-from pykd_ext.forge.dumpfile32 import build_header32
+from pykd_ext.forge.dumpfile import build_header
 from pykd_ext.forge.x86_kernel import ProcessSpec32, ThreadSpec32, X86Scenario, build_x86
 from pykd_ext.targets import dumpheader as dh
-from pykd_ext.targets.crashdump import truncate_kdbg32, x86_pae_mode
+from pykd_ext.memory.paging_modes import X86_NONPAE, X86_PAE
+from pykd_ext.targets.arch import X64, X86
+from pykd_ext.targets.crashdump import dump_paging_mode
 from pykd_ext.targets.opener import open_target
 
 CASES = [("6.1.7601.17514-x86", "full", False), ("10.0.19041.1288-x86", "bitmap", True)]
@@ -70,26 +71,29 @@ def test_forged_x86_dump_reads_like_volatility(tmp_path: Path, build_id: str, ki
             assert (space is k) == (dtb == forged.kernel.dtb)
 
 
-def test_truncate_kdbg32_only_undoes_sign_extension() -> None:
+def test_x86_kdbg_values_only_undo_sign_extension() -> None:
     kdbg = {"KernBase": 0xFFFFFFFF82A00000, "SizeEProcess": 0x2C0, "MmPfnDatabase": 0,
             "_owner_tag": "KDBG", "PaeEnabled": 1, "odd": 0x1_0000_0000}
-    out = truncate_kdbg32(kdbg)
+    out = X86.kdbg_values(kdbg)
     assert out == {"KernBase": 0x82A00000, "SizeEProcess": 0x2C0, "MmPfnDatabase": 0,
                    "_owner_tag": "KDBG", "PaeEnabled": 1, "odd": 0x1_0000_0000}
+    assert X64.kdbg_values(kdbg) == kdbg                 # x64 pointers are stored as they are
+    assert X86.narrow_pointer(0xFFFFFFFF82A00000) == 0x82A00000
+    assert X86.narrow_pointer(0x1_0000_0000) is None     # neither a 32-bit nor a sign-extended one
 
 
 def test_pae_mode_from_header_or_dtb(tmp_path: Path) -> None:
     forged = _forge("10.0.19041.1288-x86")
     spec = forged.dump_spec()
-    for pae_byte, dtb, want in ((1, 0x185000, (True, "header PaeEnabled")),
-                                (0, 0x185000, (False, "header PaeEnabled")),
-                                (0x50, 0x185020, (True, "DTB not page aligned (a PAE PDPT)")),
-                                (0x50, 0x185000, (True, "assumed (header PaeEnabled unset)"))):
+    for pae_byte, dtb, want in ((1, 0x185000, (X86_PAE, "header PaeEnabled")),
+                                (0, 0x185000, (X86_NONPAE, "header PaeEnabled")),
+                                (0x50, 0x185020, (X86_PAE, "DTB not page aligned (a PAE PDPT)")),
+                                (0x50, 0x185000, (X86_PAE, "assumed (header PaeEnabled unset)"))):
         spec.dtb = dtb
-        raw = bytearray(build_header32(spec, dh.DUMP_TYPE_FULL, [(1, 1)], 0x2000))
-        raw[_offset_of(dh.DUMP_HEADER32, "PaeEnabled")] = pae_byte
+        raw = bytearray(build_header(spec, dh.DUMP_TYPE_FULL, [(1, 1)], 0x2000))
+        raw[dh.header_offsets(32)["PaeEnabled"]] = pae_byte
         header = dh.parse_header32(bytes(raw))
-        assert x86_pae_mode(header) == want
+        assert dump_paging_mode(X86, header) == want
 
 
 def test_object_types_without_symbols_scan_and_cookie(tmp_path: Path) -> None:

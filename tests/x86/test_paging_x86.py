@@ -9,7 +9,8 @@ import pytest
 from x86world import new_space, vol_translate, volatility_layer
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.memory import faults
-from pykd_ext.memory.paging_x86 import X86AddressSpace, software_pte_from_layouts
+from pykd_ext.memory.paged import X86AddressSpace
+from pykd_ext.memory.pte import software_pte_from_layouts
 
 KBASE = 0x82000000
 

@@ -12,7 +12,8 @@ from hypothesis import given, settings, strategies as st
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.forge.physmem import PhysicalImage
 from pykd_ext.layouts.registry import load_layouts
-from pykd_ext.memory.paging_x86 import X86AddressSpace, software_pte_from_layouts
+from pykd_ext.memory.paged import X86AddressSpace
+from pykd_ext.memory.pte import software_pte_from_layouts
 
 FRAMES = 8          # physical pages 0..7, every table and data page among them
 SOFTWARE = {True: software_pte_from_layouts(load_layouts("10.0.19041.1288-x86")),

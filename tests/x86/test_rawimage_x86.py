@@ -12,8 +12,11 @@ import pytest
 
 from pykd_ext.forge.dumpfile import write_raw_image
 from pykd_ext.forge.x86_kernel import ProcessSpec32, ThreadSpec32, X86Scenario, build_x86
+from pykd_ext.memory.paging_modes import X86_NONPAE, X86_PAE
+from pykd_ext.targets.arch import X86
+from pykd_ext.targets.dtbscan import find_x86_directories
 from pykd_ext.targets.opener import open_target
-from pykd_ext.targets.rawimage_x86 import X86RawImageTarget, find_x86_dtbs
+from pykd_ext.targets.rawimage import RawImageTarget
 
 CASES = [("6.1.7601.17514-x86", False), ("10.0.17763.107-x86", True)]
 
@@ -25,7 +28,7 @@ def test_x86_raw_image_end_to_end(tmp_path: Path, build_id: str, pae: bool) -> N
     forged = build_x86(X86Scenario(build_id, procs))
     path = write_raw_image(str(tmp_path / "x86.raw"), forged.phys)
     with open_target(path) as target:
-        assert isinstance(target, X86RawImageTarget)
+        assert isinstance(target, RawImageTarget) and target.arch is X86
         info = target.info()
         assert (info.arch, info.directory_table_base, info.build) == ("x86", forged.kernel.dtb,
                                                                       forged.layouts.build)
@@ -35,9 +38,9 @@ def test_x86_raw_image_end_to_end(tmp_path: Path, build_id: str, pae: bool) -> N
         assert info.ps_active_process_head == forged.globals["PsActiveProcessHead"]
         assert info.extra["build_lab"].startswith("%d." % forged.layouts.build)
         # the kernel DTB comes first; every process's own directory is a candidate too
-        found = find_x86_dtbs(target.physical)
-        assert found[0] == (forged.kernel.dtb, pae)
-        assert {d for d, _ in found} >= set(forged.dtbs.values())
+        found = find_x86_directories(target.physical)
+        assert (found[0].dtb, found[0].mode) == (forged.kernel.dtb, X86_PAE if pae else X86_NONPAE)
+        assert {c.dtb for c in found} >= set(forged.dtbs.values())
         for pid, dtb in forged.dtbs.items():
             assert target.process_space(dtb).read(forged.processes[pid], 8) == \
                 target.kernel.read(forged.processes[pid], 8)
@@ -54,5 +57,5 @@ def test_an_x64_or_empty_raw_image_is_not_taken_for_x86(tmp_path: Path) -> None:
     path = tmp_path / "zeros.raw"
     path.write_bytes(bytes(0x40000))
     with open_target(str(path)) as target:
-        assert not isinstance(target, X86RawImageTarget)
+        assert target.arch is not X86 and target.dtb is None
         assert target.info().arch == "x64"
