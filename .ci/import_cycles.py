@@ -14,6 +14,9 @@ import sys
 from typing import Dict, Iterator, List, Set
 
 PACKAGE = "pykd_ext"
+#: generated data modules installed into the package from outside it (`structs/`): they import
+#: only `layouts.cons`, so they are leaves, not a way back up
+EXTERNAL = ("pykd_ext.structs",)
 
 
 def _modules(root: str) -> Dict[str, str]:
@@ -66,8 +69,15 @@ def _imports(module: str, path: str, known: Dict[str, str]) -> Iterator[str]:
                 stem = base + ("." + node.module if node.module else "")
             else:
                 stem = node.module or ""
-            names = [stem] + ["%s.%s" % (stem, a.name) for a in node.names]
+            # `from package import submodule` depends on the submodule, not on the package's
+            # __init__; `from module import name` depends on the module
+            names = []
+            for alias in node.names:
+                full = "%s.%s" % (stem, alias.name)
+                names.append(full if full in known else stem)
         for name in names:
+            if name.startswith(EXTERNAL):
+                continue
             # the longest known module the name starts with (a `from x import function` counts as x)
             while name and name not in known:
                 name = name.rpartition(".")[0]

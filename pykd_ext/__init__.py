@@ -17,7 +17,7 @@ Layers (each a sub-package; lower layers never import higher ones):
 """
 from typing import Any
 
-__version__ = "0.1.0"
+from pykd_ext.version import __version__
 
 #: names served lazily from `pykd_ext.api` (PEP 562)
 _API_NAMES = ("open", "Dump", "Process", "Thread", "TypedStruct")

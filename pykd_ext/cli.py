@@ -57,11 +57,31 @@ def _common_options() -> argparse.ArgumentParser:
     # H11 (issue 6): `--engine pykd` lets DbgEng read the dump through pykd (Windows batch use)
     common.add_argument("--engine", choices=("file", "pykd"), default="file",
                         help="who reads the target: our readers (file, default) or DbgEng via pykd")
+    # issue 10: one work budget for all walks of a command (a hostile dump cannot eat the machine);
+    # when it runs out the command prints what it decoded and a note names the option to raise
+    from pykd_ext.kernel import budget
+    for option, default, what in (
+            ("--max-entries", budget.DEFAULT_MAX_ENTRIES, "list/table entries visited"),
+            ("--max-pages", budget.DEFAULT_MAX_PAGES, "handle-table pages read"),
+            ("--max-bytes", budget.DEFAULT_MAX_BYTES, "bytes of strings and environment blocks read")):
+        common.add_argument(option, type=_positive_int, metavar="N", default=None,
+                            help="work budget: at most N %s (default %s)" % (what, format(default, ",")))
     return common
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of the budget options: a positive integer (0x prefix allowed)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive: %r" % text)
+    return value
+
+
 def _version() -> str:
-    from pykd_ext import __version__
+    from pykd_ext.version import __version__
     return "%s %s" % (PROG, __version__)
 
 
@@ -163,6 +183,8 @@ def run_command(argv: List[str], out=None) -> int:
     else:
         session = Session(target_path=args.target, symbols=args.symbols,
                           build=getattr(args, "build", None), quiet=args.quiet)
+    for name in ("max_entries", "max_pages", "max_bytes"):     # read by kernel.budget.budget_for
+        setattr(session, name, getattr(args, name, None))
     try:
         module = importlib.import_module(args._module)
         result = module.run(session, args)

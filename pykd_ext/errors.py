@@ -5,7 +5,10 @@ is one of these, so the CLI can print one line (`pykd-ext: <path>: <what is wron
 callers can catch by kind. Unreadable memory *inside* a good dump is not an error of the target:
 readers raise `MemoryReadError` carrying a `Fault`, and decoders turn it into a field marker.
 """
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from pykd_ext.memory.faults import Fault
 
 
 class PykdExtError(Exception):
@@ -61,7 +64,7 @@ class MemoryReadError(PykdExtError):
     request could be read before the fault (0 when none).
     """
 
-    def __init__(self, fault: "object", readable: int = 0) -> None:
+    def __init__(self, fault: "Fault", readable: int = 0) -> None:
         super().__init__(str(fault))
         self.fault = fault
         self.readable = readable

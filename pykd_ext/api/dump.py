@@ -83,15 +83,7 @@ class Process:
     def modules(self) -> List[Dict[str, Any]]:
         """User-mode modules from the PEB loader lists (64-bit, then the WoW64 32-bit ones)."""
         decoding = self._user_decoding(with_modules=True)
-        out: List[Dict[str, Any]] = []
-        listings = [decoding.listing]
-        sub = decoding.display.get("peb32")
-        if sub is not None:
-            listings.append(sub.listing)
-        for listing in listings:
-            if listing is not None:
-                out.extend(dict(m) for m in listing.modules)
-        return out
+        return [dict(m) for listing in decoding.listings() for m in listing.modules]
 
     def _user_decoding(self, with_modules: bool) -> Any:
         from pykd_ext.kernel.peb import decode_user_process

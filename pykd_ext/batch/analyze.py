@@ -113,7 +113,7 @@ def _frames(target: Any, extra: Dict[str, Any], arch: str, modules: ModuleMap,
     if isinstance(stack, (list, tuple)) and len(stack) == 2 and len(modules):
         top, size = stack
         try:
-            out.extend(scan_stack(target.kernel.read, int(top), int(size), modules,
+            out.extend(scan_stack(target.kernel, int(top), int(size), modules,
                                   start=rsp if isinstance(rsp, int) else None,
                                   first_index=len(out),
                                   pointer_size=4 if arch in ("x86", "arm") else 8))

@@ -10,15 +10,14 @@ returns is marked `source="scan"` and the crash record says the stack was scanne
 The scan starts at the faulting context's stack pointer when it lies inside the saved stack (what
 `.cxr` then `k` would show: the frames below it belong to the bugcheck and exception-dispatch
 machinery), else at the top of the saved stack. It is bounded by `MAX_SCAN_BYTES` and
-`MAX_FRAMES`, reads the stack once and unpacks it with one `struct.iter_unpack`.
+`MAX_FRAMES` (kernel/stack.py), reads the stack once.
 """
-import struct
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.batch.modules import ModuleMap
+from pykd_ext.kernel.stack import MAX_FRAMES, MAX_SCAN_BYTES
+from pykd_ext.kernel.stack import scan_stack as kernel_scan
 
-MAX_SCAN_BYTES = 0x8000           # the x64 kernel stack is 0x6000 bytes (+ a guard page)
-MAX_FRAMES = 256
 
 
 def frame(index: int, source: str, stack_address: Optional[int], address: int,
@@ -28,33 +27,23 @@ def frame(index: int, source: str, stack_address: Optional[int], address: int,
             "module": found[0] if found else None, "offset": found[1] if found else None}
 
 
-def scan_bytes(data: bytes, start_address: int, modules: ModuleMap, first_index: int = 0,
-               limit: int = MAX_FRAMES, pointer_size: int = 8) -> List[Dict[str, Any]]:
-    """Candidates in `data` (the stack bytes from `start_address`), in stack order."""
-    usable = len(data) - len(data) % pointer_size
-    code = "<Q" if pointer_size == 8 else "<I"
-    out: List[Dict[str, Any]] = []
-    index = first_index
-    low, high = modules.span()
-    for slot, (value,) in enumerate(struct.iter_unpack(code, data[:usable])):
-        if value < low or value >= high or modules.find(value) is None:
-            continue
-        out.append(frame(index, "scan", start_address + slot * pointer_size, value, modules))
-        index += 1
-        if len(out) >= limit:
-            break
-    return out
+class _Locator:
+    """The batch's ModuleMap seen through the kernel scanner's `locate` interface."""
+
+    def __init__(self, modules: ModuleMap) -> None:
+        self.modules = modules
+
+    def locate(self, address: int) -> Optional[Tuple[str, int]]:
+        return self.modules.find(address)
 
 
-def scan_stack(read: Any, top: int, size: int, modules: ModuleMap, start: Optional[int] = None,
+def scan_stack(space: Any, top: int, size: int, modules: ModuleMap, start: Optional[int] = None,
                first_index: int = 0, pointer_size: int = 8) -> List[Dict[str, Any]]:
-    """Scan [start or top, top+size) through `read(address, size) -> bytes` (the target's
-    address space); an unreadable stack gives no frames (the caller notes it)."""
+    """Scan [start or top, top+size) of `space` (the target's kernel address space) with the
+    kernel's one stack scanner (`kernel/stack.py`), as crash-record rows."""
     begin = top
     if start is not None and top <= start < top + size:
         begin = start - start % pointer_size
-    length = min(top + size - begin, MAX_SCAN_BYTES)
-    if length <= 0:
-        return []
-    data = read(begin, length)
-    return scan_bytes(bytes(data), begin, modules, first_index, pointer_size=pointer_size)
+    found = kernel_scan(space, _Locator(modules), begin, min(top + size, begin + MAX_SCAN_BYTES),
+                        first_index, pointer_size, MAX_FRAMES)
+    return [frame(f.index, "scan", f.slot, f.address, modules) for f in found]

@@ -10,7 +10,7 @@ the same lines as records (offset, path, type, value).
 import argparse
 import fnmatch
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import LayoutError, MemoryReadError, MissingLayoutError
 from pykd_ext.layouts.model import FieldLayout, KernelLayouts, TypeLayout, compile_record, field_reader
@@ -52,6 +52,7 @@ def _scalar_text(fl: FieldLayout, value: Any, layouts: KernelLayouts) -> str:
     if fl.kind == "pointer":
         return _pointer_text(value, fl.size)
     if fl.kind == "bitfield":
+        assert fl.bit_length is not None       # set for every bitfield member
         return "0y" + format(value, "0%db" % fl.bit_length)
     if fl.kind == "enum":
         name = layouts.enum(fl.type_name).name_of(value) if layouts.has_enum(fl.type_name) else None
@@ -94,11 +95,12 @@ def _char_array_text(raw: bytes, count: int, wide: bool) -> str:
     return '[%d]  "%s"' % (count, text)
 
 
-def _value(fl: FieldLayout, mem: _Bytes, base: int, layouts: KernelLayouts) -> Tuple[Any, str]:
+def _value(fl: FieldLayout, mem: Union[_Bytes, "_Slice"], base: int, layouts: KernelLayouts) -> Tuple[Any, str]:
     """(plain value for JSON, WinDbg text) of one member at mem offset base + fl.offset."""
     off = base + fl.offset
     if fl.kind == "array":
         elem = fl.element
+        assert elem is not None and fl.count is not None     # both set for every array member
         raw = mem.get(off, fl.size)
         if isinstance(raw, Fault):
             return raw, "[%d] %s" % (fl.count, raw.marker)
@@ -263,7 +265,7 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     if fields:
         width = max(len(s.partition(".")[0]) for s in fields)
     # WinDbg names the type first when it shows a bare layout, not when it shows values
-    header = "nt!%s" % t.name if address is None else ""
+    header = "%s!%s" % (_module_name(layouts), t.name) if address is None else ""
     columns = [Column("offset", "Offset", "hex"), Column("path", "Member"), Column("type", "Type")]
     if mem is not None:
         columns.append(Column("display", "Value"))
@@ -274,3 +276,10 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         notes.append("only 0x%x of 0x%x bytes of %s are readable: %s"
                      % (len(mem.data), t.size, t.name, mem.fault))
     return Result(command="dt", columns=columns, records=records, text=_text, meta=meta, notes=notes)
+
+
+def _module_name(layouts: Any) -> str:
+    """WinDbg's module prefix: `nt` for a kernel PDB, else the PDB's own name (`targetapp`)."""
+    pdb = str(getattr(getattr(layouts, "entry", None), "pdb", "") or "ntkrnlmp.pdb")
+    stem = pdb.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
+    return "nt" if stem in ("ntkrnlmp", "ntoskrnl", "ntkrnlpa", "ntkrpamp", "") else stem

@@ -38,13 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _records(user: UserProcess, decoding: PebDecoding, order: str) -> List[Dict[str, Any]]:
     out: List[Dict[str, Any]] = []
-    listings = [decoding.listing]
     sub = decoding.display.get("peb32")
-    if sub is not None:
-        listings.append(sub.listing)
-    for listing in listings:
-        if listing is None:
-            continue
+    for listing in decoding.listings():
         chosen = listing.in_order(order)
         rest = [m for m in listing.modules if order not in m["lists"]]
         for module in chosen + rest:

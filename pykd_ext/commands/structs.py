@@ -114,6 +114,7 @@ def flatten(t: TypeLayout, recurse: bool) -> Dict[str, FieldLayout]:
 
 def _where(fl: FieldLayout) -> str:
     if fl.kind == "bitfield":
+        assert fl.bit_position is not None     # set for every bitfield member
         return "+0x%03x.%d" % (fl.offset, fl.bit_position)
     return "+0x%03x" % fl.offset
 
@@ -151,6 +152,7 @@ def diff_types(a: TypeLayout, b: TypeLayout, recurse: bool) -> List[Dict[str, An
 def _type_identity(fl: FieldLayout) -> Tuple[Any, ...]:
     # kind and named type; for bitfields the storage type; size changes are "resized", not "retyped"
     if fl.kind == "array":
+        assert fl.element is not None          # set for every array member
         return ("array",) + _type_identity(fl.element)
     return (fl.kind, fl.type_name, fl.depth, fl.target_kind)
 

@@ -120,7 +120,7 @@ def load_table(path: str, version: Optional[str] = None) -> SymbolTable:
     table = _CACHE.get(key)
     if table is None:
         opener = lzma.open if key.endswith(".xz") else open
-        with opener(key, "rb") as handle:          # type: ignore[operator]
+        with opener(key, "rb") as handle:
             data = json.load(handle)
         table = SymbolTable(key, data, version)
         _CACHE[key] = table

@@ -250,6 +250,7 @@ class KernelMemory:
         info = self.facts.field(type_name, path)
         at = address + info.offset
         if info.bit_length is not None:
+            assert info.bit_position is not None        # set together with bit_length
             mask = (1 << info.bit_length) - 1
             old = int.from_bytes(self.read(at, info.size), "little")
             new = (old & ~(mask << info.bit_position)) | ((value & mask) << info.bit_position)

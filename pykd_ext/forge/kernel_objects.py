@@ -32,8 +32,9 @@ The result is a `Planted` record: every fact the decoders should report, in the 
 """
 import datetime
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
+from pykd_ext.forge.paths import dos_path
 from pykd_ext.forge.builds import BuildChoice, resolve_build
 from pykd_ext.forge.dumpfile import write_bitmap_dump, write_full_dump
 from pykd_ext.forge.handle_tables import levels_for, link_entry_pages
@@ -392,13 +393,17 @@ class _Builder:
             unlocked = facts.field("_HANDLE_TABLE_ENTRY", "Unlocked")
             refcnt = facts.field("_HANDLE_TABLE_ENTRY", "RefCnt")
             granted = facts.field("_HANDLE_TABLE_ENTRY", "GrantedAccessBits")
+            assert (refcnt.bit_length is not None and granted.bit_position is not None   # bitfields
+                    and granted.bit_length is not None)
             ref_max = (1 << refcnt.bit_length) - 1
             high_shift = 8 * (granted.offset - 8) + granted.bit_position
             granted_mask = (1 << granted.bit_length) - 1
 
             def encode_new(target: int, access: int) -> bytes:
-                low = (((target & 0xFFFFFFFFFFFF) >> 4) << pointer.bit_position
-                       | 1 << unlocked.bit_position | (ref_max >> 1) << refcnt.bit_position)
+                # bitfields: their bit_position is set (mypy does not narrow inside a closure)
+                low = (((target & 0xFFFFFFFFFFFF) >> 4) << cast(int, pointer.bit_position)
+                       | 1 << cast(int, unlocked.bit_position)
+                       | (ref_max >> 1) << cast(int, refcnt.bit_position))
                 high = (access & granted_mask) << high_shift
                 return (low & MASK64).to_bytes(8, "little") + high.to_bytes(8, "little")
             return encode_new
@@ -469,7 +474,7 @@ class _Builder:
         for space in self.spaces.values():
             for index, va, entry in entries:
                 if index != space.self_map_index:
-                    space.set_pte_raw(va, entry, "PML4E")
+                    space.set_pte_raw(va, cast(int, entry), "PML4E")
 
     def plant_user_memory(self, proc: ProcessSpec, index: int, space: PageTables,
                           kuser_pa: int) -> Tuple[int, int]:
@@ -1062,14 +1067,6 @@ def _sections(size_of_image: int) -> List[Section]:
         Section(".data", PAGE_SIZE + text + rdata, size_of_image - (PAGE_SIZE + text + rdata),
                 IMAGE_SCN_CNT_INITIALIZED_DATA | IMAGE_SCN_MEM_READ | IMAGE_SCN_MEM_WRITE),
     ]
-
-
-def dos_path(nt_path: str) -> str:
-    """"\\Device\\HarddiskVolume3\\Windows\\x.exe" -> "C:\\Windows\\x.exe" (what a PEB holds)."""
-    prefix = "\\Device\\HarddiskVolume3\\"
-    if nt_path.startswith(prefix):
-        return "C:\\" + nt_path[len(prefix):]
-    return nt_path
 
 
 def build_scenario(spec: ScenarioSpec, build: Union[str, int, BuildChoice]

@@ -152,7 +152,7 @@ def forge_machine(build: int = 19041, memory_map: Optional[Sequence[Run]] = SMAL
     table = table or table_for_build(build)
     phys = PhysicalImage(memory_map)
     pt = PageTables(phys, PteFormat(table))
-    used = ("KdDebuggerDataBlock", "MmPfnDatabase", "NtBuildNumber", "KiSystemStartup",
+    used: Tuple[str, ...] = ("KdDebuggerDataBlock", "MmPfnDatabase", "NtBuildNumber", "KiSystemStartup",
             "KeBugCheckEx") + LIST_HEADS
     # KDBG addresses lie inside the image, as do the caller's extra globals.
     used += tuple(name for name in ("KdpDebuggerDataListHead",) + tuple(KDBG_FIELDS)

@@ -8,9 +8,12 @@ builds, so the forge takes every position from the build's symbol table (`_MMPTE
 Entries are built unswizzled: the forge does not apply the kernel's invalid-PTE mask (L1TF
 mitigation, `MiInvalidPteMask`); a forged dump has no such mask to read either.
 """
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Dict, Tuple, Union
 
 from pykd_ext.forge.isf import SymbolTable
+
+if TYPE_CHECKING:
+    from pykd_ext.forge.paging_x86 import LayoutBits
 
 #: MM_READWRITE, the protection code of an ordinary read/write page in software PTEs
 #: (Windows Internals 7th ed., part 1, ch. 5 "Page protection"; not a PDB type).
@@ -29,7 +32,7 @@ def _field(bits: Dict[str, Tuple[int, int]], name: str, value: int) -> int:
 class PteFormat:
     """Builds raw 64-bit MMPTE values for one kernel build."""
 
-    def __init__(self, table: SymbolTable) -> None:
+    def __init__(self, table: Union[SymbolTable, "LayoutBits"]) -> None:
         self.table = table
         self._bits: Dict[str, Dict[str, Tuple[int, int]]] = {}
         for type_name in _TYPES:

@@ -185,7 +185,7 @@ def _client_ids(first: int, taken: Iterable[int]) -> Iterator[int]:
 
 
 def _user_thread(tid: int, proc_index: int, n: int, **kw: Any) -> ThreadSpec:
-    base = dict(start_address=NTDLL_THREAD_START,
+    base: Dict[str, Any] = dict(start_address=NTDLL_THREAD_START,
                 win32_start_address=USER_IMAGE_BASE + proc_index * 0x100000 + 0x1F30 + n * 0x40,
                 teb=0x000000A2_1E3F0000 + proc_index * 0x100000 + n * 0x2000,
                 context_switches=100 + tid, kernel_time=3 + n, user_time=7 + n,

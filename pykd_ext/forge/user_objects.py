@@ -311,7 +311,7 @@ class _ProcessPlanter:
     def plant_parameters(self, w: Writer, arena: UserArena, params: int, bits: int,
                          new_block: bool) -> Dict[str, Any]:
         proc, record = self.proc, self.record
-        from pykd_ext.forge.kernel_objects import dos_path
+        from pykd_ext.forge.paths import dos_path
         image_path = dos_path(proc.image_path or proc.name)
         command_line = proc.command_line or proc.name
         directory = "C:\\Windows\\system32\\" if (record.get("session_id") or 0) == 0 \
@@ -497,7 +497,7 @@ class _ProcessPlanter:
 
 
 def dos_path_of(proc: Any) -> str:
-    from pykd_ext.forge.kernel_objects import dos_path
+    from pykd_ext.forge.paths import dos_path
     return dos_path(proc.image_path or proc.name)
 
 

@@ -10,11 +10,12 @@ global once, remembers *how* (so output can say so), and caches the per-target f
 share (processors, loaded modules, object type indexes, the clock increment).
 """
 import bisect
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 from pykd_ext.errors import MemoryReadError, MissingLayoutError
 from pykd_ext.kernel.budget import Budget, budget_for
-from pykd_ext.kernel.view import StructView, fast_ref_mask, read_unicode_string, read_utf16
+from pykd_ext.kernel.view import (  # noqa: F401  (field_plan/read_plan/Plan re-exported)
+    Plan, StructView, fast_ref_mask, field_plan, read_plan, read_unicode_string, read_utf16)
 from pykd_ext.kernel.walk import WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
 from pykd_ext.targets.base import Target
@@ -45,47 +46,6 @@ def _version_tuple(version: str) -> Tuple[int, ...]:
 def _version_distance(a: Tuple[int, ...], b: Tuple[int, ...]) -> Tuple[int, ...]:
     """Nearest first: same major.minor.build before others, then by revision distance."""
     return tuple(abs(x - y) for x, y in zip(a, b))
-
-
-#: A compiled list of (key, end offset, reader) for one structure type (see `field_plan`).
-Plan = List[Tuple[str, int, Any]]
-
-
-def field_plan(type_layout: Any, items: Tuple[Tuple[str, str], ...]) -> Plan:
-    """(key, end, reader) per (key, field path) the type has; missing fields get reader None.
-
-    Cached on the TypeLayout: decoding thousands of threads then costs one reader call per field.
-    """
-    cache = type_layout.__dict__.get("_field_plans")
-    if cache is None:
-        cache = type_layout.__dict__["_field_plans"] = {}
-    plan = cache.get(items)
-    if plan is None:
-        plan = []
-        for key, path in items:
-            if type_layout.has_field(path):
-                f = type_layout.field(path)
-                plan.append((key, f.offset + max(f.size, 1), type_layout.reader(path)))
-            else:
-                plan.append((key, 0, None))
-        cache[items] = plan
-    return plan
-
-
-def read_plan(view: StructView, plan: Plan) -> Dict[str, Any]:
-    """Every planned field of a view: value, None (no such field) or the view's Fault."""
-    data = view.data
-    size = len(data)
-    fault = view.fault or Fault("not in dump", view.address)
-    out: Dict[str, Any] = {}
-    for key, end, reader in plan:
-        if reader is None:
-            out[key] = None
-        elif end > size:
-            out[key] = fault
-        else:
-            out[key] = reader(data)
-    return out
 
 
 class Processor:
@@ -149,6 +109,7 @@ class KernelContext:
 
     def resolve_global(self, name: str) -> Tuple[Optional[int], str]:
         """(address, how): how is "symbol" (base + RVA), "header", "kdbg" or "unknown"."""
+        found: Union[Tuple[Optional[int], str], int, None]    # the cached pair, then a scan's address
         found = self._globals.get(name)
         if found is not None:
             return found
@@ -195,14 +156,14 @@ class KernelContext:
         try:
             return self.space.read_pointer(address)
         except MemoryReadError as err:
-            return err.fault  # type: ignore[return-value]
+            return err.fault
 
     def system_process(self) -> Optional[int]:
         """The `_EPROCESS` address `PsInitialSystemProcess` holds, when readable."""
         if self._system_process is False:
             value = self.read_global_pointer("PsInitialSystemProcess")
             self._system_process = value if isinstance(value, int) and value else None
-        return self._system_process  # type: ignore[return-value]
+        return self._system_process
 
     def read_global_u32(self, name: str) -> Union[int, Fault, None]:
         address = self.global_address(name)
@@ -211,7 +172,7 @@ class KernelContext:
         try:
             return int.from_bytes(self.space.read(address, 4), "little")
         except MemoryReadError as err:
-            return err.fault  # type: ignore[return-value]
+            return err.fault
 
     # ---- layouts
     def view(self, type_name: str, address: int, size: Optional[int] = None) -> StructView:
@@ -312,6 +273,8 @@ class KernelContext:
         found: Dict[int, Processor] = {}
         block = self.global_address("KiProcessorBlock")
         count = self.processor_count()
+        number: Union[int, bytes, Fault, None]     # a loop index, then the dump's or the PRCB's word
+        prcb: Optional[int]                        # a KiProcessorBlock entry, then the dump's word
         if block is not None and count:
             for number in range(count):
                 try:
@@ -372,7 +335,7 @@ class KernelContext:
                     value = got
                     break
             self._time_increment = value
-        return self._time_increment  # type: ignore[return-value]
+        return self._time_increment
 
     # ---- loaded modules (start address -> module)
     def modules(self) -> List[Tuple[int, int, str]]:
@@ -429,7 +392,7 @@ class KernelContext:
         header_type = self.layouts.type("_OBJECT_HEADER")
         header = body - header_type.offset("Body")
         view = StructView(self.space, header_type, header)
-        index = view["TypeIndex"]
+        index = cast(Union[int, Fault], view["TypeIndex"])    # a UCHAR field: int or Fault
         if not isinstance(index, int):
             return index
         if self.layouts.has_symbol("ObHeaderCookie"):
@@ -439,7 +402,7 @@ class KernelContext:
             try:
                 cookie = self.space.read(cookie_address, 1)[0]
             except MemoryReadError as err:
-                return err.fault  # type: ignore[return-value]
+                return err.fault
             index = index ^ cookie ^ ((header >> 8) & 0xFF)
         elif getattr(self.layouts, "types_only", False):
             # H10: no symbols: Windows 10+ cookie derived from known objects (None before 10)
@@ -453,14 +416,14 @@ class KernelContext:
 
     def type_name_of_index(self, index: int) -> Union[str, Fault, None]:
         if index in self._type_names:
-            return self._type_names[index]  # type: ignore[return-value]
+            return self._type_names[index]
         table = self.global_address("ObTypeIndexTable")
         if table is None or not self.layouts.has_type("_OBJECT_TYPE"):
             return None
         try:
             type_object = self.space.read_pointer(table + index * self.pointer_size)
         except MemoryReadError as err:
-            return err.fault  # type: ignore[return-value]
+            return err.fault
         if not type_object:
             self._type_names[index] = None
             return None

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
 
-Value = Union[int, str, bool, None, Fault]
+Value = Union[int, str, bool, bytes, None, Fault]
 
 
 class KernelObject:

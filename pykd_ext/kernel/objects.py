@@ -12,7 +12,7 @@ own (what the kernel's `ObpInfoMaskToOffset` table holds). The bit -> header typ
 format fact (table below, with its source); every size comes from the build's layout, so a build
 whose headers grew (Windows 10's `Reserved` fields) is handled by the layout, not by code.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.view import StructView
@@ -209,7 +209,7 @@ class ObjectReader:
         view = self.name_info(self.header(body))
         if view is None:
             return None
-        value = view["Directory"]
+        value = cast(Union[int, Fault], view["Directory"])      # a pointer field: int or Fault
         return value if not isinstance(value, int) or value else None
 
     def full_name(self, body: int) -> Union[str, Fault, None]:

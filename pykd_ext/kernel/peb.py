@@ -64,6 +64,14 @@ class PebDecoding:
         self.display = display
         self.notes = notes
 
+    def listings(self) -> List[ModuleListing]:
+        """The loader listings of this PEB and, for a WoW64 process, of its 32-bit PEB."""
+        out = [self.listing]
+        sub = self.display.get("peb32")
+        if sub is not None:
+            out.append(sub.listing)
+        return [listing for listing in out if listing is not None]
+
 
 def read_environment(space: AddressSpace, address: Any, size: Any,
                      limit: int = MAX_ENVIRONMENT_BYTES,
@@ -124,7 +132,7 @@ def read_environment(space: AddressSpace, address: Any, size: Any,
     return [s for s in text.split("\0") if s], note
 
 
-def _terminated(data: bytes, start: int = 0) -> bool:
+def _terminated(data: Union[bytes, bytearray], start: int = 0) -> bool:
     """Whether `data` (UTF-16 from an even offset) holds two NUL characters at or after `start`."""
     at = data.find(b"\0\0\0\0", start)
     while at >= 0:
@@ -233,7 +241,7 @@ def decode_user_process(user: UserProcess, with_modules: bool = True) -> PebDeco
     who = "PEB of %s (PID %s)" % (user.name, user.pid)
     enum_name = _enum_namer(layouts)
     if user.space is None:
-        record = {key: None for key in PEB_KEYS}
+        record: Dict[str, Any] = {key: None for key in PEB_KEYS}
         record.update(pid=user.pid, process=user.address, name=user.name, bitness=8 * layouts.pointer_size,
                       address=user.peb, layout=layouts.build_id, space=user.source, wow64=user.wow64)
         return PebDecoding(record, None, {}, list(user.notes))

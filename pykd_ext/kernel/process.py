@@ -8,7 +8,7 @@ count, the thread lists) are computed only when asked for and cached on the obje
 Every value is an int/str/bool, None (this build has no such field, or the pointer is NULL) or a
 `Fault` (the memory is not in the dump). Nothing here raises on a bad process.
 """
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Union, cast
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.kinds import kind_flags, primary_kind
@@ -54,12 +54,12 @@ class Process(KernelObject):
 
     # ---- identity
     @property
-    def pid(self) -> Value:
-        return self.view["UniqueProcessId"]
+    def pid(self) -> Union[int, Fault]:
+        return cast(Union[int, Fault], self.view["UniqueProcessId"])     # a HANDLE: int or Fault
 
     @property
-    def ppid(self) -> Value:
-        return self.view["InheritedFromUniqueProcessId"]
+    def ppid(self) -> Union[int, Fault]:
+        return cast(Union[int, Fault], self.view["InheritedFromUniqueProcessId"])
 
     @property
     def name(self) -> Union[str, Fault]:
@@ -111,7 +111,7 @@ class Process(KernelObject):
     @property
     def handle_count(self) -> Value:
         def compute() -> Value:
-            from pykd_ext.kernel.handles import handle_count
+            from pykd_ext.kernel.handle_table import handle_count
             table = self.field("ObjectTable")
             if not isinstance(table, int) or not table:
                 return table if isinstance(table, Fault) else None
@@ -168,7 +168,7 @@ class Process(KernelObject):
             try:
                 return self.ctx.space.read_pointer(pointer + offset)
             except MemoryReadError as err:
-                return err.fault  # type: ignore[return-value]
+                return err.fault
         return self._cached("peb32", compute)
 
     # ---- security
@@ -207,7 +207,7 @@ class Process(KernelObject):
     def thread_listing(self) -> Any:
         """Both thread lists walked (see `processes.process_threads`), cached."""
         def compute() -> Any:
-            from pykd_ext.kernel.processes import process_threads
+            from pykd_ext.kernel.thread_lists import process_threads
             return process_threads(self.ctx, self)
         return self._cached("threads", compute)
 

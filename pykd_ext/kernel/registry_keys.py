@@ -18,7 +18,7 @@ The two flag values are the hive-format key-node flags the KCB's `Flags` copies 
 The walk is bounded (`MAX_KEY_DEPTH`) and cycle-safe; an unreadable KCB or name gives a partial
 path with `UNREADABLE_PIECE` where the piece would be, never an exception.
 """
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Set
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.budget import BUDGET_CUT
@@ -93,7 +93,7 @@ def key_path(ctx: Any, body: int, max_depth: int = MAX_KEY_DEPTH) -> KeyPath:
         return path
     path.kcb = kcb
     reversed_pieces: List[str] = []
-    seen = set()
+    seen: Set[int] = set()
     has_flags = ctx.layouts.type("_CM_KEY_CONTROL_BLOCK").has_field("Flags")
     current = int(kcb)
     reached_root = False

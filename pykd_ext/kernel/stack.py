@@ -12,7 +12,7 @@ the bugcheck processor, or a triage dump's context record); every frame says how
 (`context`, `scan`), so nobody mistakes a scan for an unwind.
 """
 import bisect
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from pykd_ext.errors import MemoryReadError
 
@@ -62,6 +62,12 @@ class Frame:
         return "Frame(%d, %s, %s)" % (self.index, self.symbol, self.method)
 
 
+class Locator(Protocol):
+    """What `scan_stack` asks of its module map (a `ModuleMap`, or a caller's adapter)."""
+
+    def locate(self, address: int) -> Optional[Tuple[str, int]]: ...
+
+
 class ModuleMap:
     """Address -> (module name, offset) over a sorted list of (base, size, name)."""
 
@@ -96,7 +102,7 @@ def _call_before(space: Any, address: int) -> Optional[bool]:
     return False
 
 
-def scan_stack(space: Any, modules: ModuleMap, start: int, end: int, first_index: int = 0,
+def scan_stack(space: Any, modules: Locator, start: int, end: int, first_index: int = 0,
                pointer_size: int = 8, max_frames: int = MAX_FRAMES) -> List[Frame]:
     """Return-address candidates between `start` (the stack pointer) and `end` (the stack base)."""
     if not start or end <= start:

@@ -6,9 +6,9 @@ build to build, the affinity is an embedded `_GROUP_AFFINITY` on most builds and
 `_KAFFINITY_EX` on Windows 11 — every such difference is answered by the layout, not by code.
 Values are int/str/bool, None (no such field in this build) or a `Fault` (not in the dump).
 """
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union, cast
 
-from pykd_ext.kernel.context import field_plan, read_plan
+from pykd_ext.kernel.view import field_plan, read_plan
 from pykd_ext.kernel.times import filetime_to_iso
 from pykd_ext.kernel.kobject import KernelObject, Value
 from pykd_ext.kernel.view import StructView
@@ -103,7 +103,7 @@ class Thread(KernelObject):
     @property
     def alertable(self) -> Union[bool, Fault, None]:
         value = self.field("Tcb.Alertable")
-        return bool(value) if isinstance(value, int) else value
+        return bool(value) if isinstance(value, int) else cast(Optional[Fault], value)
 
     @property
     def is_waiting(self) -> Optional[bool]:
@@ -170,7 +170,7 @@ class Thread(KernelObject):
                 continue
             if not obj:
                 continue
-            hview = StructView(self.ctx.space, header, obj, header.size)
+            hview = StructView(self.ctx.space, header, cast(int, obj), header.size)
             type_value = hview["Type"]
             name = self.ctx.enum_name("_KOBJECTS", type_value)
             out.append({"address": obj, "type": name if name is not None else type_value})
@@ -242,7 +242,7 @@ class Thread(KernelObject):
     @property
     def impersonating(self) -> Union[bool, Fault, None]:
         value = self.field("ActiveImpersonationInfo")
-        return bool(value) if isinstance(value, int) else value
+        return bool(value) if isinstance(value, int) else cast(Optional[Fault], value)
 
     def display_more(self, owner_name: Any = None) -> Dict[str, Any]:
         """Display-only values for the WinDbg-shaped text (`render.windbg`): not part of the record."""

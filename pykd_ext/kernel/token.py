@@ -13,7 +13,7 @@ capabilities `Package` / `Capabilities` / `CapabilityCount` where the build has 
 Names of privileges, group attributes and flags come from `privileges.py`, of SIDs from `sids.py`.
 Counts read from the dump are bounded; every value may be a `Fault`.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.privileges import (GROUP_ATTRIBUTES, MANDATORY_POLICY, SE_GROUP_ENABLED,
@@ -133,7 +133,7 @@ class Token:
                         "attribute_names": bit_names(attributes, GROUP_ATTRIBUTES)})
         if implausible:
             self._note("token at 0x%x: %s %d is implausible (%s); showing the first %d readable"
-                       % (self.address, count_path, count, why, len(out)))
+                       % (self.address, count_path, cast(int, count), why, len(out)))
         return out
 
     def user_and_groups(self) -> Union[List[Dict[str, Any]], Fault]:
@@ -182,7 +182,8 @@ class Token:
         for mask in masks:
             if isinstance(mask, Fault):
                 return mask
-        return privileges_from_masks(*[int(m or 0) for m in masks])
+        # no Fault is left (returned above); the masks are ULONG64 fields: int or None
+        return privileges_from_masks(*[int(cast(Optional[int], m) or 0) for m in masks])
 
     # ---- integrity, elevation
     def integrity_sid(self) -> Any:

@@ -15,9 +15,11 @@ the kernel's own data, using Windows facts rather than offsets:
   claimed.
 Everything is bounded (pages scanned, table entries read). Results are cached on the context.
 """
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from pykd_ext.errors import MemoryReadError, PykdExtError
+from pykd_ext.kernel.walk import WalkEnd, walk_list
+
 
 SENTINEL = 0xBAD0B0B0
 #: Windows 10 introduced the header cookie (see the module docstring)
@@ -109,20 +111,20 @@ def derive_header_cookie(ctx: Any) -> Optional[int]:
     if len(indexes) != 2:
         return None
     try:
-        from pykd_ext.kernel.processes import active_processes
-        processes, _end = active_processes(ctx, limit=4)
+        processes = _first_entries(ctx, ctx.global_address("PsActiveProcessHead"), "_EPROCESS",
+                                   "ActiveProcessLinks")
     except (PykdExtError, ValueError):
         return None
     header_offset = ctx.layouts.type("_OBJECT_HEADER").offset("Body")
     for process in processes:
-        stored = _stored_index(ctx, process.address)
+        stored = _stored_index(ctx, process)
         if stored is None:
             continue
-        header = process.address - header_offset
+        header = process - header_offset
         cookie = (stored ^ indexes["Process"] ^ (header >> 8)) & 0xFF
         try:
-            from pykd_ext.kernel.processes import process_threads
-            threads = [t.address for t in process_threads(ctx, process, limit=4).threads]
+            threads = _first_entries(ctx, process + ctx.layouts.type("_EPROCESS").offset("ThreadListHead"),
+                                     "_ETHREAD", "ThreadListEntry")
         except (PykdExtError, ValueError):
             threads = []
         checked = _check_threads(ctx, threads, cookie, indexes["Thread"], header_offset)
@@ -130,6 +132,15 @@ def derive_header_cookie(ctx: Any) -> Optional[int]:
             ctx._h10_cookie = cookie
             return cookie
     return None
+
+
+def _first_entries(ctx: Any, head: Any, type_name: str, link: str, limit: int = 4) -> List[int]:
+    """The first few structures on a kernel list, by raw walk: enough samples to derive the
+    cookie, without the process/thread decoders (which themselves need the cookie)."""
+    if not isinstance(head, int) or not head:
+        return []
+    offset = ctx.layouts.type(type_name).offset(link)
+    return [entry - offset for entry in walk_list(ctx.space, head, WalkEnd(), limit)]
 
 
 def _check_threads(ctx: Any, threads: Any, cookie: int, thread_index: int, header_offset: int) -> bool:

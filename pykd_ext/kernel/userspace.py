@@ -11,7 +11,7 @@ reaches it differently:
   are the dump build's, or the nearest shipped build's when none match (said in the output).
 `UserProcess` carries the result so `peb`, `teb` and `modules` decode the same way everywhere.
 """
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union, cast
 
 from pykd_ext.errors import PykdExtError, UnknownBuildError
 from pykd_ext.kernel.view import StructView
@@ -189,7 +189,7 @@ def from_user_dump(session: Any, symbols32: Optional[str] = None) -> UserProcess
         if not isinstance(teb, int) or not teb:
             continue
         view = StructView(space, teb_type, teb)
-        value = view["ProcessEnvironmentBlock"]
+        value = cast(Union[int, Fault], view["ProcessEnvironmentBlock"])    # a pointer field
         if isinstance(value, Fault):
             first_fault = first_fault or value
             continue
@@ -209,7 +209,8 @@ def from_user_dump(session: Any, symbols32: Optional[str] = None) -> UserProcess
         user.layouts32 = symbols_layouts32
         if teb32_found is not None:
             teb32_type = symbols_layouts32.teb_type()
-            value = StructView(space, teb32_type, teb32_found)["ProcessEnvironmentBlock"]
+            value = cast(Union[int, Fault],                                   # a pointer field
+                         StructView(space, teb32_type, teb32_found)["ProcessEnvironmentBlock"])
             user.peb32 = value
         else:
             user.peb32 = Fault(NOT_IN_DUMP, 0)

@@ -6,7 +6,7 @@ When only a prefix of the structure is readable (a page boundary into missing me
 the readable part still decode and the others come back as the `Fault` that stopped the read —
 so "unreadable" is data a renderer shows, never an exception a command dies of.
 """
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.memory.faults import Fault
@@ -105,7 +105,7 @@ def read_utf16(space: AddressSpace, buffer: Any, length: Any, max_chars: int = 3
     try:
         data = space.read(int(buffer), length)
     except MemoryReadError as err:
-        return err.fault  # type: ignore[return-value]
+        return err.fault
     return data.decode("utf-16-le", errors="replace")
 
 
@@ -113,3 +113,44 @@ def fast_ref_mask(layouts: Any) -> int:
     """Mask that clears `_EX_FAST_REF`'s reference count (its width comes from the layout)."""
     refcnt = layouts.type("_EX_FAST_REF").field("RefCnt")
     return ~((1 << int(refcnt.bit_length)) - 1) & ((1 << (8 * layouts.pointer_size)) - 1)
+
+
+#: A compiled list of (key, end offset, reader) for one structure type (see `field_plan`).
+Plan = List[Tuple[str, int, Any]]
+
+
+def field_plan(type_layout: Any, items: Tuple[Tuple[str, str], ...]) -> Plan:
+    """(key, end, reader) per (key, field path) the type has; missing fields get reader None.
+
+    Cached on the TypeLayout: decoding thousands of threads then costs one reader call per field.
+    """
+    cache = type_layout.__dict__.get("_field_plans")
+    if cache is None:
+        cache = type_layout.__dict__["_field_plans"] = {}
+    plan = cache.get(items)
+    if plan is None:
+        plan = []
+        for key, path in items:
+            if type_layout.has_field(path):
+                f = type_layout.field(path)
+                plan.append((key, f.offset + max(f.size, 1), type_layout.reader(path)))
+            else:
+                plan.append((key, 0, None))
+        cache[items] = plan
+    return plan
+
+
+def read_plan(view: StructView, plan: Plan) -> Dict[str, Any]:
+    """Every planned field of a view: value, None (no such field) or the view's Fault."""
+    data = view.data
+    size = len(data)
+    fault = view.fault or Fault("not in dump", view.address)
+    out: Dict[str, Any] = {}
+    for key, end, reader in plan:
+        if reader is None:
+            out[key] = None
+        elif end > size:
+            out[key] = fault
+        else:
+            out[key] = reader(data)
+    return out

@@ -25,7 +25,7 @@ under `$PYKD_EXT_HOME/typeinfo/` as JSON data (`reduced_json`), read back and ch
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type, cast
 
 from pykd_ext.errors import LayoutError, PykdExtError, UnknownBuildError
 from pykd_ext.layouts.isf import GLOBAL_SYMBOLS, ROOT_ENUMS, ROOT_TYPES
@@ -53,7 +53,8 @@ MAX_TYPES = 5000
 #: bound on the members of one type (the largest kernel struct has a few hundred)
 MAX_MEMBERS = 100000
 #: how the target learnt the PDB identity -> words for the layout choice's reason
-PDB_SOURCES = {"CodeView record of nt": "the kernel image", "symbol file path": "the debugger's symbol file"}
+#: looked up with the dump's `pdb_source` (None when the dump does not say)
+PDB_SOURCES: Dict[Optional[str], str] = {"CodeView record of nt": "the kernel image", "symbol file path": "the debugger's symbol file"}
 #: format version written into exported files
 EXPORT_FORMAT = "6.1.0"
 
@@ -61,7 +62,7 @@ EXPORT_FORMAT = "6.1.0"
 class TypeInfoCollector:
     """Walks pykd typeInfo objects into ISF `user_types`/`enums`/`base_types` (iteratively)."""
 
-    def __init__(self, errors: Tuple[type, ...], pointer_size: int) -> None:
+    def __init__(self, errors: Tuple[Type[BaseException], ...], pointer_size: int) -> None:
         self.errors = errors
         self.pointer_size = pointer_size
         self.user_types: Dict[str, Dict[str, Any]] = {}
@@ -201,8 +202,10 @@ def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: O
                   arch: str = "x64", kernel_base: Optional[int] = None,
                   module: str = "nt") -> Dict[str, Any]:
     """An ISF-shaped dict of the kept kernel types, enums and globals, from pykd typeInfo."""
-    errors = tuple(t for t in (getattr(pykd, "DbgException", None), getattr(pykd, "BaseException", None))
-                   if isinstance(t, type)) or (Exception,)
+    # pykd's exception classes (the classes it exports are exceptions)
+    errors = cast(Tuple[Type[BaseException], ...],
+                  tuple(t for t in (getattr(pykd, "DbgException", None), getattr(pykd, "BaseException", None))
+                        if isinstance(t, type)) or (Exception,))
     pointer_size = 8 if arch == "x64" else 4
     collector = TypeInfoCollector(errors, pointer_size)
     found = 0
@@ -238,7 +241,7 @@ def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: O
     source: Dict[str, Any] = {"name": "pykd typeInfo", "arch": arch}
     if isinstance(version, str) and leading_version(version):
         source["version"] = version
-    from pykd_ext import __version__
+    from pykd_ext.version import __version__
     return {"metadata": {"format": EXPORT_FORMAT,
                          "producer": {"name": "pykd-ext", "version": __version__},
                          "windows": {"pdb": pdb}, "source": source},

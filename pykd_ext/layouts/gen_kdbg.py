@@ -13,7 +13,7 @@ import argparse
 import os
 import re
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, cast
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_SOURCE = os.path.join(REPO, "structs", "sources", "wdbgexts_KDDEBUGGER_DATA64.h")
@@ -106,9 +106,9 @@ def compute_layout(name: str, decls: Dict[str, List[Tuple[str, str, Optional[int
             group: List[Tuple[str, int, int]] = []     # (name, bit position, width)
             used = 0
             while (index < len(fields) and fields[index][2] is not None
-                   and fields[index][0] == ctype and used + fields[index][2] <= unit * 8):
-                group.append((fields[index][1], used, fields[index][2]))
-                used += fields[index][2]
+                   and fields[index][0] == ctype and used + cast(int, fields[index][2]) <= unit * 8):
+                group.append((fields[index][1], used, cast(int, fields[index][2])))
+                used += cast(int, fields[index][2])
                 index += 1
             # construct's BitStruct reads most significant bit first; ByteSwapped turns the
             # little-endian unit into big-endian order, so list fields from the top bit down.

@@ -154,6 +154,9 @@ def load_isf(path: str) -> Dict[str, Any]:
     Bounded (layouts/bounded_read.py): regular files only, limited on disk and after
     decompression. The content is checked by `reduce_isf` (layouts/isf_check.py)."""
     from pykd_ext.layouts.bounded_read import read_bounded
+    from pykd_ext.layouts.pdb import is_pdb_file, pdb_to_isf
+    if is_pdb_file(path):        # a PDB (MSF 7.0, by content): converted, then checked like any ISF
+        return pdb_to_isf(path)
     data = read_bounded(path)
     try:
         doc = json.loads(data)
@@ -289,7 +292,14 @@ class _Reducer:
             return self.base(t.get("name", ""))
         if kind == "pointer":
             target, tkind, depth = self.pointee(t.get("subtype") or {})
-            return ("ptr", target, tkind, depth, self.ptr_size)
+            # Volatility's convention: a pointer of another width names its base ("pointer32")
+            size = self.ptr_size
+            base = t.get("base")
+            if isinstance(base, str) and base != "pointer":
+                info = self.base_types.get(base)
+                if isinstance(info, dict) and info.get("size") in (4, 8):
+                    size = int(info["size"])
+            return ("ptr", target, tkind, depth, size)
         if kind in ("struct", "union"):
             return (kind, self.type_digest[t["name"]])
         if kind == "enum":
@@ -327,7 +337,11 @@ class _Reducer:
         # 1. the closure, in post-order (dependencies first), iteratively
         order: List[str] = []
         state: Dict[str, int] = {}        # 1 = on stack, 2 = done
-        for root in ROOT_TYPES:
+        # a kernel symbol table keeps what the walkers reach; any other program's types (a PDB or
+        # ISF given to `dt --symbols`) are all kept: there is no walker to choose for
+        kernel = any(name in self.user_types for name in ("_EPROCESS", "_KTHREAD"))
+        roots = ROOT_TYPES if kernel else tuple(sorted(self.user_types))
+        for root in roots:
             if root not in self.user_types or state.get(root) == 2:
                 continue
             stack: List[Tuple[str, List[str]]] = []

@@ -100,8 +100,10 @@ class FieldLayout:
         """WinDbg `dt` spelling: `Ptr64 _EPROCESS`, `Uint4B`, `[15] UChar`, `Pos 0, 1 Bit`."""
         sub = self.subcon
         if self.kind == "bitfield":
+            assert self.bit_position is not None and self.bit_length is not None
             return "Pos %d, %d Bit%s" % (self.bit_position, self.bit_length, "" if self.bit_length == 1 else "s")
         if self.kind == "array":
+            assert self.count is not None and self.element is not None
             return "[%d] %s" % (self.count, self.element.windbg_type())
         if self.kind == "pointer":
             prefix = "Ptr%d " % (self.pointer_size * 8)
@@ -258,6 +260,7 @@ class TypeLayout:
                 if fl.kind != "array" or not 0 <= index < (fl.count or 0):
                     raise MissingLayoutError("%s.%s: index %d out of range" % (self.name, path, index))
                 elem = fl.element
+                assert elem is not None                # an array (checked just above) has one
                 offset += index * elem.size
                 fl = elem.moved(0, "%s[%d]" % (name, index))
             result = fl.moved(offset)

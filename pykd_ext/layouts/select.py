@@ -218,7 +218,7 @@ def _pe_identity(target: Any, base: Optional[int]) -> Tuple[Optional[str], Optio
     if not base:
         return None, None, None, ["kernel image base unknown (no KDBG KernBase)"]
     try:
-        from pykd_ext.targets.pe import read_pe_info  # type: ignore
+        from pykd_ext.targets.pe import read_pe_info
     except ImportError:
         return None, None, None, ["PE reader not available"]
     try:

@@ -128,8 +128,8 @@ class AddressSpace(ABC):
             return self.read(address, size), None
         except MemoryReadError as err:
             if err.readable:
-                return self.read(address, err.readable), err.fault  # type: ignore[return-value]
-            return b"", err.fault  # type: ignore[return-value]
+                return self.read(address, err.readable), err.fault
+            return b"", err.fault
 
     def is_readable(self, address: int, size: int = 1) -> bool:
         try:
