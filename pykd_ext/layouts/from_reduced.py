@@ -22,7 +22,7 @@ from pykd_ext.errors import LayoutError
 from pykd_ext.layouts.entry import BuildEntry
 from pykd_ext.layouts.cons import At, Base, Bits, EnumDef, FuncType, Ptr, Record
 from pykd_ext.layouts.isf import ANONYMOUS, MAX_ARRAY_COUNT, UNNAMED, ReducedBuild, _digest
-from pykd_ext.layouts.isf_check import (ARCHES, BASE_SIZES, GUID_RE, INTEGER_KINDS, MAX_NAME, MAX_NESTING,
+from pykd_ext.layouts.isf_check import (CheckSteps, ARCHES, BASE_SIZES, GUID_RE, INTEGER_KINDS, MAX_NAME, MAX_NESTING,
                                         MAX_RVA, MAX_TEXT, MAX_U32, RECORD_KINDS, FORBIDDEN_RE, Where, int_problem,
                                         name_problem, shown, version_problem)
 from pykd_ext.layouts.model import KernelLayouts
@@ -88,7 +88,7 @@ def check_meta(meta: Any, path: str = "") -> None:
         bad("extra", "is only for shipped layouts")
 
 
-class _Builder:
+class _Builder(CheckSteps):
     """Builds (and checks) the construct objects of one reduced build."""
 
     def __init__(self, rb: ReducedBuild, path: str, check_digests: bool) -> None:
@@ -111,11 +111,6 @@ class _Builder:
             self.fail(where, "name %s %s" % (shown(value), problem))
         return value
 
-    def integer(self, value: Any, low: int, high: int, where: Any) -> int:
-        problem = int_problem(value, low, high)
-        if problem:
-            self.fail(where, problem)
-        return value
 
     def variant(self, name: str) -> str:
         stem = _NON_IDENT_RE.sub("_", name.strip("<>").split("-")[0] if name.startswith("<") else name)

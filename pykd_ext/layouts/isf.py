@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import LayoutError
+# imported with this module, not on first use: loading a symbol file must run no new code
+# (tests/layouts/test_from_reduced.py forbids exec/compile while layouts load)
+from pykd_ext.layouts.pdb import is_pdb_file, pdb_to_isf
 from pykd_ext.layouts.isf_check import (MACHINE_ARCH, MAX_NESTING, check_isf_doc, check_isf_head, leading_version,
                                         printable, version_problem)
 
@@ -154,7 +157,6 @@ def load_isf(path: str) -> Dict[str, Any]:
     Bounded (layouts/bounded_read.py): regular files only, limited on disk and after
     decompression. The content is checked by `reduce_isf` (layouts/isf_check.py)."""
     from pykd_ext.layouts.bounded_read import read_bounded
-    from pykd_ext.layouts.pdb import is_pdb_file, pdb_to_isf
     if is_pdb_file(path):        # a PDB (MSF 7.0, by content): converted, then checked like any ISF
         return pdb_to_isf(path)
     data = read_bounded(path)

@@ -179,7 +179,21 @@ def version_problem(version: Any) -> Optional[str]:
     return None
 
 
-class _Checker:
+class CheckSteps:
+    """What the ISF pass (`_Checker`) and the data builder (`from_reduced`) both check, with one
+    wording: a subclass says how it fails."""
+
+    def fail(self, where: Any, what: str) -> NoReturn:
+        raise NotImplementedError
+
+    def integer(self, value: Any, low: int, high: int, where: Any) -> int:
+        problem = int_problem(value, low, high)
+        if problem:
+            self.fail(where, problem)
+        return value
+
+
+class _Checker(CheckSteps):
     """One pass over an ISF document. Names are checked in one batch (one regex over all of them)
     unless `precise`, when each is checked where it stands: the batch finds that a file is bad,
     the precise pass (run only then) says where."""
@@ -208,11 +222,6 @@ class _Checker:
             self.fail(where, "must be a JSON object, not %s" % _json_type(value))
         return value
 
-    def integer(self, value: Any, low: int, high: int, where: Any) -> int:
-        problem = int_problem(value, low, high)
-        if problem:
-            self.fail(where, problem)
-        return value
 
     # -------------------------------------------------------------------------------- parts
 

@@ -76,8 +76,11 @@ def shipped_builds() -> List[BuildEntry]:
 
 def user_builds() -> List[BuildEntry]:
     """The builds of the per-user store (damaged entries noted once and left out)."""
+    store = store_dir()
+    if not os.path.lexists(store):
+        return []           # no store: the checker and the PDB/ISF readers are not even imported
     from pykd_ext.layouts.user_store import read_index
-    return read_index(store_dir())
+    return read_index(store)
 
 
 def list_builds() -> List[BuildEntry]:
