@@ -11,6 +11,7 @@ imported: opening a crash dump then costs only the crash-dump reader's import (s
 measured in `benchmarks/bench_memory.py`), and the readers never import this module (no cycle).
 """
 import os
+import stat
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
@@ -97,17 +98,33 @@ def opener_for(head: bytes, path: str) -> Optional[Opener]:
     return None
 
 
+def _read_head(path: str) -> bytes:
+    """The first HEAD_SIZE bytes of a regular file. A FIFO, socket or device is refused before
+    anything reads it (opened non-blocking, checked with fstat): a FIFO as --target must give
+    one line, not a hang (issue 10)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise TargetError("cannot read: %s" % (err.strerror or err), path) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TargetError("not a regular file (a FIFO, socket or device): dumps and images "
+                              "are read from files", path)
+        return os.read(fd, HEAD_SIZE)
+    except OSError as err:
+        raise TargetError("cannot read: %s" % (err.strerror or err), path) from None
+    finally:
+        os.close(fd)
+
+
 def open_target(path: str) -> Target:
     """Open any supported dump or image; raise TargetError (with the path) when we cannot."""
     if os.path.isdir(path):
         raise TargetError("is a directory, not a dump file", path)
     if not os.path.exists(path):
         raise TargetError("no such file", path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(HEAD_SIZE)
-    except OSError as err:
-        raise TargetError("cannot read: %s" % (err.strerror or err), path) from None
+    head = _read_head(path)
     if not head:
         raise DumpFormatError("empty file", path)
     opener = opener_for(head, path)
