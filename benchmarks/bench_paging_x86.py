@@ -2,7 +2,7 @@
 
     python3 benchmarks/bench_paging_x86.py [--pages 3000] [--reads 100000] [--repeat 5]
 
-Forges (pykd_ext.forge.paging_x86) one 32-bit address space per mode with `--pages` 4 KiB
+Forges (pykd_ext.forge.pagetables, in mode X86_PAE / X86_NONPAE) one 32-bit address space per mode with `--pages` 4 KiB
 kernel pages at random frames, then measures, median of `--repeat` rounds:
 - our `X86AddressSpace.read(va, 4)` per second, caches dropped before each round (cold) and warm;
 - translations (`translate`, a fresh space per round) per second;
@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from x86world import new_space, volatility_layer  # noqa: E402
 
-from pykd_ext.memory.paging_x86 import X86AddressSpace  # noqa: E402
+from pykd_ext.memory.paged import X86AddressSpace  # noqa: E402
 
 
 def _bench(pae: bool, pages: int, reads: int, repeat: int) -> None:

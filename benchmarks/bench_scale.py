@@ -101,17 +101,26 @@ print(json.dumps({"processes": len(planted.processes), "threads": len(planted.th
 """
 
 
-def forged_dump(out: str, build: str, processes: int, threads: int, handles: int
-                ) -> Dict[str, Any]:
-    """The cached dump of one size (forged now when missing) and its facts."""
+def forged_dump(out: str, build: str, processes: int, threads: int, handles: int,
+                any_forge: bool = False) -> Dict[str, Any]:
+    """The cached dump of one size (forged now when missing) and its facts; with `any_forge`,
+    a cached dump of the same parameters made by another version of the forge is used as is."""
     path = os.path.join(out, dump_name(build, processes, threads, handles))
     facts_path = path + ".json"
+    stale = dump_name(build, processes, threads, handles).rsplit("-", 1)[0] + "-"
+    if any_forge and not os.path.exists(facts_path):
+        older = sorted((os.path.getmtime(os.path.join(out, n)), n) for n in os.listdir(out)
+                       if n.startswith(stale) and n.endswith(".dmp")
+                       and os.path.exists(os.path.join(out, n + ".json")))
+        if older:
+            path = os.path.join(out, older[-1][1])
+            facts_path = path + ".json"
     if os.path.exists(path) and os.path.exists(facts_path):
         with open(facts_path, encoding="utf-8") as handle:
             facts = json.load(handle)
         facts["cached"] = True
+        facts["path"] = path
         return facts
-    stale = dump_name(build, processes, threads, handles).rsplit("-", 1)[0] + "-"
     for name in os.listdir(out):                  # dumps of an older forge: gigabytes each
         if name.startswith(stale):
             os.remove(os.path.join(out, name))
@@ -279,6 +288,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--build", default="19041", help="forged build (default: %(default)s)")
     parser.add_argument("--isf", default=DEFAULT_ISF, help="ISF folder for Volatility (-s)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="dump cache folder (%(default)s)")
+    parser.add_argument("--any-forge", action="store_true",
+                        help="use a cached dump of the same size even if the forge changed since "
+                             "(no re-forging; the dump's name says which forge made it)")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     commands = [c.strip() for c in args.commands.split(",") if c.strip()]
@@ -302,7 +314,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results: List[Dict[str, Any]] = []
     started = time.perf_counter()
     for size in sizes:
-        facts = forged_dump(args.out, args.build, size, args.threads, args.handles)
+        facts = forged_dump(args.out, args.build, size, args.threads, args.handles, args.any_forge)
         how = ("cached" if facts["cached"] else "forged now") + \
             ("; forge: %.1f s CPU, %.1f s wall, peak RSS %.0f MiB"
              % (facts["forge_cpu"], facts["forge_wall"], facts["forge_rss_kib"] / 1024))

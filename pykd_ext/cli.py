@@ -1,19 +1,24 @@
-"""The `pykd-ext` command line: parse, run one command, render its Result, map errors to exit 2.
+"""The `pykd-ext` command line: parse, run one command, render its Result, map the outcome to an exit code.
 
-Errors a user can cause print one line `pykd-ext: <path>: <what is wrong>` and exit with 2; a
-bug still shows its traceback (so it gets reported), exit 1.
+Exit codes, one rule for every command (README "Exit codes", docs/cli.md), decided here only:
+0 = at least one record printed; 1 = nothing matched (no record, or what the user named is not in
+the target: `NotFoundError`); 2 = bad input (usage, unreadable target, unknown build: one line
+`pykd-ext: <path>: <what is wrong>`); 130 = interrupted; 3 = a bug (`main` prints the traceback
+so it gets reported).
 """
 import argparse
 import importlib
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pykd_ext.commands import COMMANDS, summary
 from pykd_ext.errors import PykdExtError
 from pykd_ext.render.renderers import FORMATS, render
 
 PROG = "pykd-ext"
+#: exit codes, the same for every command (see the module docstring)
+EXIT_FOUND, EXIT_NOTHING_MATCHED, EXIT_BAD_INPUT, EXIT_BUG = 0, 1, 2, 3
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -48,12 +53,34 @@ def _terminal_columns() -> int:
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, formatter_class=_HelpFormatter)
     common.add_argument("--target", "-t", metavar="PATH",
-                        help="dump or raw memory image to read")
+                        help="dump or raw memory image to read; a running VM as qemu:QMP_SOCKET[?ram=PATH] "
+                             "or live:RAW_FILE (docs/live-vm.md)")
+    common.add_argument("--pause", action="store_true",
+                        help="qemu: targets: hold the guest stopped while the command runs (QMP stop/cont)")
     common.add_argument("--format", "-f", choices=FORMATS, default="text",
                         help="output format (default: text, WinDbg-shaped)")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    # issue 12: colour for names, PIDs, addresses and markers on a terminal (render/colour.py)
+    common.add_argument("--color", "--colour", dest="color", choices=("auto", "always", "never"), default="auto",
+                        help="colour text output: auto (a terminal, unless NO_COLOR is set), always, never")
+    # issue 12: WinDbg reads bare numbers as hex (`ethread 60` is 0x60); `0n60` is decimal
+    common.add_argument("--radix", type=int, choices=(8, 10, 16), default=None, metavar="{16,10,8}",
+                        help="radix of bare numbers in arguments (default 16, like WinDbg; "
+                             "0x/0n/0y prefixes always work)")
     common.add_argument("--symbols", metavar="ISF",
                         help="use this ISF symbol table (.json/.json.xz) instead of the shipped layouts")
+    # H9 (issue 15): a partial layout proven by the dump itself (also used when no layout fits)
+    common.add_argument("--layout", dest="layout_mode", choices=("auto", "inferred"), default="auto",
+                        help="auto (default: the shipped layout of the target's build, inferred when none "
+                             "fits) or inferred (offsets proven by the dump itself: KDBG, known objects, "
+                             "kernel getters, kphdyn)")
+    # issue 16: a kernel without layouts gets its PDB the way WinDbg does (pykd_ext/symbols/auto.py)
+    common.add_argument("--fetch-symbols", dest="fetch_symbols", action="store_true",
+                        help="when the target's kernel has no layout, fetch its PDB from the symbol "
+                             "path, import it and go on (also on when --symbol-path or _NT_SYMBOL_PATH is set)")
+    common.add_argument("--symbol-path", dest="symbol_path", default=None, metavar="PATH",
+                        help="symbol path in WinDbg syntax (srv*CACHE*URL;DIR); default: _NT_SYMBOL_PATH, "
+                             "else srv*<cache>*https://msdl.microsoft.com/download/symbols")
     # H11 (issue 6): `--engine pykd` lets DbgEng read the dump through pykd (Windows batch use)
     common.add_argument("--engine", choices=("file", "pykd"), default="file",
                         help="who reads the target: our readers (file, default) or DbgEng via pykd")
@@ -106,13 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CommandHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """A command's help: its examples epilog keeps its lines (one command line each)."""
+
+
+def examples_epilog(module: Any) -> Optional[str]:
+    """`examples:` and the module's EXAMPLES (command lines), shown at the end of `--help`."""
+    examples = list(getattr(module, "EXAMPLES", None) or [])
+    if not examples:
+        return None
+    return "examples:\n" + "\n".join("  " + (line if PROG + " " in line else "%s %s" % (PROG, line))
+                                       for line in examples)
+
+
 def command_parser(name: str, common: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
     """The parser of one command: the global options plus the command's own (imports its module)."""
     module_name = COMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog="%s %s" % (PROG, name), description=getattr(module, "HELP", None),
                                      parents=[common if common is not None else _common_options()],
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=_CommandHelpFormatter, epilog=examples_epilog(module))
     module.add_arguments(parser)
     parser.set_defaults(command=name, _module=module_name)
     return parser
@@ -167,13 +207,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser = build_parser()
         parser.parse_args(list(argv))                         # prints help/version/error and exits
         parser.error("a command is required")                 # not reached: argparse exits above
-    return command_parser(name, common).parse_args(before + after)
+    parser = command_parser(name, common)
+    if parser.get_default("_intermixed"):      # `dt TYPE -b B FIELD`: positionals after options
+        return parser.parse_intermixed_args(before + after)
+    return parser.parse_args(before + after)
 
 
 def run_command(argv: List[str], out=None) -> int:
     """Run one command line; return the exit code. Used by main(), the scripts and tests."""
     out = out if out is not None else sys.stdout
     args = parse_args(argv)
+    if getattr(args, "pause", False) and args.target:     # issue 14: same as `qemu:SOCK?pause`
+        from pykd_ext.live.locator import with_pause
+        args.target = with_pause(args.target)
     from pykd_ext.render.output import write_error, write_result
     from pykd_ext.session import Session
     if getattr(args, "engine", "file") == "pykd":    # H11: pykd.loadDump()/closeDump() session
@@ -183,18 +229,28 @@ def run_command(argv: List[str], out=None) -> int:
     else:
         session = Session(target_path=args.target, symbols=args.symbols,
                           build=getattr(args, "build", None), quiet=args.quiet)
-    for name in ("max_entries", "max_pages", "max_bytes"):     # read by kernel.budget.budget_for
+    # read by kernel.budget.budget_for and by Session (--fetch-symbols, --symbol-path)
+    for name in ("max_entries", "max_pages", "max_bytes", "fetch_symbols", "symbol_path", "layout_mode"):
         setattr(session, name, getattr(args, name, None))
+    from pykd_ext.errors import NotFoundError
+    from pykd_ext.kernel.numbers import using_radix
     try:
         module = importlib.import_module(args._module)
-        result = module.run(session, args)
-        # streamed: each line is written as its record is decoded; notes after the records
-        write_result(result, args.format, out, sys.stderr, quiet=args.quiet)
+        with using_radix(getattr(args, "radix", None) or 16):
+            result = module.run(session, args)
+            # streamed: each line is written as its record is decoded; notes after the records
+            write_result(result, args.format, out, sys.stderr, quiet=args.quiet,
+                         color=getattr(args, "color", "auto"))
+    except NotFoundError as err:           # what the user named is not there: nothing matched
+        if err.path is None and args.target:
+            err.path = args.target
+        write_error(PROG, err.one_line())
+        return EXIT_NOTHING_MATCHED
     except PykdExtError as err:
         if err.path is None and args.target:
             err.path = args.target
         write_error(PROG, err.one_line())
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         write_error(PROG, "interrupted")
         return 130
@@ -202,11 +258,16 @@ def run_command(argv: List[str], out=None) -> int:
         return 0
     finally:
         session.close()
-    return 0
+    return EXIT_FOUND if result.record_count else EXIT_NOTHING_MATCHED
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_command(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return run_command(list(sys.argv[1:] if argv is None else argv))
+    except Exception:                      # a bug: its traceback (so it gets reported), exit 3
+        import traceback
+        traceback.print_exc()
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

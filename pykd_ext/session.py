@@ -4,9 +4,9 @@ Opened lazily so that commands which need no target (`structs list`, `dt TYPE --
 touch a file, and so that `!py` invocations (a fresh interpreter each time) import only what the
 command uses. Both the CLI and the `!py` scripts build a Session and call the same command code.
 """
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
-from pykd_ext.errors import TargetError
+from pykd_ext.errors import TargetError, UnknownBuildError
 from pykd_ext.targets.base import Target
 
 
@@ -23,6 +23,9 @@ class Session:
         self._target_factory = target_factory
         self._target: Optional[Target] = None
         self._layouts: Any = None
+        self.notes: List[str] = []      # what the session itself did, for the command's notes
+        self.fetch_symbols = False      # --fetch-symbols (issue 16)
+        self.symbol_path: Optional[str] = None   # --symbol-path, WinDbg syntax
 
     @property
     def has_target(self) -> bool:
@@ -45,8 +48,30 @@ class Session:
         """The chosen kernel layouts for the target (or --build / --symbols)."""
         if self._layouts is None:
             from pykd_ext.layouts.select import layouts_for_session
-            self._layouts = layouts_for_session(self)
+            fetched = self._fetch_symbols_if_asked()
+            try:
+                self._layouts = layouts_for_session(self)
+            except UnknownBuildError as err:
+                if not fetched:                    # a kernel known only by its image (triage)
+                    fetched = self._fetch_symbols_if_asked(by_image=True)
+                    if fetched is not None and fetched.imported:
+                        self._layouts = layouts_for_session(self)
+                if self._layouts is None:
+                    if fetched is not None:
+                        err.message = "%s (%s)" % (err.message, fetched.note)
+                    raise
+            if fetched is not None:
+                self._layouts.choice.setdefault("warnings", []).append(fetched.note)
+                self.notes.append(fetched.note)
         return self._layouts
+
+    def _fetch_symbols_if_asked(self, by_image: bool = False) -> Any:
+        """Issue 16: with --fetch-symbols or a symbol path, get the target kernel's PDB first
+        (pykd_ext/symbols/auto.py): a `Fetched` (imported?, note), or None."""
+        if self.symbols or self.build or not self.has_target:
+            return None
+        from pykd_ext.symbols.auto import ensure_kernel_layouts, fetch_wanted
+        return ensure_kernel_layouts(self, by_image) if fetch_wanted(self) else None
 
     def close(self) -> None:
         if self._target is not None:

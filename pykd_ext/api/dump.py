@@ -109,6 +109,19 @@ class Thread:
         """The `threads`/`ethread` JSON record of this thread."""
         return self.kernel.record()
 
+    def scheduling(self) -> Dict[str, Any]:
+        """Priorities and boost, quantum, cycles, ideal/next processor, affinity (groups) and
+        `Ticks:` since the last state change (`kernel.scheduling.thread_scheduling`; docs/scheduling.md)."""
+        from pykd_ext.kernel.scheduling import thread_scheduling
+        return thread_scheduling(self._dump.context, self.kernel)
+
+    def teb(self) -> Dict[str, Any]:
+        """The TEB record (`!teb`), with `fiber` (whether the thread runs fibers, the current
+        fiber, FlsData: `kernel.fibers`) and, for WoW64 threads, `teb32`."""
+        from pykd_ext.kernel.teb import kernel_thread_tebs
+        (_, _, decoding), = kernel_thread_tebs(self._dump.context, [self.kernel])
+        return decoding.record
+
     def owner(self) -> Optional[Process]:
         """The process this thread belongs to (`_KTHREAD.Process`)."""
         address = self.kernel.process
@@ -175,7 +188,7 @@ class Dump:
         """Processes on the active list (with `cross_view`, also those only other sources know);
         with `spec` (image name, PID, `_EPROCESS` address), every process it names."""
         if spec is not None:
-            found = self._lookup().processes(str(spec))
+            found = self._lookup().processes(_spec_text(spec))
         else:
             finder = self._lookup()
             found = (finder.cross() if cross_view else finder.active()).ordered()
@@ -205,6 +218,21 @@ class Dump:
         if not found:
             raise NotFoundError("no thread matches %r" % (spec,))
         return Thread(self, found[0])
+
+    def ready(self) -> List[Dict[str, Any]]:
+        """The ready queues (`!ready`): each processor's and each shared queue's summary and
+        ready threads, highest priority first (`kernel.scheduling.ready_queues`)."""
+        from pykd_ext.kernel.scheduling import ready_queues
+        out = []
+        for queue in ready_queues(self.context):
+            record = queue.to_dict()
+            record["threads"] = [{"priority": p, "thread": t} for p, t in queue.threads]
+            out.append(record)
+        return out
+
+    def running(self) -> List[Dict[str, Any]]:
+        """Each processor's PRCB with its current, next (standby) and idle thread (`!running`)."""
+        return [proc.to_dict() for proc in self.context.processors()]
 
     def drivers(self) -> List[Dict[str, Any]]:
         """Loaded kernel modules (`PsLoadedModuleList`, or a triage dump's driver list)."""

@@ -18,7 +18,9 @@ from pykd_ext.batch import bugcodes
 from pykd_ext.batch.blame import blame, bucket_names
 from pykd_ext.batch.modules import ModuleMap
 from pykd_ext.batch.stackscan import frame, scan_stack
+from pykd_ext.disasm.listing import faulting_instruction
 from pykd_ext.errors import PykdExtError
+from pykd_ext.targets.arch import DEFAULT_ARCH, arch_named
 
 #: Bounds per dump (a full dump can list thousands of threads; rows stay bounded).
 MAX_PROCESSES = 4096
@@ -57,19 +59,24 @@ def _u64(value: Any) -> Optional[int]:
 CrashRecord = Dict[str, Any]
 
 
-def _record_reader(dump: Any, target: Any, arch: str) -> Any:
-    """The blame rules' reader of records a parameter points at: code address or None."""
-    from pykd_ext.targets.dumpheader import EXCEPTION_RECORD64
+def _record_reader(dump: Any, target: Any, arch_name: str) -> Any:
+    """The blame rules' reader of records a parameter points at: code address or None.
+    The records are the architecture's own (EXCEPTION_RECORD of its pointer width, `_CONTEXT`
+    with its instruction pointer member, `Arch.instruction_pointer`)."""
+    from pykd_ext.targets.dumpheader import exception_record
+    arch = arch_named(arch_name)
+    record = exception_record(8 * arch.pointer_size) if arch is not None else None
 
     def read(role: str, address: int) -> Optional[int]:
-        if not isinstance(address, int) or not address or arch != "x64":
+        if not isinstance(address, int) or not address or arch is None or record is None \
+                or not arch.instruction_pointer:
             return None
         try:
             if role == "exception_record":
-                raw = target.kernel.read(address, EXCEPTION_RECORD64.sizeof())
-                return int(EXCEPTION_RECORD64.parse(bytes(raw)).ExceptionAddress) or None
+                raw = target.kernel.read(address, record.sizeof())
+                return int(record.parse(bytes(raw)).ExceptionAddress) or None
             if role == "context_record":
-                rip = dump.struct("_CONTEXT", address).Rip
+                rip = getattr(dump.struct("_CONTEXT", address), arch.instruction_pointer)
                 return rip if isinstance(rip, int) and rip else None
         except (PykdExtError, ValueError, AttributeError, KeyError):
             return None
@@ -99,15 +106,16 @@ def _drivers(dump: Any, info_extra: Dict[str, Any], notes: List[str]) -> List[Di
         return []
 
 
-def _frames(target: Any, extra: Dict[str, Any], arch: str, modules: ModuleMap,
+def _frames(target: Any, extra: Dict[str, Any], arch_name: str, modules: ModuleMap,
             notes: List[str]) -> List[Dict[str, Any]]:
     """The context frame, then the stack scan (see `stackscan`)."""
     out: List[Dict[str, Any]] = []
-    context = extra.get("context") if arch == "x64" else None
+    arch = arch_named(arch_name) or DEFAULT_ARCH
+    registers = arch.context_registers(extra.get("context"))
     rsp = None
-    if isinstance(context, dict):
-        rip, rsp = context.get("rip"), context.get("rsp")
-        if isinstance(rip, int) and rip:
+    if registers is not None:
+        rip, rsp = registers
+        if rip:
             out.append(frame(0, "context", rsp if isinstance(rsp, int) else None, rip, modules))
     stack = extra.get("stack")
     if isinstance(stack, (list, tuple)) and len(stack) == 2 and len(modules):
@@ -116,7 +124,7 @@ def _frames(target: Any, extra: Dict[str, Any], arch: str, modules: ModuleMap,
             out.extend(scan_stack(target.kernel, int(top), int(size), modules,
                                   start=rsp if isinstance(rsp, int) else None,
                                   first_index=len(out),
-                                  pointer_size=4 if arch in ("x86", "arm") else 8))
+                                  pointer_size=arch.pointer_size))
         except PykdExtError as err:
             notes.append("saved stack not readable: %s" % err.one_line())
     elif not isinstance(stack, (list, tuple)):
@@ -242,6 +250,8 @@ def analyze_dump(path: str, with_tables: Sequence[str] = ()) -> CrashRecord:
                 fault_bytes = bytes(target.kernel.read(fault_at, FAULT_BYTES)).hex()
             except PykdExtError:
                 fault_bytes = None
+        # H8 (issue 15): the instruction at the fault, disassembled (None: code not in the dump)
+        fault_instruction = faulting_instruction(target, fault_at)
 
         layout = None
         processes: List[Dict[str, Any]] = []
@@ -288,6 +298,7 @@ def analyze_dump(path: str, with_tables: Sequence[str] = ()) -> CrashRecord:
             "thread_address": crash["thread_address"], "process_address": crash["process_address"],
             "fault_address": _u64(verdict["fault_address"]),
             "fault_location": verdict["fault_location"], "fault_bytes": fault_bytes,
+            "fault_instruction": fault_instruction,
             "blamed_module": verdict["blamed_module"], "blamed_offset": verdict["blamed_offset"],
             "blamed_address": _u64(verdict["blamed_address"]),
             "blame_source": verdict["blame_source"], "bucket": coarse, "bucket_detail": fine,

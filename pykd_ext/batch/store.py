@@ -27,7 +27,9 @@ TABLES: Dict[str, Tuple[Tuple[str, str], ...]] = {
         ("exception_code", "UBIGINT"), ("processor", "INTEGER"), ("process_name", "VARCHAR"),
         ("pid", "UBIGINT"), ("tid", "UBIGINT"), ("thread_address", "UBIGINT"),
         ("process_address", "UBIGINT"), ("fault_address", "UBIGINT"),
-        ("fault_location", "VARCHAR"), ("fault_bytes", "VARCHAR"), ("blamed_module", "VARCHAR"),
+        ("fault_location", "VARCHAR"), ("fault_bytes", "VARCHAR"),
+        ("fault_instruction", "VARCHAR"),       # H8 (issue 15): disassembled at fault_address
+        ("blamed_module", "VARCHAR"),
         ("blamed_offset", "UBIGINT"), ("blamed_address", "UBIGINT"), ("blame_source", "VARCHAR"),
         ("bucket", "VARCHAR"), ("bucket_detail", "VARCHAR"), ("frame_count", "INTEGER"),
         ("layout", "VARCHAR"), ("notes", "VARCHAR"), ("elapsed_ms", "DOUBLE")),
@@ -79,6 +81,10 @@ class Store:
                 if key:
                     body += ", PRIMARY KEY (%s)" % ", ".join(key)
                 self.con.execute("CREATE TABLE IF NOT EXISTS %s (%s)" % (table, body))
+                # a database written before a column was added gains it (resume keeps working)
+                for name, kind in columns:
+                    self.con.execute("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s"
+                                     % (table, name, kind))
 
     def close(self) -> None:
         self.con.close()

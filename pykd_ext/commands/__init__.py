@@ -28,6 +28,14 @@ COMMANDS: Dict[str, str] = {
     "batch": "pykd_ext.commands.batch",
     # H16 (issue 16): PDBs from symbol servers
     "symbols": "pykd_ext.commands.symbols",
+    # H4 (issue 12): loaded kernel modules, like WinDbg's lm
+    "lm": "pykd_ext.commands.lm", "drivers": "pykd_ext.commands.lm",
+    "watch": "pykd_ext.commands.watch",  # H7 (issue 14): re-run a command, show what changed
+    "diagram": "pykd_ext.commands.diagram",  # H7 (issue 14): one process's structures as a graph
+    "lab": "pykd_ext.commands.lab",  # H6 (issue 14): lab vm (QEMU paused on a forged scenario)
+    "u": "pykd_ext.commands.u",  # H8 (issue 15): disassemble, like WinDbg's u
+    "completion": "pykd_ext.commands.completion",  # issue 12: bash/zsh/fish completion scripts
+    "ready": "pykd_ext.commands.ready", "running": "pykd_ext.commands.running",  # H10 (issue 17)
 }
 
 #: command name -> its module's `HELP` (the line `pykd-ext --help` shows without importing it)
@@ -51,6 +59,15 @@ SUMMARIES: Dict[str, str] = {
     "modules": "loaded modules from the PEB loader lists (InLoad/InMemory/InInit order), 64- and 32-bit",
     "batch": "analyse many dumps into one DuckDB database: crash records, blamed drivers, buckets, HTML report",
     "symbols": "fetch PDBs from symbol servers into a WinDbg-shaped cache (by GUID/age or for a dump)",
+    "lm": "loaded kernel modules (PsLoadedModuleList or the triage driver list) and unloaded drivers (like lm)",
+    "drivers": "loaded kernel modules (PsLoadedModuleList or the triage driver list) and unloaded drivers (like lm)",
+    "watch": "re-run a command and show what changed: processes/threads that appeared or exited, fields that moved",
+    "diagram": "one process's structures and how they link (EPROCESS, threads, TEB, PEB, modules, token, handles, job) as Graphviz",
+    "lab": "teaching labs: `lab vm [SCENARIO]` starts QEMU paused on a forged scenario (`--stop` ends it)",
+    "u": "disassemble code in the dump, like WinDbg's u (u ADDRESS [L COUNT])",
+    "completion": "print a shell completion script (bash, zsh, fish): commands, options, file and choice values",
+    "ready": "ready threads per processor by priority, and the shared ready queues (like !ready)",
+    "running": "current, next (standby) and idle thread of each processor (like !running -i -t)",
 }
 
 

@@ -20,6 +20,12 @@ from pykd_ext.render.grid import Column, Result
 from pykd_ext.session import Session
 
 HELP = "analyse many dumps into one DuckDB database: crash records, blamed drivers, buckets, HTML report"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'batch dumps/*.dmp --db crashes.duckdb --report crashes.html',
+    'batch --db crashes.duckdb --top 20',
+    'batch --from-list dumps.txt -j 4 --resume',
+]
 
 DEFAULT_DB = "pykd-batch.duckdb"
 _COLUMNS = [Column("bucket"), Column("dumps", fmt="int"), Column("distinct", fmt="int"),

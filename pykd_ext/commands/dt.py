@@ -9,8 +9,7 @@ the same lines as records (offset, path, type, value).
 """
 import argparse
 import fnmatch
-import re
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from pykd_ext.errors import LayoutError, MemoryReadError, MissingLayoutError
 from pykd_ext.layouts.model import FieldLayout, KernelLayouts, TypeLayout, compile_record, field_reader
@@ -18,11 +17,16 @@ from pykd_ext.memory.faults import INVALID, Fault
 from pykd_ext.render.grid import Column, Result
 
 HELP = "show a kernel structure's layout (and values at an address), WinDbg dt style"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'dt _EPROCESS --build 24H2',
+    'dt _eprocess -b 10.0.19041.1288 UniqueProcessId ImageFileName',
+    'dt nt!_EPROCESS ffffb30c`8a00d050 ImageFileName Token -t crash.dmp',
+]
 
 MAX_DEPTH = 9            # WinDbg's -r accepts 1..9
 NAME_WIDTH = 16          # WinDbg's name column
 MAX_READ = 1 << 20       # bytes dt reads for one structure/member (a corrupt layout cannot ask for GBs)
-_ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F`]+$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-r", dest="recurse", nargs="?", const=MAX_DEPTH, type=int, default=0,
                         metavar="N", help="recurse into embedded structures (N levels, default 9)")
     parser.add_argument("--build", "-b", metavar="B",
-                        help="layouts of this build (version, build id or PDB GUID) instead of the target's")
+                        help="layouts of this build instead of the target's: 19041, 10.0.19041.1288, "
+                             "a release name (22H2, 24H2, win10-22H2) or a PDB GUID; the nearest "
+                             "shipped revision is used and named in a note")
+    # TYPE -b B FIELD...: member names may follow the options (argparse's intermixed parse)
+    parser.set_defaults(_intermixed=True)
 
 
 # ------------------------------------------------------------------ value formatting
@@ -167,19 +175,32 @@ def _unicode_string(t: TypeLayout, raw: bytes, space: Any) -> Tuple[Any, str]:
 # ------------------------------------------------------------------ line selection
 
 def _parse_rest(t: TypeLayout, rest: List[str]) -> Tuple[Optional[int], List[str]]:
+    """(address, member names): the first token is an address when it is a number (WinDbg's
+    radix, `lookup.parse_number`) and not a member's name."""
+    from pykd_ext.kernel.numbers import parse_number
     address = None
     fields = list(rest)
-    if fields and _ADDRESS.match(fields[0]) and not t.has_field(fields[0]):
-        token = fields.pop(0).replace("`", "")
-        address = int(token, 16)
+    if fields and not t.has_field(fields[0]):
+        value = parse_number(fields[0])
+        if value is not None and value >= 0:
+            fields.pop(0)
+            address = value
     return address, fields
 
 
 def _resolve_type(layouts: KernelLayouts, name: str) -> TypeLayout:
+    """`_EPROCESS`, `nt!_EPROCESS`, `EPROCESS`; any case (`_eprocess`), the exact case first."""
     bare = name.split("!", 1)[1] if "!" in name else name
     for candidate in (bare, "_" + bare):
         if layouts.has_type(candidate):
             return layouts.type(candidate)
+    folded: Dict[str, str] = {}
+    for known in layouts.type_names():
+        folded.setdefault(known.lower(), known)
+    for candidate in (bare, "_" + bare):
+        match = folded.get(candidate.lower())
+        if match is not None:
+            return layouts.type(match)
     raise MissingLayoutError("layout %s has no type %s (types: %s)"
                              % (layouts.label, bare, " ".join(layouts.type_names())))
 
@@ -275,7 +296,17 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     if mem is not None and mem.fault is not None and len(mem.data) < t.size:
         notes.append("only 0x%x of 0x%x bytes of %s are readable: %s"
                      % (len(mem.data), t.size, t.name, mem.fault))
-    return Result(command="dt", columns=columns, records=records, text=_text, meta=meta, notes=notes)
+    result = Result(command="dt", columns=columns, records=records, text=_text, meta=meta, notes=notes)
+    result.record_address_keys = _pointer_value   # JSON: a pointer member's value is an address
+    return result
+
+
+_VALUE_KEY: FrozenSet[str] = frozenset(("value",))
+_NO_KEYS: FrozenSet[str] = frozenset()
+
+
+def _pointer_value(record: Dict[str, Any]) -> FrozenSet[str]:
+    return _VALUE_KEY if record.get("kind") == "pointer" else _NO_KEYS
 
 
 def _module_name(layouts: Any) -> str:

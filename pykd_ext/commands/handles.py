@@ -10,18 +10,27 @@ Thread details). The WinDbg lines come first; decoded extras (process/thread ide
 device) follow on extra lines.
 """
 import argparse
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 from pykd_ext.commands.procview import add_context_notes, kernel_context, require, result_meta
 from pykd_ext.errors import PykdExtError
-from pykd_ext.kernel.handles import HandleDecoder, count_handles, scan_handle_table
+from pykd_ext.kernel.handles import HandleDecoder, count_handles, iter_handle_entries
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.kernel.objects import reader_for
 from pykd_ext.kernel.processes import all_processes, no_process_reason
 from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column, Result, Row
 
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
+
 HELP = "handle tables of processes, the kernel or PspCidTable (like !handle 0 3)"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'handles lsass.exe -t crash.dmp',
+    'handles 0n636 --type File -t crash.dmp',
+    'handles --kernel -f csv -t crash.dmp',
+]
 
 COLUMNS = [Column("pid", "PID", "int"), Column("process", "Process"), Column("handle", "Handle", "hex4"),
            Column("object", "Object", "addr"), Column("type", "Type"),
@@ -73,7 +82,7 @@ def entry_lines(rec: Dict[str, Any], type_object: Any, directory: Any = None) ->
     return out
 
 
-def _sources(ctx: Any, args: argparse.Namespace) -> List[Tuple[Any, Optional[Any], bool, str]]:
+def _sources(ctx: "KernelContext", args: argparse.Namespace) -> List[Tuple[Any, Optional[Any], bool, str]]:
     """(table address, owner process or None, entries point to bodies, label)."""
     out: List[Tuple[Any, Optional[Any], bool, str]] = []
     if args.cid:
@@ -95,7 +104,7 @@ def _sources(ctx: Any, args: argparse.Namespace) -> List[Tuple[Any, Optional[Any
             if system is None:
                 raise PykdExtError("the kernel handle table is not readable (no ObpKernelHandleTable, "
                                    "no System process in this dump)")
-            pointer = Process(ctx, system).field("ObjectTable")
+            pointer = cast(Union[int, Fault], Process(ctx, system).field("ObjectTable"))  # a pointer
             label = "kernel handle table (System ObjectTable)"
         out.append((pointer, None, False, label))
     processes: List[Any] = []
@@ -166,7 +175,7 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             yield Row(None, ([""] if index else []) + head)
             if table is None:
                 continue
-            for entry in scan_handle_table(ctx, table, details=True).raw:
+            for entry in iter_handle_entries(ctx, table):     # streamed: no per-table list
                 rec = decoder.record(entry, points_to_body=to_body, owner=owner_info)
                 if wanted and not (isinstance(rec["type"], str) and rec["type"].lower() == wanted):
                     continue
@@ -178,7 +187,7 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     return Result("handles", COLUMNS, rows=rows(), meta=meta, notes=notes)
 
 
-def _row_text(ctx: Any, objects: Any, rec: Dict[str, Any]) -> Callable[[], List[str]]:
+def _row_text(ctx: "KernelContext", objects: Any, rec: Dict[str, Any]) -> Callable[[], List[str]]:
     def text() -> List[str]:
         header = objects.header(rec["object"])
         directory = objects.directory_of(rec["object"]) if rec["name"] is not None else None
@@ -186,7 +195,7 @@ def _row_text(ctx: Any, objects: Any, rec: Dict[str, Any]) -> Callable[[], List[
     return text
 
 
-def _type_object(ctx: Any, index: Any) -> Any:
+def _type_object(ctx: "KernelContext", index: Any) -> Any:
     """`ObTypeIndexTable[index]`: the `_OBJECT_TYPE` `!handle` prints in parentheses."""
     if not isinstance(index, int):
         return index

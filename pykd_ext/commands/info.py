@@ -7,10 +7,16 @@ Nothing here needs a structure layout: every value is the file's own.
 import argparse
 from typing import Any, Dict, Iterable
 
+from pykd_ext.errors import TruncatedDumpError
 from pykd_ext.render.grid import Column, Result, Row
 from pykd_ext.session import Session
 
 HELP = "describe a dump or memory image: format, build, bugcheck, DTB, KDBG, physical memory"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'info -t crash.dmp',
+    'info --runs -f json -t crash.dmp',
+]
 
 # KDBG fields worth a line of their own in text output (all of them are in JSON).
 _KDBG_TEXT_FIELDS = (
@@ -98,6 +104,15 @@ def _text(info: Dict[str, Any], all_runs: bool) -> Iterable[str]:
         yield line("System time", _filetime(info["system_time"]))
     if info.get("comment"):
         yield line("Comment", info["comment"])
+    context = (info.get("extra") or {}).get("context")
+    if isinstance(context, dict) and context:
+        # H8 (issue 15): the dump's context record (x64, x86, ARM64, ARM), four registers a line
+        width = 8 if info.get("arch") in ("x86", "arm") else 16
+        yield line("Context record", info["extra"].get("context_layout") or "")
+        names = [name for name in context if isinstance(context[name], int)]
+        for start in range(0, len(names), 4):
+            yield "    " + "  ".join("%-6s %0*x" % (name, width, context[name])
+                                     for name in names[start:start + 4])
     for key, value in sorted((info.get("extra") or {}).items()):
         if isinstance(value, (list, dict)) or key in ("kernel_version", "prcb_source"):
             continue
@@ -118,7 +133,14 @@ def _filetime(value: int) -> str:
 def run(session: Session, args: argparse.Namespace) -> Result:
     # H10 (issue 7): the exact kernel version (kphdyn, from the driver list or the PE header)
     from pykd_ext.layouts.version_choice import annotate_info
-    target_info = session.target.info()
+    try:
+        target_info = session.target.info()
+    except TruncatedDumpError as err:
+        # H8 (issue 15): a cut-short kernel dump still shows its header and says what is missing
+        from pykd_ext.targets.crashdump import header_only_info
+        if not session.target_path:
+            raise
+        target_info = header_only_info(session.target_path, err)
     annotate_info(target_info)
     info = target_info.to_dict()
     return Result(command="info", columns=_COLUMNS, rows=[Row(info, lambda: _text(info, args.runs))],

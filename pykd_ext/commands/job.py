@@ -1,4 +1,8 @@
-"""`pykd-ext job NAME|PID|ADDRESS`: a job object (and silo), like `!job <job> 2`.
+"""`pykd-ext job [NAME|PID|ADDRESS]`: a job object (and silo), like `!job <job> 2`.
+
+Without an argument: the job of the dump's crash context process. A process in no job (System)
+gets its owner line and "(not in a job)", not an error. A name shared by several processes shows
+each under its owner line, in a job or not.
 
 The argument names a process (its `EPROCESS.Job`) or a `_EJOB` address. The `!job` lines come
 first (windbg-output.md: counters with values at column 27, then the member processes); decoded
@@ -7,17 +11,24 @@ child jobs, and for silos whether it is a server silo, its container id and whic
 in it (`EPROCESS.ServerSilo`).
 """
 import argparse
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from pykd_ext.commands.owner import names_many, owner_fields, owner_line, require_crash_context
 from pykd_ext.commands.procview import add_context_notes, kernel_context, result_meta
-from pykd_ext.errors import PykdExtError
+from pykd_ext.errors import NotFoundError, PykdExtError
 from pykd_ext.kernel.job import Job, process_silo
 from pykd_ext.kernel.lookup import Finder, parse_spec
+from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import all_processes
 from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "a job object: counters, limits, members, nesting, silos (like !job)"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'job -t crash.dmp',
+    'job explorer.exe -t crash.dmp',
+]
 
 COLUMNS = [Column("address", "Job", "addr"), Column("name", "Name"),
            Column("active_processes", "Active", "int"), Column("total_processes", "Total", "int"),
@@ -36,7 +47,9 @@ WINDBG_COUNTERS = (("TotalPageFaultCount", "total_page_fault_count"), ("TotalPro
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", metavar="NAME|PID|ADDRESS", help="process name/PID/_EPROCESS, or an _EJOB address")
+    parser.add_argument("what", nargs="?", metavar="NAME|PID|ADDRESS",
+                        help="process name/PID/_EPROCESS, or an _EJOB address (default: the job of "
+                             "the dump's crash context process)")
 
 
 def _val(value: Any) -> str:
@@ -92,31 +105,51 @@ def job_lines(rec: Dict[str, Any], silo_members: List[Dict[str, Any]]) -> List[s
 def run(session: Any, args: argparse.Namespace) -> Result:
     ctx = kernel_context(session)
     finder = Finder(ctx)
-    jobs: List[int] = []
     notes: List[str] = []
-    processes = finder.processes(args.what)
+    # (job address or None, owner process or None): one entry per matched process, so a name
+    # shared by several processes shows each under its owner line, jobs or not
+    targets: List[Tuple[Optional[int], Any]] = []
+    owners = False
+    if args.what is None:
+        # like `!job` after opening a dump: the crash context process's job (commands/owner.py)
+        crash = require_crash_context(ctx, "job")
+        notes.append(crash.note)
+        if not crash.process:
+            raise PykdExtError("job: the crash context's thread 0x%x names no readable process" % crash.thread)
+        processes = [Process(ctx, crash.process, [crash.found_by])]
+        owners = True
+    else:
+        processes = finder.processes(args.what)
+        owners = names_many(args.what, processes)
     if processes:
         for process in processes:
             job = process.job
             if isinstance(job, int) and job:
-                if job not in jobs:
-                    jobs.append(job)
+                targets.append((job, process))
             else:
                 notes.append("process %s (%s) is not in a job" % (_val(process.pid), _val(process.name)))
+                targets.append((None, process))      # the usual "none" answer, not an error
     else:
         kind, value = parse_spec(args.what)
         if kind != "address" or not Job(ctx, int(value)).readable:
-            raise PykdExtError("no process or job matches %r" % args.what)
-        jobs.append(int(value))
-    if not jobs:
-        raise PykdExtError("%s: not in a job" % args.what)
+            raise NotFoundError("no process or job matches %r" % args.what)
+        targets.append((int(value), None))
 
     def rows() -> Iterator[Row]:
         everyone = None
-        for index, address in enumerate(jobs):
+        shown: List[int] = []
+        for index, (address, owner) in enumerate(targets):
+            head = [owner_line(owner)] if owner is not None and (owners or address is None) else []
+            if address is None:
+                rec: Dict[str, Any] = dict(owner_fields(owner), address=None, in_job=False)
+                yield Row(rec, _row_text(rec, [], separate=index > 0, head=head + ["  (not in a job)"]))
+                continue
+            if address in shown and not owners:
+                continue
+            shown.append(address)
             job = Job(ctx, address)
             rec = job.record()
-            notes.extend(job.notes)
+            notes.extend(n for n in job.notes if n not in notes)
             silo_members: List[Dict[str, Any]] = []
             if rec.get("is_silo"):
                 if everyone is None:
@@ -124,11 +157,16 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                 silo_members = [{"address": p.address, "pid": p.pid, "name": p.name}
                                 for p in everyone if process_silo(p) == address]
             rec["silo_processes"] = silo_members
-            yield Row(rec, _row_text(rec, silo_members, separate=index > 0))
+            rec.update(owner_fields(owner))
+            rec["in_job"] = True
+            yield Row(rec, _row_text(rec, silo_members, separate=index > 0, head=head))
         add_context_notes(ctx, notes)
 
     return Result("job", COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
 
 
-def _row_text(rec: Dict[str, Any], silo_members: List[Dict[str, Any]], separate: bool) -> Callable[[], List[str]]:
-    return lambda: ([""] if separate else []) + job_lines(rec, silo_members)
+def _row_text(rec: Dict[str, Any], silo_members: List[Dict[str, Any]], separate: bool,
+              head: Optional[List[str]] = None) -> Callable[[], List[str]]:
+    if rec.get("address") is None:
+        return lambda: ([""] if separate else []) + list(head or [])
+    return lambda: ([""] if separate else []) + list(head or []) + job_lines(rec, silo_members)

@@ -15,6 +15,11 @@ from pykd_ext.errors import TargetError
 from pykd_ext.render.grid import Column, Result
 
 HELP = "show the kernel layouts in use; `export FILE` writes the debugger's (typeInfo) layouts as ISF"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'layouts -t crash.dmp',
+    'layouts export nt.json -t crash.dmp',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,11 @@ from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "loaded modules from the PEB loader lists (InLoad/InMemory/InInit order), 64- and 32-bit"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'modules lsass.exe -t crash.dmp',
+    'modules 0n636 --order memory -t crash.dmp',
+]
 
 COLUMNS = [
     Column("pid", "PID", "int"), Column("process_name", "Process"), Column("bitness", "Bits", "int"),

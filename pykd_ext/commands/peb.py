@@ -1,21 +1,30 @@
 """`pykd-ext peb [NAME|PID|ADDRESS]`: a process environment block, like WinDbg's `!peb`.
 
 Kernel targets: the named process's PEB read through its own page tables (`--all`: every listed
-process). User-mode dumps: the dump's process (no argument needed). WoW64 processes show the
+process; no argument: the crash context's process, as `!peb` after opening a dump; a name shared by
+several processes: each, under its `PROCESS` title line). User-mode dumps: the dump's process (no argument needed). WoW64 processes show the
 32-bit PEB too. Fields whose user pages are not in the dump show `<not in dump>`, with a note;
 the command never fails because user memory is missing.
 """
 import argparse
 import time
+from collections import deque
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from pykd_ext.commands.procview import add_session_notes
+from pykd_ext.commands.owner import require_crash_context
+from pykd_ext.commands.procview import add_session_notes, kernel_context
+from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.peb import decode_user_process
 from pykd_ext.kernel.userspace import UserProcess, is_user_dump, user_layouts, user_processes
 from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "process environment block: image, loader lists, parameters, environment (like !peb)"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'peb lsass.exe -t crash.dmp',
+    'peb --all -f jsonl -t crash.dmp',
+]
 
 COLUMNS = [
     Column("pid", "PID", "int"), Column("name", "Name"), Column("address", "PEB", "addr"),
@@ -33,7 +42,8 @@ def add_symbols32(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("process", nargs="?", metavar="NAME|PID|ADDRESS",
-                        help="image name, PID or _EPROCESS address (user dumps: optional)")
+                        help="image name, PID or _EPROCESS address (default: the dump's crash context "
+                             "process; user dumps: the dump's process)")
     parser.add_argument("--all", action="store_true", help="every listed process (kernel targets)")
     add_symbols32(parser)
 
@@ -164,22 +174,36 @@ def process_title(rec: Dict[str, Any]) -> str:
 
 def run(session: Any, args: argparse.Namespace) -> Result:
     spec: Optional[str] = getattr(args, "process", None)
+    notes: List[str] = []
+    if not spec and not getattr(args, "all", False) and not is_user_dump(session.target):
+        # like `!peb` after opening a dump: the crash context's process (commands/owner.py)
+        crash = require_crash_context(kernel_context(session), "peb")
+        if not crash.process:
+            raise PykdExtError("peb: the crash context's thread 0x%x names no readable process" % crash.thread)
+        spec = "0x%x" % crash.process
+        notes.append(crash.note)
     users = user_processes(session, spec, getattr(args, "symbols32", None),
                            all_when_empty=bool(getattr(args, "all", False)))
     titled = len(users) > 1 or not is_user_dump(session.target)
-    notes: List[str] = []
+    meta = user_meta(session, users)
+    # handed out and forgotten one by one: a decoded process's page-table reader, caches and
+    # kernel structure are freed after its row (memory stays flat with `--all`)
+    pending = deque(users)
+    del users
 
     def rows() -> Iterator[Row]:
         """Streamed: one process's PEB decoded (its own page tables) and printed at a time."""
-        for index, user in enumerate(users):
-            decoded = decode_user_process(user)
+        index = 0
+        while pending:
+            decoded = decode_user_process(pending.popleft())
             for note in decoded.notes:
                 if note not in notes:
                     notes.append(note)
             yield Row(decoded.record, _row_text(decoded, separate=index > 0, titled=titled))
+            index += 1
         add_session_notes(session, notes)
 
-    return Result("peb", COLUMNS, rows=rows(), meta=user_meta(session, users), notes=notes)
+    return Result("peb", COLUMNS, rows=rows(), meta=meta, notes=notes)
 
 
 def _row_text(decoded: Any, separate: bool, titled: bool) -> Callable[[], List[str]]:

@@ -7,7 +7,7 @@ the rows, how each global was found, what the dump does not hold).
 """
 from typing import Any, Dict, List
 
-from pykd_ext.errors import PykdExtError, UnsupportedDumpError
+from pykd_ext.errors import NotFoundError, UnsupportedDumpError
 from pykd_ext.kernel.context import KernelContext, context_for
 from pykd_ext.kernel.process import Process
 from pykd_ext.memory.faults import Fault
@@ -93,11 +93,17 @@ def add_session_notes(session: Any, notes: List[str]) -> None:
 
 def dump_notes(ctx: KernelContext, processes: List[Process]) -> List[str]:
     """Plain statements about what a partial dump does not hold."""
+    missing = sum(1 for p in processes if isinstance(p.view["ImageFileName"], Fault))
+    return partial_dump_notes(ctx, missing, len(processes))
+
+
+def partial_dump_notes(ctx: KernelContext, missing: int, total: int) -> List[str]:
+    """`dump_notes` from counts: `missing` of `total` listed processes whose `_EPROCESS` is not in
+    the dump (for commands that stream processes and keep none of them)."""
     notes: List[str] = []
-    missing = [p for p in processes if isinstance(p.view["ImageFileName"], Fault)]
     if missing:
         notes.append("%d of %d processes on the list are not in this dump (their _EPROCESS memory was "
-                     "not captured); they are shown with <not in dump> fields" % (len(missing), len(processes)))
+                     "not captured); they are shown with <not in dump> fields" % (missing, total))
     if (ctx.info.dump_type or "") == "triage":
         notes.append("this is a triage dump: it holds the crashing thread, its process and a few data "
                      "blocks; the rest of the process list is not in it")
@@ -106,5 +112,51 @@ def dump_notes(ctx: KernelContext, processes: List[Process]) -> List[str]:
 
 def require(found: List[Any], spec: str, what: str) -> List[Any]:
     if not found:
-        raise PykdExtError("no %s matches %r" % (what, spec))
+        raise NotFoundError("no %s matches %r" % (what, spec))
     return found
+
+
+# ---- H11 (issue 12 defect 8): values the `!process`/`!thread` text needs beyond the records
+
+#: `!process <p> 1` memory facts: (display key, `_EPROCESS` paths, first the layout has wins).
+#: VadRoot is the root node of the VAD tree: `_RTL_AVL_TREE.Root` (Windows 8+) or the
+#: `_MM_AVL_TABLE`'s `BalancedRoot.RightChild` (Windows 7, whose BalancedRoot is a sentinel);
+#: the count is `VadCount` (8+) or `NumberGenericTableElements` (7).
+PROCESS_MEMORY_FIELDS = (
+    ("vad_root", ("VadRoot.Root", "VadRoot.BalancedRoot.RightChild")),
+    ("vad_count", ("VadCount", "VadRoot.NumberGenericTableElements")),
+    ("peak_working_set", ("Vm.Instance.PeakWorkingSetSize", "Vm.PeakWorkingSetSize")),
+    ("page_fault_count", ("Vm.Instance.PageFaultCount", "Vm.PageFaultCount")),
+)
+
+
+def process_memory_more(process: Process) -> Dict[str, Any]:
+    """The VadRoot/Vads and working-set values of `!process <p> 1` that this build's `_EPROCESS`
+    has (keys of `render.windbg.process_detail_lines`'s `more`); a field the layout lacks is left
+    out, an unreadable one is its Fault."""
+    more: Dict[str, Any] = {}
+    for key, paths in PROCESS_MEMORY_FIELDS:
+        for path in paths:
+            if process.view.has(path):
+                more[key] = process.view[path]
+                break
+    return more
+
+
+def clock_notes(ctx: KernelContext, notes: List[str]) -> None:
+    """Say once why UserTime/KernelTime are in clock ticks: the tick length is not in the dump.
+
+    KTHREAD/KPROCESS UserTime and KernelTime count clock ticks; the time is ticks x
+    KeMaximumIncrement (100 ns units), the value `KeQueryTimeIncrement` returns (Microsoft Learn,
+    "KeQueryTickCount": "multiply the returned TickCount by the KeQueryTimeIncrement return
+    value"; ReactOS `NtQueryInformationThread(ThreadTimes)`: `Tcb.KernelTime * KeMaximumIncrement`).
+    The common 15.625 ms tick is never assumed."""
+    if ctx.time_increment():
+        return
+    address = ctx.global_address("KeMaximumIncrement")
+    where = ("the layouts give no KeMaximumIncrement RVA" if address is None
+             else "KeMaximumIncrement (at 0x%x) is not in this dump" % address)
+    note = ("UserTime/KernelTime are shown in clock ticks, not as hh:mm:ss.mmm: %s (the tick length "
+            "is not guessed)" % where)
+    if note not in notes:
+        notes.append(note)

@@ -5,17 +5,25 @@ Walks `PsActiveProcessHead` (bounded, cycle-safe); on a triage dump the dump's o
 JSON records carry the layout used and how each process was found.
 """
 import argparse
+from collections import deque
 from typing import Any, Callable, Dict, Iterator, List
 
 from pykd_ext.commands.procview import (
-    PROCESS_COLUMNS, add_context_notes, dump_notes, kernel_context, result_meta)
+    PROCESS_COLUMNS, add_context_notes, dump_notes, kernel_context, partial_dump_notes, result_meta)
 from pykd_ext.kernel.lookup import name_matches, parse_spec
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import all_processes
+from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Result, Row
 from pykd_ext.render.windbg import ACTIVE_PROCESS_BANNER, process_lines
 
 HELP = "list processes on the active process list (like !process 0 0)"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'ps -t crash.dmp',
+    'ps svchost.exe lsass.exe -t crash.dmp',
+    'ps -f jsonl -t crash.dmp | jq -r .address',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,22 +48,35 @@ def select(processes: List[Process], filters: List[str]) -> List[Process]:
 def run(session: Any, args: argparse.Namespace) -> Result:
     ctx = kernel_context(session)
     census = all_processes(ctx)
-    everything = census.ordered()
     filters = list(getattr(args, "filters", None) or [])
-    processes = select(everything, filters)
+    everything = census.ordered()
+    total = len(everything)
+    # Without filters nothing but the rows needs a process once it is printed: the queue hands
+    # each one out and forgets it, so its structure, thread lists and handle count are freed
+    # after its row (memory stays flat in the number of processes). Filters keep the list: the
+    # note about processes not in the dump counts them all.
+    kept: List[Process] = everything if filters else []
+    pending = deque(select(everything, filters))
+    del everything
     notes = list(census.notes)
-    if filters and not processes:
+    if filters and not pending:
         notes.append("no process on the list matches %s (psxview also searches the other sources)"
                      % ", ".join(filters))
 
     def rows() -> Iterator[Row]:
         """Streamed: each process is decoded (handle count, thread lists) and printed in turn."""
         yield Row(None, [ACTIVE_PROCESS_BANNER])
-        for process in processes:
+        missing = 0
+        while pending:
+            process = pending.popleft()
             record = process.record()
+            missing += isinstance(process.view["ImageFileName"], Fault)
             notes.extend(process.thread_listing().notes)
             yield Row(record, _process_text(process, record))
-        notes.extend(dump_notes(ctx, everything))
+        if kept:
+            notes.extend(dump_notes(ctx, kept))
+        else:
+            notes.extend(partial_dump_notes(ctx, missing, total))
         add_context_notes(ctx, notes)
 
     return Result("ps", PROCESS_COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)

@@ -17,6 +17,11 @@ from pykd_ext.render.grid import Column, Result, Row
 from pykd_ext.render.windbg import dec, hx
 
 HELP = "the active process list as a parent/child tree"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'pstree -t crash.dmp',
+    'pstree -f json -t crash.dmp',
+]
 
 COLUMNS = [Column("depth", "Depth", "int")] + PROCESS_COLUMNS
 

@@ -19,6 +19,11 @@ from pykd_ext.render.grid import Column, Result, Row
 from pykd_ext.render.windbg import dec, hx
 
 HELP = "cross-view of processes: active list, CID table, thread owners, processors, sessions"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'psxview -t crash.dmp',
+    'psxview -f csv -t crash.dmp',
+]
 
 SOURCE_COLUMNS = (BY_ACTIVE_LIST, BY_CID_TABLE, BY_THREAD_OWNER, BY_PROCESSOR, BY_SESSION)
 SHORT = {BY_ACTIVE_LIST: "pslist", BY_CID_TABLE: "cid", BY_THREAD_OWNER: "thrd", BY_PROCESSOR: "cpu",

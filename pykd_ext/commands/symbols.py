@@ -17,6 +17,12 @@ from pykd_ext.render.grid import Column, Result
 from pykd_ext.session import Session
 
 HELP = "fetch PDBs from symbol servers into a WinDbg-shaped cache (by GUID/age or for a dump)"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'symbols fetch -t crash.dmp',
+    'symbols fetch ntkrnlmp.pdb CA8E2F01B822EDE6357898BFBF862997 1',
+    'symbols path',
+]
 
 _COLUMNS = [Column("file"), Column("index"), Column("path"), Column("source"),
             Column("downloaded", fmt="bool")]
@@ -27,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fetch NAME GUID AGE | fetch --target DUMP | path")
     parser.add_argument("ident", nargs="*", metavar="NAME GUID AGE",
                         help="the PDB file name, its GUID and its age (decimal or 0x hex)")
-    parser.add_argument("--symbol-path", dest="symbol_path", default=None, metavar="PATH",
-                        help="symbol path in WinDbg syntax (default: _NT_SYMBOL_PATH, else "
-                             "srv*<cache>*https://msdl.microsoft.com/download/symbols)")
+    # --symbol-path is a global option (pykd_ext/cli.py): every command reads the same symbol path
     parser.add_argument("--offline", action="store_true", help="ask no server; local files only")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="network timeout per attempt (default 30)")

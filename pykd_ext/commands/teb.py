@@ -1,7 +1,8 @@
 """`pykd-ext teb [TID|ADDRESS] [-p NAME|PID]`: thread environment blocks, like WinDbg's `!teb`.
 
-The argument is a thread id, an `_ETHREAD` address or a TEB address; `-p` shows every thread of
-a process. On user-mode dumps no argument means every thread the dump lists (each TEB is checked:
+The argument is a thread id, an `_ETHREAD` address or a TEB address; `-p` (or an image name as
+the argument) shows every thread of the processes of that name, each process under its owner line;
+no argument on a kernel dump: the crash context's thread (as `!teb` after opening a dump). On user-mode dumps no argument means every thread the dump lists (each TEB is checked:
 `ClientId.UniqueThread` must be the listed thread id, `NtTib.Self` the TEB address). WoW64
 threads show their 32-bit TEB too. `threads` on a user-mode dump is answered here as well
 (`user_dump_threads`): a user dump has no `_ETHREAD`s, only the dump's thread list and TEBs.
@@ -9,20 +10,24 @@ threads show their 32-bit TEB too. `threads` on a user-mode dump is answered her
 import argparse
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from pykd_ext.commands.owner import owner_line, require_crash_context
 from pykd_ext.commands.peb import add_symbols32, hx, user_meta, yes_no
 from pykd_ext.commands.procview import add_session_notes
-from pykd_ext.errors import PykdExtError
+from pykd_ext.errors import NotFoundError, PykdExtError
+from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.teb import TebDecoding, decode_thread_teb, kernel_thread_tebs
 from pykd_ext.kernel.userspace import UserProcess, from_user_dump, is_user_dump
 from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column, Result, Row
+from pykd_ext.targets.arch import arch_for_pointer_size, arch_named
 
 HELP = "thread environment block: stack, ClientId, PEB, last error, TLS, fibers (like !teb)"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'teb 0n1234 -t crash.dmp',
+    'teb -p lsass.exe -t crash.dmp',
+]
 
-#: user addresses end here (MM_HIGHEST_USER_ADDRESS of x64 and of x86 without /3GB, wdm.h);
-#: a page-aligned argument at or below it may name a TEB
-HIGHEST_USER_ADDRESS = 0x7FFFFFFEFFFF
-HIGHEST_USER_ADDRESS_32 = 0x7FFEFFFF
 PAGE = 0x1000
 
 COLUMNS = [
@@ -42,8 +47,10 @@ THREAD_COLUMNS = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("thread", nargs="?", metavar="TID|ADDRESS",
-                        help="thread id, _ETHREAD address or TEB address (user dumps: optional)")
+    parser.add_argument("thread", nargs="?", metavar="TID|ADDRESS|NAME",
+                        help="thread id, _ETHREAD address or TEB address, or an image name (every "
+                             "thread of those processes) (default: the dump's crash context thread; "
+                             "user dumps: every thread)")
     parser.add_argument("-p", "--process", metavar="NAME|PID",
                         help="every thread of this process (kernel targets)")
     add_symbols32(parser)
@@ -73,6 +80,12 @@ def teb_lines(rec: Dict[str, Any], title: str = "TEB") -> List[str]:
     # decoded extras
     put("    %-21s %s" % ("DeallocationStack:", hx(rec.get("deallocation_stack"), width)))
     put("    %-21s %s" % ("HasFiberData:", yes_no(rec.get("has_fiber_data"))))
+    fiber = rec.get("fiber") or {}                 # H10 (issue 17): kernel.fibers
+    if fiber.get("runs_fibers") is True:
+        put("    %-21s %s" % ("CurrentFiber:", hx(fiber.get("current_fiber"), width)))
+    put("    %-21s %s" % ("FlsData:", hx(rec.get("fls_data"), width)))
+    if fiber.get("runs_fibers") is True:
+        put("    %-21s %s" % ("Fiber block:", "layout not in public kernel symbols (kernelbase)"))
     if rec.get("wow_teb_offset") is not None:
         put("    %-21s %s" % ("WowTebOffset:", _plain(rec.get("wow_teb_offset"))))
     put("    %-21s %s" % ("Layout:", rec.get("layout")))
@@ -90,9 +103,8 @@ def _user_dump_tebs(session: Any, spec: Optional[str], symbols32: Optional[str]
     user = from_user_dump(session, symbols32)
     threads = user.threads
     if spec:
-        text = spec.strip().replace("`", "").lower()
-        value = int(text, 16) if text.startswith("0x") or any(c in "abcdef" for c in text) else int(text, 10) \
-            if text.isdigit() else None
+        from pykd_ext.kernel.numbers import parse_number
+        value = parse_number(spec)           # WinDbg's radix (issue 12): `1a4` and `0n420` alike
         if value is None:
             raise PykdExtError("%r is not a thread id or TEB address" % spec)
         threads = [t for t in user.threads if t["tid"] == value or t.get("teb") == value]
@@ -103,26 +115,36 @@ def _user_dump_tebs(session: Any, spec: Optional[str], symbols32: Optional[str]
                 if isinstance(sub, dict) and sub.get("address") == value:
                     return [user], [decoded]
         if not threads:
-            raise PykdExtError("the dump lists no thread with id or TEB %r" % spec)
+            raise NotFoundError("the dump lists no thread with id or TEB %r" % spec)
     return [user], [decode_thread_teb(user, t.get("teb"), t["tid"]) for t in threads]
 
 
 def _kernel_tebs(session: Any, spec: Optional[str], process_spec: Optional[str],
-                 symbols32: Optional[str]) -> Tuple[List[UserProcess], List[TebDecoding]]:
+                 symbols32: Optional[str], notes: List[str]) -> Tuple[List[UserProcess], List[TebDecoding]]:
     from pykd_ext.kernel.context import context_for
     from pykd_ext.kernel.lookup import Finder, parse_spec
+    from pykd_ext.kernel.thread import Thread
     ctx = context_for(session)
     finder = Finder(ctx)
     threads: List[Any] = []
+    if spec and not process_spec and parse_spec(spec)[0] == "name":
+        process_spec, spec = spec, None          # `teb svchost.exe`: every thread of those processes
     if process_spec:
         for process in finder.processes(process_spec):
             threads.extend(process.threads())
         if not threads:
-            raise PykdExtError("no threads found for process %r" % process_spec)
+            raise NotFoundError("no threads found for process %r" % process_spec)
+    elif not spec:
+        # like `!teb` after opening a dump: the crash context's thread (commands/owner.py)
+        crash = require_crash_context(ctx, "teb")
+        threads = [Thread(ctx, crash.thread, [crash.found_by])]
+        notes.append(crash.note)
     if spec:
         _kind, value = parse_spec(spec)
-        highest = HIGHEST_USER_ADDRESS if ctx.pointer_size == 8 else HIGHEST_USER_ADDRESS_32
-        maybe_teb = isinstance(value, int) and 0 < value <= highest and not value & (PAGE - 1)
+        # a page-aligned argument at or below the highest user address may name a TEB
+        arch = arch_named(ctx.info.arch) or arch_for_pointer_size(ctx.pointer_size)
+        maybe_teb = isinstance(value, int) and 0 < value and arch.is_user_address(value) \
+            and not value & (PAGE - 1)
         if threads:
             threads = [t for t in threads if value in (t.tid, t.address)
                        or (maybe_teb and t.field("Tcb.Teb") == value)]
@@ -133,25 +155,32 @@ def _kernel_tebs(session: Any, spec: Optional[str], process_spec: Optional[str],
                          if t.field("Tcb.Teb") == value]
             threads = found or finder.threads(spec)
         if not threads:
-            raise PykdExtError("no thread matches %r" % spec)
+            raise NotFoundError("no thread matches %r" % spec)
     if not threads:
         raise PykdExtError("name a thread (TID, _ETHREAD or TEB address) or a process with -p")
+    many = len({t.process for t in threads}) > 1 or bool(process_spec and parse_spec(process_spec)[0] == "name")
     users: List[UserProcess] = []
     decoded: List[TebDecoding] = []
-    for _thread, user, teb in kernel_thread_tebs(ctx, threads, symbols32):
+    last_owner = None
+    for thread, user, teb in kernel_thread_tebs(ctx, threads, symbols32):
         if user not in users:
             users.append(user)
+        owner = thread.process
+        if many and isinstance(owner, int) and owner != last_owner:
+            # an owner line above the first TEB of each process (a name matching several)
+            teb.record["owner_line"] = owner_line(Process(ctx, owner))
+            last_owner = owner
         decoded.append(teb)
     return users, decoded
 
 
 def run(session: Any, args: argparse.Namespace) -> Result:
     spec, symbols32 = getattr(args, "thread", None), getattr(args, "symbols32", None)
+    notes: List[str] = []
     if is_user_dump(session.target):
         users, decoded = _user_dump_tebs(session, spec, symbols32)
     else:
-        users, decoded = _kernel_tebs(session, spec, getattr(args, "process", None), symbols32)
-    notes: List[str] = []
+        users, decoded = _kernel_tebs(session, spec, getattr(args, "process", None), symbols32, notes)
     for note in [n for u in users for n in u.notes] + [n for d in decoded for n in d.notes]:
         if note not in notes:
             notes.append(note)
@@ -167,6 +196,8 @@ def run(session: Any, args: argparse.Namespace) -> Result:
 def _teb_text(rec: Dict[str, Any], separate: bool) -> Callable[[], List[str]]:
     def text() -> List[str]:
         lines = [""] if separate else []
+        if rec.get("owner_line"):
+            lines.append(rec["owner_line"])
         lines += teb_lines(rec)
         sub = rec.get("teb32")
         if isinstance(sub, dict):

@@ -3,23 +3,35 @@
 Without arguments: the threads of every process on the active list. Threads come from both
 `_EPROCESS.ThreadListHead` and `_KPROCESS.ThreadListHead`; where the two lists disagree a note
 says so (and each thread's `found_by`... is kept in the listing, not in the record).
+`-v` adds each thread's kernel stack table (`kernel.stack.stack_for`; JSON: the record's `stack`).
 """
 import argparse
 from typing import Any, Callable, Dict, Iterator, List
 
 from pykd_ext.commands.procview import (
     THREAD_COLUMNS, add_context_notes, dump_notes, kernel_context, require, result_meta)
+from pykd_ext.commands.stacktext import stack_lines
 from pykd_ext.kernel.lookup import Finder
+from pykd_ext.kernel.scheduling import scheduling_lines, thread_scheduling
+from pykd_ext.kernel.stack import stack_for
 from pykd_ext.kernel.processes import all_processes, process_threads
 from pykd_ext.render.grid import Result, Row
 from pykd_ext.render.windbg import ACTIVE_PROCESS_BANNER, process_lines, thread_block_lines
 
 HELP = "threads of processes (like !process <p> 2); all processes when none is named"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'threads lsass.exe -t crash.dmp',
+    'threads 0n636 -f jsonl -t crash.dmp',
+    'threads -t crash.dmp',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("processes", nargs="*", metavar="NAME|PID|ADDRESS",
                         help="image name, PID or _EPROCESS address (default: every listed process)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also each thread's kernel stack (crash context and stack scan, like !thread)")
 
 
 def run(session: Any, args: argparse.Namespace) -> Result:
@@ -30,6 +42,7 @@ def run(session: Any, args: argparse.Namespace) -> Result:
         return user_dump_threads(session, args)
     ctx = kernel_context(session)
     specs = list(getattr(args, "processes", None) or [])
+    verbose = bool(getattr(args, "verbose", False))
     notes: List[str] = []
     if specs:
         finder = Finder(ctx)
@@ -56,7 +69,12 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             yield Row(None, _process_text(process), links={"process": process.address})
             for thread in listing.threads:
                 record = thread.record()
-                yield Row(record, _thread_text(process, thread, record))
+                if verbose:                                 # H10 (issue 17): scheduling facts
+                    record["scheduling"] = thread_scheduling(ctx, thread)
+                stack = stack_for(ctx, thread) if verbose else None
+                if stack is not None:
+                    record["stack"] = stack.to_dict()
+                yield Row(record, _thread_text(process, thread, record, stack, ctx.pointer_size))
             yield Row(None, [""])
         notes.extend(dump_notes(ctx, processes))
         add_context_notes(ctx, notes)
@@ -69,8 +87,14 @@ def _process_text(process: Any) -> Callable[[], List[str]]:
     return lambda: process_lines(process.record(with_threads=False), process.display_more())
 
 
-def _thread_text(process: Any, thread: Any, record: Dict[str, Any]) -> Callable[[], List[str]]:
+def _thread_text(process: Any, thread: Any, record: Dict[str, Any], stack: Any = None,
+                 pointer_size: int = 8) -> Callable[[], List[str]]:
     def text() -> List[str]:
         # built only when text is asked for: JSON output never pays for the WinDbg lines
-        return [""] + thread_block_lines(record, thread.display_more(process.name))
+        lines = [""] + thread_block_lines(record, thread.display_more(process.name))
+        if "scheduling" in record:                          # H10 (issue 17)
+            lines += ["            " + line for line in scheduling_lines(record["scheduling"])]
+        if stack is not None:
+            lines += ["            " + line for line in stack_lines(stack, pointer_size)]
+        return lines
     return text

@@ -1,4 +1,7 @@
-"""`pykd-ext token NAME|PID|ADDRESS [--thread TID|ADDRESS]`: an access token, like `!token`.
+"""`pykd-ext token [NAME|PID|ADDRESS] [--thread TID|ADDRESS]`: an access token, like `!token`.
+
+Without an argument: the primary token of the dump's crash context process. A name shared by
+several processes shows each one's token under its owner line (`PROCESS ... Image: NAME`).
 
 The argument names a process (its primary token, `EPROCESS.Token` with the fast-ref count masked)
 or, when no process matches an address, a `_TOKEN` itself. `--thread` shows the impersonation
@@ -10,13 +13,20 @@ import argparse
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from pykd_ext.commands.procview import add_context_notes, kernel_context, require, result_meta
-from pykd_ext.errors import PykdExtError
+from pykd_ext.commands.owner import names_many, owner_fields, owner_line, require_crash_context
+from pykd_ext.errors import NotFoundError, PykdExtError
 from pykd_ext.kernel.lookup import Finder, parse_spec
+from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.token import Token, thread_impersonation
 from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column, Result, Row
 
 HELP = "an access token: user, groups, privileges, integrity (like !token)"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'token lsass.exe -t crash.dmp',
+    'token --thread 0n1234 -t crash.dmp',
+]
 
 COLUMNS = [Column("pid", "PID", "int"), Column("process", "Process"), Column("address", "Token", "addr"),
            Column("user_sid", "User"), Column("integrity", "Integrity"),
@@ -29,7 +39,8 @@ PRIV_ATTR_COLUMN = 50
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", metavar="NAME|PID|ADDRESS",
-                        help="process image name, PID, _EPROCESS or _TOKEN address")
+                        help="process image name, PID, _EPROCESS or _TOKEN address (default: the "
+                             "primary token of the dump's crash context process)")
     parser.add_argument("--thread", metavar="TID|ADDRESS", help="a thread's impersonation token")
 
 
@@ -76,14 +87,20 @@ def token_lines(rec: Dict[str, Any]) -> List[str]:
     source = rec["source"]
     flags = rec["flags"]
     flag_text = "0x%x ( %s )" % (flags, " ".join(rec["flag_names"])) if isinstance(flags, int) else _text(flags)
-    out.append(("Source: %s" % _text(source.get("name"))).ljust(TRAILER) + "TokenFlags: " + flag_text)
-    out.append(("Token ID: %s" % _luid_low(rec["token_id"])).ljust(TRAILER)
-               + "ParentToken ID: %s" % _luid_low(rec["parent_token_id"]))
+    out.append(_two("Source: %s" % _text(source.get("name")), "TokenFlags: " + flag_text))
+    out.append(_two("Token ID: %s" % _luid_low(rec["token_id"]),
+                    "ParentToken ID: %s" % _luid_low(rec["parent_token_id"])))
     out.append("Modified ID:".ljust(TRAILER) + _luid_spaced(rec["modified_id"]))
     pointer = rec["restricted_sids_pointer"]
-    out.append(("RestrictedSidCount: %s" % _text(rec["restricted_sid_count"])).ljust(TRAILER)
-               + "RestrictedSids: " + ("0x%016x" % pointer if isinstance(pointer, int) else _text(pointer)))
+    out.append(_two("RestrictedSidCount: %s" % _text(rec["restricted_sid_count"]),
+                    "RestrictedSids: " + ("0x%016x" % pointer if isinstance(pointer, int) else _text(pointer))))
     return out + extra_lines(rec)
+
+
+def _two(first: str, second: str) -> str:
+    """A trailer line with two fields: the second at column 27, or one space after a first field
+    that runs past it (`RestrictedSidCount: <not in dump> RestrictedSids: ...`)."""
+    return first + " " * max(1, TRAILER - len(first)) + second
 
 
 def _hexnum(value: Any) -> str:
@@ -137,8 +154,7 @@ def _flat(rec: Dict[str, Any], owner: Optional[Any]) -> Dict[str, Any]:
     user = rec["user"]
     rec = dict(rec)
     rec["user_sid"] = user.get("sid") if isinstance(user, dict) else user
-    rec["pid"] = owner.pid if owner is not None else None
-    rec["process"] = owner.name if owner is not None else None
+    rec.update(owner_fields(owner))
     return rec
 
 
@@ -147,6 +163,7 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     finder = Finder(ctx)
     targets: List[Any] = []      # (token address, owner process or None, how)
     notes: List[str] = []
+    owners = False               # an owner line above each token (a name matching many processes)
     if args.thread:
         for thread in require(finder.threads(args.thread), args.thread, "thread"):
             info = thread_impersonation(ctx, thread)
@@ -154,8 +171,21 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             if not isinstance(token, int) or not token:
                 raise PykdExtError("thread %s is not impersonating" % args.thread)
             targets.append((token, None, "impersonation token of thread 0x%x" % thread.address))
-    elif args.what:
+    elif args.what is None:
+        # like `!token` after opening a dump: the crash context's process (commands/owner.py)
+        crash = require_crash_context(ctx, "token")
+        notes.append(crash.note)
+        if not crash.process:
+            raise PykdExtError("token: the crash context's thread 0x%x names no readable process" % crash.thread)
+        process = Process(ctx, crash.process, [crash.found_by])
+        token = process.token
+        if isinstance(token, int) and token:
+            targets.append((token, process, "primary token"))
+        else:
+            notes.append("process %s has no readable token (%s)" % (process.pid, _text(token)))
+    else:
         processes = finder.processes(args.what)
+        owners = names_many(args.what, processes)
         if processes:
             for process in processes:
                 token = process.token
@@ -164,12 +194,11 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                     continue
                 targets.append((token, process, "primary token"))
         else:
+            owners = False
             kind, value = parse_spec(args.what)
             if kind != "address" or not Token(ctx, int(value)).readable:
-                raise PykdExtError("no process or token matches %r" % args.what)
+                raise NotFoundError("no process or token matches %r" % args.what)
             targets.append((int(value), None, "token address"))
-    else:
-        raise PykdExtError("token needs NAME|PID|ADDRESS or --thread")
 
     def rows() -> Iterator[Row]:
         for index, (address, owner, how) in enumerate(targets):
@@ -179,11 +208,12 @@ def run(session: Any, args: argparse.Namespace) -> Result:
                              % (address, how))
             rec = token.record()
             rec["found_as"] = how
-            yield Row(_flat(rec, owner), _row_text(rec, separate=index > 0))
+            head = owner_line(owner) if owners and owner is not None else None
+            yield Row(_flat(rec, owner), _row_text(rec, separate=index > 0, head=head))
         add_context_notes(ctx, notes)
 
     return Result("token", COLUMNS, rows=rows(), meta=result_meta(ctx), notes=notes)
 
 
-def _row_text(rec: Dict[str, Any], separate: bool) -> Callable[[], List[str]]:
-    return lambda: ([""] if separate else []) + token_lines(rec)
+def _row_text(rec: Dict[str, Any], separate: bool, head: Optional[str] = None) -> Callable[[], List[str]]:
+    return lambda: ([""] if separate else []) + ([head] if head else []) + token_lines(rec)

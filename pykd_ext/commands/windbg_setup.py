@@ -26,6 +26,11 @@ from pykd_ext.errors import TargetError
 from pykd_ext.render.grid import Column, Result
 
 HELP = "print (and with --write create) what makes `!py eproc` resolve inside WinDbg"
+#: `--help` ends with these (issue 12); crash.dmp stands for any dump
+EXAMPLES = [
+    'windbg-setup',
+    'windbg-setup --write ~/windbg-scripts',
+]
 
 #: the commands that get a `!py` script, with the one-line usage each script's docstring shows
 SCRIPTS: Dict[str, str] = {

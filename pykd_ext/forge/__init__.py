@@ -5,7 +5,8 @@ independent readers (kdmp-parser, Volatility 3) agree with them, which `tests/fo
 
 Pieces (one job each):
 - `physmem.PhysicalImage`: sparse physical memory with a memory map and a frame allocator;
-- `pagetables.PageTables`: x64 4-level tables (4 KiB / 2 MiB / 1 GiB, planted invalid PTEs);
+- `pagetables.PageTables`: page tables of any paging mode (`memory.paging_modes`: x64 4- and
+  5-level, x86 PAE and non-PAE; large pages, Windows' self map, planted invalid PTEs);
 - `ptebits.PteFormat`: MMPTE values with bit positions from the build's ISF;
 - `kernel_image.KernelImage`: a minimal ntoskrnl PE with a CodeView RSDS identity;
 - `lowstub.write_low_stub`: the processor start block raw-image readers scan for;

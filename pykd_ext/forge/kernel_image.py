@@ -13,12 +13,18 @@ Format", learn.microsoft.com): machine AMD64 0x8664, characteristics, subsystem 
 flags, debug type 2 = CODEVIEW, and the CodeView PDB 7.0 record ("RSDS", GUID, age, NUL-terminated
 PDB path).
 
+When given `exports`, the image also carries an export directory (IMAGE_EXPORT_DIRECTORY,
+the PE spec's ".edata" layout) naming real code: `getter_exports(table)` writes the kernel's
+one-line accessors (`PsGetProcessPeb`: `mov rax, [rcx+disp32]; ret`) at the build's RVAs with the
+build's member offsets, so layout inference from getter disassembly can be checked on any build
+(tests/layouts/inferred compares our capstone decoding with GNU objdump's).
+
 The image is laid out as it is in memory (FileAlignment = SectionAlignment = 0x1000,
 PointerToRawData = VirtualAddress), so the same bytes are a valid file for `pefile` too.
 """
 import uuid
 from dataclasses import dataclass, field
-from typing import List
+from typing import Any, List, Optional, Tuple
 
 from construct import Array
 
@@ -26,7 +32,8 @@ from pykd_ext.forge.pagetables import PAGE_2M, PageTables
 from pykd_ext.memory.space import PAGE_SIZE
 from pykd_ext.targets.pe import (CV_INFO_PDB70, IMAGE_DATA_DIRECTORY, IMAGE_DEBUG_DIRECTORY,
                                  IMAGE_DEBUG_TYPE_CODEVIEW, IMAGE_DIRECTORY_ENTRY_DEBUG,
-                                 IMAGE_DOS_HEADER, IMAGE_FILE_HEADER, IMAGE_NT_SIGNATURE,
+                                 IMAGE_DIRECTORY_ENTRY_EXPORT, IMAGE_DOS_HEADER, IMAGE_EXPORT_DIRECTORY,
+                                 IMAGE_FILE_HEADER, IMAGE_NT_SIGNATURE,
                                  IMAGE_OPTIONAL_HEADER, IMAGE_SECTION_HEADER, PE32PLUS_MAGIC)
 
 IMAGE_FILE_MACHINE_AMD64 = 0x8664
@@ -59,6 +66,87 @@ def parse_guid(guid: str) -> uuid.UUID:
 
 
 @dataclass
+class Export:
+    """An exported function: its name, RVA and code bytes."""
+
+    name: str
+    rva: int
+    code: bytes
+
+
+#: x64 encodings (Intel SDM vol. 2, ModRM mod=10 rm=001: [rcx+disp32]; mod=10 rm=000: [rax+disp32])
+#: of the accessor shapes the kernel's getters compile to; the displacement is appended.
+X64_LOAD_QWORD = bytes.fromhex("488b81")       # mov rax, qword ptr [rcx+disp32]
+X64_LOAD_DWORD = bytes.fromhex("8b81")         # mov eax, dword ptr [rcx+disp32]
+X64_LOAD_BYTE = bytes.fromhex("0fb681")        # movzx eax, byte ptr [rcx+disp32]
+X64_ADDRESS = bytes.fromhex("488d81")          # lea rax, [rcx+disp32]
+X64_DEREF_DWORD = bytes.fromhex("8b80")        # mov eax, dword ptr [rax+disp32]
+X64_TEST_RAX = bytes.fromhex("4885c0")         # test rax, rax
+X64_JE_SHORT = bytes.fromhex("74")             # je rel8
+X64_OR_EAX_MINUS_1 = bytes.fromhex("83c8ff")   # or eax, -1
+X64_RET = bytes.fromhex("c3")                  # ret
+
+#: getter -> (type, member path candidates, shape, member reached through the loaded pointer)
+FORGED_GETTERS: Tuple[Tuple[str, str, Tuple[str, ...], bytes, Optional[Tuple[str, str]]], ...] = (
+    ("PsGetProcessId", "_EPROCESS", ("UniqueProcessId",), X64_LOAD_QWORD, None),
+    ("PsGetProcessPeb", "_EPROCESS", ("Peb",), X64_LOAD_QWORD, None),
+    ("PsGetProcessImageFileName", "_EPROCESS", ("ImageFileName",), X64_ADDRESS, None),
+    ("PsGetProcessInheritedFromUniqueProcessId", "_EPROCESS", ("InheritedFromUniqueProcessId",),
+     X64_LOAD_QWORD, None),
+    ("PsGetProcessExitStatus", "_EPROCESS", ("ExitStatus",), X64_LOAD_DWORD, None),
+    ("PsGetProcessJob", "_EPROCESS", ("Job",), X64_LOAD_QWORD, None),
+    ("PsGetProcessProtection", "_EPROCESS", ("Protection",), X64_LOAD_BYTE, None),
+    ("PsGetProcessSessionId", "_EPROCESS", ("Session",), X64_LOAD_QWORD, ("_MM_SESSION_SPACE", "SessionId")),
+    ("PsGetProcessWow64Process", "_EPROCESS", ("WoW64Process", "Wow64Process"), X64_LOAD_QWORD, None),
+    ("PsGetThreadId", "_ETHREAD", ("Cid.UniqueThread",), X64_LOAD_QWORD, None),
+    ("PsGetThreadProcessId", "_ETHREAD", ("Cid.UniqueProcess",), X64_LOAD_QWORD, None),
+    ("PsGetThreadTeb", "_ETHREAD", ("Tcb.Teb",), X64_LOAD_QWORD, None),
+)
+
+
+def _disp32(value: int) -> bytes:
+    return int(value).to_bytes(4, "little", signed=True)
+
+
+def getter_code(shape: bytes, offset: int, through: Optional[int] = None) -> bytes:
+    """The bytes of one accessor: load/lea at `offset` from rcx, then ret; with `through`, the
+    loaded pointer is tested and dereferenced at `through` (-1 when it is NULL)."""
+    code = shape + _disp32(offset)
+    if through is None:
+        return code + X64_RET
+    tail = X64_DEREF_DWORD + _disp32(through) + X64_RET
+    return code + X64_TEST_RAX + X64_JE_SHORT + bytes([len(tail)]) + tail + X64_OR_EAX_MINUS_1 + X64_RET
+
+
+def getter_exports(table: Any) -> List[Export]:
+    """The build's getters (`FORGED_GETTERS`) at their RVAs with its member offsets, from the
+    build's ISF (`forge.isf.SymbolTable`); getters or members the build lacks are left out."""
+    out: List[Export] = []
+    for name, type_name, paths, shape, through in FORGED_GETTERS:
+        try:
+            rva = table.rva(name)
+        except KeyError:
+            continue
+        offset = None
+        for path in paths:
+            try:
+                offset = table.offset(type_name, path)
+                break
+            except KeyError:
+                continue
+        if offset is None:
+            continue
+        second = None
+        if through is not None:
+            try:
+                second = table.offset(*through)
+            except KeyError:
+                continue
+        out.append(Export(name, rva, getter_code(shape, offset, second)))
+    return out
+
+
+@dataclass
 class Section:
     name: str
     rva: int
@@ -88,6 +176,8 @@ class KernelImage:
     pdb_name: str = "ntkrnlmp.pdb"
     entry_rva: int = 0x1000
     sections: List[Section] = field(default_factory=list)
+    exports: List[Export] = field(default_factory=list)
+    dll_name: str = "ntoskrnl.exe"
 
     def __post_init__(self) -> None:
         parse_guid(self.guid)
@@ -98,6 +188,12 @@ class KernelImage:
             self.sections = self._default_sections()
         if not 0 < self.entry_rva < self.size_of_image:
             raise ValueError("entry point RVA 0x%x is outside the image" % self.entry_rva)
+        # only code that lies inside the image and clear of its headers/debug/export data (an
+        # image sized for the globals a scenario uses may end before some getters' RVAs)
+        kept = [e for e in self.exports if PAGE_SIZE <= e.rva and e.rva + len(e.code) <= self.size_of_image]
+        self.exports = kept
+        low, high = self.debug_rva, self.export_rva + len(self.export_blob())
+        self.exports = [e for e in kept if e.rva + len(e.code) <= low or e.rva >= high]
 
     def _default_sections(self) -> List[Section]:
         pages = self.size_of_image // PAGE_SIZE - 1
@@ -140,6 +236,36 @@ class KernelImage:
             "AddressOfRawData": record_rva, "PointerToRawData": record_rva})
         return directory + record
 
+    @property
+    def export_rva(self) -> int:
+        """RVA of the export directory: after the debug data, 16-byte aligned."""
+        return -(-(self.debug_rva + len(self.debug_blob())) // 16) * 16
+
+    def export_blob(self) -> bytes:
+        """IMAGE_EXPORT_DIRECTORY, then the function, name and ordinal tables and the strings
+        (names sorted, as the loader's binary search needs; ordinal i = function i)."""
+        if not self.exports:
+            return b""
+        exports = sorted(self.exports, key=lambda e: e.name.encode("ascii"))
+        count = len(exports)
+        start = self.export_rva
+        functions = start + IMAGE_EXPORT_DIRECTORY.sizeof()
+        names = functions + 4 * count
+        ordinals = names + 4 * count
+        strings = ordinals + 2 * count
+        pool = bytearray(self.dll_name.encode("ascii") + b"\0")
+        name_rvas = []
+        for export in exports:
+            name_rvas.append(strings + len(pool))
+            pool += export.name.encode("ascii") + b"\0"
+        directory = IMAGE_EXPORT_DIRECTORY.build({
+            "Characteristics": 0, "TimeDateStamp": self.timestamp, "MajorVersion": 0, "MinorVersion": 0,
+            "Name": strings, "Base": 1, "NumberOfFunctions": count, "NumberOfNames": count,
+            "AddressOfFunctions": functions, "AddressOfNames": names, "AddressOfNameOrdinals": ordinals})
+        return (directory + b"".join(e.rva.to_bytes(4, "little") for e in exports)
+                + b"".join(r.to_bytes(4, "little") for r in name_rvas)
+                + b"".join(i.to_bytes(2, "little") for i in range(count)) + bytes(pool))
+
     def headers(self, image_base: int) -> bytes:
         """The header page: DOS header, PE signature, file/optional headers, section table."""
         code = sum(s.size for s in self.sections if s.characteristics & IMAGE_SCN_CNT_CODE)
@@ -149,6 +275,9 @@ class KernelImage:
                        for _ in range(IMAGE_NUMBEROF_DIRECTORY_ENTRIES)]
         directories[IMAGE_DIRECTORY_ENTRY_DEBUG] = {"VirtualAddress": self.debug_rva,
                                                    "Size": IMAGE_DEBUG_DIRECTORY.sizeof()}
+        if self.exports:
+            directories[IMAGE_DIRECTORY_ENTRY_EXPORT] = {"VirtualAddress": self.export_rva,
+                                                        "Size": len(self.export_blob())}
         dos = IMAGE_DOS_HEADER.build({"_dos": _DOS_FIELDS, "e_lfanew": E_LFANEW})
         file_header = IMAGE_FILE_HEADER.build({
             "Machine": IMAGE_FILE_MACHINE_AMD64, "NumberOfSections": len(self.sections),
@@ -196,6 +325,10 @@ class KernelImage:
         out[:PAGE_SIZE] = self.headers(image_base)
         blob = self.debug_blob()
         out[self.debug_rva:self.debug_rva + len(blob)] = blob
+        exports = self.export_blob()
+        out[self.export_rva:self.export_rva + len(exports)] = exports
+        for export in self.exports:
+            out[export.rva:export.rva + len(export.code)] = export.code
         return bytes(out)
 
     def place(self, pt: PageTables, base: int, large_pages: bool = True) -> PlacedImage:
@@ -213,10 +346,15 @@ class KernelImage:
         pt.map(base, first * PAGE_SIZE, span, page_size, user=False)
         pt.write_virtual(base, self.headers(base))
         pt.write_virtual(base + self.debug_rva, self.debug_blob())
+        if self.exports:
+            pt.write_virtual(base + self.export_rva, self.export_blob())
+            for export in self.exports:
+                pt.write_virtual(base + export.rva, export.code)
         return PlacedImage(base=base, physical=first * PAGE_SIZE,
                            size_of_image=self.size_of_image,
                            entry_point=base + self.entry_rva,
                            debug_directory=base + self.debug_rva)
 
 
-__all__ = ["KernelImage", "PlacedImage", "Section", "parse_guid"]
+__all__ = ["Export", "FORGED_GETTERS", "KernelImage", "PlacedImage", "Section", "getter_code", "getter_exports",
+           "parse_guid"]

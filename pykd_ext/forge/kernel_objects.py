@@ -135,6 +135,11 @@ class Planted:
     processes: List[Dict[str, Any]] = field(default_factory=list)
     globals: Dict[str, int] = field(default_factory=dict)
     sessions: Dict[int, int] = field(default_factory=dict)      # session id -> _MM_SESSION_SPACE
+    # H4 (issue 12): PsLoadedModuleList / MmUnloadedDrivers facts (forge.kernel_modules)
+    drivers: List[Dict[str, Any]] = field(default_factory=list)
+    unloaded_drivers: List[Dict[str, Any]] = field(default_factory=list)
+    # H10 (issue 17): ready queues and the clock increment planted (forge.scheduling)
+    scheduling: Dict[str, Any] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     path: Optional[str] = None
     kind: Optional[str] = None                 # dump kind once written
@@ -928,8 +933,15 @@ class _Builder:
         from pykd_ext.forge.user_objects import plant_user_objects
         plant_user_objects(self)
         self.plant_processors(running, standby, idle_threads)
+        # --- H10 hook (issue 17): ready queues, quantum/cycle fields, KeMaximumIncrement
+        from pykd_ext.forge.scheduling import plant_scheduling
+        plant_scheduling(self)
         self.link_waiters()
         self.plant_globals()
+        # --- H4 hook (issue 12): drivers on PsLoadedModuleList, MmUnloadedDrivers; allocated
+        # last so that no address planted above moves (forge.kernel_modules)
+        from pykd_ext.forge.kernel_modules import plant_kernel_modules
+        plant_kernel_modules(self)
         self.trim_kernel_image()
         self.share_kernel()
         for record in self.planted.processes:       # where physical scanners see the objects

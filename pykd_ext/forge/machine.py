@@ -21,7 +21,7 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from pykd_ext.forge.dumpfile import DumpSpec, build_context
 from pykd_ext.forge.isf import SymbolTable, table_for_build
-from pykd_ext.forge.kernel_image import KernelImage, PlacedImage, Section
+from pykd_ext.forge.kernel_image import KernelImage, PlacedImage, Section, getter_exports
 from pykd_ext.forge.lowstub import DEFAULT_LOW_STUB_ADDRESS, write_low_stub
 from pykd_ext.forge.pagetables import PAGE_2M, PageTables
 from pykd_ext.forge.physmem import SMALL_MEMORY_MAP, PhysicalImage, Run
@@ -159,7 +159,8 @@ def forge_machine(build: int = 19041, memory_map: Optional[Sequence[Run]] = SMAL
                   if _has_symbol(table, name)) + tuple(extra_symbols)
     image = KernelImage(guid=table.guid, age=table.age, size_of_image=_image_size(table, used),
                         entry_rva=table.rva("KiSystemStartup"),
-                        sections=list(sections) if sections else [])
+                        sections=list(sections) if sections else [],
+                        exports=getter_exports(table))     # H9 (issue 15): real getter code
     placed = image.place(pt, kernel_base, large_pages=kernel_large_pages)
     machine = ForgedMachine(table=table, phys=phys, pt=pt, image=image, kernel=placed,
                             spec=DumpSpec(build=build, dtb=pt.dtb))

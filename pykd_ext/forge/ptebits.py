@@ -8,18 +8,32 @@ builds, so the forge takes every position from the build's symbol table (`_MMPTE
 Entries are built unswizzled: the forge does not apply the kernel's invalid-PTE mask (L1TF
 mitigation, `MiInvalidPteMask`); a forged dump has no such mask to read either.
 """
-from typing import TYPE_CHECKING, Dict, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 from pykd_ext.forge.isf import SymbolTable
-
-if TYPE_CHECKING:
-    from pykd_ext.forge.paging_x86 import LayoutBits
 
 #: MM_READWRITE, the protection code of an ordinary read/write page in software PTEs
 #: (Windows Internals 7th ed., part 1, ch. 5 "Page protection"; not a PDB type).
 MM_READWRITE = 4
 
 _TYPES = ("_MMPTE_HARDWARE", "_MMPTE_SOFTWARE", "_MMPTE_TRANSITION", "_MMPTE_PROTOTYPE")
+
+
+class LayoutBits:
+    """`PteFormat`'s view of a `KernelLayouts` (generated from any ISF, derived ones included):
+    `has_member(type, member)` and `bits(type, member)` -> (position, length)."""
+
+    def __init__(self, layouts: Any) -> None:
+        self.layouts = layouts
+
+    def has_member(self, type_name: str, member: str) -> bool:
+        return bool(self.layouts.has_type(type_name) and self.layouts.type(type_name).has_field(member))
+
+    def bits(self, type_name: str, member: str) -> Tuple[int, int]:
+        f = self.layouts.type(type_name).field(member)
+        if f.bit_position is None:
+            raise ValueError("%s.%s is not a bit field" % (type_name, member))
+        return int(f.bit_position), int(f.bit_length)
 
 
 def _field(bits: Dict[str, Tuple[int, int]], name: str, value: int) -> int:
@@ -32,7 +46,7 @@ def _field(bits: Dict[str, Tuple[int, int]], name: str, value: int) -> int:
 class PteFormat:
     """Builds raw 64-bit MMPTE values for one kernel build."""
 
-    def __init__(self, table: Union[SymbolTable, "LayoutBits"]) -> None:
+    def __init__(self, table: Union[SymbolTable, LayoutBits]) -> None:
         self.table = table
         self._bits: Dict[str, Dict[str, Tuple[int, int]]] = {}
         for type_name in _TYPES:
@@ -103,3 +117,59 @@ class PteFormat:
     def demand_zero(self, protection: int = MM_READWRITE) -> int:
         """A committed page never touched: protection only."""
         return _field(self._bits["_MMPTE_SOFTWARE"], "Protection", protection)
+
+
+class Aarch64Descriptors:
+    """Valid AArch64 descriptors (4 KiB granule) with `PteFormat`'s interface, so the one builder
+    (`pagetables.PageTables` in mode `AARCH64_4K`) writes ARM64 tables.
+
+    Arm ARM (DDI 0487) D8.3 "Translation table descriptor formats": bit 0 valid; bits[1:0] 0b11
+    a table (L0-L2) or a page (L3), 0b01 a block (L1 1 GiB, L2 2 MiB); output/next-table address
+    in bits 47:12; bit 10 AF, bits 9:8 SH (0b11 inner shareable), AP[2:1] bits 7:6 (bit 7 read
+    only, bit 6 EL0 access), bit 53 PXN, bit 54 UXN. Table descriptors ignore the lower attribute
+    bits, so one encoding serves tables and pages. Not-present (software) entries of Windows on
+    ARM64 are not described: planting them is refused.
+    """
+
+    valid_bit = 1
+    ADDRESS_MASK = ((1 << 48) - 1) & ~0xFFF
+    AF = 1 << 10
+    SH_INNER = 0b11 << 8
+    READ_ONLY = 1 << 7
+    EL0 = 1 << 6
+    PXN = 1 << 53
+    UXN = 1 << 54
+
+    def hardware(self, pfn: int, large: bool = False, writable: bool = True, user: bool = False,
+                 no_execute: bool = False, global_page: bool = False) -> int:
+        """A valid descriptor naming frame `pfn`: a block when `large`, else a table or page."""
+        del global_page                         # nG (bit 11) left clear: every mapping global
+        address = pfn << 12
+        if address & ~self.ADDRESS_MASK:
+            raise ValueError("frame 0x%x is beyond a 48-bit output address" % pfn)
+        value = address | (0b01 if large else 0b11) | self.AF | self.SH_INNER
+        if not writable:
+            value |= self.READ_ONLY
+        if user:
+            value |= self.EL0
+        if no_execute:
+            value |= self.PXN | self.UXN
+        return value
+
+    def frame_of(self, entry: int) -> int:
+        return (entry & self.ADDRESS_MASK) >> 12
+
+    def _no_software(self) -> int:
+        raise ValueError("Windows on ARM64's not-present PTE formats are not described here")
+
+    def transition(self, pfn: int, protection: int = MM_READWRITE) -> int:
+        return self._no_software()
+
+    def prototype(self, proto_address: int) -> int:
+        return self._no_software()
+
+    def paged_out(self, pagefile: int, page_offset: int, protection: int = MM_READWRITE) -> int:
+        return self._no_software()
+
+    def demand_zero(self, protection: int = MM_READWRITE) -> int:
+        return self._no_software()

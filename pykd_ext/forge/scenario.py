@@ -56,6 +56,12 @@ class ThreadSpec:
     running_on: Optional[int] = None         # processor whose PRCB.CurrentThread this is
     standby_on: Optional[int] = None         # processor whose PRCB.NextThread this is
     impersonating: bool = False
+    # H10 (issue 17): scheduling facts; 0/None/False plant nothing (the standard scenario's bytes)
+    ready_on: Optional[int] = None           # processor whose DispatcherReadyListHead[priority] holds it
+    ready_shared: bool = False               # on the shared ready queue (builds that have one)
+    quantum_target: int = 0                  # KTHREAD.QuantumTarget (cycles)
+    cycle_time: int = 0                      # KTHREAD.CycleTime (cycles)
+    fiber: bool = False                      # H10: TEB as ConvertThreadToFiber leaves it (+ FlsData)
 
 
 @dataclass
@@ -88,6 +94,7 @@ class ProcessSpec:
     unlinked: bool = False                   # DKOM: off ActiveProcessLinks, everywhere else
     job: bool = False
     user_mode: bool = True                   # has a PEB and a user address space
+    quantum_reset: int = 0                   # H10: KPROCESS.QuantumReset (0: not planted)
 
     @property
     def exited(self) -> bool:
@@ -105,6 +112,8 @@ class ScenarioSpec:
     dump_time: int = DEFAULT_BOOT_TIME + 3600 * TICKS_PER_SECOND
     kva_shadow: bool = True                  # user DTBs for user processes (builds that have it)
     bugcheck_code: int = 0x000000E2          # MANUALLY_INITIATED_CRASH (bugcodes.h)
+    #: H10: KeMaximumIncrement in 100 ns (156250 = the 15.625 ms clock tick); 0 plants none
+    clock_increment: int = 0
 
     def process(self, pid: int) -> ProcessSpec:
         for proc in self.processes:
@@ -442,6 +451,60 @@ def bulk_scenario(processes: int, threads_per_process: int, name: str = "bulk",
     return ScenarioSpec(name=name, processes=procs, processors=2)
 
 
-__all__ = ["DEFAULT_BOOT_TIME", "ProcessSpec", "STATUS_PENDING", "ScenarioSpec", "ThreadSpec",
-           "TICKS_PER_SECOND", "bulk_scenario", "load_scenario", "scenario_from_dict",
-           "scenario_to_dict", "standard_scenario"]
+#: KeMaximumIncrement of the scheduling scenario: the 15.625 ms clock tick in 100 ns
+CLOCK_TICK_100NS = 156250
+
+
+def scheduling_scenario(name: str = "scheduling") -> ScenarioSpec:
+    """H10 (issue 17): the scheduler seen by `ready`/`running` and the per-thread facts.
+
+    4 processors; System's thread runs on 0 and app.exe's on 1 (2 and 3 run their idle threads);
+    ready threads at several priorities on several processors (two at priority 12 on processor
+    0, in that order; 8 on 1; 15 on 2; a boosted 10-over-8 on 3), one on the shared ready queue
+    (builds that have one), a Standby thread (processor 1's NextThread), quantum/cycle values,
+    the process's QuantumReset, KeMaximumIncrement, and fiber-running threads (64-bit and WoW64).
+    """
+    boot = DEFAULT_BOOT_TIME
+    kernel = dict(system=True, wait_mode="KernelMode", wait_reason="Executive",
+                  start_symbol="ExpWorkerThread")
+    system = ProcessSpec("System", 4, 0, system=True, user_mode=False, base_priority=8, threads=[
+        ThreadSpec(tid=8, state="Running", running_on=0, priority=16, base_priority=16,
+                   quantum_target=0x3B9ACA0, cycle_time=0x12345678, **kernel),
+        ThreadSpec(tid=12, state="Ready", ready_on=0, priority=12, base_priority=12,
+                   wait_tick=229000, **kernel),
+        ThreadSpec(tid=16, state="Ready", ready_on=0, priority=12, base_priority=12,
+                   wait_tick=229100, **kernel),
+        ThreadSpec(tid=20, state="Ready", ready_on=1, priority=8, base_priority=8, **kernel),
+        ThreadSpec(tid=24, state="Ready", ready_on=2, priority=15, base_priority=13, **kernel),
+        ThreadSpec(tid=28, state="Waiting", wait_objects=["EventNotificationObject"],
+                   priority=13, base_priority=13, wait_tick=200000, **kernel),
+    ])
+    app = ProcessSpec(
+        "app.exe", 1000, 4, session=1, image_path="\\Device\\HarddiskVolume3\\Apps\\app.exe",
+        command_line="app.exe", create_time=_at(boot, 100.0), base_priority=8, quantum_reset=6,
+        handles=20, threads=[
+            _user_thread(1004, 1, 0, state="Running", running_on=1, priority=9, base_priority=8,
+                         quantum_target=0x2FAF080, cycle_time=0x9ABCDEF0),
+            _user_thread(1008, 1, 1, state="Standby", standby_on=1, priority=11, base_priority=8),
+            _user_thread(1012, 1, 2, state="Ready", ready_on=3, priority=10, base_priority=8,
+                         ideal_processor=3, affinity=0b1010, wait_tick=230000),
+            _user_thread(1016, 1, 3, state="Ready", ready_shared=True, priority=9,
+                         base_priority=8),
+            _user_thread(1020, 1, 4, wait_objects=["EventSynchronizationObject"], fiber=True,
+                         quantum_target=0x1000, cycle_time=0x7777, wait_tick=220000),
+        ])
+    wow = ProcessSpec(
+        "wow.exe", 2000, 1000, session=1, wow64=True,
+        image_path="\\Device\\HarddiskVolume3\\Apps\\wow.exe", command_line="wow.exe",
+        create_time=_at(boot, 200.0), handles=10, threads=[
+            _user_thread(2004 + 4 * k, 2, k, wait_objects=["EventNotificationObject"], fiber=k == 0,
+                         start_address=WOW64_THREAD_START, win32_start_address=0x00401000 + 0x10 * k,
+                         teb=0x00FB2000 - 0x3000 * k)        # WoW64 TEBs below 4 GiB
+            for k in range(2)
+        ])
+    return ScenarioSpec(name=name, processes=[system, app, wow], clock_increment=CLOCK_TICK_100NS)
+
+
+__all__ = ["CLOCK_TICK_100NS", "DEFAULT_BOOT_TIME", "ProcessSpec", "STATUS_PENDING", "ScenarioSpec",
+           "ThreadSpec", "TICKS_PER_SECOND", "bulk_scenario", "load_scenario", "scenario_from_dict",
+           "scenario_to_dict", "scheduling_scenario", "standard_scenario"]

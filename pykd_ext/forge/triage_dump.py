@@ -637,3 +637,194 @@ def write_corpus(folder: str, count: int, seed: int = 13,
         facts.expected_source = plan.expected_source
         out.append(facts)
     return out
+
+
+# --- 32-bit (x86) triage dumps (H8, issue 15) ------------------------------------------------------
+
+#: x86 layouts the 32-bit writer uses by default (a derived, types-only ISF: PAE kernel).
+X86_TRIAGE_VERSION = "10.0.19041.1288-x86"
+#: CONTEXT_i386 | CONTROL | INTEGER | SEGMENTS (winnt.h)
+CONTEXT_X86_FLAGS = 0x10007
+
+
+@dataclass
+class TriageCrash32:
+    """What a forged 32-bit x86 triage dump (`PAGEDUMP`, TRIAGE_DUMP32) states.
+
+    `stack_words` maps an offset from `top_of_stack` (4-aligned) to a 32-bit value there."""
+
+    kernel_base: int
+    drivers: List[DriverSpec]                  # kernel image first
+    bugcheck_code: int
+    bugcheck_parameters: Sequence[int]
+    top_of_stack: int
+    stack_size: int
+    context_eip: int
+    context_esp: int
+    version: str = X86_TRIAGE_VERSION
+    stack_words: Dict[int, int] = field(default_factory=dict)
+    processors: int = 2
+    processor: int = 0
+    process_address: int = 0x8A6D3040
+    thread_address: int = 0x8A6F5080
+    prcb_address: int = 0x82D3F120            # KPCR+0x120, as x86 Windows places it
+    process_name: str = "System"
+    pid: int = 4
+    tid: int = 8
+    dump_dtb: int = 0x1A8000
+    fault_code: Optional[bytes] = None         # bytes at context_eip (a data block)
+    unloaded: List[Tuple[str, int, int]] = field(default_factory=list)
+    system_time: int = 0x01D707F23DBB3399
+    system_uptime: int = 0x023BC1E9
+
+
+def _sign_extend32(value: int) -> int:
+    """A 32-bit kernel's KDDEBUGGER_DATA64 pointer (wdbgexts.h: sign-extended to 64 bits)."""
+    return value | 0xFFFFFFFF00000000 if value & 0x80000000 else value
+
+
+def write_triage_dump32(crash: TriageCrash32, path: str, overwrite: bool = False) -> Dict[str, Any]:
+    """Write `crash` as a 32-bit x86 triage dump laid out like the real 32-bit ones
+    (DUMP_HEADER32 | TRIAGE_DUMP32 at 0x1000 | unloaded drivers | PRCB | EPROCESS | ETHREAD |
+    call stack | KDBG copy | DUMP_DRIVER_ENTRY32[] | string pool | TRIAGE_DATA_BLOCK[] | data |
+    'TRGD'). Structure offsets and sizes come from the x86 layouts of `crash.version`; the
+    file formats from the reader's definitions (`targets.triage`, `targets.dumpheader`).
+    Returns what was planted (addresses, drivers) for tests."""
+    from pykd_ext.forge.dumpfile import DumpSpec, build_header
+    from pykd_ext.layouts.registry import load_layouts
+    from pykd_ext.targets.cpu_context import CONTEXT_X86_INTEGER, CONTEXT_X86_SIZE
+    from pykd_ext.targets.dumpheader import header_offsets
+    from pykd_ext.targets.triage import (DUMP_DRIVER_ENTRY32, DUMP_UNLOADED_DRIVERS32,
+                                         TRIAGE_DUMP32, TRIAGE_DUMP32_SIZE)
+    layouts = load_layouts(crash.version)
+    prcb_type, process_type, thread_type = (layouts.type(n) for n in ("_KPRCB", "_EPROCESS",
+                                                                       "_ETHREAD"))
+    build = int(crash.version.split(".")[2])
+    globals_at = crash.kernel_base + 0x300000          # planted kernel globals (no symbols)
+    active_head, module_list, processor_block = globals_at, globals_at + 0x10, globals_at + 0x40
+    kdbg_address = globals_at + 0x100
+
+    def put(buffer: bytearray, type_: Any, path_: str, value: int, size: int = 4) -> None:
+        at = type_.offset(path_)
+        buffer[at:at + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+    prcb = bytearray(prcb_type.size)
+    put(prcb, prcb_type, "CurrentThread", crash.thread_address)
+    put(prcb, prcb_type, "Number", crash.processor, 1)
+    eproc = bytearray(process_type.size)
+    put(eproc, process_type, "UniqueProcessId", crash.pid)
+    name_at = process_type.offset("ImageFileName")
+    eproc[name_at:name_at + 15] = crash.process_name.encode("latin-1")[:14].ljust(15, b"\0")
+    ethread = bytearray(thread_type.size)
+    put(ethread, thread_type, "Tcb.ApcState.Process", crash.process_address)
+    put(ethread, thread_type, "Tcb.Process", crash.process_address)
+    put(ethread, thread_type, "Cid.UniqueProcess", crash.pid)
+    put(ethread, thread_type, "Cid.UniqueThread", crash.tid)
+    kdbg_values = {
+        "KernBase": _sign_extend32(crash.kernel_base),
+        "PsActiveProcessHead": _sign_extend32(active_head),
+        "PsLoadedModuleList": _sign_extend32(module_list),
+        "KiProcessorBlock": _sign_extend32(processor_block),
+        "PaeEnabled": 1, "SizePrcb": prcb_type.size, "SizeEProcess": process_type.size,
+        "SizeEThread": thread_type.size,
+        "OffsetPrcbCurrentThread": prcb_type.offset("CurrentThread"),
+        "OffsetPrcbNumber": prcb_type.offset("Number"),
+        "OffsetKThreadApcProcess": thread_type.offset("Tcb.ApcState.Process"),
+        "_list_flink": _sign_extend32(kdbg_address), "_list_blink": _sign_extend32(kdbg_address)}
+    kdbg = build_kdbg(kdbg_values)
+
+    stack = bytearray(crash.stack_size)
+    for offset, value in crash.stack_words.items():
+        stack[offset:offset + 4] = (value & 0xFFFFFFFF).to_bytes(4, "little")
+    context = CONTEXT_X86_INTEGER.build(dict(
+        {name: 0 for name in ("Dr0", "Dr1", "Dr2", "Dr3", "Dr6", "Dr7", "SegGs", "SegFs", "SegEs",
+                              "SegDs", "Edi", "Esi", "Ebx", "Edx", "Ecx", "Eax", "Ebp", "SegSs")},
+        ContextFlags=CONTEXT_X86_FLAGS, FloatSave=bytes(112), Eip=crash.context_eip,
+        SegCs=8, EFlags=0x202, Esp=crash.context_esp))
+    context += bytes(CONTEXT_X86_SIZE - len(context))
+
+    pool = bytearray()
+    name_offsets = []
+    for driver in crash.drivers:
+        name_offsets.append(len(pool))
+        pool += _dump_string(driver.name)
+    unloaded = bytearray(struct.pack("<I", len(crash.unloaded)))
+    for name, start, end in crash.unloaded:
+        units = name.encode("utf-16-le")
+        unloaded += DUMP_UNLOADED_DRIVERS32.build({
+            "Name": {"Length": len(units), "MaximumLength": len(units), "Buffer": 0},
+            "DriverName": units[:MAX_UNLOADED_NAME_LENGTH].ljust(MAX_UNLOADED_NAME_LENGTH, b"\0"),
+            "StartAddress": start, "EndAddress": end})
+    prcbs = [crash.prcb_address + (n - crash.processor) * 0x4000 for n in range(crash.processors)]
+    blocks: List[Tuple[int, bytes]] = [
+        (processor_block, b"".join(p.to_bytes(4, "little") for p in prcbs)),
+        (active_head, struct.pack("<II", crash.process_address + process_type.offset(
+            "ActiveProcessLinks"), crash.process_address + process_type.offset("ActiveProcessLinks")))]
+    if crash.fault_code:
+        blocks.append((crash.context_eip, bytes(crash.fault_code)))
+
+    triage_at = 0x1000                               # after DUMP_HEADER32
+    at_file = triage_at + TRIAGE_DUMP32_SIZE
+    at_file += -at_file % 8                          # ALIGN_8, as the real 32-bit dumps
+    parts = [("unloaded", bytes(unloaded)), ("prcb", bytes(prcb)), ("process", bytes(eproc)),
+             ("thread", bytes(ethread)), ("stack", bytes(stack)), ("kdbg", kdbg)]
+    offsets: Dict[str, int] = {}
+    for name, raw in parts:
+        offsets[name] = at_file
+        at_file += len(raw)
+    offsets["drivers"] = at_file
+    offsets["pool"] = at_file + len(crash.drivers) * DUMP_DRIVER_ENTRY32.size
+    offsets["blocks"] = offsets["pool"] + len(pool)
+    data_at = offsets["blocks"] + len(blocks) * struct.calcsize(TRIAGE_DATA_BLOCK_FORMAT)
+    block_table, block_bytes = bytearray(), bytearray()
+    for address, raw in blocks:
+        block_table += struct.pack(TRIAGE_DATA_BLOCK_FORMAT, address, data_at + len(block_bytes),
+                                   len(raw))
+        block_bytes += raw
+    valid_offset = data_at + len(block_bytes)
+    file_size = valid_offset + len(TRIAGE_DUMP_VALID)
+    entries = bytearray()
+    for driver, name_at_pool in zip(crash.drivers, name_offsets):
+        values = {"DriverNameOffset": offsets["pool"] + name_at_pool, "NonPagedDebugInfo": 0,
+                  "DllBase": driver.base, "EntryPoint": driver.base + 0x1000,
+                  "SizeOfImage": driver.size, "Flags": 0, "LoadCount": 1,
+                  "CheckSum": driver.checksum, "TimeDateStamp": driver.timestamp}
+        entries += DUMP_DRIVER_ENTRY32.struct.pack(*(values[n] for n in DUMP_DRIVER_ENTRY32.names))
+    head = header_offsets(32)
+    triage = TRIAGE_DUMP32.build({
+        "ServicePackBuild": 0, "SizeOfDump": file_size, "ValidOffset": valid_offset,
+        "ContextOffset": head["ContextRecord"], "ExceptionOffset": head["Exception"],
+        "MmOffset": 0, "UnloadedDriversOffset": offsets["unloaded"],
+        "PrcbOffset": offsets["prcb"], "ProcessOffset": offsets["process"],
+        "ThreadOffset": offsets["thread"], "CallStackOffset": offsets["stack"],
+        "SizeOfCallStack": crash.stack_size, "DriverListOffset": offsets["drivers"],
+        "DriverCount": len(crash.drivers), "StringPoolOffset": offsets["pool"],
+        "StringPoolSize": len(pool), "BrokenDriverOffset": 0, "TriageOptions": FILL32,
+        "TopOfStack": crash.top_of_stack, "DataPageAddress": 0, "DataPageOffset": 0,
+        "DataPageSize": 0, "DebuggerDataOffset": offsets["kdbg"], "DebuggerDataSize": len(kdbg),
+        "DataBlocksOffset": offsets["blocks"], "DataBlocksCount": len(blocks)})
+    written = {"context", "exception", "prcb", "process", "thread", "stack", "driver list",
+               "debugger data", "data blocks"}
+    spec = DumpSpec(build=build, dtb=crash.dump_dtb, processors=crash.processors,
+                    machine_type=0x14C, pae=True, bugcheck_code=crash.bugcheck_code,
+                    bugcheck_parameters=tuple(crash.bugcheck_parameters),
+                    kd_debugger_data_block=kdbg_address, ps_active_process_head=active_head,
+                    ps_loaded_module_list=module_list, system_time=crash.system_time,
+                    system_uptime=crash.system_uptime, context=context,
+                    exception_address=crash.context_eip,
+                    extra_fields={"MiniDumpFields": sum(bit for bit, name in TRIAGE_FIELD_BITS
+                                                        if name in written),
+                                  "WriterStatus": 0})
+    header = build_header(spec, DUMP_TYPE_TRIAGE, [], file_size)
+    body = [header, triage, bytes(-(triage_at + TRIAGE_DUMP32_SIZE) % 8)] + \
+        [raw for _, raw in parts] + [bytes(entries), bytes(pool), bytes(block_table),
+                                     bytes(block_bytes), TRIAGE_DUMP_VALID]
+    with open(path, "wb" if overwrite else "xb") as out:
+        out.write(b"".join(body))
+    return {"path": path, "kernel_base": crash.kernel_base, "kdbg": kdbg_address,
+            "active_head": active_head, "processor_block": processor_block,
+            "prcb": crash.prcb_address, "thread": crash.thread_address,
+            "process": crash.process_address, "top_of_stack": crash.top_of_stack,
+            "stack_size": crash.stack_size, "eip": crash.context_eip, "esp": crash.context_esp,
+            "drivers": [(d.name, d.base, d.size) for d in crash.drivers],
+            "sizes": (prcb_type.size, process_type.size, thread_type.size)}

@@ -10,7 +10,7 @@ RVAs used, so a test can hand Volatility 3 a copy of the derived ISF with exactl
 added (`volatility_isf`).
 
 What is built (every offset, size and enum value from the build's layout):
-- page tables: `X86PageTables` (x86) or the forge's x64 `PageTables`, with Windows' self map and
+- page tables: the forge's `PageTables` in the build's paging mode, with Windows' self map and
   the kernel half shared by every process; `_KUSER_SHARED_DATA`'s frame is mapped at its kernel
   and user addresses as Windows does;
 - a kernel image (PE32 `KernelImage32` / PE32+ `KernelImage`) whose CodeView record names the
@@ -41,11 +41,11 @@ from pykd_ext.forge.kernel_image import (E_LFANEW, IMAGE_FILE_EXECUTABLE_IMAGE,
                                          IMAGE_SCN_CNT_INITIALIZED_DATA, IMAGE_SUBSYSTEM_NATIVE,
                                          _DATA_DIRECTORIES, _DOS_FIELDS, KernelImage)
 from pykd_ext.forge.pagetables import PageTables
-from pykd_ext.forge.paging_x86 import LayoutBits, X86PageTables
 from pykd_ext.forge.physmem import PhysicalImage
-from pykd_ext.forge.ptebits import PteFormat
+from pykd_ext.forge.ptebits import LayoutBits, PteFormat
 from pykd_ext.errors import MissingLayoutError
 from pykd_ext.layouts.registry import load_layouts
+from pykd_ext.memory.paging_modes import X64_4LEVEL, X86_NONPAE, X86_PAE
 from pykd_ext.memory.space import PAGE_SIZE
 from pykd_ext.targets.kdbg import build_kdbg
 from pykd_ext.targets.pe import (IMAGE_DEBUG_DIRECTORY, IMAGE_DIRECTORY_ENTRY_DEBUG,
@@ -227,7 +227,7 @@ class ForgedKernel:
     scenario: TypesOnlyScenario
     layouts: Any
     phys: PhysicalImage
-    kernel: Any                                    # X86PageTables or (x64) PageTables
+    kernel: PageTables                             # the kernel's address space (x86 or x64 mode)
     pae: bool
     kernel_base: int
     image: KernelImage
@@ -365,19 +365,6 @@ class _Writer:
             return None
 
 
-def _x64_space(phys: PhysicalImage, ptes: PteFormat, kernel: Optional[PageTables]) -> PageTables:
-    """A new x64 address space; with `kernel`, its upper-half PML4 entries are shared."""
-    space = PageTables(phys, ptes)
-    if kernel is not None:
-        for index in range(256, 512):
-            if index == kernel.self_map_index:
-                continue
-            value = kernel._get_entry(kernel.pml4_pfn, index)
-            if value:
-                space._set_entry(space.pml4_pfn, index, value)
-    return space
-
-
 def build_types_only(scenario: TypesOnlyScenario) -> ForgedKernel:
     """Build the machine of a scenario for a types-only (derived) x86 or x64 layout."""
     layouts = load_layouts(scenario.build_id)
@@ -392,12 +379,12 @@ def build_types_only(scenario: TypesOnlyScenario) -> ForgedKernel:
         mmpte = layouts.type("_MMPTE").size if layouts.has_type("_MMPTE") else 8
         pae = (mmpte == 8) if scenario.pae is None else scenario.pae
         ptes = PteFormat(LayoutBits(layouts))
-        kernel: Any = X86PageTables(phys, ptes, pae)
+        kernel = PageTables(phys, ptes, X86_PAE if pae else X86_NONPAE)
     else:
         pae = False
         bits: Any = LayoutBits(layouts) if layouts.has_type("_MMPTE_HARDWARE") else _HardwareBits()
         ptes = PteFormat(bits)
-        kernel = _x64_space(phys, ptes, None)
+        kernel = PageTables(phys, ptes, X64_4LEVEL)
     w = _Writer(layouts, kernel)
     # KUSER_SHARED_DATA: one frame, kernel and user views (Volatility's DTB check uses both)
     kuser = phys.allocate(1)
@@ -432,10 +419,8 @@ def build_types_only(scenario: TypesOnlyScenario) -> ForgedKernel:
         forged.processes[spec.pid] = ep
         if not eprocs[:-1]:
             space = kernel
-        elif x86:
-            space = X86PageTables(phys, ptes, pae, kernel_from=kernel)
         else:
-            space = _x64_space(phys, ptes, kernel)
+            space = PageTables(phys, ptes, kernel.mode, kernel_from=kernel)
         forged.dtbs[spec.pid] = space.dtb
         w.put("_EPROCESS", ep, "Pcb.DirectoryTableBase", space.dtb)
         w.put("_EPROCESS", ep, "UniqueProcessId", spec.pid)

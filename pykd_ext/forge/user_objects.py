@@ -460,6 +460,13 @@ class _ProcessPlanter:
                  "has_fiber_data": self.proc.name.lower() == "explorer.exe" and n == 1,
                  "peb": facts.peb, "teb32": None}
             t["fiber_data"] = (self.arena.alloc(0x100, 16) if t["has_fiber_data"] else 0x1E00)
+            # H10 (issue 17): a scenario's fiber thread, as ConvertThreadToFiber + FlsAlloc leave it
+            fiber = any(s.tid == thread["tid"] and getattr(s, "fiber", False) for s in self.proc.threads)
+            if fiber:
+                t["has_fiber_data"] = True
+                t["fiber_data"] = self.arena.alloc(0x100, 16)
+                t["fls_data"] = self.arena.alloc(0x100, 16)
+                w.put_if("_TEB", teb, "FlsData", t["fls_data"])
             self.write_teb(w, "_TEB", t, 0)
             if self.proc.wow64 and facts.wow64 is not None:
                 teb32 = teb + TEB32_DISTANCE
@@ -470,6 +477,10 @@ class _ProcessPlanter:
                            stack_limit=0x006FD000 - n * 0x100000, deallocation_stack=0x00600000 - n * 0x100000,
                            tls_pointer=teb32 + 0xE10 if t["tls_pointer"] else 0,
                            fiber_data=0x1E00, has_fiber_data=False, teb32=None)
+                if fiber:                          # H10: the 32-bit side converted to a fiber
+                    t32.update(has_fiber_data=True, fiber_data=0x00500000 - n * 0x10000,
+                               fls_data=0x00508000 - n * 0x10000)
+                    w32.put_if(type32, teb32, "FlsData", t32["fls_data"])
                 self.write_teb(w32, type32, t32, -TEB32_DISTANCE)
                 w.put("_TEB", teb, "NtTib.ExceptionList", teb32)
                 w.put_if("_TEB", teb, "WowTebOffset", TEB32_DISTANCE)

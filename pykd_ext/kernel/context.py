@@ -17,6 +17,7 @@ from pykd_ext.kernel.budget import Budget, budget_for
 from pykd_ext.kernel.view import (  # noqa: F401  (field_plan/read_plan/Plan re-exported)
     Plan, StructView, fast_ref_mask, field_plan, read_plan, read_unicode_string, read_utf16)
 from pykd_ext.kernel.walk import WalkEnd, walk_list
+from pykd_ext.layouts.model import KernelLayouts
 from pykd_ext.memory.faults import Fault
 from pykd_ext.targets.base import Target
 
@@ -72,7 +73,15 @@ class KernelContext:
     `budget` is the command's work budget (kernel/budget.py): every walker over this context
     charges it, and it writes its one note into `notes` when it runs out."""
 
-    def __init__(self, target: Target, layouts: Any, budget: Optional[Budget] = None) -> None:
+    # Per-target caches other modules keep on the context, set on first use (absent until then;
+    # read with getattr(ctx, name, None)): declared here so the seam stays typed.
+    _object_reader: Any             # objects.reader_for: the shared ObjectReader
+    _handle_entry_format: Any       # handle_table: the build's handle entry decoding
+    _type_objects: Dict[int, Any]   # commands/handles: object type facts by type index
+    _h10_type_table: Optional[int]  # typeindex_scan: ObTypeIndexTable found by its shape
+    _h10_cookie: Optional[int]      # typeindex_scan: ObHeaderCookie derived from known objects
+
+    def __init__(self, target: Target, layouts: KernelLayouts, budget: Optional[Budget] = None) -> None:
         self.target = target
         self.layouts = layouts
         self.space = target.kernel
@@ -84,6 +93,9 @@ class KernelContext:
         base = self.info.kernel_base or kdbg.get("KernBase")
         self.kernel_base: Optional[int] = int(base) if isinstance(base, int) and base else None
         self.notes: List[str] = []
+        inferred = getattr(layouts, "context_notes", None)    # H9: an inferred layout says what it lacks
+        if callable(inferred):
+            self.notes.extend(inferred(self.notes))
         self.budget = budget if budget is not None else Budget()
         if self.budget.notes is None:
             self.budget.notes = self.notes
@@ -440,5 +452,6 @@ def context_for(session: Any) -> KernelContext:
     ctx = getattr(session, "_kernel_context", None)
     if ctx is None:
         ctx = KernelContext(session.target, session.layouts, budget_for(session))
+        ctx.notes.extend(getattr(session, "notes", ()))   # what the session did (symbols fetched)
         session._kernel_context = ctx
     return ctx

@@ -26,10 +26,13 @@ kernel's own count and is used as is. Every page read and every entry decoded is
 command's work budget (kernel/budget.py).
 """
 from array import array
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple, Union, cast
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.memory.faults import INVALID, Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: One handle table page (a level-0 page of entries or a level-1/2 page of pointers).
 HANDLE_PAGE_SIZE = 0x1000
@@ -175,7 +178,7 @@ class EntryFormat:
         return legacy
 
 
-def entry_format(ctx: Any) -> EntryFormat:
+def entry_format(ctx: "KernelContext") -> EntryFormat:
     fmt = getattr(ctx, "_handle_entry_format", None)
     if fmt is None:
         fmt = EntryFormat(ctx.layouts)
@@ -263,7 +266,7 @@ def _pointer_typecode(size: int) -> str:
     raise ValueError("no array typecode for %d-byte pointers" % size)
 
 
-def leaf_pages(ctx: Any, table: int, scan: HandleScan,
+def leaf_pages(ctx: "KernelContext", table: int, scan: HandleScan,
                max_pages: int = MAX_HANDLE_PAGES) -> Iterator[Tuple[bytes, int, int]]:
     """(page bytes, page address, first entry index) of each entry page of the `_HANDLE_TABLE`
     at `table`, lowest index first, read level by level (an explicit stack, no recursion).
@@ -271,7 +274,7 @@ def leaf_pages(ctx: Any, table: int, scan: HandleScan,
     raises for bad memory: what went wrong is recorded on `scan`."""
     scan.table = table
     view = ctx.view("_HANDLE_TABLE", table)
-    code = view["TableCode"]
+    code = cast(Union[int, Fault], view["TableCode"])      # a ULONG_PTR: int or Fault
     if not isinstance(code, int):
         scan.fault = code
         return
@@ -330,7 +333,7 @@ def leaf_pages(ctx: Any, table: int, scan: HandleScan,
         stack.extend(reversed(children))
 
 
-def iter_handle_entries(ctx: Any, table: int, scan: Optional[HandleScan] = None,
+def iter_handle_entries(ctx: "KernelContext", table: int, scan: Optional[HandleScan] = None,
                         max_pages: int = MAX_HANDLE_PAGES) -> Iterator[RawEntry]:
     """Every in-use entry of the table as a `RawEntry`, one page decoded at a time (streamed:
     memory does not grow with the table). Each entry is charged to the work budget; how the
@@ -360,7 +363,7 @@ def iter_handle_entries(ctx: Any, table: int, scan: Optional[HandleScan] = None,
             yield (first_index + i) * HANDLE_VALUE_INC, address + i * entry_size, got[0], got[1], got[2]
 
 
-def scan_handle_table(ctx: Any, table: int, max_pages: int = MAX_HANDLE_PAGES,
+def scan_handle_table(ctx: "KernelContext", table: int, max_pages: int = MAX_HANDLE_PAGES,
                       details: bool = False) -> HandleScan:
     """All in-use entries of the `_HANDLE_TABLE` at `table`, decoded one by one (bounded,
     cycle-safe, never raises); each decoded entry is charged to the work budget. `entries` holds
@@ -374,7 +377,7 @@ def scan_handle_table(ctx: Any, table: int, max_pages: int = MAX_HANDLE_PAGES,
     return scan
 
 
-def count_handles(ctx: Any, table: int, max_pages: int = MAX_HANDLE_PAGES) -> HandleScan:
+def count_handles(ctx: "KernelContext", table: int, max_pages: int = MAX_HANDLE_PAGES) -> HandleScan:
     """The in-use entries of a table counted a page at a time (`EntryFormat.count_in_use`: the
     same rule as the per-entry decoder, ~15x cheaper); `scan.counted` holds the count, and the
     scan says whether it is complete (missing pages, the page limit, the work budget)."""
@@ -385,14 +388,16 @@ def count_handles(ctx: Any, table: int, max_pages: int = MAX_HANDLE_PAGES) -> Ha
     return scan
 
 
-def handle_count(ctx: Any, table: int) -> Union[int, Fault, None]:
+def handle_count(ctx: "KernelContext", table: int) -> Union[int, Fault, None]:
     """A table's handle count: `_HANDLE_TABLE.HandleCount` where the build keeps one (Windows 7),
     else the in-use entries counted in bulk (`count_handles`). A Fault when no page of the table
     is readable; the partial count when some pages are missing (as the per-entry scan gave);
     None when the work budget stopped the count (unknown)."""
+    if not ctx.has("_HANDLE_TABLE_ENTRY"):
+        return None          # H9: an inferred layout that proved ObjectTable but not the table's format
     view = ctx.view("_HANDLE_TABLE", table)
     if view.has("HandleCount"):
-        return view["HandleCount"]
+        return cast(Union[int, Fault], view["HandleCount"])     # a LONG: int or Fault
     scan = count_handles(ctx, table)
     if scan.budget_cut:
         return None

@@ -5,7 +5,7 @@ knows nothing of processes or threads, while describing a handle's object (a pro
 thread's ids, a file or key name) needs the process and thread decoders. Keeping them apart keeps
 the kernel package free of import cycles (`.ci/import_cycles.py`).
 """
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.handle_table import (  # noqa: F401  (re-exported: one import for callers)
@@ -39,6 +39,9 @@ from pykd_ext.kernel.registry_keys import key_layouts_present, key_path
 from pykd_ext.kernel.thread import Thread
 from pykd_ext.memory.faults import Fault
 
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
+
 
 
 # ---- decoding what a handle refers to -------------------------------------------------------------
@@ -46,7 +49,7 @@ from pykd_ext.memory.faults import Fault
 class HandleDecoder:
     """Turns raw entries into `handles` records: type, name and per-type details of each object."""
 
-    def __init__(self, ctx: Any, objects: Optional[ObjectReader] = None) -> None:
+    def __init__(self, ctx: "KernelContext", objects: Optional[ObjectReader] = None) -> None:
         self.ctx = ctx
         self.objects = objects or reader_for(ctx)
         self._details: Dict[int, Tuple[Any, Dict[str, Any]]] = {}

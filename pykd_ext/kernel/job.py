@@ -8,13 +8,16 @@ up through `ParentJob`. Every field comes from the build's layout (absent fields
 7 has no `ParentJob`, no silo fields); every walk is bounded and cycle-safe; the limit and UI
 restriction names are winnt.h constants (tables below).
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.kernel.objects import reader_for
 from pykd_ext.kernel.privileges import bit_names
 from pykd_ext.kernel.view import StructView
 from pykd_ext.kernel.walk import WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: `JOBOBJECT_BASIC_LIMIT_INFORMATION.LimitFlags` / `_EJOB.LimitFlags` bits.
 #: Source: winnt.h `JOB_OBJECT_LIMIT_*` (Microsoft Learn, "JOBOBJECT_BASIC_LIMIT_INFORMATION" and
@@ -89,7 +92,7 @@ def guid_text(raw: Any) -> Union[str, Fault, None]:
 class Job:
     """The `_EJOB` at `address`."""
 
-    def __init__(self, ctx: Any, address: int) -> None:
+    def __init__(self, ctx: "KernelContext", address: int) -> None:
         self.ctx = ctx
         self.address = address
         self.view = StructView(ctx.space, ctx.layouts.type("_EJOB"), address)
@@ -199,7 +202,7 @@ class Job:
         return rec
 
 
-def member_record(ctx: Any, address: int) -> Dict[str, Any]:
+def member_record(ctx: "KernelContext", address: int) -> Dict[str, Any]:
     from pykd_ext.kernel.process import Process
     process = Process(ctx, address)
     return {"address": address, "pid": process.pid, "name": process.name,

@@ -4,10 +4,13 @@ One structure read once (a lazily created `StructView` of `TYPE_NAME` at `addres
 decoded by the layout's precompiled readers, derived values computed on demand and cached, and the
 list of methods that found the object (psxview's cross-view). Subclasses add one property per field.
 """
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 Value = Union[int, str, bool, bytes, None, Fault]
 
@@ -18,7 +21,7 @@ class KernelObject:
     #: the layout type this object decodes (set by subclasses)
     TYPE_NAME = ""
 
-    def __init__(self, ctx: Any, address: int, found_by: Optional[List[str]] = None) -> None:
+    def __init__(self, ctx: "KernelContext", address: int, found_by: Optional[List[str]] = None) -> None:
         self.ctx = ctx
         self.address = address
         self.found_by: List[str] = list(found_by or [])

@@ -2,41 +2,42 @@
 
 Why one place: every command (`eproc`, `threads`, `ethread`, `ps NAME`) takes the same kinds of
 names, and the rules must not differ between them:
-- a bare decimal number is a PID/TID; `0x...`, a backticked WinDbg value (`ffffcf05\u201814782180`) or
-  a hex string with letters is hexadecimal; a value above 0xFFFFFFFF is a structure address;
+- numbers follow WinDbg's default radix 16 (`parse_number`): a bare number is hexadecimal
+  (`60` is 0x60), `0n636` decimal, `0x60` hex, `0y1010` binary, and 64-bit values may carry
+  WinDbg's backtick (`ffffcf05\u201814782180`); `--radix 10` makes bare numbers decimal again
+  (`using_radix`). A value above 0xFFFFFFFF is a structure address, a smaller one a PID/TID;
 - anything else is an image name, matched case-insensitively against `ImageFileName` (which the
-  kernel truncates to 14 characters) and the last component of the full image path.
+  kernel truncates to 14 characters) and the last component of the full image path. A token that
+  is both a number and a name (`add`, `cafe`) is a number first, like WinDbg; a process of that
+  name is found when the number finds nothing, and `Finder.notes` says when both exist.
 The active process list is searched first; when it does not have the answer (an unlinked process,
 a triage dump) the cross-view sources are searched too. An address nobody lists is accepted only
 when the structure there looks like a process/thread of this build (its dispatcher type byte is
 the one a known process/thread has, or its Cid/name are self-consistent).
 """
-import re
-from typing import Any, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
+from pykd_ext.kernel.numbers import RADIXES, default_radix, parse_number, using_radix
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import ProcessCensus, all_processes, triage_thread
 from pykd_ext.kernel.thread import Thread
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: PIDs/TIDs are 32-bit handle values; larger numbers are addresses.
 MAX_ID = 0xFFFFFFFF
 #: H10: on 32-bit kernels every structure lives at or above 0x80000000 (the kernel half, even
 #: with /3GB at 0xC0000000) and no PID/TID (a handle value, below 2^26) gets there
 X86_KERNEL_START = 0x80000000
-_HEX = re.compile(r"^(0x)?[0-9a-f]+$", re.IGNORECASE)
 _NAME_CHARS = 14   # ImageFileName is [15] UChar: 14 characters and a NUL
 
-
 def parse_spec(spec: str) -> Tuple[str, Union[int, str]]:
-    """("id", n) | ("address", n) | ("name", text) for one user argument."""
-    text = spec.strip().replace("`", "")
-    lowered = text.lower()
-    if lowered.isdigit():
-        value = int(lowered, 10)
-    elif _HEX.match(lowered) and (lowered.startswith("0x") or any(c in "abcdef" for c in lowered)):
-        value = int(lowered, 16)
-    else:
-        return "name", spec.strip()
+    """("id", n) | ("address", n) | ("name", text) for one user argument (see the module doc)."""
+    text = spec.strip()
+    value = parse_number(text)
+    if value is None or value < 0:
+        return "name", text
     return ("address", value) if value > MAX_ID else ("id", value)
 
 
@@ -56,11 +57,13 @@ def name_matches(process: Process, wanted: str) -> bool:
 class Finder:
     """Lookups over one KernelContext; the cross-view census is built only when needed."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: "KernelContext") -> None:
         self.ctx = ctx
         self._active: Optional[ProcessCensus] = None
         self._cross: Optional[ProcessCensus] = None
         self._cid: Any = None
+        #: what the lookups want the user to know (a number that is also a process name)
+        self.notes: List[str] = []
 
     def active(self) -> ProcessCensus:
         if self._active is None:
@@ -89,6 +92,7 @@ class Finder:
             census = census or self.cross()
             found = self._match(census.ordered(), kind, value)
             if found:
+                self._note_name_too(spec, kind, value)
                 return found
         if kind == "address":
             candidate = Process(self.ctx, int(value))
@@ -100,6 +104,19 @@ class Finder:
                 if found:
                     return found
         return []
+
+    def _note_name_too(self, spec: str, kind: str, value: Any) -> None:
+        """A bare token read as a number (`add`) that also names a process: say so."""
+        text = spec.strip()
+        if kind == "name" or not any(c.isalpha() for c in text) or text.lower().startswith(("0x", "0n", "0y", "0t")):
+            return
+        if self._match(self.active().ordered(), "name", text):
+            note = ("%r was read as the number 0x%x (WinDbg's radix 16); a process named %r also "
+                    "exists: name it by its PID or address" % (text, value, text))
+            self.notes.append(note)
+            shown = getattr(self.ctx, "notes", None)      # the command prints the context's notes
+            if isinstance(shown, list) and note not in shown:
+                shown.append(note)
 
     @staticmethod
     def _match(processes: List[Process], kind: str, value: Any) -> List[Process]:
@@ -185,12 +202,13 @@ class Finder:
         return Process(self.ctx, owner).pid == pid
 
 
-def find_processes(ctx: Any, spec: str) -> List[Process]:
+def find_processes(ctx: "KernelContext", spec: str) -> List[Process]:
     return Finder(ctx).processes(spec)
 
 
-def find_threads(ctx: Any, spec: str) -> List[Thread]:
+def find_threads(ctx: "KernelContext", spec: str) -> List[Thread]:
     return Finder(ctx).threads(spec)
 
 
-__all__ = ["Finder", "find_processes", "find_threads", "name_matches", "parse_spec"]
+__all__ = ["RADIXES", "Finder", "default_radix", "find_processes", "find_threads", "name_matches", "parse_number",
+           "parse_spec", "using_radix"]

@@ -12,11 +12,14 @@ own (what the kernel's `ObpInfoMaskToOffset` table holds). The bit -> header typ
 format fact (table below, with its source); every size comes from the build's layout, so a build
 whose headers grew (Windows 10's `Reserved` fields) is handled by the layout, not by code.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union, cast
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import INVALID, Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: `_OBJECT_HEADER.InfoMask` bits and the optional header each announces, nearest to the object
 #: header first. Source: Windows Internals 7th ed., Part 1, ch. 8 "Object headers and bodies"
@@ -65,7 +68,7 @@ class ObjectHeader:
 class ObjectReader:
     """Object header decoding for one `KernelContext` (cookie, type names and offsets cached)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: "KernelContext") -> None:
         self.ctx = ctx
         self.layouts = ctx.layouts
         self.space = ctx.space
@@ -243,7 +246,7 @@ class ObjectReader:
         return "\\" + "\\".join(reversed(parts))
 
 
-def reader_for(ctx: Any) -> ObjectReader:
+def reader_for(ctx: "KernelContext") -> ObjectReader:
     """The context's ObjectReader (one per KernelContext, so caches are shared by commands)."""
     reader = getattr(ctx, "_object_reader", None)
     if reader is None:

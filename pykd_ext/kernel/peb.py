@@ -6,7 +6,7 @@ Every field comes from the build's `_PEB`/`_RTL_USER_PROCESS_PARAMETERS` layout 
 from `wow64.Layouts32`); a field is its value, None (this build has no such field, or the pointer
 is NULL) or the `Fault` that made it unreadable — one missing page never fails the command.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.kernel.budget import BUDGET_CUT
 from pykd_ext.kernel.modules import ModuleListing, walk_modules
@@ -15,6 +15,9 @@ from pykd_ext.kernel.view import StructView, read_unicode_string
 from pykd_ext.kernel.wow64 import narrow
 from pykd_ext.memory.faults import Fault
 from pykd_ext.memory.space import PAGE_SIZE, AddressSpace
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: An environment block is read up to this many bytes (Windows caps one variable at 32767
 #: characters; real blocks are a few KiB).
@@ -308,7 +311,7 @@ def _enum_namer(layouts: Any) -> Any:
     return name_of
 
 
-def summary_lines(ctx: Any, process: Any) -> List[str]:
+def summary_lines(ctx: "KernelContext", process: Any) -> List[str]:
     """`eproc -v` one-liners: PEB, image, command line, modules, environment (or why not)."""
     from pykd_ext.kernel.userspace import from_kernel_process
     try:

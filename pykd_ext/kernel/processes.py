@@ -17,7 +17,7 @@ with the method name the JSON `found_by` lists use:
   ("SessionList")
 - `all_processes`: the union, keyed by `_EPROCESS` address, with every source that saw each one.
 """
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError
 # Handle tables (PspCidTable, handle counts) are walked by `pykd_ext.kernel.handle_table`: one walker
@@ -32,6 +32,9 @@ from pykd_ext.kernel.thread_lists import (  # noqa: F401  (re-exported)
 from pykd_ext.kernel.walk import END_HEAD_UNREADABLE, END_OK, WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
 
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
+
 # Method names (the contract's `found_by` values).
 BY_ACTIVE_LIST = "ActiveProcessLinks"
 BY_CID_TABLE = "PspCidTable"
@@ -45,7 +48,7 @@ DEFAULT_PROCESS_LIMIT = 65536
 
 
 # ---- the active process list
-def active_processes(ctx: Any, limit: int = DEFAULT_PROCESS_LIMIT) -> Tuple[List[Process], WalkEnd]:
+def active_processes(ctx: "KernelContext", limit: int = DEFAULT_PROCESS_LIMIT) -> Tuple[List[Process], WalkEnd]:
     """Processes on `PsActiveProcessHead` in list order, and how the walk ended."""
     end = WalkEnd()
     head = ctx.global_address("PsActiveProcessHead")
@@ -58,7 +61,7 @@ def active_processes(ctx: Any, limit: int = DEFAULT_PROCESS_LIMIT) -> Tuple[List
     return found, end
 
 
-def no_process_reason(ctx: Any) -> str:
+def no_process_reason(ctx: "KernelContext") -> str:
     """Why the active process list gave no process: for "no process found" messages."""
     head = ctx.global_address("PsActiveProcessHead")
     if head is None:
@@ -88,7 +91,7 @@ class CidScan:
         self.table: Optional[int] = None
 
 
-def _read_field(ctx: Any, type_name: str, path: str, body: int) -> Any:
+def _read_field(ctx: "KernelContext", type_name: str, path: str, body: int) -> Any:
     layout = ctx.layouts.type(type_name)
     f = layout.field(path)
     try:
@@ -98,14 +101,14 @@ def _read_field(ctx: Any, type_name: str, path: str, body: int) -> Any:
     return layout.reader(path)(data, -f.offset)
 
 
-def _thread_owner(ctx: Any, thread: int) -> Optional[int]:
+def _thread_owner(ctx: "KernelContext", thread: int) -> Optional[int]:
     """`Tcb.Process` of an `_ETHREAD` (one pointer read, not the whole structure)."""
     path = "Tcb.Process" if ctx.has("_ETHREAD", "Tcb.Process") else "Tcb.ApcState.Process"
     owner = _read_field(ctx, "_ETHREAD", path, thread)
     return owner if isinstance(owner, int) and owner else None
 
 
-def cid_table(ctx: Any) -> CidScan:
+def cid_table(ctx: "KernelContext") -> CidScan:
     """Walk `PspCidTable`. Each entry is a process or a thread body; it is classified by its own
     consistency (an `_EPROCESS` whose `UniqueProcessId` is the handle value, an `_ETHREAD` whose
     `Cid.UniqueThread` is) and, failing that, by its object header's type (`ObTypeIndexTable`)."""
@@ -143,7 +146,7 @@ def cid_table(ctx: Any) -> CidScan:
 
 
 # ---- sessions
-def session_processes(ctx: Any, sessions: List[int], limit: int = DEFAULT_PROCESS_LIMIT
+def session_processes(ctx: "KernelContext", sessions: List[int], limit: int = DEFAULT_PROCESS_LIMIT
                       ) -> Tuple[List[int], List[str]]:
     """`_EPROCESS` addresses on each session's `ProcessList` (sessions given by `_MM_SESSION_SPACE`
     address, as the processes' `Session` pointers name them)."""
@@ -175,7 +178,7 @@ class ProcessCensus:
         self.sources_run: List[str] = []
         self.cid: Optional[CidScan] = None
 
-    def add(self, ctx: Any, address: int, method: str) -> Process:
+    def add(self, ctx: "KernelContext", address: int, method: str) -> Process:
         process = self.processes.get(address)
         if process is None:
             process = self.processes[address] = Process(ctx, address)
@@ -187,13 +190,13 @@ class ProcessCensus:
         return [self.processes[a] for a in self.order]
 
 
-def triage_process(ctx: Any) -> Optional[int]:
+def triage_process(ctx: "KernelContext") -> Optional[int]:
     """The `_EPROCESS` a triage dump carries (its crashing thread's process), when it is one."""
     value = (ctx.info.extra or {}).get("process")
     return value if isinstance(value, int) and value else None
 
 
-def all_processes(ctx: Any, cross_view: bool = False) -> ProcessCensus:
+def all_processes(ctx: "KernelContext", cross_view: bool = False) -> ProcessCensus:
     """The active list (always), the triage block (when the dump has one) and, with `cross_view`,
     the CID table, thread owners, processors' current threads and session lists."""
     census = ProcessCensus()

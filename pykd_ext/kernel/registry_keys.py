@@ -18,11 +18,14 @@ The two flag values are the hive-format key-node flags the KCB's `Flags` copies 
 The walk is bounded (`MAX_KEY_DEPTH`) and cycle-safe; an unreadable KCB or name gives a partial
 path with `UNREADABLE_PIECE` where the piece would be, never an exception.
 """
-from typing import Any, List, Optional, Set
+from typing import TYPE_CHECKING, Any, List, Optional, Set, Union, cast
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.budget import BUDGET_CUT
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: Registry paths are at most 512 levels in theory; real KCB chains are a dozen deep.
 MAX_KEY_DEPTH = 64
@@ -64,13 +67,16 @@ def key_layouts_present(layouts: Any) -> bool:
     return all(layouts.has_type(name) for name in KEY_TYPES)
 
 
-def _name_of(ctx: Any, block: int) -> Any:
+def _name_of(ctx: "KernelContext", block: int) -> Any:
     """The name in the `_CM_NAME_CONTROL_BLOCK` at `block`, or the Fault that stopped it."""
     ncb = ctx.view("_CM_NAME_CONTROL_BLOCK", block)
-    compressed, length = ncb["Compressed"], ncb["NameLength"]
-    for value in (compressed, length):
-        if isinstance(value, Fault):
-            return value
+    # Compressed is a bit, NameLength a USHORT: an int or the Fault that stopped the read
+    compressed = cast(Union[int, Fault], ncb["Compressed"])
+    length = cast(Union[int, Fault], ncb["NameLength"])
+    if isinstance(compressed, Fault):
+        return compressed
+    if isinstance(length, Fault):
+        return length
     if not length:
         return ""
     try:
@@ -82,10 +88,10 @@ def _name_of(ctx: Any, block: int) -> Any:
     return data[:len(data) & ~1].decode("utf-16-le", errors="replace")
 
 
-def key_path(ctx: Any, body: int, max_depth: int = MAX_KEY_DEPTH) -> KeyPath:
+def key_path(ctx: "KernelContext", body: int, max_depth: int = MAX_KEY_DEPTH) -> KeyPath:
     """The path of the key whose `_CM_KEY_BODY` is at `body` (never raises for bad memory)."""
     path = KeyPath()
-    kcb = ctx.view("_CM_KEY_BODY", body)["KeyControlBlock"]
+    kcb = cast(Union[int, Fault], ctx.view("_CM_KEY_BODY", body)["KeyControlBlock"])   # a pointer
     if isinstance(kcb, Fault) or not kcb:
         path.fault = kcb if isinstance(kcb, Fault) else None
         path.problem = "unreadable" if isinstance(kcb, Fault) else "no key control block"

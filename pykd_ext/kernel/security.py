@@ -5,7 +5,7 @@ Why here: `eproc`'s WinDbg-shaped block belongs to the process commands; the sum
 decoders of this issue (token, handle table, job) reduced to a line each, so the process commands
 call one function and never learn those structures.
 """
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from pykd_ext.kernel.handles import scan_handle_table
 from pykd_ext.kernel.job import Job, process_silo
@@ -13,6 +13,9 @@ from pykd_ext.kernel.objects import reader_for
 from pykd_ext.kernel.sids import integrity_level
 from pykd_ext.kernel.token import Token, thread_impersonation
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 LABEL_WIDTH = 26
 
@@ -27,7 +30,7 @@ def _hex(value: Any) -> str:
     return "%016x" % value if isinstance(value, int) else str(value)
 
 
-def token_summary(ctx: Any, process: Any) -> str:
+def token_summary(ctx: "KernelContext", process: Any) -> str:
     address = process.token
     if not isinstance(address, int) or not address:
         return _hex(address) if isinstance(address, Fault) else "none"
@@ -54,7 +57,7 @@ def token_summary(ctx: Any, process: Any) -> str:
     return text
 
 
-def handles_summary(ctx: Any, process: Any) -> str:
+def handles_summary(ctx: "KernelContext", process: Any) -> str:
     table = process.field("ObjectTable")
     if not isinstance(table, int) or not table:
         return _hex(table) if isinstance(table, Fault) else "none (no handle table)"
@@ -78,7 +81,7 @@ def handles_summary(ctx: Any, process: Any) -> str:
     return text
 
 
-def job_summary(ctx: Any, process: Any) -> str:
+def job_summary(ctx: "KernelContext", process: Any) -> str:
     address = process.job
     if not isinstance(address, int) or not address:
         return _hex(address) if isinstance(address, Fault) else "none"
@@ -100,7 +103,7 @@ def job_summary(ctx: Any, process: Any) -> str:
     return text
 
 
-def summary_lines(ctx: Any, process: Any) -> List[str]:
+def summary_lines(ctx: "KernelContext", process: Any) -> List[str]:
     """`eproc -v` extra lines: Token / Handles / Job (and the server silo when the process is in one)."""
     lines = [_line("Token summary", token_summary(ctx, process)),
              _line("Handles summary", handles_summary(ctx, process)),
@@ -111,13 +114,18 @@ def summary_lines(ctx: Any, process: Any) -> List[str]:
     return lines
 
 
-def impersonation_line(ctx: Any, thread: Any) -> str:
-    """`Impersonating: token ffff... (SecurityImpersonation)` or `Not impersonating`."""
+def impersonation_line(ctx: "KernelContext", thread: Any) -> str:
+    """`!thread`'s line: `Impersonation token:  ffff... (Level Impersonation)` (the
+    `_SECURITY_IMPERSONATION_LEVEL` name without its `Security` prefix, windbg-output.md) or
+    `Not impersonating`; an EffectiveOnly impersonation says so after the level."""
     info = thread_impersonation(ctx, thread)
     token = info.get("token")
     if isinstance(token, int) and token:
-        extra = " EffectiveOnly" if info.get("effective_only") else ""
-        return "Impersonating: token %s (%s%s)" % (_hex(token), info.get("level"), extra)
+        level = info.get("level")
+        if isinstance(level, str) and level.startswith("Security"):
+            level = level[len("Security"):]
+        extra = ", EffectiveOnly" if info.get("effective_only") else ""
+        return "Impersonation token:  %s (Level %s%s)" % (_hex(token), level, extra)
     if info.get("active") is None and token is None:
         return "Impersonation unknown (this layout has no ActiveImpersonationInfo)"
     return "Not impersonating"

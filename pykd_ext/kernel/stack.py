@@ -9,12 +9,19 @@ before it (`call_verified`), which separates real return addresses from stale da
 
 Frame 0 is the thread's own instruction pointer when the dump states it (the crash context of
 the bugcheck processor, or a triage dump's context record); every frame says how it was found
-(`context`, `scan`), so nobody mistakes a scan for an unwind.
+(`context`, `unwind`, `scan`), so nobody mistakes a scan for an unwind. Where the dump holds a
+module's `.pdata` and unwind data (`kernel.unwind`), the crash thread's frames are unwound
+exactly first, and the scan continues from where the unwind stopped.
 """
 import bisect
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from pykd_ext.errors import MemoryReadError
+from pykd_ext.kernel.crash_context import crash_context, header_context, stack_holds
+from pykd_ext.kernel.unwind import unwind_frames
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: at most this many bytes of stack are scanned (x64 kernel stacks are 24 KiB, 0x6000; a larger
 #: span means the start or end pointer is corrupt)
@@ -123,19 +130,26 @@ def scan_stack(space: Any, modules: Locator, start: int, end: int, first_index: 
     return frames
 
 
-def _context_registers(ctx: Any) -> Optional[Tuple[int, int]]:
-    """(rip, rsp) of the dump's crash context, when it states one."""
-    context = (ctx.info.extra or {}).get("context")
-    if not isinstance(context, dict):
-        return None
-    ip = context.get("rip", context.get("eip", context.get("pc")))
-    sp = context.get("rsp", context.get("esp", context.get("sp")))
-    if isinstance(ip, int) and isinstance(sp, int):
-        return ip, sp
-    return None
+def module_map(ctx: Any) -> ModuleMap:
+    """The context's loaded modules as a ModuleMap, built once per context (`threads -v` asks
+    for every thread)."""
+    cached = getattr(ctx, "_stack_module_map", None)
+    if cached is None:
+        cached = ModuleMap(ctx.modules())
+        try:
+            ctx._stack_module_map = cached
+        except AttributeError:      # a context without a writable __dict__
+            pass
+    return cached
 
 
-def _stack_end(ctx: Any, sp: int, thread: Any) -> int:
+def _context_registers(ctx: "KernelContext") -> Optional[Tuple[int, int]]:
+    """(rip, rsp) of the dump's crash context, when it states one (a triage dump's context
+    record, else the kernel dump header's CONTEXT: `crash_context.header_context`)."""
+    return header_context(ctx)
+
+
+def _stack_end(ctx: "KernelContext", sp: int, thread: Any) -> int:
     """Where a scan from `sp` stops: the thread's stack base, else the triage dump's saved stack
     range, else MAX_SCAN_BYTES above `sp`."""
     if thread is not None:
@@ -151,28 +165,82 @@ def _stack_end(ctx: Any, sp: int, thread: Any) -> int:
     return sp + MAX_SCAN_BYTES
 
 
-def crash_stack(ctx: Any, thread: Any = None) -> List[Frame]:
-    """The crashing thread's frames: the context's instruction pointer, then a scan from its stack
-    pointer. Empty when the dump states no crash context."""
+def crash_stack(ctx: "KernelContext", thread: Any = None) -> List[Frame]:
+    """The crashing thread's frames: the context's instruction pointer, the frames x64 unwind
+    data in the dump can walk (`kernel.unwind`), then a scan from where the unwind stopped.
+    Empty when the dump states no crash context."""
+    return _crash_frames(ctx, thread)[0]
+
+
+def _crash_frames(ctx: "KernelContext", thread: Any) -> Tuple[List[Frame], str]:
+    """(frames, how they were found: one sentence)."""
     regs = _context_registers(ctx)
     if regs is None:
-        return []
+        return [], "the dump states no crash context"
     ip, sp = regs
-    modules = ModuleMap(ctx.modules())
+    modules = module_map(ctx)
     found = modules.locate(ip)
-    first = Frame(0, None, ip, found[0] if found else None, found[1] if found else None, "context")
-    return [first] + scan_stack(ctx.space, modules, sp, _stack_end(ctx, sp, thread), 1, ctx.pointer_size)
+    frames = [Frame(0, None, ip, found[0] if found else None, found[1] if found else None, "context")]
+    end = _stack_end(ctx, sp, thread)
+    scan_from = sp
+    how = "frame 0 from the crash context (rip 0x%x)" % ip
+    if ctx.pointer_size == 8:
+        walked, scan_from, why = unwind_frames(ctx.space, modules, ip, sp, end, MAX_FRAMES - 1)
+        for slot, ret, _rsp in walked:
+            where = modules.locate(ret)
+            frames.append(Frame(len(frames), slot, ret, where[0] if where else None,
+                                where[1] if where else None, "unwind"))
+        if walked:
+            how += "; %d frame(s) unwound with the modules' .pdata (stopped: %s)" % (len(walked), why)
+    how += "; then a stack scan from rsp 0x%x: return-address candidates, not an unwind" % scan_from
+    frames += scan_stack(ctx.space, modules, scan_from, end, len(frames), ctx.pointer_size,
+                         MAX_FRAMES - len(frames))
+    return frames, how
 
 
-def thread_stack(ctx: Any, thread: Any) -> List[Frame]:
+def thread_stack(ctx: "KernelContext", thread: Any) -> List[Frame]:
     """A thread's frames: scanned from its saved kernel stack pointer (`Tcb.KernelStack`) to its
     stack base. A thread that is running has no saved pointer worth scanning from."""
     sp = thread.field("Tcb.KernelStack")
     if not isinstance(sp, int) or not sp:
         return []
-    modules = ModuleMap(ctx.modules())
+    modules = module_map(ctx)
     return scan_stack(ctx.space, modules, sp, _stack_end(ctx, sp, thread), 0, ctx.pointer_size)
 
 
-__all__ = ["Frame", "MAX_FRAMES", "MAX_SCAN_BYTES", "ModuleMap", "crash_stack", "scan_stack",
-           "thread_stack"]
+class ThreadStack:
+    """A thread's frames and how they were found (`how`: one sentence for the text and JSON)."""
+
+    __slots__ = ("frames", "how", "crash", "sp")
+
+    def __init__(self, frames: List[Frame], how: str, crash: bool, sp: Optional[int] = None) -> None:
+        self.frames = frames
+        self.how = how
+        self.crash = crash
+        self.sp = sp            # the stack pointer the walk started from
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"how": self.how, "crash_context": self.crash, "sp": self.sp,
+                "frames": [f.to_dict() for f in self.frames]}
+
+
+def stack_for(ctx: "KernelContext", thread: Any) -> ThreadStack:
+    """The stack `ethread`/`threads -v` show for a thread: the crash context's (instruction
+    pointer, then a scan from its stack pointer) when this is the crash thread and the dump's
+    context belongs to it (a triage dump's thread, or a CONTEXT whose stack pointer lies in this
+    thread's stack); otherwise a scan from the thread's saved `Tcb.KernelStack`."""
+    crash = crash_context(ctx)
+    regs = _context_registers(ctx)
+    if crash is not None and crash.thread == thread.address and regs is not None and (
+            (ctx.info.extra or {}).get("thread") == thread.address or stack_holds(ctx, thread.address, regs[1])):
+        frames, how = _crash_frames(ctx, thread)
+        return ThreadStack(frames, how, True, regs[1])
+    sp = thread.field("Tcb.KernelStack")
+    if not isinstance(sp, int) or not sp:
+        return ThreadStack([], "no saved kernel stack pointer (Tcb.KernelStack) to scan from", False)
+    return ThreadStack(thread_stack(ctx, thread), "stack scan from the saved Tcb.KernelStack 0x%x: "
+                       "return-address candidates, not an unwind" % sp, False, sp)
+
+
+__all__ = ["Frame", "MAX_FRAMES", "MAX_SCAN_BYTES", "ModuleMap", "ThreadStack", "crash_stack", "module_map",
+           "scan_stack", "stack_for", "thread_stack"]

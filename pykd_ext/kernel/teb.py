@@ -7,12 +7,16 @@ what found it: `NtTib.Self` must be the TEB's own address and `ClientId.UniqueTh
 id — disagreement is reported, never silently accepted. All offsets and bits come from the
 build's `_TEB` layout (`HasFiberData` is a bit of `SameTebFlags` whose position the layout gives).
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
+from pykd_ext.kernel.fibers import fiber_facts
 from pykd_ext.kernel.userspace import UserProcess, absent_note
 from pykd_ext.kernel.view import StructView
 from pykd_ext.kernel.wow64 import find_teb32
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: (record key, `_TEB` member path)
 TEB_FIELDS: Tuple[Tuple[str, str], ...] = (
@@ -27,10 +31,11 @@ TEB_FIELDS: Tuple[Tuple[str, str], ...] = (
     ("hard_error_mode", "HardErrorMode"), ("win32_thread_info", "Win32ThreadInfo"),
     ("current_locale", "CurrentLocale"), ("deallocation_stack", "DeallocationStack"),
     ("has_fiber_data", "HasFiberData"), ("wow_teb_offset", "WowTebOffset"),
+    ("fls_data", "FlsData"),                       # H10 (issue 17): fiber-local storage
 )
 #: record keys of a TEB, in output order (`teb32` holds a nested record with the same keys)
 TEB_KEYS = (("tid", "pid", "thread", "process", "process_name", "bitness", "address")
-            + tuple(k for k, _ in TEB_FIELDS) + ("teb32", "layout"))
+            + tuple(k for k, _ in TEB_FIELDS) + ("fiber", "teb32", "layout"))
 
 Value = Union[int, bool, None, Fault]
 
@@ -67,6 +72,7 @@ def decode_teb(space: Any, teb_type: Any, address: Any, bitness: int, layout_id:
         if key == "wow_teb_offset" and isinstance(value, int) and value >= 0x80000000:
             value -= 0x100000000                   # LONG
         record[key] = value
+    record["fiber"] = fiber_facts(record)          # H10 (issue 17): what the TEB proves
     self_value = record["self"]
     if isinstance(self_value, int) and self_value != address:
         notes.append("%s at %#x: NtTib.Self is %#x, not the TEB's own address" % (who, address, self_value))
@@ -110,7 +116,7 @@ def decode_thread_teb(user: UserProcess, teb: Any, tid: Any, thread: Optional[in
     return main
 
 
-def kernel_thread_tebs(ctx: Any, threads: List[Any], symbols32: Optional[str] = None
+def kernel_thread_tebs(ctx: "KernelContext", threads: List[Any], symbols32: Optional[str] = None
                        ) -> List[Tuple[Any, UserProcess, TebDecoding]]:
     """(thread, user process, decoded TEB) for kernel `Thread`s (one page-table lookup per process)."""
     from pykd_ext.kernel.process import Process

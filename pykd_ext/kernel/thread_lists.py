@@ -6,11 +6,14 @@ process have" and the finders (`kernel.processes`) build censuses of many proces
 this walk, and neither may import the other (no import cycles: `.ci/import_cycles.py`).
 """
 from array import array
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from pykd_ext.kernel.thread import Thread
 from pykd_ext.kernel.walk import END_HEAD_UNREADABLE, END_UNREADABLE, WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 # Thread sources (the `found_by` values of threads).
 BY_PROCESSOR = "ProcessorCurrentThread"
@@ -28,7 +31,7 @@ BY_KTHREAD_LIST = "Pcb.ThreadListHead"    # _KPROCESS.ThreadListHead
 DEFAULT_THREAD_LIMIT = 1 << 17
 
 
-def _budget(ctx: Any) -> Any:
+def _budget(ctx: "KernelContext") -> Any:
     """The context's work budget (None for stand-in contexts of unit tests)."""
     return getattr(ctx, "budget", None)
 
@@ -42,7 +45,7 @@ class ThreadListing:
     `counts[list]` is the entry count, a Fault (the walk could not start or went into missing
     memory) or None (the work budget ended the walk: the count is unknown)."""
 
-    def __init__(self, ctx: Any = None) -> None:
+    def __init__(self, ctx: "KernelContext") -> None:
         self.ctx = ctx
         self.ends: Dict[str, WalkEnd] = {}
         self.counts: Dict[str, Any] = {}
@@ -91,7 +94,7 @@ class ThreadListing:
         return thread
 
 
-def _walk_threads(ctx: Any, head: int, link_offset: int, limit: int) -> Tuple[array, WalkEnd]:
+def _walk_threads(ctx: "KernelContext", head: int, link_offset: int, limit: int) -> Tuple[array, WalkEnd]:
     end = WalkEnd()
     found = array("Q", walk_list(ctx.space, head, end, limit, budget=_budget(ctx)))
     if link_offset:
@@ -101,7 +104,7 @@ def _walk_threads(ctx: Any, head: int, link_offset: int, limit: int) -> Tuple[ar
     return found, end
 
 
-def process_threads(ctx: Any, process: Any, limit: int = DEFAULT_THREAD_LIMIT) -> ThreadListing:
+def process_threads(ctx: "KernelContext", process: Any, limit: int = DEFAULT_THREAD_LIMIT) -> ThreadListing:
     """Walk `_EPROCESS.ThreadListHead` and `_KPROCESS.ThreadListHead`; note where they disagree."""
     listing = ThreadListing(ctx)
     if not process.readable:
@@ -157,7 +160,7 @@ def process_threads(ctx: Any, process: Any, limit: int = DEFAULT_THREAD_LIMIT) -
     return listing
 
 
-def _other_known_threads(ctx: Any) -> List[Tuple[int, str]]:
+def _other_known_threads(ctx: "KernelContext") -> List[Tuple[int, str]]:
     """The triage dump's thread and each processor's current thread."""
     known: List[Tuple[int, str]] = []
     t = triage_thread(ctx)
@@ -169,6 +172,6 @@ def _other_known_threads(ctx: Any) -> List[Tuple[int, str]]:
     return known
 
 
-def triage_thread(ctx: Any) -> Optional[int]:
+def triage_thread(ctx: "KernelContext") -> Optional[int]:
     value = (ctx.info.extra or {}).get("thread")
     return value if isinstance(value, int) and value else None

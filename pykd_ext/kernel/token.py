@@ -13,7 +13,7 @@ capabilities `Package` / `Capabilities` / `CapabilityCount` where the build has 
 Names of privileges, group attributes and flags come from `privileges.py`, of SIDs from `sids.py`.
 Counts read from the dump are bounded; every value may be a `Fault`.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union, cast
 
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.privileges import (GROUP_ATTRIBUTES, MANDATORY_POLICY, SE_GROUP_ENABLED,
@@ -22,6 +22,9 @@ from pykd_ext.kernel.privileges import (GROUP_ATTRIBUTES, MANDATORY_POLICY, SE_G
 from pykd_ext.kernel.sids import SidReader, integrity_level, sid_name
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: The most SIDs a token's user+group array (and each restricted-SID or capability array) is
 #: trusted to hold: the access token's group field holds at most 1,024 SIDs (Microsoft KB 328889,
@@ -48,7 +51,7 @@ def luid_text(high: Any, low: Any) -> Union[str, Fault, None]:
 class Token:
     """The `_TOKEN` at `address` (a body address; the fast-ref bits already masked)."""
 
-    def __init__(self, ctx: Any, address: int) -> None:
+    def __init__(self, ctx: "KernelContext", address: int) -> None:
         self.ctx = ctx
         self.address = address
         self.layout = ctx.layouts.type("_TOKEN")
@@ -277,12 +280,12 @@ class Token:
         }
 
 
-def process_token_address(ctx: Any, process: Any) -> Value:
+def process_token_address(ctx: "KernelContext", process: Any) -> Value:
     """The `_TOKEN` body of a process (`EPROCESS.Token`, fast-ref bits masked)."""
     return process.token
 
 
-def thread_impersonation(ctx: Any, thread: Any) -> Dict[str, Any]:
+def thread_impersonation(ctx: "KernelContext", thread: Any) -> Dict[str, Any]:
     """{active, token, level, effective_only} of a thread (`ETHREAD.ClientSecurity`).
 
     `active` is `ActiveImpersonationInfo` (None when the build has no such bit); the token pointer

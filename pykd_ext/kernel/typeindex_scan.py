@@ -15,10 +15,13 @@ the kernel's own data, using Windows facts rather than offsets:
   claimed.
 Everything is bounded (pages scanned, table entries read). Results are cached on the context.
 """
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from pykd_ext.errors import MemoryReadError, PykdExtError
 from pykd_ext.kernel.walk import WalkEnd, walk_list
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 
 SENTINEL = 0xBAD0B0B0
@@ -30,7 +33,7 @@ MAX_TYPES = 256
 PAGE = 0x1000
 
 
-def _data_sections(ctx: Any) -> Any:
+def _data_sections(ctx: "KernelContext") -> Any:
     from pykd_ext.targets.pe import read_pe_info
     base = ctx.kernel_base
     if not base:
@@ -43,14 +46,14 @@ def _data_sections(ctx: Any) -> Any:
     return [(base + s.virtual_address, s.virtual_size) for s in found]
 
 
-def _type_name(ctx: Any, pointer: int) -> Optional[str]:
+def _type_name(ctx: "KernelContext", pointer: int) -> Optional[str]:
     if not pointer or not ctx.layouts.has_type("_OBJECT_TYPE"):
         return None
     name = ctx.read_unicode(ctx.view("_OBJECT_TYPE", pointer), "Name")
     return name if isinstance(name, str) else None
 
 
-def find_type_index_table(ctx: Any) -> Optional[int]:
+def find_type_index_table(ctx: "KernelContext") -> Optional[int]:
     """Address of `ObTypeIndexTable` in the kernel's .data (None when not found)."""
     cached = getattr(ctx, "_h10_type_table", False)
     if cached is not False:
@@ -78,14 +81,14 @@ def find_type_index_table(ctx: Any) -> Optional[int]:
     return None
 
 
-def _stored_index(ctx: Any, body: int) -> Optional[int]:
+def _stored_index(ctx: "KernelContext", body: int) -> Optional[int]:
     header_type = ctx.layouts.type("_OBJECT_HEADER")
     view = ctx.view("_OBJECT_HEADER", body - header_type.offset("Body"))
     value = view["TypeIndex"]
     return value if isinstance(value, int) else None
 
 
-def derive_header_cookie(ctx: Any) -> Optional[int]:
+def derive_header_cookie(ctx: "KernelContext") -> Optional[int]:
     """The `ObHeaderCookie` byte from the first listed process and one of its threads; None
     before Windows 10, or when the two objects do not agree."""
     cached = getattr(ctx, "_h10_cookie", False)
@@ -134,7 +137,7 @@ def derive_header_cookie(ctx: Any) -> Optional[int]:
     return None
 
 
-def _first_entries(ctx: Any, head: Any, type_name: str, link: str, limit: int = 4) -> List[int]:
+def _first_entries(ctx: "KernelContext", head: Any, type_name: str, link: str, limit: int = 4) -> List[int]:
     """The first few structures on a kernel list, by raw walk: enough samples to derive the
     cookie, without the process/thread decoders (which themselves need the cookie)."""
     if not isinstance(head, int) or not head:
@@ -143,7 +146,7 @@ def _first_entries(ctx: Any, head: Any, type_name: str, link: str, limit: int = 
     return [entry - offset for entry in walk_list(ctx.space, head, WalkEnd(), limit)]
 
 
-def _check_threads(ctx: Any, threads: Any, cookie: int, thread_index: int, header_offset: int) -> bool:
+def _check_threads(ctx: "KernelContext", threads: Any, cookie: int, thread_index: int, header_offset: int) -> bool:
     for thread in list(threads)[:4]:
         stored = _stored_index(ctx, thread)
         if stored is not None:

@@ -11,13 +11,16 @@ reaches it differently:
   are the dump build's, or the nearest shipped build's when none match (said in the output).
 `UserProcess` carries the result so `peb`, `teb` and `modules` decode the same way everywhere.
 """
-from typing import Any, Dict, List, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union, cast
 
-from pykd_ext.errors import PykdExtError, UnknownBuildError
+from pykd_ext.errors import NotFoundError, PykdExtError, UnknownBuildError
 from pykd_ext.kernel.view import StructView
 from pykd_ext.kernel.wow64 import Layouts32, peb32_from_wow64_pointer, x86_layouts_for
 from pykd_ext.memory.faults import NOT_IN_DUMP, Fault
 from pykd_ext.memory.space import AddressSpace
+
+if TYPE_CHECKING:
+    from pykd_ext.kernel.context import KernelContext
 
 #: `TargetInfo.container` values of user-mode dumps (the readers in targets/minidump.py, userdump.py)
 USER_DUMP_CONTAINERS = ("MDMP", "USERDU64")
@@ -124,7 +127,7 @@ def absent_note(who: str, fault: Fault) -> str:
     return "%s: unreadable (%s)" % (who, fault)
 
 
-def from_kernel_process(ctx: Any, process: Any, symbols32: Optional[str] = None) -> UserProcess:
+def from_kernel_process(ctx: "KernelContext", process: Any, symbols32: Optional[str] = None) -> UserProcess:
     """The user side of a kernel `Process` (see `pykd_ext.kernel.process`)."""
     dtb = process.dtb
     space: Optional[AddressSpace] = None
@@ -245,7 +248,7 @@ def user_processes(session: Any, spec: Optional[str], symbols32: Optional[str] =
     if spec:
         processes = Finder(ctx).processes(spec)
         if not processes:
-            raise PykdExtError("no process matches %r" % spec)
+            raise NotFoundError("no process matches %r" % spec)
     elif all_when_empty:
         from pykd_ext.kernel.processes import all_processes
         processes = all_processes(ctx).ordered()

@@ -1,5 +1,12 @@
 """A kernel structure read once from memory, its fields decoded by precomputed offset.
 
+The one way to read a field (issue 11): the build's `TypeLayout.accessor(path)` gives its end
+offset and compiled reader; everything here applies it. `StructView` (read the structure once,
+`view[path]`) is what decoders use; `field_plan`/`read_plan` apply a fixed list of fields of one
+view at once (records of thousands of threads); `read_field` reads a single field of a structure
+without the rest. Code that holds bytes that are not in an address space (a triage dump's
+blocks) calls `TypeLayout.reader(path)` on them directly: the same decoder.
+
 Walkers never parse a whole structure with construct: they read `TypeLayout.size` bytes in one
 request and pull single fields out with the layout's compiled readers (about a microsecond each).
 When only a prefix of the structure is readable (a page boundary into missing memory), fields in
@@ -107,6 +114,20 @@ def read_utf16(space: AddressSpace, buffer: Any, length: Any, max_chars: int = 3
     except MemoryReadError as err:
         return err.fault
     return data.decode("utf-16-le", errors="replace")
+
+
+def read_field(space: AddressSpace, type_layout: Any, address: int, path: str) -> Value:
+    """One field of the structure at `address`, reading only that field's bytes (a pointer
+    chased across thousands of objects, where a whole `StructView` would read kilobytes each).
+
+    Decoded by the same layout accessor a `StructView` uses; the Fault when unreadable;
+    `MissingLayoutError` when the build has no such field (ask `type_layout.has_field` first)."""
+    f = type_layout.field(path)
+    size = max(f.size, 1)
+    data, fault = space.read_partial(address + f.offset, size)
+    if len(data) < size:
+        return fault or Fault("not in dump", address + f.offset)
+    return type_layout.reader(path)(data, -f.offset)
 
 
 def fast_ref_mask(layouts: Any) -> int:

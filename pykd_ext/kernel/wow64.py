@@ -5,7 +5,7 @@ Why a module of its own: a WoW64 process has two of everything user-mode — a 6
 32-bit `LIST_ENTRY`s and 8-byte `UNICODE_STRING`s. Their layouts come from symbol data only:
 - x86 layouts of the same (or the nearest) build (`_PEB`, `_TEB`, `_PEB_LDR_DATA`,
   `_LDR_DATA_TABLE_ENTRY`, `_RTL_USER_PROCESS_PARAMETERS` of a 32-bit kernel PDB), from the layout
-  registry (`arch == "x86"`) or a user-given ISF (`--symbols32`);
+  registry (the native architecture's `Arch.compat_arch`) or a user-given ISF (`--symbols32`);
 - otherwise the 64-bit kernel PDB's own `_PEB32`/`_TEB32`, which decode the top-level fields
   but not what they point to (the loader and parameter types exist only in x86 symbol data).
 Where the 32-bit structures are:
@@ -21,6 +21,7 @@ from pykd_ext.errors import MemoryReadError, PykdExtError
 from pykd_ext.kernel.view import StructView
 from pykd_ext.memory.faults import Fault
 from pykd_ext.memory.space import AddressSpace
+from pykd_ext.targets.arch import DEFAULT_ARCH, X86, Arch, arch_named
 
 #: 32-bit user addresses end here (a WoW64 structure pointer above it is not a 32-bit pointer).
 MAX_32BIT_ADDRESS = 0xFFFFFFFF
@@ -55,7 +56,15 @@ class Narrow32Space(AddressSpace):
 
 def narrow(space: AddressSpace) -> AddressSpace:
     """The space as 32-bit code sees it (itself when it already has 4-byte pointers)."""
-    return space if space.pointer_size == 4 else Narrow32Space(space)
+    return space if space.pointer_size == Narrow32Space.pointer_size else Narrow32Space(space)
+
+
+def guest_arch(native: Any) -> Arch:
+    """The architecture of the 32-bit programs WoW64 runs beside the `native` layouts' kernel
+    (`Arch.compat_arch`; x86 when the layouts do not say which architecture they are)."""
+    host = arch_named(str(getattr(native, "arch", "") or DEFAULT_ARCH.name))
+    guest = arch_named(host.compat_arch) if host is not None and host.compat_arch else None
+    return guest if guest is not None else X86
 
 
 class Layouts32:
@@ -114,16 +123,17 @@ def x86_layouts_for(native: Any, symbols32: Optional[str] = None) -> Layouts32:
     revision); x86 layouts of the nearest build number (said in the note); the native
     `_PEB32`/`_TEB32` (top-level fields only).
     """
+    guest = guest_arch(native)
     if symbols32:
         from pykd_ext.layouts.registry import load_isf_file
         full = load_isf_file(symbols32)
-        if getattr(full, "pointer_size", 4) != 4:
+        if getattr(full, "pointer_size", guest.pointer_size) != guest.pointer_size:
             raise PykdExtError("--symbols32 %s is not a 32-bit symbol table" % symbols32)
         return Layouts32(full, native, "32-bit structures: %s (--symbols32)" % full.label)
     build = int(getattr(native, "build", 0) or 0)
     try:
         from pykd_ext.layouts.registry import layouts_for_entry, list_builds
-        entries = [e for e in list_builds() if e.arch == "x86" and e.pointer_size == 4]
+        entries = [e for e in list_builds() if e.arch == guest.name and e.pointer_size == guest.pointer_size]
     except PykdExtError:
         entries = []
     if entries:
@@ -131,13 +141,13 @@ def x86_layouts_for(native: Any, symbols32: Optional[str] = None) -> Layouts32:
         if same:
             entry = max(same, key=lambda e: (e.revision or 0, e.build_id))
             return Layouts32(layouts_for_entry(entry), native,
-                             "32-bit structures: x86 layouts %s" % entry.build_id)
+                             "32-bit structures: %s layouts %s" % (guest.name, entry.build_id))
         entry = min(entries, key=lambda e: (abs(e.build - build), -(e.revision or 0), e.build_id))
         return Layouts32(layouts_for_entry(entry), native,
-                         "32-bit structures: no x86 layouts of build %d; decoded with the nearest "
-                         "x86 build %s" % (build, entry.build_id))
-    return Layouts32(None, native, "32-bit structures: no x86 layouts installed; the 64-bit PDB's "
-                                   "_PEB32/_TEB32 decode the top-level fields only")
+                         "32-bit structures: no %s layouts of build %d; decoded with the nearest "
+                         "%s build %s" % (guest.name, build, guest.name, entry.build_id))
+    return Layouts32(None, native, "32-bit structures: no %s layouts installed; the 64-bit PDB's "
+                                   "_PEB32/_TEB32 decode the top-level fields only" % guest.name)
 
 
 def peb32_from_wow64_pointer(space: AddressSpace, layouts: Any, pointer: Any) -> Any:
@@ -189,5 +199,5 @@ def find_teb32(space: AddressSpace, teb64_view: StructView, layouts32: Layouts32
     return None
 
 
-__all__ = ["Layouts32", "MAX_32BIT_ADDRESS", "Narrow32Space", "find_teb32", "narrow",
+__all__ = ["Layouts32", "MAX_32BIT_ADDRESS", "Narrow32Space", "find_teb32", "guest_arch", "narrow",
            "peb32_from_wow64_pointer", "teb32_candidates", "x86_layouts_for"]

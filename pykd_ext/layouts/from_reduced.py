@@ -26,6 +26,7 @@ from pykd_ext.layouts.isf_check import (CheckSteps, ARCHES, BASE_SIZES, GUID_RE,
                                         MAX_RVA, MAX_TEXT, MAX_U32, RECORD_KINDS, FORBIDDEN_RE, Where, int_problem,
                                         name_problem, shown, version_problem)
 from pykd_ext.layouts.model import KernelLayouts
+from pykd_ext.targets.arch import arch_named
 
 #: the largest record kept (measured over the 207 real tables: _KPRCB, tens of KiB) is far below
 #: this; a record's members are read into one buffer by `dt`
@@ -70,7 +71,8 @@ def check_meta(meta: Any, path: str = "") -> None:
         bad("age", int_problem(meta.age, 0, MAX_U32) or "")
     if meta.arch not in ARCHES:
         bad("arch", "%s is not one of %s" % (shown(meta.arch), ", ".join(ARCHES)))
-    if meta.pointer_size != (4 if meta.arch == "x86" else 8) or type(meta.pointer_size) is not int:
+    described = arch_named(meta.arch)
+    if described is None or meta.pointer_size != described.pointer_size or type(meta.pointer_size) is not int:
         bad("pointer_size", "%s does not fit arch %s" % (shown(meta.pointer_size), meta.arch))
     if not isinstance(meta.products, list):
         bad("products", "must be a list")

@@ -31,6 +31,7 @@ from pykd_ext.errors import LayoutError, PykdExtError, UnknownBuildError
 from pykd_ext.layouts.isf import GLOBAL_SYMBOLS, ROOT_ENUMS, ROOT_TYPES
 from pykd_ext.layouts.isf_check import GUID_RE, MAX_RVA, leading_version
 from pykd_ext.layouts.model import KernelLayouts
+from pykd_ext.targets.arch import DEFAULT_ARCH, arch_named, decodable_arches
 
 #: pykd/kdlib base type name -> (ISF base type name, size, signed, ISF kind)
 PYKD_BASE_TYPES: Dict[str, Tuple[str, int, bool, str]] = {
@@ -199,14 +200,18 @@ def _fields_of(ti: Any) -> List[Tuple[str, Any]]:
 
 
 def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: Optional[str],
-                  arch: str = "x64", kernel_base: Optional[int] = None,
+                  arch: str = DEFAULT_ARCH.name, kernel_base: Optional[int] = None,
                   module: str = "nt") -> Dict[str, Any]:
     """An ISF-shaped dict of the kept kernel types, enums and globals, from pykd typeInfo."""
     # pykd's exception classes (the classes it exports are exceptions)
     errors = cast(Tuple[Type[BaseException], ...],
                   tuple(t for t in (getattr(pykd, "DbgException", None), getattr(pykd, "BaseException", None))
                         if isinstance(t, type)) or (Exception,))
-    pointer_size = 8 if arch == "x64" else 4
+    described = arch_named(arch)
+    if described is None or described not in decodable_arches():
+        raise UnknownBuildError("the debugger's target is a %s machine: pykd-ext decodes %s"
+                                % (arch, ", ".join(a.name for a in decodable_arches())))
+    pointer_size = described.pointer_size
     collector = TypeInfoCollector(errors, pointer_size)
     found = 0
     for name in ROOT_TYPES:
@@ -234,7 +239,7 @@ def isf_from_pykd(pykd: Any, guid: Optional[str], age: Optional[int], version: O
                 continue
             if 0 <= va - kernel_base <= MAX_RVA:      # an RVA inside a 4 GiB image
                 symbols[sym] = {"address": va - kernel_base}
-    pdb: Dict[str, Any] = {"database": "ntkrnlmp.pdb", "machine_type": 34404 if arch == "x64" else 332}
+    pdb: Dict[str, Any] = {"database": "ntkrnlmp.pdb", "machine_type": described.machine_types[0]}
     if isinstance(guid, str) and GUID_RE.match(guid):   # the target's words: kept only when well-formed
         pdb["GUID"] = guid.upper()
         pdb["age"] = int(age if age is not None else 1)
@@ -316,7 +321,7 @@ def _identity(target: Any) -> Tuple[Optional[str], Optional[int], Optional[str],
     info = target.info()
     extra = info.extra or {}
     version = kernel_version(target)
-    return extra.get("pdb_guid"), extra.get("pdb_age"), version, info.arch or "x64", info.kernel_base
+    return extra.get("pdb_guid"), extra.get("pdb_age"), version, info.arch or DEFAULT_ARCH.name, info.kernel_base
 
 
 def kernel_version(target: Any) -> Optional[str]:

@@ -25,6 +25,7 @@ from pykd_ext.errors import LayoutError
 from pykd_ext.layouts.pdb import is_pdb_file, pdb_to_isf
 from pykd_ext.layouts.isf_check import (MACHINE_ARCH, MAX_NESTING, check_isf_doc, check_isf_head, leading_version,
                                         printable, version_problem)
+from pykd_ext.targets.arch import DEFAULT_ARCH, arch_for_pointer_size, arch_named, layout_build_id
 
 #: Types the walkers use; their by-value closure is kept (issue 3).
 ROOT_TYPES: Tuple[str, ...] = (
@@ -196,10 +197,14 @@ def meta_from_isf(doc: Dict[str, Any], version: Optional[str] = None, products: 
     age = pdb.get("age")
     pointer = (doc.get("base_types") or {}).get("pointer") or {}
     machine: Any = pdb.get("machine_type")
+    size: Any = pointer.get("size")
+    # the file's own statement of its architecture, else its machine type, else its pointer size
     arch = src.get("arch") or MACHINE_ARCH.get(machine) or \
-        ("x86" if pointer.get("size") == 4 else "x64")
-    ptr = pointer.get("size") or (4 if arch == "x86" else 8)
-    if ptr != (4 if arch == "x86" else 8):
+        (arch_for_pointer_size(size) if size in (4, 8) else DEFAULT_ARCH).name
+    described = arch_named(arch)
+    arch_pointer = described.pointer_size if described is not None else DEFAULT_ARCH.pointer_size
+    ptr = size or arch_pointer
+    if ptr != arch_pointer:
         raise LayoutError("malformed ISF: base_types.pointer.size: %d-byte pointers do not fit arch %s"
                           % (ptr, arch), path=path or None)
     if not version and isinstance(src.get("version"), str):
@@ -215,7 +220,7 @@ def meta_from_isf(doc: Dict[str, Any], version: Optional[str] = None, products: 
     if version:
         parts = version.split(".")
         build, revision = int(parts[2]), (int(parts[3]) if len(parts) > 3 else None)
-        build_id = version if arch == "x64" else "%s-%s" % (version, arch)
+        build_id = layout_build_id(version, arch)
     elif guid:
         # a user's ISF (e.g. Volatility's cache) names only its PDB: keyed by GUID-age
         build, revision = 0, None

@@ -16,8 +16,8 @@ keep), so a file is either good or refused:
 - names are strings of 1..MAX_NAME characters without C0/DEL/C1 controls, bidi overrides,
   isolates or marks, line/paragraph separators or lone surrogates (they would forge or reorder
   terminal lines);
-- `metadata.source.arch` is x64 or x86, the PDB GUID is 32 hex digits, a version is
-  digits and dots.
+- `metadata.source.arch` names an architecture pykd-ext decodes (`targets/arch.py`), the PDB
+  GUID is 32 hex digits, a version is digits and dots.
 
 JSON nesting outside the known keys is bounded by the json module itself (it raises
 RecursionError at the interpreter's recursion limit, turned into LayoutError by the reader); the
@@ -29,6 +29,7 @@ from itertools import repeat
 from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 from pykd_ext.errors import LayoutError
+from pykd_ext.targets.arch import decodable_arches
 
 #: longest name accepted: MSVC cuts decorated names at 4,096 characters (the longest in the real
 #: tables is a 395-character symbol name; C++ template names in other PDBs run longer)
@@ -45,9 +46,12 @@ MAX_COUNT = (1 << 32) - 1
 MAX_RVA = (1 << 32) - 1
 MAX_U32 = (1 << 32) - 1
 
-ARCHES = ("x64", "x86")
-#: PE machine types (IMAGE_FILE_MACHINE_I386, _AMD64) as ISF `machine_type`
-MACHINE_ARCH = {332: "x86", 34404: "x64"}
+#: the architectures whose symbol tables are built into layouts: those pykd-ext decodes
+#: (`targets/arch.py`: an `Arch` with a CONTEXT layout and a paging mode)
+ARCHES: Tuple[str, ...] = tuple(arch.name for arch in decodable_arches())
+#: PE machine types (IMAGE_FILE_MACHINE_*) as ISF `machine_type` -> architecture name
+MACHINE_ARCH: Dict[int, str] = {machine: arch.name for arch in decodable_arches()
+                                for machine in arch.machine_types}
 POINTER_SIZES = (4, 8)
 #: base type kind -> sizes the struct module can read (0 = void)
 BASE_SIZES = {"int": (1, 2, 4, 8), "char": (1, 2, 4, 8), "bool": (1, 2, 4, 8), "float": (4, 8),

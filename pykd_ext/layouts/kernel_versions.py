@@ -20,8 +20,10 @@ Entry points: `lookup_kernel(timestamp, size_of_image, arch)`, `lookup_kernel_fr
 info.extra["drivers"], kernel_base)` for a target's driver list, `versions_for_build(build)`,
 `lookup_sha256(hash)`, and `check_layout_fields(kernel, layouts)`.
 
-The table is loaded once per process (about 3,700 rows, a few milliseconds) into a dict keyed by
-(arch, timestamp, size), so each look-up is O(1); rows become objects only when returned.
+The table is loaded once per process (about 3,700 rows, ~20 ms) into a dict keyed by
+(arch, timestamp, size), so each look-up is O(1); rows become objects only when returned. A
+process's first few pair look-ups (a `!py` command asks for one kernel) search the table's text
+instead (~2 ms, `_quick_candidates`) and load nothing else.
 """
 import importlib.util
 import json
@@ -357,6 +359,59 @@ def load_table() -> KernelVersionTable:
     return table
 
 
+#: distinct pairs searched in the text before the table is loaded whole (a caller asking for many
+#: kernels is better served by the index)
+QUICK_LOOKUPS = 8
+#: answers of `_quick_candidates` by (arch, timestamp, size), for the life of the process
+_QUICK: Dict[Tuple[str, int, int], List[KernelVersion]] = {}
+
+
+def _quick_candidates(timestamp: int, size_of_image: int, arch: str) -> Optional[List[KernelVersion]]:
+    """The rows for one pair found by searching the table's text, without loading the table.
+
+    Why: a `!py` command starts a fresh interpreter and asks for one kernel; parsing all ~3,700
+    rows and indexing them costs ~20 ms of a ~100 ms command. The rows whose timestamp and size
+    cells spell the pair (hexadecimal, any case, any leading zeros, as `_load_rows` reads them)
+    are parsed exactly like `_load_rows` does and built like `KernelVersionTable` builds them.
+    [] when no row has the pair (checked to be complete: every row writes its pair as `0x...`);
+    None (the caller loads the whole table) when the table is written otherwise, so an oddly
+    written table gets the full table's answer and its errors.
+    """
+    if not (0 <= timestamp <= _U32_MAX and 0 <= size_of_image <= _U32_MAX):
+        return []
+    import re
+    folder = data_dir()
+    path = os.path.join(folder, TSV_NAME)
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    key = re.compile(r"\t0x0*%x\t0x0*%x\t" % (timestamp, size_of_image), re.IGNORECASE)
+    wanted = normalize_arch(arch)
+    rows: List[RawRow] = []
+    for match in key.finditer(text):
+        first = text.rfind("\n", 0, match.start()) + 1
+        last = text.find("\n", match.end())
+        cells = text[first:len(text) if last < 0 else last].rstrip("\r").split("\t")
+        if len(cells) == len(TSV_COLUMNS) and cells[0] == wanted and not cells[0].startswith("#"):
+            rows.append((cells[0], cells[1], cells[2], timestamp, size_of_image, cells[5], cells[6]))
+    header = re.search(r"^[^#\n][^\n]*$", text, re.MULTILINE)
+    if header is None or header.group(0).rstrip("\r") != "\t".join(TSV_COLUMNS):
+        return None                     # the full load reports a missing or unexpected header
+    if not rows:
+        # a miss is the answer only when every data row writes its pair as 0x... (as
+        # gen_kphdyn does), so that the search above could not have passed over a row
+        lines = text.count("\n") + (not text.endswith("\n")) - text.count("\n\n")
+        comments = text.count("\n#") + text.startswith("#")
+        data_rows = lines - comments - 1
+        return [] if text.count("\t0x") + text.count("\t0X") == 2 * data_rows else None
+    fields = _load_fields(os.path.join(folder, FIELDS_NAME))
+    if any(row[6] not in fields for row in rows):
+        return None                     # the full load reports the unknown fields set
+    return KernelVersionTable(rows, fields, path).candidates(timestamp, size_of_image, wanted)
+
+
 def lookup_kernel(timestamp: int, size_of_image: int,
                   arch: str = "amd64") -> Optional[KernelVersion]:
     """Exact kernel version for the image's TimeDateStamp and SizeOfImage, or None if unknown.
@@ -364,12 +419,25 @@ def lookup_kernel(timestamp: int, size_of_image: int,
     When kphdyn lists the pair under several versions the lowest is returned and
     `result.ambiguous_with` names the others (see `lookup_kernel_candidates`).
     """
-    return load_table().lookup(timestamp, size_of_image, arch)
+    rows = lookup_kernel_candidates(timestamp, size_of_image, arch)
+    return rows[0] if rows else None
 
 
 def lookup_kernel_candidates(timestamp: int, size_of_image: int,
                              arch: str = "amd64") -> List[KernelVersion]:
-    """All rows for the pair, lowest version first (empty when unknown)."""
+    """All rows for the pair, lowest version first (empty when unknown).
+
+    Before the table is loaded, the pair is first searched in the table's text
+    (`_quick_candidates`); the whole table is loaded only when that finds nothing."""
+    if _TABLE is None and len(_QUICK) < QUICK_LOOKUPS:
+        key = (normalize_arch(arch), timestamp, size_of_image)
+        quick = _QUICK.get(key)
+        if quick is None:
+            quick = _quick_candidates(timestamp, size_of_image, arch)
+            if quick is not None:
+                _QUICK[key] = quick
+        if quick is not None:
+            return list(quick)
     return load_table().candidates(timestamp, size_of_image, arch)
 
 

@@ -16,45 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError, MissingLayoutError, PykdExtError, UnknownBuildError
+# KDBG field -> (type, member path) it states: shared with the inferred layouts (H9, issue 15)
+from pykd_ext.layouts.inferred.kdbg_facts import KDBG_LAYOUT_FACTS
 from pykd_ext.layouts.model import KernelLayouts
 from pykd_ext.layouts.registry import (HOW_TO_ADD, BuildEntry, candidates_for_build, find_by_guid,
-                                       load_isf_file, load_layouts, usable_layouts)
+                                       load_isf_file, usable_layouts)
 
-#: KDBG field (wdbgexts.h name) -> (type, member path) it states the offset of; "SIZE" = sizeof.
-KDBG_LAYOUT_FACTS: Tuple[Tuple[str, str, str], ...] = (
-    ("SizeEProcess", "_EPROCESS", "SIZE"),
-    ("SizeEThread", "_ETHREAD", "SIZE"),
-    ("SizePrcb", "_KPRCB", "SIZE"),
-    ("SizePcr", "_KPCR", "SIZE"),
-    ("OffsetEprocessPeb", "_EPROCESS", "Peb"),
-    ("OffsetEprocessParentCID", "_EPROCESS", "InheritedFromUniqueProcessId"),
-    ("OffsetEprocessDirectoryTableBase", "_EPROCESS", "Pcb.DirectoryTableBase"),
-    ("OffsetKThreadState", "_KTHREAD", "State"),
-    ("OffsetKThreadTeb", "_KTHREAD", "Teb"),
-    ("OffsetKThreadKernelStack", "_KTHREAD", "KernelStack"),
-    ("OffsetKThreadInitialStack", "_KTHREAD", "InitialStack"),
-    ("OffsetKThreadApcProcess", "_KTHREAD", "ApcState.Process"),
-    ("OffsetKThreadNextProcessor", "_KTHREAD", "NextProcessor"),
-    ("OffsetKThreadStackLimit", "_KTHREAD", "StackLimit"),
-    ("OffsetKThreadStackBase", "_KTHREAD", "StackBase"),
-    ("OffsetKThreadQueueListEntry", "_KTHREAD", "QueueListEntry"),
-    ("OffsetKThreadWaitReason", "_KTHREAD", "WaitReason"),
-    ("OffsetEThreadIrpList", "_ETHREAD", "IrpList"),
-    ("OffsetPrcbCurrentThread", "_KPRCB", "CurrentThread"),
-    ("OffsetPrcbIdleThread", "_KPRCB", "IdleThread"),
-    ("OffsetPrcbNumber", "_KPRCB", "Number"),
-    ("OffsetPrcbMhz", "_KPRCB", "MHz"),
-    ("OffsetPrcbCpuType", "_KPRCB", "CpuType"),
-    ("OffsetPrcbVendorString", "_KPRCB", "VendorString"),
-    ("OffsetPrcbProcStateContext", "_KPRCB", "ProcessorState.ContextFrame"),
-    ("OffsetPrcbProcStateSpecialReg", "_KPRCB", "ProcessorState.SpecialRegisters"),
-    ("OffsetPrcbContext", "_KPRCB", "Context"),
-    ("OffsetPrcbDpcStack", "_KPRCB", "DpcStack"),
-    ("OffsetPrcbIsrStack", "_KPRCB", "IsrStack"),
-    ("OffsetPcrSelfPcr", "_KPCR", "Self"),
-    ("OffsetPcrCurrentPrcb", "_KPCR", "CurrentPrcb"),
-    ("OffsetPcrContainedPrcb", "_KPCR", "Prcb"),
-)
 #: KDBG pointers whose target is not the ISF symbol of the same name (NtBuildLab points into
 #: the build string, not at its start, on some builds)
 RVA_CHECK_SKIP = ("NtBuildLab",)
@@ -282,8 +249,12 @@ def choose_for_target(target: Any) -> KernelLayouts:
         entries = version_choice.candidates_for_version(exact_version, arch, int(build)) or entries
     if not entries:
         what = " (kernel PDB %s-%s)" % (guid, age) if guid else ""
-        raise UnknownBuildError("no kernel layouts for Windows build %s (%s)%s. %s"
-                                % (build, arch, what, HOW_TO_ADD))
+        # H9 (issue 15): no shipped layout fits: a partial layout proven by the dump itself
+        from pykd_ext.layouts.inferred import infer_layouts
+        return infer_layouts(target, reason="no kernel layouts for Windows build %s (%s)%s: inferred from "
+                             "the dump" % (build, arch, what),
+                             unusable="no kernel layouts for Windows build %s (%s)%s, and too little could "
+                             "be inferred from the dump. %s" % (build, arch, what, HOW_TO_ADD))
     reader = _Reader(target.kernel)
     scored: List[Tuple[BuildEntry, KernelLayouts, List[Check]]] = []
     for entry in entries:
@@ -394,17 +365,19 @@ def _differing_types(chosen: KernelLayouts, others: List[KernelLayouts]) -> List
 
 
 def layouts_for_session(session: Any) -> KernelLayouts:
-    """The layouts a command uses: --symbols, --build, or chosen from the target."""
+    """The layouts a command uses: --layout inferred, --symbols, --build, or chosen from the target."""
+    if getattr(session, "layout_mode", None) == "inferred":     # H9 (issue 15)
+        from pykd_ext.layouts.inferred import infer_layouts
+        return infer_layouts(session.target)
     if getattr(session, "symbols", None):
         lay = load_isf_file(session.symbols)
         lay.choice = {"method": "symbols-file", "warnings": [], "candidates": [lay.build_id],
                       "chosen": lay.build_id, "reason": "--symbols %s" % session.symbols}
         return lay
     if getattr(session, "build", None):
-        lay = load_layouts(str(session.build))
-        lay.choice = {"method": "build-option", "warnings": [], "candidates": [lay.build_id],
-                      "chosen": lay.build_id, "reason": "--build %s" % session.build}
-        return lay
+        # issue 12: builds as people name them (19041, 22H2, 10.0.26100.2000), the choice in a note
+        from pykd_ext.layouts.build_names import layouts_for_build_name
+        return layouts_for_build_name(str(session.build))
     layouts = choose_for_target(session.target)
     _give_target_pte_bits(session.target, layouts)
     return layouts

@@ -19,10 +19,28 @@ Records come in one of two forms:
 first run the stream to its end, keeping the rows (tests and the Python API use this).
 """
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Union
 
 #: the text of one row: lines, or a function computing them when text is printed
 RowText = Union[None, Sequence[str], Callable[[], Iterable[str]]]
+
+#: Record keys that hold addresses (virtual or physical) in any command's records and meta. JSON,
+#: JSONL and CSV write their integers as "0x..." strings (issue 12: jq 1.6 and JavaScript read
+#: numbers as doubles and round 0xffffb30c8a00d050 to ...d000); counts, IDs, sizes, offsets stay
+#: numbers. A column declared `fmt="addr"` is an address key too. The Python values stay ints.
+ADDRESS_KEYS: FrozenSet[str] = frozenset((
+    "address", "base", "end", "start", "entry", "entry_point", "image_base", "object", "object_header",
+    "process", "thread", "job", "parent_job", "token", "peb", "peb32", "teb", "teb32", "prcb", "table",
+    "table_code", "stack", "stack_base", "stack_limit", "stack_init", "stack_current", "start_address",
+    "win32_start_address", "instruction_pointer", "dtb", "user_dtb", "directory_table_base",
+    "kernel_base", "kd_debugger_data_block", "pfn_database", "ps_active_process_head",
+    "ps_loaded_module_list", "restricted_sids_pointer", "device_map", "attached_process",
+    "impersonation_token", "primary_token", "Flink", "Blink", "_address", "_list_flink", "_list_blink",
+    "fls_data", "current_fiber", "queue_address",    # H10 (issue 17): fibers, ready queues
+))
+#: integers beyond a double's exact range are written as hex strings whatever their key
+#: (registers, bugcheck parameters, KDBG pointers): no JSON reader can hold them as numbers
+MAX_EXACT_JSON_INT = (1 << 53) - 1
 
 
 @dataclass
@@ -31,7 +49,9 @@ class Column:
 
     key: str
     title: str = ""
-    fmt: str = "str"          # "str", "int", "hex", "addr" (16 hex digits), "hex4" (%04x), "bool"
+    #: "str", "int", "hex", "addr" (an address: 16 hex digits in tables, "0x..." in JSON/CSV),
+    #: "hex4" (%04x), "bool"
+    fmt: str = "str"
 
     def __post_init__(self) -> None:
         if not self.title:
@@ -88,6 +108,12 @@ class Result:
         self.rows_have_text = rows_have_text
         #: called once per record as renderers consume them (progress counting)
         self.on_record: Optional[Callable[[], Any]] = None
+        #: records rendered so far (the CLI's exit code: 0 when any, 1 "nothing matched" when none)
+        self.record_count = 0
+        #: keys whose integers are addresses in this result's records (see ADDRESS_KEYS)
+        self.address_keys: FrozenSet[str] = ADDRESS_KEYS.union(c.key for c in columns if c.fmt == "addr")
+        #: optional per-record widening of `address_keys` (dt: a pointer member's "value")
+        self.record_address_keys: Optional[Callable[[Dict[str, Any]], FrozenSet[str]]] = None
 
     # ---- what renderers use (each consumes a streamed result once)
     @property
@@ -104,6 +130,7 @@ class Result:
         tick = self.on_record
         if self._rows is None:
             for record in self._records:
+                self.record_count += 1
                 if tick is not None:
                     tick()
                 yield Row(record)
@@ -114,8 +141,10 @@ class Result:
                 raise RuntimeError("the rows of a streamed %s result were already consumed" % self.command)
             self._consumed = True
         for row in source:
-            if tick is not None and row.record is not None:
-                tick()
+            if row.record is not None:
+                self.record_count += 1
+                if tick is not None:
+                    tick()
             yield row
 
     def iter_records(self) -> Iterator[Dict[str, Any]]:
@@ -126,6 +155,7 @@ class Result:
     def text_lines(self) -> Iterator[str]:
         """The WinDbg-shaped text (only when `has_text`)."""
         if self.text is not None:
+            self.record_count = len(self.records)      # a list result: its text shows its records
             for line in self.text(self):
                 yield line
             return

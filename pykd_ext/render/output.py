@@ -17,9 +17,16 @@ from pykd_ext.render.renderers import render_lines
 NOTES_ON_STDERR = ("text", "table")
 
 
-def write_result(result: Result, fmt: str, out: Any, err: Any = None, quiet: bool = False) -> None:
-    """Render `result` in `fmt` to `out` line by line; then its notes to `err` (text/table)."""
+def write_result(result: Result, fmt: str, out: Any, err: Any = None, quiet: bool = False,
+                 color: str = "auto") -> None:
+    """Render `result` in `fmt` to `out` line by line; then its notes to `err` (text/table).
+    Text and tables are coloured on a terminal (`render/colour.py`; `color` auto|always|never)."""
     err = err if err is not None else sys.stderr
+    paint = None
+    if fmt in NOTES_ON_STDERR and color != "never":
+        from pykd_ext.render import colour
+        if colour.wanted(out, color):
+            paint = colour.colour_line
     progress = Progress(result.command, stream=err, enabled=False if quiet else None, unit="records")
     if progress.enabled:
         result.on_record = progress.step
@@ -29,18 +36,24 @@ def write_result(result: Result, fmt: str, out: Any, err: Any = None, quiet: boo
         for line in render_lines(result, fmt):
             if out_is_terminal and progress.enabled:
                 progress.close()        # the output itself now shows that work goes on
-            write(line + "\n")
+            write((paint(line) if paint is not None else line) + "\n")
     finally:
         progress.close()
         result.on_record = None
     if fmt in NOTES_ON_STDERR:
-        write_notes(result.notes, err)
+        write_notes(result.notes, err, color)
 
 
-def write_notes(notes: Iterable[str], err: Any = None) -> None:
+def write_notes(notes: Iterable[str], err: Any = None, color: str = "never") -> None:
     err = err if err is not None else sys.stderr
+    paint = None
+    if color != "never":
+        from pykd_ext.render import colour
+        if colour.wanted(err, color):
+            paint = colour.colour_note
     for note in notes:
-        err.write("note: %s\n" % escape_text(note))
+        label = paint("note:") if paint is not None else "note:"
+        err.write("%s %s\n" % (label, escape_text(note)))
 
 
 def write_error(prog: str, message: str, err: Any = None) -> None:

@@ -8,10 +8,10 @@ widths). `render_lines` is the one way out for every sink (CLI, `!py`, tests): t
 import csv
 import io
 import json
-from typing import Callable, Dict, Iterable, Iterator, List
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional
 
 from pykd_ext.render.escape import escape_lines, escape_text
-from pykd_ext.render.grid import Result
+from pykd_ext.render.grid import MAX_EXACT_JSON_INT, Result
 from pykd_ext.render.values import json_default, plain, show
 
 FORMATS = ("text", "table", "json", "jsonl", "csv")
@@ -21,6 +21,63 @@ HUMAN_FORMATS = ("text", "table", "csv")
 #: one record per call through the C encoder (`default` only for Faults, bytes, objects)
 _RECORD_ENCODER = json.JSONEncoder(default=json_default)
 _COMPACT_ENCODER = json.JSONEncoder(default=json_default, separators=(",", ":"))
+
+
+def _hex(value: int) -> str:
+    return "0x%x" % value if value >= 0 else "-0x%x" % -value
+
+
+def serial_value(value: Any, keys: FrozenSet[str], key: Optional[str] = None) -> Any:
+    """`value` as JSON/JSONL/CSV write it: integers under an address key (`Result.address_keys`,
+    at any depth, lists included) and integers too large for a double become "0x..." strings;
+    everything else is unchanged (the C encoder and `json_default` handle it)."""
+    kind = type(value)
+    if kind is int:
+        if key in keys or value > MAX_EXACT_JSON_INT or value < -MAX_EXACT_JSON_INT:
+            return _hex(value)
+        return value
+    if kind is dict:
+        return {k: serial_value(v, keys, k) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [serial_value(v, keys, key) for v in value]
+    if kind in _JSON_SCALARS:
+        return value
+    try:                        # a Fault, bytes, an object with to_dict: its JSON form, walked too
+        return serial_value(json_default(value), keys, key)
+    except TypeError:
+        return value            # the encoder reports what it cannot write
+
+
+_JSON_SCALARS = (str, float, bool, type(None))
+
+
+def serial_record(result: Result, record: Dict[str, Any]) -> Dict[str, Any]:
+    """One record with its addresses as hex strings (the one place serialised output types them)."""
+    keys = result.address_keys
+    widen = result.record_address_keys
+    if widen is not None:
+        keys = keys | widen(record)
+    return serial_value(record, keys)
+
+
+def addresses_as_ints(value: Any) -> Any:
+    """The inverse of `serial_value` for a parsed JSON document: every "0x..." string back to its
+    int (for Python readers of our JSON/JSONL that want the API's values; jq and JavaScript should
+    keep the strings)."""
+    kind = type(value)
+    if kind is str:
+        text = value[1:] if value.startswith("-") else value
+        if text[:2] == "0x" and len(text) > 2 and all(c in _HEX_DIGITS for c in text[2:]):
+            return int(value, 16)
+        return value
+    if kind is dict:
+        return {k: addresses_as_ints(v) for k, v in value.items()}
+    if kind is list:
+        return [addresses_as_ints(v) for v in value]
+    return value
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 def render_table(result: Result) -> Iterable[str]:
@@ -54,7 +111,7 @@ def render_json(result: Result) -> Iterator[str]:
 
     yield "{"
     yield '  "command": %s,' % json.dumps(result.command)
-    yield '  "meta": %s,' % nested(plain(result.meta))
+    yield '  "meta": %s,' % nested(serial_value(plain(result.meta), result.address_keys))
     encode = _RECORD_ENCODER.encode
     previous = None
     for rec in result.iter_records():
@@ -62,7 +119,7 @@ def render_json(result: Result) -> Iterator[str]:
             yield '  "records": ['
         else:
             yield "    " + previous + ","
-        previous = encode(rec)
+        previous = encode(serial_record(result, rec))
     if previous is None:
         yield '  "records": [],'
     else:
@@ -75,7 +132,7 @@ def render_json(result: Result) -> Iterator[str]:
 def render_jsonl(result: Result) -> Iterator[str]:
     encode = _COMPACT_ENCODER.encode
     for rec in result.iter_records():
-        yield encode(rec)
+        yield encode(serial_record(result, rec))
 
 
 def render_csv(result: Result) -> Iterator[str]:
@@ -92,9 +149,19 @@ def render_csv(result: Result) -> Iterator[str]:
 
     writer.writerow([c.key for c in columns])
     yield take()
+    keys = result.address_keys
     for rec in result.iter_records():
-        writer.writerow([show(rec.get(c.key), c.fmt) for c in columns])
+        writer.writerow([_csv_cell(rec.get(c.key), c.fmt, c.key in keys) for c in columns])
         yield take()
+
+
+def _csv_cell(value: Any, fmt: str, is_address: bool) -> str:
+    """A CSV cell: addresses as "0x..." like JSON (tables keep WinDbg's 16 hex digits)."""
+    if is_address and type(value) is int:
+        return _hex(value)
+    if is_address and isinstance(value, (list, tuple)):
+        return ",".join(_hex(v) if type(v) is int else show(v, fmt) for v in value)
+    return show(value, fmt)
 
 
 RENDERERS: Dict[str, Callable[[Result], Iterable[str]]] = {

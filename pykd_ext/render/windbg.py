@@ -88,7 +88,9 @@ def process_detail_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = N
     width = _ptr_width(more)
     out: List[str] = []
     if "vad_root" in more:
-        out.append("    VadRoot %s Vads %s" % (hx(more.get("vad_root"), width), dec(more.get("vad_count"))))
+        # WinDbg goes on with `Clone N Private N. Modified N. Locked N.`: left out (docs/windbg-text.md)
+        vads = " Vads %s" % dec(more["vad_count"]) if more.get("vad_count") is not None else ""
+        out.append("    VadRoot %s%s" % (hx(more.get("vad_root"), width), vads))
     if "device_map" in more:
         out.append("    DeviceMap %s" % hx(more.get("device_map"), width))
     out.append(_detail("Token", hx(rec.get("token"), width)))
@@ -98,6 +100,9 @@ def process_detail_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = N
     for label, key in (("UserTime", "user_ticks"), ("KernelTime", "kernel_ticks")):
         if key in more:
             out.append(_detail(label, ticks_text(more[key], increment)))
+    for label, key in (("PeakWorkingSetSize", "peak_working_set"), ("PageFaultCount", "page_fault_count")):
+        if key in more:
+            out.append(_detail(label, dec(more[key])))
     for label, key in (("VirtualSize", "virtual_size"), ("PeakVirtualSize", "peak_virtual_size")):
         value = more.get(key)
         if isinstance(value, int):
@@ -233,7 +238,7 @@ def thread_full_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = None
                           THREAD_SECOND_AFTER_POINTER))
     else:
         out.append(_label("Attached Process", "N/A", _image("N/A")))
-    out.append(_label("Wait Start TickCount", dec(rec.get("wait_start_tick"))))
+    out.append(_label("Wait Start TickCount", dec(rec.get("wait_start_tick")), more.get("ticks_text") or ""))
     out.append(_label("Context Switch Count", dec(rec.get("context_switches")),
                       "IdealProcessor: %s" % dec(rec.get("ideal_processor"))))
     increment = more.get("time_increment")

@@ -8,21 +8,23 @@ use its fields, instead of testing `machine_type != 0x8664` in a dozen places.
 
 Sources: PE/COFF specification (IMAGE_FILE_MACHINE_*), winnt.h (PROCESSOR_ARCHITECTURE_*,
 CONTEXT), wdm.h (KI_USER_SHARED_DATA; the kernel address space starting at MM_SYSTEM_RANGE_START
-0x80000000 on x86 and at the canonical high half on x64), wdbgexts.h (KDDEBUGGER_DATA64: a
+0x80000000 on x86 and at the canonical high half on x64; MM_HIGHEST_USER_ADDRESS 0x7FFEFFFF on
+x86 without /3GB, 0x7FFFFFFEFFFF on x64), wdbgexts.h (KDDEBUGGER_DATA64: a
 32-bit kernel stores its pointers sign-extended to 64 bits), mindumpdef.h (DUMP_HEADER32 /
-DUMP_HEADER64).
+DUMP_HEADER64), Microsoft Learn "WOW64 Implementation Details" (x64 Windows runs x86 programs).
 
 Adding an architecture touches: its paging mode(s) in `memory/paging_modes.py` (data), its CONTEXT
 layout in `targets/cpu_context.py` (data), one `Arch` here, a DTB finder in `targets/dtbscan.py`
 when raw images of it are to be read, and the tests of each. ARM64 is described as far as it is
-known (machine type, paging mode); with no CONTEXT layout and no dump flavour yet, readers refuse
-its dumps with a typed error naming it.
+known (machine type, paging mode, CONTEXT, 64-bit dump header); 32-bit ARM has a CONTEXT and
+its triage dumps are read, but no paging mode.
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from pykd_ext.memory.paging_modes import AARCH64_4K, X64_4LEVEL, X86_NONPAE, X86_PAE, PagingMode
-from pykd_ext.targets.cpu_context import AMD64_CONTEXT, X86_CONTEXT, ContextLayout
+from pykd_ext.targets.cpu_context import (AMD64_CONTEXT, ARM64_CONTEXT, ARM_CONTEXT, X86_CONTEXT,
+                                          ContextLayout)
 from pykd_ext.targets.dtbscan import LOW_STUB_FINDER, RECURSIVE_MAP_FINDER, DtbFinder
 
 
@@ -41,6 +43,25 @@ class Arch:
     kernel_start: Optional[int] = None          # lowest kernel-space virtual address
     kuser_shared_data: Optional[int] = None     # KI_USER_SHARED_DATA, the kernel's view
     find_dtbs: Optional[DtbFinder] = None       # raw images: where the kernel's tables are
+    highest_user_address: Optional[int] = None  # MM_HIGHEST_USER_ADDRESS (no /3GB, no LA57)
+    instruction_pointer: Optional[str] = None   # CONTEXT member of the program counter ("Rip")
+    stack_pointer: Optional[str] = None         # CONTEXT member of the stack pointer ("Rsp")
+    compat_arch: Optional[str] = None           # WoW64: the 32-bit architecture it runs ("x86")
+
+    def context_registers(self, registers: Any) -> Optional[Tuple[int, int]]:
+        """(instruction pointer, stack pointer) of a decoded CONTEXT (`ContextLayout.decode`'s
+        lower-case keys), None when this architecture names no such registers or they are absent."""
+        if not isinstance(registers, dict) or not self.instruction_pointer or not self.stack_pointer:
+            return None
+        ip = registers.get(self.instruction_pointer.lower())
+        sp = registers.get(self.stack_pointer.lower())
+        if isinstance(ip, int) and isinstance(sp, int):
+            return ip, sp
+        return None
+
+    def is_user_address(self, address: int) -> bool:
+        """At or below the highest user address (False when this architecture does not state it)."""
+        return self.highest_user_address is not None and 0 <= address <= self.highest_user_address
 
     @property
     def address_limit(self) -> int:
@@ -82,24 +103,54 @@ X64 = Arch(
     name="x64", machine_types=(0x8664,), processor_architecture=9, pointer_size=8,
     paging_modes=(X64_4LEVEL,), context=AMD64_CONTEXT, kernel_dump_width=64,
     kernel_start=0xFFFF800000000000, kuser_shared_data=0xFFFFF78000000000,
-    find_dtbs=LOW_STUB_FINDER)
+    find_dtbs=LOW_STUB_FINDER, highest_user_address=0x7FFFFFFEFFFF,
+    instruction_pointer="Rip", stack_pointer="Rsp", compat_arch="x86")
 
 X86 = Arch(
     name="x86", machine_types=(0x14C,), processor_architecture=0, pointer_size=4,
     # PAE first: every Windows 8+ x86 kernel and most Windows 7 ones run PAE
     paging_modes=(X86_PAE, X86_NONPAE), context=X86_CONTEXT, kernel_dump_width=32,
     kdbg_sign_extended=True, kernel_start=0x80000000, kuser_shared_data=0xFFDF0000,
-    find_dtbs=RECURSIVE_MAP_FINDER)
+    find_dtbs=RECURSIVE_MAP_FINDER, highest_user_address=0x7FFEFFFF,
+    instruction_pointer="Eip", stack_pointer="Esp")
 
+#: ARM64 (H8, issue 15): Windows on ARM64 keeps x64's split (kernel in the upper half, translated
+#: through TTBR1 with 48-bit VAs; KUSER_SHARED_DATA at the same kernel address, wdm.h), dumps in
+#: the 64-bit header; its CONTEXT is ARM64_NT_CONTEXT (Pc, Sp).
 ARM64 = Arch(name="arm64", machine_types=(0xAA64,), processor_architecture=12, pointer_size=8,
-             paging_modes=(AARCH64_4K,))
+             paging_modes=(AARCH64_4K,), context=ARM64_CONTEXT, kernel_dump_width=64,
+             kernel_start=0xFFFF800000000000, kuser_shared_data=0xFFFFF78000000000,
+             highest_user_address=0x7FFFFFFEFFFF, instruction_pointer="Pc", stack_pointer="Sp")
+
+#: 32-bit ARM (Windows RT / Windows 10 IoT): its triage dumps (`PAGEDUMP`) are read (H8, issue
+#: 15): kernel from 0x80000000 and KDBG pointers sign-extended as on x86; no paging mode yet, so
+#: dumps with physical memory are refused by name.
+ARM = Arch(name="arm", machine_types=(0x1C4,), processor_architecture=5, pointer_size=4,
+           context=ARM_CONTEXT, kernel_dump_width=32, kdbg_sign_extended=True,
+           kernel_start=0x80000000, instruction_pointer="Pc", stack_pointer="Sp")
 
 #: Named only (so files stating them are reported by name): no reader decodes them.
-ARM = Arch(name="arm", machine_types=(0x1C4,), processor_architecture=5, pointer_size=4)
 IA64 = Arch(name="ia64", machine_types=(0x200,), processor_architecture=6, pointer_size=8)
 
 #: Every architecture known, in the order raw-image discovery tries them.
 ARCHES: Tuple[Arch, ...] = (X64, X86, ARM64, ARM, IA64)
+
+
+#: The architecture assumed when a symbol file or a debugger does not say, and the one whose
+#: layout build ids carry no suffix ("10.0.19041.1288"; others: "6.1.7601.17514-x86").
+DEFAULT_ARCH = X64
+
+
+def decodable_arches() -> Tuple[Arch, ...]:
+    """The architectures pykd-ext decodes dumps of (those with a CONTEXT layout; a triage dump
+    needs no paging mode): the ones whose symbol tables it builds layouts for."""
+    return tuple(arch for arch in ARCHES if arch.context is not None)
+
+
+def layout_build_id(version: str, arch_name: str) -> str:
+    """The layout registry's id of a build: the version, suffixed with the architecture unless
+    it is the default one."""
+    return version if arch_name == DEFAULT_ARCH.name else "%s-%s" % (version, arch_name)
 
 
 def arch_named(name: str) -> Optional[Arch]:

@@ -11,7 +11,8 @@ VM. Walkers only ever see:
   (`opener.open_description`);
 - `pe_image(base)` / `kernel_image()`: the PE headers of an image in kernel memory, parsed once
   (the kernel's is wanted by `info()`, the layout choice and the type-table scan);
-- `drop_caches()`: called between commands on live targets.
+- `drop_caches()`: called between commands on live targets;
+- `refresh()`: later reads see memory as it is now (a no-op for dumps; live VMs drop caches).
 How a file becomes a `Target` is `opener.open_target(path)` (a registry of `opener.Opener`s).
 """
 from abc import ABC, abstractmethod
@@ -132,6 +133,11 @@ class Target(ABC):
         self.kernel.drop_caches()
         if self.physical is not None:
             self.physical.drop_caches()
+
+    def refresh(self) -> None:
+        """Make later reads see memory as it is now (live targets: `live.qemu`, `live.livefile`
+        drop their caches and re-read what may have changed). A dump does not change: nothing
+        to do. `watch` calls this between runs."""
 
     def close(self) -> None:
         """Release files and mappings."""

@@ -7,7 +7,14 @@ Which layout a dump uses is its architecture's (`arch.Arch.context`).
 
 Format facts: Windows SDK `winnt.h` `CONTEXT` (AMD64: 0x4d0 bytes, Rip at 0xf8; x86: 0x2cc
 bytes, the 112-byte FLOATING_SAVE_AREA after the debug registers, Eip at 0xb8), as documented
-on Microsoft Learn "CONTEXT structure (winnt.h)".
+on Microsoft Learn "CONTEXT structure (winnt.h)"; ARM64: winnt.h `ARM64_NT_CONTEXT` (the
+`CONTEXT` of `_M_ARM64`, Microsoft Learn "ARM64_NT_CONTEXT structure (winnt.h)": ContextFlags,
+Cpsr, X0-X28, Fp, Lr, Sp, Pc, then 32 NEON128 V registers, Fpcr, Fpsr and the ARM64_MAX_BREAKPOINTS
+(8) / ARM64_MAX_WATCHPOINTS (2) debug registers: 0x390 bytes); ARM (32-bit): winnt.h `CONTEXT` of
+`_M_ARM` (ContextFlags, R0-R12, Sp, Lr, Pc, Cpsr, Fpscr, Padding, 32 D registers,
+ARM_MAX_BREAKPOINTS (8) / ARM_MAX_WATCHPOINTS (1) debug registers, Padding2[2]: 0x1a0 bytes).
+No ISF here describes the ARM records; the real ARM64 and ARM32 triage dumps confirm them (their
+context's Sp equals the TRIAGE_DUMP's TopOfStack, tests/targets/test_triage_arm.py).
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -16,6 +23,8 @@ from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Struct
 
 CONTEXT_AMD64_SIZE = 0x4D0
 CONTEXT_X86_SIZE = 0x2CC
+CONTEXT_ARM64_SIZE = 0x390
+CONTEXT_ARM_SIZE = 0x1A0
 
 # winnt.h CONTEXT (AMD64), integer part; the XMM/vector area follows at 0x100.
 CONTEXT_AMD64_INTEGER = Struct(
@@ -83,6 +92,29 @@ CONTEXT_X86_INTEGER = Struct(
 )                                    # 0xcc bytes decoded of 0x2cc
 
 
+# winnt.h ARM64_NT_CONTEXT, integer part; V[32] (NEON128), Fpcr, Fpsr and the debug registers
+# follow at 0x110.
+CONTEXT_ARM64_INTEGER = Struct(
+    "ContextFlags" / Int32ul,        # +0x00
+    "Cpsr" / Int32ul,                # +0x04
+    *[("X%d" % n) / Int64ul for n in range(29)],   # +0x08 .. +0xe8
+    "Fp" / Int64ul,                  # +0xf0 (X29)
+    "Lr" / Int64ul,                  # +0xf8 (X30)
+    "Sp" / Int64ul,                  # +0x100
+    "Pc" / Int64ul,                  # +0x108
+)                                    # 0x110 bytes decoded of 0x390
+
+# winnt.h CONTEXT (ARM), integer part; Fpscr, Padding, D[32] and the debug registers follow.
+CONTEXT_ARM_INTEGER = Struct(
+    "ContextFlags" / Int32ul,        # +0x00
+    *[("R%d" % n) / Int32ul for n in range(13)],   # +0x04 .. +0x34
+    "Sp" / Int32ul,                  # +0x38
+    "Lr" / Int32ul,                  # +0x3c
+    "Pc" / Int32ul,                  # +0x40
+    "Cpsr" / Int32ul,                # +0x44
+)                                    # 0x48 bytes decoded of 0x1a0
+
+
 @dataclass(frozen=True)
 class ContextLayout:
     """One architecture's CONTEXT record: its size and the integer registers decoded from it."""
@@ -110,3 +142,17 @@ X86_CONTEXT = ContextLayout(
     "x86", CONTEXT_X86_SIZE, CONTEXT_X86_INTEGER,
     ("Eax", "Ebx", "Ecx", "Edx", "Esi", "Edi", "Ebp", "Esp", "Eip", "EFlags", "SegCs", "SegSs",
      "SegFs", "ContextFlags"))
+
+ARM64_CONTEXT = ContextLayout(
+    "ARM64", CONTEXT_ARM64_SIZE, CONTEXT_ARM64_INTEGER,
+    tuple("X%d" % n for n in range(29)) + ("Fp", "Lr", "Sp", "Pc", "Cpsr", "ContextFlags"))
+
+ARM_CONTEXT = ContextLayout(
+    "ARM", CONTEXT_ARM_SIZE, CONTEXT_ARM_INTEGER,
+    tuple("R%d" % n for n in range(13)) + ("Sp", "Lr", "Pc", "Cpsr", "ContextFlags"))
+
+#: Bytes of every layout's decoded integer part must end where winnt.h puts the next member.
+for _layout, _end in ((ARM64_CONTEXT, 0x110), (ARM_CONTEXT, 0x48)):
+    if _layout.integer.sizeof() != _end:        # pragma: no cover - a typo in the tables above
+        raise RuntimeError("%s CONTEXT integer part is 0x%x bytes" % (_layout.name,
+                                                                      _layout.integer.sizeof()))

@@ -6,7 +6,7 @@ builds the O(1) page index once (reading only header and bitmap), and serves the
 space through the paging of the header's architecture (`arch.Arch`, from MachineImageType; for x86
 PAE or not as the header says). Both header widths are one path (`dumpheader.parse_header`).
 Triage dumps (DumpType 4) carry no physical memory: they are handed to
-`pykd_ext.targets.triage.open_triage64`.
+`pykd_ext.targets.triage.open_triage` (64- and 32-bit).
 
 Body formats (see `dumpheader.py` for the sources):
 - type 1 (full): pages of the header's PhysicalMemoryBlock runs, back to back from the end of the
@@ -289,9 +289,10 @@ def dump_paging_mode(arch: Arch, header: dh.DumpHeader) -> Tuple[PagingMode, str
     return modes[0], "assumed (header PaeEnabled unset)"
 
 
-#: Header widths each body kind exists in (the RDMP and triage bodies are 64-bit formats).
+#: Header widths each body kind exists in (the RDMP body is a 64-bit format; triage dumps exist
+#: in both: TRIAGE_DUMP64 and TRIAGE_DUMP32).
 _BODY_WIDTHS = {dh.BODY_RUNS: (64, 32), dh.BODY_BITMAP: (64, 32), dh.BODY_RDMP: (64,),
-                dh.BODY_TRIAGE: (64,)}
+                dh.BODY_TRIAGE: (64, 32)}
 _BODY_REFUSED = {dh.BODY_RDMP: "RDMP body in a %d-bit dump is not supported",
                  dh.BODY_TRIAGE: "%d-bit triage dumps are not supported"}
 
@@ -312,12 +313,12 @@ def open_crashdump(path: str) -> Target:
             raise UnsupportedDumpError(_BODY_REFUSED[kind] % header.width, path)
         if kind == dh.BODY_TRIAGE:
             try:
-                from pykd_ext.targets.triage import open_triage64
+                from pykd_ext.targets.triage import open_triage
             except ImportError:
                 raise UnsupportedDumpError("triage dump reader is not available", path) from None
             mm = fmap.detach()
             try:
-                return open_triage64(path, mm, header)
+                return open_triage(path, mm, header)
             except BaseException:
                 try:
                     mm.close()
@@ -338,3 +339,49 @@ def open_crashdump(path: str) -> Target:
     except BaseException:
         fmap.close()
         raise
+
+
+def header_only_info(path: str, missing: PykdExtError) -> TargetInfo:
+    """What a kernel dump's header states when its body is missing or cut short (`info` on a
+    truncated or header-only dump): the header's facts and notes naming what is missing.
+
+    Raises `missing` again when the file does not even hold a whole, valid header (nothing to
+    describe then). Reads only the header: no page of the body is touched.
+    """
+    fmap = FileMap(path)
+    try:
+        width = dh.width_of_container(fmap.bytes_at(0, 8))
+        if width is None:
+            raise missing
+        try:
+            h = dh.parse_header(fmap.view, path, width)
+        except PykdExtError:
+            raise missing from None
+        size = fmap.size
+    finally:
+        fmap.close()
+    info = TargetInfo(
+        path=path, container=h.container, dump_type=h.dump_type_name, dump_type_code=h.dump_type,
+        arch=h.arch, major_version=h.major_version, build=h.build, processors=h.processors,
+        bugcheck_code=h.bugcheck_code, bugcheck_parameters=list(h.bugcheck_parameters),
+        directory_table_base=h.directory_table_base, pfn_database=h.pfn_database,
+        ps_active_process_head=h.ps_active_process_head,
+        ps_loaded_module_list=h.ps_loaded_module_list,
+        kd_debugger_data_block=h.kd_debugger_data_block, physical_runs=list(h.physical_runs),
+        system_time=h.system_time, system_uptime=h.system_uptime, comment=h.comment)
+    info.extra["file_size"] = size
+    info.extra["memory"] = "missing"
+    if h.required_dump_space is not None:
+        info.extra["required_dump_space"] = h.required_dump_space
+    if h.attribute_names:
+        info.extra["attributes"] = h.attribute_names
+    if h.physical_pages_declared is not None:
+        info.extra["pages_declared"] = h.physical_pages_declared
+    held = max(0, size - h.header_size)
+    info.notes.append("only the header is described: %s" % missing.message)
+    info.notes.append("the file holds 0x%x bytes after the 0x%x-byte header%s; memory (and the "
+                      "KDBG, kernel image, processes) cannot be read"
+                      % (held, h.header_size,
+                         ", RequiredDumpSpace says 0x%x in all" % h.required_dump_space
+                         if h.required_dump_space is not None else ""))
+    return info

@@ -119,7 +119,13 @@ def _read_head(path: str) -> bytes:
 
 
 def open_target(path: str) -> Target:
-    """Open any supported dump or image; raise TargetError (with the path) when we cannot."""
+    """Open any supported dump or image; raise TargetError (with the path) when we cannot.
+
+    `qemu:SOCKET[?...]` and `live:PATH[?...]` open a running VM (`pykd_ext.live`), unless a
+    file of exactly that name exists."""
+    scheme = _live_scheme(path)
+    if scheme is not None:
+        return _open_live(scheme, path)
     if os.path.isdir(path):
         raise TargetError("is a directory, not a dump file", path)
     if not os.path.exists(path):
@@ -141,9 +147,38 @@ def open_target(path: str) -> Target:
         raise
 
 
+#: live-VM target strings (issue 14): scheme -> module and function opening the rest
+LIVE_SCHEMES = {"qemu:": ("pykd_ext.live.qemu", "open_qemu_locator"),
+                "live:": ("pykd_ext.live.livefile", "open_live_locator")}
+
+
+def _live_scheme(path: str) -> Optional[str]:
+    for scheme in LIVE_SCHEMES:
+        if path.startswith(scheme) and not os.path.exists(path):
+            return scheme
+    return None
+
+
+def _open_live(scheme: str, text: str) -> Target:
+    """A live VM target; its module is imported only when asked for (no start-up cost)."""
+    import importlib
+    module_name, function = LIVE_SCHEMES[scheme]
+    opener = getattr(importlib.import_module(module_name), function)
+    try:
+        return opener(text[len(scheme):])
+    except TargetError as err:
+        if err.path is None:
+            err.path = text
+        raise
+
+
 def open_description(description: TargetDescription) -> Target:
     """Re-open a target from its description (batch workers)."""
     if description.kind == "file":
         return open_target(description.locator)
+    if description.kind in ("qemu", "live"):
+        query = "&".join("%s=%s" % pair for pair in description.options)
+        return open_target("%s:%s%s" % (description.kind, description.locator,
+                                        "?" + query if query else ""))
     raise TargetError("cannot re-open a %r target from a description" % description.kind,
                       description.locator)

@@ -420,6 +420,11 @@ class PykdTarget(Target):
             drivers = self._drivers()
             if drivers:
                 info.extra["drivers"] = drivers
+            # H4 (issue 12): the crash thread's registers, as the triage reader's `context`
+            # (frame 0 and the start of the stack scan, `kernel.stack`)
+            context = {name: self.api.call("reg", name) for name in ("rip", "rsp")}
+            if all(isinstance(v, int) and v for v in context.values()):
+                info.extra["context"] = context
         info.system_time = self._system_time(info)
         if self._physical is None:
             info.notes.append("the engine does not serve physical memory here: process memory is read "

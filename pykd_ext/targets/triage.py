@@ -1,4 +1,4 @@
-"""Kernel triage minidumps (`PAGEDU64`, DumpType 4): virtual-only memory from a small crash dump.
+"""Kernel triage minidumps (`PAGEDU64` / `PAGEDUMP`, DumpType 4): virtual-only memory from a small crash dump.
 
 Why: a triage ("small memory") dump is what most crashed Windows machines leave behind.  It holds
 no physical memory and no page tables, only the crashing processor's PRCB, the crashing thread
@@ -9,6 +9,17 @@ kernel address space (`SparseAddressSpace`) and reports what the dump itself sta
 Format facts (Microsoft `ntiodump.h`, as published with the Debugging Tools SDK and in Microsoft
 Research's Singularity `Dump.h`; cross-checked against rizin `librz/bin/format/dmp/dmp_specs.h`):
 - `TRIAGE_DUMP64` follows the 0x2000-byte DUMP_HEADER64; every `*Offset` is a file offset.
+- 32-bit dumps (x86, ARM): `TRIAGE_DUMP32` (0x68 bytes, Singularity `Dump.h` and the WDK 10
+  `_TRIAGE_DUMP32` type as published by can1357's sdkgen headers) follows the 0x1000-byte
+  DUMP_HEADER32; the same fields with ULONG TopOfStack/DataPageAddress and no
+  ArchitectureSpecific union.  `DUMP_DRIVER_ENTRY32` = {ULONG DriverNameOffset;
+  KLDR_DATA_TABLE_ENTRY32} (0x4c bytes: DllBase +0x18, SizeOfImage +0x20, CheckSum +0x40,
+  TimeDateStamp +0x44 of the 0x48-byte entry, the 32-bit `_KLDR_DATA_TABLE_ENTRY` of the ISF);
+  unloaded drivers: a ULONG count then `DUMP_UNLOADED_DRIVERS32` {UNICODE_STRING32 Name;
+  WCHAR DriverName[12]; ULONG StartAddress, EndAddress} (0x28 bytes).  The real ARM32 dump
+  confirms each: its MmOffset is ALIGN_8(0x1000 + 0x68), its 136 driver entries fill the bytes
+  up to the string pool at 0x4c each, its three unloaded entries end at the PRCB block, the
+  first driver's DllBase equals the KDBG's KernBase and the context's Sp equals TopOfStack.
 - `TRIAGE_DATA_BLOCK` = {ULONG64 Address; ULONG Offset; ULONG Size}.
 - `DUMP_DRIVER_ENTRY64` = {ULONG DriverNameOffset; ULONG __alignment; KLDR_DATA_TABLE_ENTRY64}
   (0x90 bytes; the KLDR_DATA_TABLE_ENTRY64 of the dump format, 0x88 bytes, as in Microsoft's
@@ -41,11 +52,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from construct import Bytes, Int16ul, Int32ul, Int64ul, Struct
 
-from pykd_ext.errors import DumpFormatError, MemoryReadError, TruncatedDumpError
+from pykd_ext.errors import (DumpFormatError, MemoryReadError, TruncatedDumpError,
+                             UnsupportedDumpError)
 from pykd_ext.memory.sparse import SparseAddressSpace
-from pykd_ext.targets.arch import X64
+from pykd_ext.targets.arch import X64, Arch
 from pykd_ext.targets.base import TargetInfo
-from pykd_ext.targets.cpu_context import AMD64_CONTEXT
 from pykd_ext.targets.kdbg import decode_kdbg_bytes
 from pykd_ext.targets.virtual import VirtualTarget
 
@@ -82,6 +93,41 @@ TRIAGE_DUMP64 = Struct(
     "DataBlocksCount" / Int32ul,        # +0x7c
 )
 TRIAGE_DUMP64_SIZE = 0x80
+
+# ntiodump.h TRIAGE_DUMP32 (0x68 bytes), after the 0x1000-byte DUMP_HEADER32.
+TRIAGE_DUMP32 = Struct(
+    "ServicePackBuild" / Int32ul,       # +0x00
+    "SizeOfDump" / Int32ul,             # +0x04
+    "ValidOffset" / Int32ul,            # +0x08
+    "ContextOffset" / Int32ul,          # +0x0c
+    "ExceptionOffset" / Int32ul,        # +0x10
+    "MmOffset" / Int32ul,               # +0x14
+    "UnloadedDriversOffset" / Int32ul,  # +0x18
+    "PrcbOffset" / Int32ul,             # +0x1c
+    "ProcessOffset" / Int32ul,          # +0x20
+    "ThreadOffset" / Int32ul,           # +0x24
+    "CallStackOffset" / Int32ul,        # +0x28
+    "SizeOfCallStack" / Int32ul,        # +0x2c
+    "DriverListOffset" / Int32ul,       # +0x30
+    "DriverCount" / Int32ul,            # +0x34
+    "StringPoolOffset" / Int32ul,       # +0x38
+    "StringPoolSize" / Int32ul,         # +0x3c
+    "BrokenDriverOffset" / Int32ul,     # +0x40
+    "TriageOptions" / Int32ul,          # +0x44
+    "TopOfStack" / Int32ul,             # +0x48
+    "DataPageAddress" / Int32ul,        # +0x4c
+    "DataPageOffset" / Int32ul,         # +0x50
+    "DataPageSize" / Int32ul,           # +0x54
+    "DebuggerDataOffset" / Int32ul,     # +0x58
+    "DebuggerDataSize" / Int32ul,       # +0x5c
+    "DataBlocksOffset" / Int32ul,       # +0x60
+    "DataBlocksCount" / Int32ul,        # +0x64
+)
+TRIAGE_DUMP32_SIZE = 0x68
+
+#: By header width: (where the triage header starts, its definition, its size).
+TRIAGE_HEADERS = {64: (TRIAGE_OFFSET, TRIAGE_DUMP64, TRIAGE_DUMP64_SIZE),
+                  32: (0x1000, TRIAGE_DUMP32, TRIAGE_DUMP32_SIZE)}
 
 # ntiodump.h TRIAGE_DATA_BLOCK {ULONG64 Address; ULONG Offset; ULONG Size;} as a struct format
 # (thousands of entries: struct.iter_unpack, not a per-entry construct parse).
@@ -145,6 +191,30 @@ DUMP_DRIVER_ENTRY64_SIZE = 0x90
 if DUMP_DRIVER_ENTRY64.size != DUMP_DRIVER_ENTRY64_SIZE:   # the table must add up to ntiodump.h
     raise RuntimeError("DUMP_DRIVER_ENTRY64 table is 0x%x bytes" % DUMP_DRIVER_ENTRY64.size)
 
+# DUMP_DRIVER_ENTRY32 = DriverNameOffset, then the 32-bit KLDR_DATA_TABLE_ENTRY (0x48 bytes);
+# offsets below are within the 0x4c-byte entry.
+DUMP_DRIVER_ENTRY32 = FormatTable((
+    ("DriverNameOffset", "I"),               # +0x00 file offset of a DUMP_STRING
+    ("_InLoadOrderLinks", "8x"),             # +0x04 LdrEntry.InLoadOrderLinks
+    ("_Undefined1_3", "12x"),                # +0x0c ExceptionTable, ExceptionTableSize, GpValue
+    ("NonPagedDebugInfo", "I"),              # +0x18 LdrEntry+0x14
+    ("DllBase", "I"),                        # +0x1c LdrEntry+0x18
+    ("EntryPoint", "I"),                     # +0x20 LdrEntry+0x1c
+    ("SizeOfImage", "I"),                    # +0x24 LdrEntry+0x20
+    ("_FullDllName", "8x"),                  # +0x28 UNICODE_STRING32
+    ("_BaseDllName", "8x"),                  # +0x30
+    ("Flags", "I"),                          # +0x38 LdrEntry+0x34
+    ("LoadCount", "H"),                      # +0x3c
+    ("_Undefined5", "2x"),                   # +0x3e
+    ("_SectionPointer", "4x"),               # +0x40
+    ("CheckSum", "I"),                       # +0x44 LdrEntry+0x40
+    ("TimeDateStamp", "I"),                  # +0x48 LdrEntry+0x44
+))
+DUMP_DRIVER_ENTRY32_SIZE = 0x4C
+if DUMP_DRIVER_ENTRY32.size != DUMP_DRIVER_ENTRY32_SIZE:   # the table must add up to ntiodump.h
+    raise RuntimeError("DUMP_DRIVER_ENTRY32 table is 0x%x bytes" % DUMP_DRIVER_ENTRY32.size)
+DRIVER_ENTRIES = {64: DUMP_DRIVER_ENTRY64, 32: DUMP_DRIVER_ENTRY32}
+
 MAX_UNLOADED_NAME_LENGTH = 24                # ntiodump.h, bytes
 DUMP_UNLOADED_DRIVERS64 = Struct(
     "Name" / UNICODE_STRING64,               # +0x00 (Buffer is a target VA)
@@ -154,6 +224,16 @@ DUMP_UNLOADED_DRIVERS64 = Struct(
 )
 DUMP_UNLOADED_DRIVERS64_SIZE = 0x38
 UNLOADED_HEADER_SIZE = 8                     # ULONG count, padded to the array's 8-alignment
+
+DUMP_UNLOADED_DRIVERS32 = Struct(
+    "Name" / Struct("Length" / Int16ul, "MaximumLength" / Int16ul, "Buffer" / Int32ul),
+    "DriverName" / Bytes(MAX_UNLOADED_NAME_LENGTH),  # +0x08
+    "StartAddress" / Int32ul,                # +0x20
+    "EndAddress" / Int32ul,                  # +0x24
+)
+#: By header width: (entry definition, entry size, bytes of the count before the array).
+UNLOADED_TABLES = {64: (DUMP_UNLOADED_DRIVERS64, DUMP_UNLOADED_DRIVERS64_SIZE, UNLOADED_HEADER_SIZE),
+                   32: (DUMP_UNLOADED_DRIVERS32, 0x28, 4)}
 
 # ntiodump.h DUMP_MM_STORAGE64.
 DUMP_MM_STORAGE64 = Struct(
@@ -183,10 +263,6 @@ MAX_NAME_UNITS = 1024
 MIN_PRCB_SELF_LINKS = 4
 
 
-def _is_kernel_address(value: int) -> bool:
-    return value >> 47 == 0x1FFFF
-
-
 class TriageTarget(VirtualTarget):
     """A triage minidump: one sparse kernel address space, no physical memory."""
 
@@ -194,15 +270,18 @@ class TriageTarget(VirtualTarget):
 class _TriageReader:
     """One pass over a triage dump: validate, collect ranges, decode the lists."""
 
-    def __init__(self, path: str, mm: Any, header: Any) -> None:
+    def __init__(self, path: str, mm: Any, header: Any, arch: Arch) -> None:
         self.path = path
+        self.arch = arch
+        self.width = header.width                        # 64 (PAGEDU64) or 32 (PAGEDUMP)
+        self.pointer_size = arch.pointer_size
         self.mm = mm
         self.view = memoryview(mm)
         self.size = len(mm)
         self.header = header
         self.notes: List[str] = []
         self.extra: Dict[str, Any] = {}
-        self.space = SparseAddressSpace(pointer_size=X64.pointer_size)   # TRIAGE_DUMP64: x64
+        self.space = SparseAddressSpace(pointer_size=arch.pointer_size)
         self.kdbg: Optional[Dict[str, Any]] = None
         self.block_offsets: List[int] = []               # file offsets of the fixed blocks
         self._pending_prcb: Optional[memoryview] = None  # mapped once its VA is proven
@@ -232,14 +311,22 @@ class _TriageReader:
     def _u32(self, offset: int) -> int:
         return struct.unpack_from("<I", self.mm, offset)[0]
 
+    def _kernel_pointer(self, data: memoryview, offset: int) -> Optional[int]:
+        """The pointer at `offset` of `data` when it is a kernel address (else None)."""
+        size = self.pointer_size
+        if offset < 0 or offset + size > len(data):
+            return None
+        value = int.from_bytes(data[offset:offset + size], "little")
+        return value if self.arch.is_kernel_address(value) else None
+
     # --- steps ---------------------------------------------------------------------------------
 
     def parse_triage_header(self) -> Any:
-        if self.size < TRIAGE_OFFSET + TRIAGE_DUMP64_SIZE:
-            raise TruncatedDumpError("triage dump: file holds 0x%x bytes, the TRIAGE_DUMP64 block "
-                                     "ends at 0x%x" % (self.size, TRIAGE_OFFSET + TRIAGE_DUMP64_SIZE),
-                                     self.path)
-        triage = TRIAGE_DUMP64.parse(bytes(self.view[TRIAGE_OFFSET:TRIAGE_OFFSET + TRIAGE_DUMP64_SIZE]))
+        at, definition, size = TRIAGE_HEADERS[self.width]
+        if self.size < at + size:
+            raise TruncatedDumpError("triage dump: file holds 0x%x bytes, the TRIAGE_DUMP%d block "
+                                     "ends at 0x%x" % (self.size, self.width, at + size), self.path)
+        triage = definition.parse(bytes(self.view[at:at + size]))
         if triage.SizeOfDump > self.size:
             self.notes.append("SizeOfDump 0x%x is larger than the file (0x%x bytes): the dump is "
                               "truncated" % (triage.SizeOfDump, self.size))
@@ -271,7 +358,7 @@ class _TriageReader:
             self.notes.append("the dump holds no copy of the KDBG block")
             return
         try:
-            self.kdbg = decode_kdbg_bytes(bytes(data), address)
+            self.kdbg = self.arch.kdbg_values(decode_kdbg_bytes(bytes(data), address))
         except DumpFormatError as err:
             self.notes.append("KDBG copy not decoded: %s" % err.message)
             return
@@ -314,14 +401,12 @@ class _TriageReader:
         thread_va = process_va = None
         if prcb is not None and self.kdbg is not None:
             off = self._kdbg_value("OffsetPrcbCurrentThread")
-            if off is not None and off + 8 <= len(prcb):
-                value = int.from_bytes(prcb[off:off + 8], "little")
-                thread_va = value if _is_kernel_address(value) else None
+            if off is not None:
+                thread_va = self._kernel_pointer(prcb, off)
         if thread is not None and self.kdbg is not None:
             off = self._kdbg_value("OffsetKThreadApcProcess")
-            if off is not None and off + 8 <= len(thread):
-                value = int.from_bytes(thread[off:off + 8], "little")
-                process_va = value if _is_kernel_address(value) else None
+            if off is not None:
+                process_va = self._kernel_pointer(thread, off)
         if thread_va is None:
             self.notes.append("thread address not proven (needs the KDBG and PRCB.CurrentThread): "
                               "the ETHREAD block is not mapped")
@@ -378,7 +463,7 @@ class _TriageReader:
         if prcb is None:
             return
         from_table = self._prcb_from_processor_block(prcb)
-        from_links, agreeing = _prcb_from_self_links(prcb)
+        from_links, agreeing = _prcb_from_self_links(prcb, self.arch)
         if from_table is not None:
             self.extra["prcb"] = from_table
             self.extra["prcb_source"] = "KiProcessorBlock[PRCB.Number]"
@@ -404,11 +489,11 @@ class _TriageReader:
         if processors and number >= processors:
             return None
         try:
-            value = self.space.read_pointer(table + 8 * number)
+            value = self.space.read_pointer(table + self.pointer_size * number)
         except MemoryReadError:
             return None
         self.extra["processor"] = number
-        return value if _is_kernel_address(value) else None
+        return value if self.arch.is_kernel_address(value) else None
 
     def decode_drivers(self, triage: Any) -> None:
         drivers: List[Dict[str, Any]] = []
@@ -416,7 +501,8 @@ class _TriageReader:
         if count and triage.DriverListOffset:
             if count > MAX_DRIVERS:
                 raise self._fail("DriverCount %d is absurd (limit %d)" % (count, MAX_DRIVERS))
-            end = triage.DriverListOffset + count * DUMP_DRIVER_ENTRY64_SIZE
+            entries = DRIVER_ENTRIES[self.width]
+            end = triage.DriverListOffset + count * entries.size
             if end > self.size:
                 raise TruncatedDumpError(
                     "triage dump: %d driver entries at 0x%x need the file up to 0x%x, it ends at "
@@ -424,7 +510,7 @@ class _TriageReader:
             pool_start = triage.StringPoolOffset
             pool_end = min(pool_start + triage.StringPoolSize, self.size)
             table = bytes(self.view[triage.DriverListOffset:end])
-            for entry in DUMP_DRIVER_ENTRY64.unpack_all(table):
+            for entry in entries.unpack_all(table):
                 name = self._dump_string(entry["DriverNameOffset"], pool_start, pool_end)
                 drivers.append({
                     "name": name.replace("/", "\\").rsplit("\\", 1)[-1] if name else None,
@@ -449,19 +535,19 @@ class _TriageReader:
 
     def _unloaded(self, triage: Any) -> List[Dict[str, Any]]:
         offset = triage.UnloadedDriversOffset
-        if not offset or offset + UNLOADED_HEADER_SIZE > self.size:
+        if not offset or offset + UNLOADED_TABLES[self.width][2] > self.size:
             return []
+        definition, entry_size, header_size = UNLOADED_TABLES[self.width]
         count = self._u32(offset)
-        room = (self._room(offset) - UNLOADED_HEADER_SIZE) // DUMP_UNLOADED_DRIVERS64_SIZE
+        room = (self._room(offset) - header_size) // entry_size
         if count > min(room, MAX_UNLOADED):
             self.notes.append("unloaded-driver count %d does not fit its block (room for %d): "
                               "list ignored" % (count, max(room, 0)))
             return []
         out = []
         for index in range(count):
-            at = offset + UNLOADED_HEADER_SIZE + index * DUMP_UNLOADED_DRIVERS64_SIZE
-            item = DUMP_UNLOADED_DRIVERS64.parse(
-                bytes(self.view[at:at + DUMP_UNLOADED_DRIVERS64_SIZE]))
+            at = offset + header_size + index * entry_size
+            item = definition.parse(bytes(self.view[at:at + entry_size]))
             units = min(item.Name.Length // 2, MAX_UNLOADED_NAME_LENGTH // 2)
             name = item.DriverName[:2 * units].decode("utf-16-le", "replace").split("\0", 1)[0]
             out.append({"name": name, "start": item.StartAddress, "end": item.EndAddress,
@@ -469,9 +555,12 @@ class _TriageReader:
         return out
 
     def decode_misc(self, triage: Any) -> None:
-        context = self._slice(triage.ContextOffset, AMD64_CONTEXT.size, "CONTEXT")
-        if context is not None:
-            self.extra["context"] = AMD64_CONTEXT.decode(bytes(context))
+        layout = self.arch.context
+        context = (self._slice(triage.ContextOffset, layout.size, "CONTEXT")
+                   if layout is not None else None)
+        if context is not None and layout is not None:
+            self.extra["context"] = layout.decode(bytes(context))
+            self.extra["context_layout"] = layout.name
         if triage.MmOffset and triage.MmOffset + DUMP_MM_STORAGE64.sizeof() <= self.size:
             mm = DUMP_MM_STORAGE64.parse(bytes(self.view[triage.MmOffset:
                                                          triage.MmOffset + DUMP_MM_STORAGE64.sizeof()]))
@@ -504,7 +593,7 @@ class _TriageReader:
         self.extra["ranges"] = self.space.range_count
         self.extra["bytes_mapped"] = self.space.total_bytes
         return TargetInfo(
-            path=self.path, container="PAGEDU64", dump_type="triage", dump_type_code=h.dump_type,
+            path=self.path, container=h.container, dump_type="triage", dump_type_code=h.dump_type,
             arch=h.arch, major_version=h.major_version, build=h.build, processors=h.processors,
             bugcheck_code=h.bugcheck_code, bugcheck_parameters=list(h.bugcheck_parameters),
             directory_table_base=h.directory_table_base, pfn_database=h.pfn_database,
@@ -515,23 +604,31 @@ class _TriageReader:
             extra=self.extra, notes=self.notes)
 
 
-def _prcb_from_self_links(prcb: memoryview) -> Tuple[Optional[int], int]:
+#: Alignment of a PRCB's base by pointer size: a 64-bit KPRCB is cache-line aligned; a 32-bit
+#: one only pointer aligned (x86 keeps it at KPCR+0x120).
+PRCB_ALIGNMENT = {8: 0x40, 4: 4}
+
+
+def _prcb_from_self_links(prcb: memoryview, arch: Arch = X64) -> Tuple[Optional[int], int]:
     """The PRCB base on which its empty LIST_ENTRY heads agree: Flink == Blink == own VA.
 
-    An empty list head at PRCB+8*i holds its own address twice, so each one votes for base
-    `Flink - 8*i`.  Needs `MIN_PRCB_SELF_LINKS` votes for one base; returns (base, votes).
+    An empty list head at PRCB+w*i (w: pointer size) holds its own address twice, so each one
+    votes for base `Flink - w*i`.  Needs `MIN_PRCB_SELF_LINKS` votes for one base; returns
+    (base, votes).
     """
-    usable = len(prcb) - len(prcb) % 8
-    words = array("Q")
+    width = arch.pointer_size
+    usable = len(prcb) - len(prcb) % width
+    words = array("Q" if width == 8 else "I")
     words.frombytes(bytes(prcb[:usable]))
-    if words.itemsize != 8:             # pragma: no cover - every CPython platform has 8-byte Q
+    if words.itemsize != width:         # pragma: no cover - every CPython platform has 8-byte Q
         return None, 0
+    align = PRCB_ALIGNMENT[width] - 1
     votes: Counter = Counter()
     previous = None
     for index, value in enumerate(words):
-        if value == previous and value >> 47 == 0x1FFFF:
-            base = value - 8 * (index - 1)
-            if base & 0x3F == 0:           # a PRCB is cache-line aligned
+        if value == previous and arch.is_kernel_address(value):
+            base = value - width * (index - 1)
+            if base & align == 0:
                 votes[base] += 1
         previous = value
     if not votes:
@@ -542,13 +639,19 @@ def _prcb_from_self_links(prcb: memoryview) -> Tuple[Optional[int], int]:
     return base, count
 
 
-def open_triage64(path: str, mm: Any, header: Any) -> TriageTarget:
-    """Open a 64-bit triage minidump (DumpType 4) already mapped by the crash-dump reader.
+def open_triage(path: str, mm: Any, header: Any) -> TriageTarget:
+    """Open a triage minidump (DumpType 4, 64- or 32-bit) already mapped by the crash-dump reader.
 
     `mm` is the read-only mmap of the whole file (the target owns it from now on and closes it
-    in `close()`); `header` is `pykd_ext.targets.dumpheader.parse_header64`'s result.
+    in `close()`); `header` is `pykd_ext.targets.dumpheader.parse_header`'s result.  The
+    architecture is the header's MachineImageType (x64, ARM64, x86, ARM); the CONTEXT record is
+    decoded with that architecture's layout.
     """
-    reader = _TriageReader(path, mm, header)
+    arch = header.architecture
+    if arch is None or arch.kernel_dump_width != header.width or arch.kernel_start is None:
+        raise UnsupportedDumpError("triage dump of machine type %s in a %s file is not read"
+                                   % (header.arch, header.container), path)
+    reader = _TriageReader(path, mm, header, arch)
     triage = reader.parse_triage_header()
     reader.decode_kdbg(triage)
     reader.locate_fixed_blocks(triage)
@@ -558,3 +661,7 @@ def open_triage64(path: str, mm: Any, header: Any) -> TriageTarget:
     reader.decode_misc(triage)
     info = reader.build_info()
     return TriageTarget(path, mm, reader.space, info)
+
+
+#: The name the 64-bit reader had before 32-bit triage dumps were read (kept for callers).
+open_triage64 = open_triage

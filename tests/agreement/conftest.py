@@ -18,6 +18,7 @@ from volrun import VolatilityRun  # noqa: E402
 from pykd_ext.forge.builds import BUILDS, resolve_build  # noqa: E402
 from pykd_ext.forge.kernel_objects import Planted, write_scenario_dump  # noqa: E402
 from pykd_ext.forge.scenario import ScenarioSpec, standard_scenario  # noqa: E402
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 VOLATILITY_PLUGINS = {
     "pslist": "windows.pslist.PsList",
@@ -48,7 +49,7 @@ class Forged:
             code = run_command(list(argv) + ["--target", self.path, "--format", "json",
                                              "--quiet"], out=out)
             assert code == 0, (argv, out.getvalue()[-500:])
-            self._ours[key] = json.loads(out.getvalue())
+            self._ours[key] = addresses_as_ints(json.loads(out.getvalue()))
         return self._ours[key]
 
 

@@ -23,6 +23,7 @@ from pykd_ext.forge.typesonly_kernel import (ForgedKernel, ProcessSpec, ThreadSp
                                              TypesOnlyScenario, build_types_only, volatility_isf)
 from pykd_ext.layouts.kernel_versions import versions_for_build
 from typesonly_checks import check_handles, check_token_privileges_and_sids
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +84,7 @@ class DerivedRun:
             code = run_command(list(argv) + ["--target", self.path, "--format", "json", "--quiet"],
                                out=out)
             assert code == 0, (argv, out.getvalue()[-500:])
-            self._ours[key] = json.loads(out.getvalue())
+            self._ours[key] = addresses_as_ints(json.loads(out.getvalue()))
         return self._ours[key]
 
 
@@ -147,7 +148,7 @@ def test_our_ps_and_threads_agree_with_volatility(derived_run: DerivedRun) -> No
         assert r["dtb"] == f.dtbs[r["pid"]] and r["layout"] == f.layouts.build_id
     mine = []
     for p in f.scenario.processes:
-        for t in derived_run.ours("threads", str(p.pid))["records"]:
+        for t in derived_run.ours("threads", "0n%d" % p.pid)["records"]:
             # Volatility shows addresses as 48-bit values
             mine.append((t["pid"], t["tid"], t["address"] & MASK48, t["start_address"] & MASK48,
                          t["win32_start_address"] & MASK48, iso_seconds(t["create_time"])))

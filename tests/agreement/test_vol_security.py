@@ -51,7 +51,7 @@ def test_getsids_agrees_with_token(forged: Any, isf_dir: Any) -> None:
     for pid in _linked_pids(forged):
         if pid not in tokens:
             continue
-        rec = forged.ours("token", str(pid))["records"][0]
+        rec = forged.ours("token", "0n%d" % pid)["records"][0]
         ours = [rec["user"]["sid"]] + [g["sid"] for g in rec["groups"]]
         assert theirs[pid] == ours, pid
         planted = tokens[pid]
@@ -70,7 +70,7 @@ def test_privileges_agree_with_token(forged: Any, isf_dir: Any) -> None:
     for pid in _linked_pids(forged):
         if pid not in forged.planted.security["tokens"]:
             continue
-        rec = forged.ours("token", str(pid))["records"][0]
+        rec = forged.ours("token", "0n%d" % pid)["records"][0]
         ours = {p["value"]: (p["name"], {n for n, k in (("Present", "present"), ("Enabled", "enabled"),
                                                         ("Default", "enabled_by_default")) if p[k]})
                 for p in rec["privileges"]}
@@ -86,7 +86,7 @@ def test_handles_agree(forged: Any, isf_dir: Any) -> None:
     key_names = 0
     for pid in _handle_pids(forged):
         theirs = {r["HandleValue"]: r for r in rows if r["PID"] == pid}
-        ours = {r["handle"]: r for r in forged.ours("handles", str(pid))["records"]}
+        ours = {r["handle"]: r for r in forged.ours("handles", "0n%d" % pid)["records"]}
         assert set(theirs) == set(ours), pid
         assert len(ours) == forged.planted.process(pid)["handle_count"]
         for handle, mine in ours.items():
@@ -133,7 +133,7 @@ def test_joblinks_agree_with_job(forged: Any, isf_dir: Any) -> None:
     linked = set(_linked_pids(forged))
     assert {r["PID"] for r in originals} == member_pids & linked
     for row in originals:
-        rec = forged.ours("job", str(row["PID"]))["records"][0]
+        rec = forged.ours("job", "0n%d" % row["PID"])["records"][0]
         assert row["Total"] == rec["total_processes"]
         assert row["Active"] == rec["active_processes"]
         assert row["Term"] == rec["total_terminated_processes"]

@@ -28,6 +28,7 @@ from volrun import VolatilityRun
 from pykd_ext.forge.x86_kernel import (ForgedX86, ProcessSpec32, ThreadSpec32, TokenSpec32,
                                        X86Scenario, build_x86, volatility_isf)
 from typesonly_checks import check_handles, check_token_privileges_and_sids
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,7 @@ class X86Run:
             code = run_command(list(argv) + ["--target", self.path, "--format", "json", "--quiet"],
                                out=out)
             assert code == 0, (argv, out.getvalue()[-500:])
-            self._ours[key] = json.loads(out.getvalue())
+            self._ours[key] = addresses_as_ints(json.loads(out.getvalue()))
         return self._ours[key]
 
 
@@ -157,7 +158,7 @@ def test_our_threads_agree_with_volatility_threads(x86_run: X86Run) -> None:
     f = x86_run.forged
     ours: List[Any] = []
     for p in f.scenario.processes:
-        for r in x86_run.ours("threads", str(p.pid))["records"]:
+        for r in x86_run.ours("threads", "0n%d" % p.pid)["records"]:
             ours.append((r["pid"], r["tid"], r["address"], r["start_address"],
                          r["win32_start_address"], iso_seconds(r["create_time"])))
     vol = [(r["PID"], r["TID"], r["Offset"], r["StartAddress"], r["Win32StartAddress"],
@@ -170,7 +171,7 @@ def test_our_threads_decode_what_volatility_does_not_report(x86_run: X86Run) -> 
     lay = f.layouts
     has_state = lay.has_enum("_KTHREAD_STATE")
     for p in f.scenario.processes:
-        records = {r["tid"]: r for r in x86_run.ours("threads", str(p.pid))["records"]}
+        records = {r["tid"]: r for r in x86_run.ours("threads", "0n%d" % p.pid)["records"]}
         assert sorted(records) == sorted(t.tid for t in p.threads)
         for t in p.threads:
             r = records[t.tid]

@@ -258,7 +258,7 @@ def test_eproc_and_ethread_decode_single_objects(forged) -> None:
                                                          lsass["kind"])
     running = [t for t in forged.planted.threads() if t["running_on"] is not None]
     for thread in running:
-        (row,) = records(forged.ours("ethread", str(thread["tid"])))
+        (row,) = records(forged.ours("ethread", "0n%d" % thread["tid"]))
         assert (row["address"], row["running_on"]) == (thread["address"], thread["running_on"])
         assert row["state"] in ("Running", thread["state_value"])
 
@@ -274,7 +274,7 @@ def test_a_process_with_thousands_of_threads(forged_many) -> None:
             for t in stress["threads"]}
     assert theirs == want
     ours = {(r["tid"], r["address"] & MASK48, r["start_address"] & MASK48)
-            for r in records(forged_many.ours("threads", "8800"))}
+            for r in records(forged_many.ours("threads", "0n8800"))}
     assert ours == want
     psx = {r["pid"]: r for r in records(forged_many.ours("psxview"))}
     assert "PspCidTable" in psx[8800]["found_by"]

@@ -23,7 +23,7 @@ def check_token_privileges_and_sids(run: Any) -> None:
             vol.add((r["PID"], r["Value"], r["Privilege"], "Enabled" in flags, "Default" in flags))
     ours = set()
     for p in f.scenario.processes:
-        rec = run.ours("token", str(p.pid))["records"][0]
+        rec = run.ours("token", "0n%d" % p.pid)["records"][0]
         assert rec["address"] == f.tokens[p.pid] and rec["layout"] == f.layouts.build_id
         for priv in rec["privileges"]:
             if priv["present"]:
@@ -48,7 +48,7 @@ def check_handles(run: Any) -> None:
     assert vol == planted and len(planted) == 3 * len(f.scenario.processes)
     ours = []
     for p in f.scenario.processes:
-        doc = run.ours("handles", str(p.pid))
+        doc = run.ours("handles", "0n%d" % p.pid)
         for r in doc["records"]:
             # types-only layout: no ObTypeIndexTable/ObHeaderCookie symbols; the table is found
             # by its shape in .data and the Windows 10+ cookie derived from known objects

@@ -16,6 +16,7 @@ from pykd_ext.api import reference
 from pykd_ext.cli import run_command
 from pykd_ext.errors import DumpFormatError, NotFoundError, TargetError
 from pykd_ext.memory.faults import Fault
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "win10-19041-standard.dmp"
@@ -58,7 +59,7 @@ def dump():
 def _cli_json(*argv: str) -> dict:
     out = io.StringIO()
     assert run_command(list(argv) + ["--target", str(SAMPLE), "--format", "json", "-q"], out=out) == 0
-    return json.loads(out.getvalue())
+    return addresses_as_ints(json.loads(out.getvalue()))
 
 
 def test_processes_equal_ps_records(dump) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from planted import run_text
 from pykd_ext.cli import run_command
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 
 def test_ps_text_is_process_0_0_shaped(cworld: Any) -> None:
@@ -57,7 +58,7 @@ def test_eproc_text_keeps_known_lines_first(cworld: Any) -> None:
 
 
 def test_ethread_text_labels(cworld: Any) -> None:
-    code, text = run_text(["ethread", "708", "--target", cworld.path])
+    code, text = run_text(["ethread", "0n708", "--target", cworld.path])
     assert code == 0
     lines = text.splitlines()
     owner = [l for l in lines if l.startswith("Owning Process")][0]
@@ -71,7 +72,7 @@ def test_other_formats(cworld: Any) -> None:
     code, table = run_text(["ps", "--target", cworld.path], "table")
     assert code == 0 and table.splitlines()[0].split()[:4] == ["Address", "PID", "PPID", "Name"]
     code, out = run_text(["threads", "--target", cworld.path], "jsonl")
-    rows = [json.loads(l) for l in out.splitlines()]
+    rows = [addresses_as_ints(json.loads(l)) for l in out.splitlines()]
     assert sorted(r["tid"] for r in rows) == sorted(t.tid for p in cworld.specs if not p.unlinked
                                                     for t in p.threads)
     code, out = run_text(["psxview", "--target", cworld.path], "csv")
@@ -81,11 +82,11 @@ def test_other_formats(cworld: Any) -> None:
 
 def test_unknown_process_is_a_one_line_error(cworld: Any, capsys: Any) -> None:
     out = io.StringIO()
-    assert run_command(["eproc", "nosuch.exe", "--target", cworld.path, "-q"], out=out) == 2
+    assert run_command(["eproc", "nosuch.exe", "--target", cworld.path, "-q"], out=out) == 1      # nothing matched (README "Exit codes")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no process matches 'nosuch.exe'" in err[0]
-    assert run_command(["ethread", "0xffffa0800000dead", "--target", cworld.path, "-q"], out=out) == 2
-    assert run_command(["ethread", "99999", "--target", cworld.path, "-q"], out=out) == 2
+    assert run_command(["ethread", "0xffffa0800000dead", "--target", cworld.path, "-q"], out=out) == 1
+    assert run_command(["ethread", "0n99999", "--target", cworld.path, "-q"], out=out) == 1
 
 
 def test_user_mode_dumps_are_refused_plainly(real_dir: Any, capsys: Any) -> None:

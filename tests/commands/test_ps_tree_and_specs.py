@@ -37,7 +37,8 @@ def test_deep_chain_is_iterative() -> None:
 
 def test_parse_spec() -> None:
     assert parse_spec("lsass.exe") == ("name", "lsass.exe")
-    assert parse_spec("700") == ("id", 700)
+    assert parse_spec("700") == ("id", 0x700)            # bare numbers are hex, like WinDbg
+    assert parse_spec("0n700") == ("id", 700)
     assert parse_spec("0x2bc") == ("id", 0x2BC)
     assert parse_spec("2dc") == ("id", 0x2DC)            # hex letters: WinDbg's radix
     assert parse_spec("ffffcf05`14782180") == ("address", 0xFFFFCF0514782180)

@@ -26,6 +26,7 @@ from pykd_ext.forge.kernel_objects import Planted, build_scenario, write_scenari
 from pykd_ext.forge.physmem import pc_memory_map
 from pykd_ext.forge.ram_budget import MIN_RAM_BYTES
 from pykd_ext.forge.scenario import ScenarioSpec, bulk_scenario
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 POINTER = 8                                      # x64
 POINTERS_PER_PAGE = PAGE // POINTER
@@ -142,7 +143,7 @@ def _ours(path: str, *argv: str) -> Dict[str, Any]:
     out = io.StringIO()
     assert run_command(list(argv) + ["--target", path, "--format", "json", "--quiet"],
                        out=out) == 0
-    return json.loads(out.getvalue())
+    return addresses_as_ints(json.loads(out.getvalue()))
 
 
 @pytest.fixture(scope="module")

@@ -144,7 +144,7 @@ def _token_world(tmp_path: Any) -> Any:
 def test_token_with_0xffffffff_groups_shows_the_readable_ones_and_a_note(tmp_path: Any, isf_dir: Any) -> None:
     del isf_dir
     w, token = _token_world(tmp_path)
-    doc = run_json(["token", "700", "--target", w.path])
+    doc = run_json(["token", "0n700", "--target", w.path])
     record = doc["records"][0]
     assert record["user"]["sid"] == "S-1-5-18"
     assert [g["sid"] for g in record["groups"]] == ["S-1-5-32-544"]

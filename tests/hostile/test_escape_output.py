@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from pykd_ext.cli import run_command
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,7 +102,7 @@ def test_human_formats_escape_every_dump_string(hostile: Hostile, fmt: str) -> N
 def test_error_lines_are_escaped(hostile: Hostile) -> None:
     """A one-line error quoting what the user typed (here pasted from a hostile listing) stays one line."""
     code, out, err = _cli(["eproc", "no\x1b[2Jsuch\r\nnote: x", "--target", hostile.path])
-    assert code == 2 and out == b""
+    assert code == 1 and out == b""         # nothing matched (README "Exit codes")
     text = _assert_safe(err, "stderr")
     assert len(text.splitlines()) == 1 and text.startswith("pykd-ext: ")
 
@@ -111,7 +112,7 @@ def _json(argv: List[str]) -> Dict[str, Any]:
     out = io.StringIO()
     assert run_command(argv + ["--format", "json"], out=out) == 0
     assert out.getvalue().isascii()
-    return json.loads(out.getvalue())
+    return addresses_as_ints(json.loads(out.getvalue()))
 
 
 def test_json_keeps_the_exact_planted_strings(hostile: Hostile) -> None:

@@ -58,8 +58,9 @@ REAL = SHARED / "real"
 
 #: commands that read no target (no dump to mutate for them), and why
 NO_TARGET = {"structs": "shipped layouts only", "windbg-setup": "writes scripts, reads no target"}
-#: statuses a run may end with: 0 done, 2 a typed error (bad input: one line on stderr)
-ACCEPTED_STATUS = (0, 2)
+#: statuses a run may end with (README "Exit codes"): 0 records printed, 1 nothing matched (a
+#: mutated dump may hold no match), 2 a typed error (bad input: one line on stderr)
+ACCEPTED_STATUS = (0, 1, 2)
 #: output formats a mutated run renders with (text is the one most likely to meet raw data)
 FORMATS = ("text", "text", "text", "json", "jsonl", "table", "csv")
 CI_RUNS = 500
@@ -333,9 +334,10 @@ def command_lines(names: Sequence[str], processes: List[Dict[str, Any]],
     taddrs = [a for a in (_hexarg(r.get("address")) for r in threads[:3]) if a]
     tids = [t for t in (_hexarg(r.get("tid")) for r in threads[:2]) if t]
     per_process = {"eproc": [["-v"]], "threads": [[]], "token": [[]], "handles": [[]], "job": [[]],
-                   "peb": [[]], "modules": [[]]}
+                   "peb": [[]], "modules": [[]], "diagram": [[]]}      # H7: diagram prints DOT
     extra = {"info": [["--runs"]], "handles": [["--all"], ["--kernel"], ["--cid"]], "peb": [["--all"]],
-             "ps": [["lsass.exe", "System"]]}
+             "ps": [["lsass.exe", "System"]],
+             "watch": [["threads", "--count", "2", "--interval", "0"]]}   # H7: two runs, diffed
     for name in names:
         argvs.append([name])
         for more in extra.get(name, []):

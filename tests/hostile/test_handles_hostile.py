@@ -73,12 +73,12 @@ def test_table_code_level_3_is_called_invalid(tmp_path: Any, isf_dir: Any) -> No
         w.put("_HANDLE_TABLE", table, "TableCode", page | 3)
         return table
     w, table = _world_with_table(tmp_path, "level3.dmp", plant)
-    doc = run_json(["handles", "700", "--target", w.path])
+    doc = run_json(["handles", "0n700", "--target", w.path], status=1)     # no handle: exit 1
     assert doc["records"] == []
     notes = _notes(doc)
     assert any("handle table 0x%x has an invalid TableCode level 3" % table in n for n in notes)
     assert not any("invalid address" in n or "not readable" in n for n in notes)
-    code, text = run_text(["handles", "700", "--target", w.path])
+    code, text = run_text(["handles", "0n700", "--target", w.path])
     assert "Handle table at %016x has an invalid TableCode level 3" % table in text
     assert "entries in use" not in text
 
@@ -93,11 +93,11 @@ def test_self_referencing_tables_are_said_to_be(tmp_path: Any, isf_dir: Any) -> 
         w.put("_HANDLE_TABLE", table, "TableCode", mid | 1)
         return table
     w, table = _world_with_table(tmp_path, "selfref.dmp", plant)
-    doc = run_json(["handles", "700", "--target", w.path])
+    doc = run_json(["handles", "0n700", "--target", w.path], status=1)     # no handle: exit 1
     assert doc["records"] == []
     assert any("handle table 0x%x refers to pages already read %d time(s)" % (table, PAGE // 8) in n
                for n in _notes(doc))
-    code, text = run_text(["handles", "700", "--target", w.path])
+    code, text = run_text(["handles", "0n700", "--target", w.path])
     assert "with 0 entries in use (refers to itself: see the notes)" in text
 
 
@@ -109,7 +109,7 @@ def test_table_code_pointing_at_its_own_table(tmp_path: Any, isf_dir: Any) -> No
         w.put("_HANDLE_TABLE", table, "TableCode", table)
         return table
     w, table = _world_with_table(tmp_path, "ownpage.dmp", plant)
-    doc = run_json(["handles", "700", "--target", w.path])
+    doc = run_json(["handles", "0n700", "--target", w.path], status=1)     # no handle: exit 1
     assert any("TableCode 0x%x points back into the table's own page" % table in n for n in _notes(doc))
 
 
@@ -156,7 +156,7 @@ def test_a_table_with_a_missing_leaf_is_counted_partially(tmp_path: Any, isf_dir
     leaf_entries = PAGE // w.table.size("_HANDLE_TABLE_ENTRY")
     by_pid = {r["pid"]: r for r in run_json(["ps", "--target", w.path])["records"]}
     assert by_pid[700]["handle_count"] == 2 * leaf_entries
-    doc = run_json(["handles", "700", "--target", w.path])
+    doc = run_json(["handles", "0n700", "--target", w.path])
     assert len(doc["records"]) == 2 * leaf_entries
     assert any("1 handle table page(s) not in the dump" in n for n in _notes(doc))
 

@@ -33,7 +33,9 @@ def test_legacy_code_store_is_never_imported(tmp_path: Path) -> None:
         "guid": None, "age": None, "arch": "x64", "pointer_size": 8, "products": [],
         "source": "user import: old.json.xz", "types_only": False, "module": "u_10_0_19045_9999"}]}))
     rc, out, err = run_cli(["dt", "_EPROCESS", "Token", "--build", "10.0.19045.9999"], home)
-    assert rc == 2 and "no kernel layouts for '10.0.19045.9999'" in err
+    # the stored code is not loaded: --build resolves to a shipped layout (issue 12: nearest
+    # revision of the 19041 kernel file that 19045 runs), named in a note
+    assert rc == 0 and "10.0.19045.9999 (Windows 10 22H2, kernel file 19041) -> layout 10.0.19041." in err
     assert "note: ignored layouts that an older pykd-ext stored as Python code" in err
     assert "10.0.19045.9999 (user import: old.json.xz)" in err and "structs import" in err
     assert sorted(p.name for p in store.iterdir()) == ["index.json", "u_10_0_19045_9999.py.disabled"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.forge import forge_machine, pc_memory_map, table_for_build, write_bitmap_dump
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 POOL_BASE = 0xFFFFA08000000000
 POOL_SIZE = 0x800000
@@ -407,14 +408,15 @@ def standard_world(build: int, folder: str) -> "World":
     return world
 
 
-def run_json(argv: List[str]) -> Dict[str, Any]:
-    """Run a CLI command with --format json and return the parsed document (exit code 0 asserted)."""
+def run_json(argv: List[str], status: int = 0) -> Dict[str, Any]:
+    """Run a CLI command with --format json and return the parsed document (exit code asserted:
+    0 records printed, 1 none, README "Exit codes")."""
     import io
     from pykd_ext.cli import run_command
     out = io.StringIO()
     code = run_command(list(argv) + ["--format", "json", "--quiet"], out=out)
-    assert code == 0, "%s exited %d" % (argv, code)
-    return json.loads(out.getvalue())
+    assert code == status, "%s exited %d" % (argv, code)
+    return addresses_as_ints(json.loads(out.getvalue()))
 
 
 def run_text(argv: List[str], fmt: str = "text") -> Tuple[int, str]:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List
 from pykd_ext.forge.builds import BUILDS, resolve_build
 from pykd_ext.forge.kernel_objects import write_scenario_dump
 from pykd_ext.forge.scenario import standard_scenario
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 BUILD_NAMES = sorted(BUILDS)
 _CACHE: Dict[str, "World"] = {}
@@ -41,7 +42,7 @@ class World:
         out = io.StringIO()
         code = run_command(list(argv) + ["--target", self.path, "--format", fmt, "--quiet"], out=out)
         assert code == 0, (argv, out.getvalue()[-400:])
-        return json.loads(out.getvalue()) if fmt == "json" else out.getvalue().splitlines()
+        return addresses_as_ints(json.loads(out.getvalue())) if fmt == "json" else out.getvalue().splitlines()
 
 
 def world_for(name: str, directory: str) -> World:

@@ -12,6 +12,7 @@ from pykd_ext.cli import run_command
 from pykd_ext.forge.builds import resolve_build
 from pykd_ext.forge.kernel_objects import write_scenario_dump
 from pykd_ext.forge.scenario import standard_scenario
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def test_win7_thread_states_are_named_and_match_what_was_planted(win7_dump):
     path, planted = win7_dump
     out = io.StringIO()
     assert run_command(["threads", "--target", path, "--format", "json", "-q"], out=out) == 0
-    doc = json.loads(out.getvalue())
+    doc = addresses_as_ints(json.loads(out.getvalue()))
     ours = {rec["tid"]: rec["state"] for rec in doc["records"]}
     expected = {t["tid"]: t["state_value"] for t in planted.threads()}
     common = set(ours) & set(expected)

@@ -72,14 +72,16 @@ def test_globals_from_symbols_match_the_dump_and_fallbacks_work(real_dir: Path, 
 
 
 def test_record_keys_are_the_contract_keys(world: Any) -> None:
-    for command in ("ps", "eproc 700", "pstree"):
+    for command in ("ps", "eproc 0n700", "pstree"):
         argv = command.split() + ["--target", world.path]
         for rec in run_json(argv)["records"]:
             extra = {"depth"} if command == "pstree" else set()
             assert set(rec) == PROCESS_KEYS | extra, command
-    for command in ("threads", "ethread 704"):
+    for command in ("threads", "ethread 0n704"):
         for rec in run_json(command.split() + ["--target", world.path])["records"]:
-            assert set(rec) == THREAD_KEYS, command
+            # issue 12: `ethread` (and `threads -v`) add the thread's kernel stack
+            extra = {"stack"} if command.startswith("ethread") else set()
+            assert set(rec) == THREAD_KEYS | extra, command
     doc = run_json(["ps", "--target", world.path])
     assert doc["meta"]["globals"]["PsActiveProcessHead"]["from"] == "symbol"
     assert doc["meta"]["layout"]["method"] == "pdb-guid"

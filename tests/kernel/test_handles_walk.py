@@ -51,7 +51,7 @@ def test_three_level_table_every_entry(world: Any) -> None:
 @pytest.mark.slow
 def test_handle_types_of_own_objects(world: Any) -> None:
     planted = _explorer(world)
-    doc = world.run("handles", str(planted["pid"]))
+    doc = world.run("handles", "0n%d" % planted["pid"])
     records = doc["records"]
     assert len(records) == len(planted["entries"])
     record = world.planted.process(planted["pid"])
@@ -62,7 +62,7 @@ def test_handle_types_of_own_objects(world: Any) -> None:
     names = {r["type"]: r["name"] for r in records if r["type"] in ("Section", "Event", "Mutant")}
     assert names["Section"] == "\\KnownDlls\\ntdll.dll"
     assert names["Event"] == "\\Sessions\\1\\BaseNamedObjects\\ShellDesktopSwitchEvent"
-    files = world.run("handles", str(planted["pid"]), "--type", "file")["records"]
+    files = world.run("handles", "0n%d" % planted["pid"], "--type", "file")["records"]
     assert [r["details"]["file_name"] for r in files] == [
         "\\Windows\\explorer.exe", "\\Windows\\System32\\en-US\\explorer.exe.mui",
         "\\Users\\user\\AppData\\Local\\IconCache.db"]

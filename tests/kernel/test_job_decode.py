@@ -53,7 +53,7 @@ def test_job_command_text_and_silo_members(world: Any) -> None:
     jobs = world.security["jobs"]
     member_job = next((a, f) for a, f in jobs.items() if f["members"] and not f["silo"])
     pid = member_job[1]["members"][0]
-    lines = world.run("job", str(pid), fmt="text")
+    lines = world.run("job", "0n%d" % pid, fmt="text")
     assert lines[0] == "Job at %016x" % member_job[0]
     values = {l[:27].strip(): l[27:] for l in lines[1:11]}
     assert values["LimitFlags"] == "0x%x" % member_job[1]["limit_flags"]
@@ -75,7 +75,7 @@ def test_job_command_text_and_silo_members(world: Any) -> None:
 def test_job_summary_in_eproc_v(world: Any) -> None:
     for address, fact in world.security["jobs"].items():
         for pid in fact["members"]:
-            lines = world.run("eproc", str(pid), "-v", fmt="text")
+            lines = world.run("eproc", "0n%d" % pid, "-v", fmt="text")
             summary = [l for l in lines if l.strip().startswith("Job summary:")][0]
             assert ("%016x" % address) in summary
             if fact["server_silo"]:

@@ -31,7 +31,7 @@ def test_every_user_process_peb_matches_the_planted_one(world: Tuple[str, Plante
     assert len(procs) >= 10
     for proc in procs:
         facts = proc["user"]
-        (rec,) = run_json("peb", str(proc["address"]), "--target", path)["records"]
+        (rec,) = run_json("peb", "0x%x" % proc["address"], "--target", path)["records"]
         assert rec["address"] == facts["peb"] == proc["peb"]
         assert rec["pid"] == proc["pid"]
         for key in ("image_base", "ldr", "process_parameters", "command_line", "image_path",
@@ -86,7 +86,7 @@ def test_wow64_32bit_peb_and_tebs(world: Tuple[str, Planted]) -> None:
     assert len(wow) == 1
     proc = wow[0]
     facts32 = proc["user"]["wow64"]
-    (rec,) = run_json("peb", str(proc["pid"]), "--target", path)["records"]
+    (rec,) = run_json("peb", "0n%d" % proc["pid"], "--target", path)["records"]
     sub = rec["peb32"]
     assert rec["wow64"] is True
     assert sub["address"] == facts32["peb"] == proc["peb32"] < 2 ** 32
@@ -96,7 +96,7 @@ def test_wow64_32bit_peb_and_tebs(world: Tuple[str, Planted]) -> None:
         assert sub[key] == facts32[key], key
     assert [(m["base"], m["path"]) for m in sub["modules"]] == \
         [(m["base"], m["path"]) for m in facts32["modules"]]
-    doc = run_json("teb", "-p", str(proc["pid"]), "--target", path)
+    doc = run_json("teb", "-p", "0n%d" % proc["pid"], "--target", path)
     for r in doc["records"]:
         t32 = proc["user"]["tebs"][r["tid"]]["teb32"]
         assert r["teb32"]["address"] == r["teb32"]["self"] == t32["address"]
@@ -116,7 +116,7 @@ def test_kernel_only_dump_says_user_memory_is_absent(tmp_path_factory: Any, isf_
     assert rec["image_base"] == {"unreadable": rec["image_base"]["unreadable"]}
     assert rec["image_base"]["unreadable"]["reason"] == "not in dump"
     assert any("user memory not in dump" in n for n in doc["notes"])
-    mods = run_json("modules", "lsass.exe", "--target", path)
+    mods = run_json("modules", "lsass.exe", "--target", path, status=1)     # no module: exit 1
     assert mods["records"] == [] and any("user memory not in dump" in n for n in mods["notes"])
     tebs = run_json("teb", "-p", "lsass.exe", "--target", path)
     assert [r["address"] for r in tebs["records"]] == [t["teb"] for t in lsass["threads"]]

@@ -9,7 +9,7 @@ import pytest
 from planted import World, run_json, run_text, standard_processes
 
 COMMANDS = (["ps"], ["pstree"], ["psxview"], ["threads"], ["eproc", "lsass.exe", "-v"],
-            ["ethread", "704"])
+            ["ethread", "0n704"])
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -98,7 +98,7 @@ def test_threads_of_a_process(world: Any) -> None:
 
 
 def test_thread_lists_disagreement_is_noted(world: Any) -> None:
-    doc = run_json(["threads", "1400", "--target", world.path])
+    doc = run_json(["threads", "0n1400", "--target", world.path])
     assert sorted(r["tid"] for r in doc["records"]) == [1404, 1408]
     assert any("thread lists disagree" in n and "1 only on _KPROCESS.ThreadListHead" in n for n in doc["notes"])
     ps = by_pid(run_json(["ps", "app32.exe", "--target", world.path])["records"])
@@ -142,7 +142,7 @@ def test_pstree_depths(world: Any) -> None:
 
 def test_eproc_finds_by_name_pid_address_and_hidden(world: Any) -> None:
     lsass = world.process_va[700]
-    for spec in ("lsass.exe", "LSASS.EXE", "700", "0x2bc", "%x" % lsass, "0x%x" % lsass):
+    for spec in ("lsass.exe", "LSASS.EXE", "0n700", "2bc", "0x2bc", "%x" % lsass, "0x%x" % lsass):
         recs = run_json(["eproc", spec, "--target", world.path])["records"]
         assert [r["address"] for r in recs] == [lsass], spec
     hidden = run_json(["eproc", "hidden.exe", "--target", world.path])["records"]
@@ -151,7 +151,7 @@ def test_eproc_finds_by_name_pid_address_and_hidden(world: Any) -> None:
 
 
 def test_ethread_by_tid_and_address(world: Any) -> None:
-    by_tid = run_json(["ethread", "1504", "--target", world.path])["records"]
+    by_tid = run_json(["ethread", "0n1504", "--target", world.path])["records"]
     assert by_tid[0]["address"] == world.thread_va[1504] and by_tid[0]["pid"] == 1500
     by_addr = run_json(["ethread", "%x" % world.thread_va[704], "--target", world.path])["records"]
     assert by_addr[0]["tid"] == 704

@@ -64,7 +64,7 @@ def test_two_level_cid_table(tmp_path: Any, isf_dir: Any) -> None:
     doc = run_json(["psxview", "--target", path])
     assert {r["pid"] for r in doc["records"]} == {p.pid for p in specs}
     assert all(r["PspCidTable"] and r["ThreadOwner"] for r in doc["records"])
-    ethread = run_json(["ethread", str(specs[-1].threads[-1].tid), "--target", path])["records"]
+    ethread = run_json(["ethread", "0n%d" % specs[-1].threads[-1].tid, "--target", path])["records"]
     assert ethread[0]["address"] == w.thread_va[specs[-1].threads[-1].tid]
 
 

@@ -31,7 +31,7 @@ def test_planted_key_paths(world: Any) -> None:
         assert got.text == planted and got.complete and got.problem is None
         assert got.kcb == world.security["objects"][body]["kcb"]
     pid = world.planted.by_name("explorer.exe")["pid"]
-    records = world.run("handles", str(pid), "--type", "key")["records"]
+    records = world.run("handles", "0n%d" % pid, "--type", "key")["records"]
     assert {r["object"]: r["name"] for r in records} == keys
     assert all(r["type"] == "Key" and r["details"]["key_path"] == r["name"] for r in records)
 

@@ -26,7 +26,7 @@ def test_tebs_of_every_user_thread(world: Tuple[str, Planted]) -> None:
     checked = 0
     for proc in user_processes(planted):
         tebs = proc["user"]["tebs"]
-        doc = run_json("teb", "-p", str(proc["pid"]), "--target", path)
+        doc = run_json("teb", "-p", "0n%d" % proc["pid"], "--target", path)
         by_tid = {r["tid"]: r for r in doc["records"]}
         for tid, facts in tebs.items():
             rec = by_tid[int(tid)]
@@ -47,7 +47,7 @@ def test_teb_by_tid_ethread_and_teb_address(world: Tuple[str, Planted]) -> None:
     lsass = planted.by_name("lsass.exe")
     thread = lsass["threads"][1]
     facts = lsass["user"]["tebs"][thread["tid"]]
-    for spec in (str(thread["tid"]), "0x%x" % thread["address"], "0x%x" % facts["address"]):
+    for spec in ("0n%d" % thread["tid"], "0x%x" % thread["address"], "0x%x" % facts["address"]):
         (rec,) = run_json("teb", spec, "--target", path)["records"]
         assert rec["address"] == facts["address"] and rec["tid"] == thread["tid"]
         assert rec["thread"] == thread["address"] and rec["process"] == lsass["address"]

@@ -84,7 +84,8 @@ def test_impersonating_thread_shows_its_token(world: Any) -> None:
         assert rec["token_type"] == "TokenImpersonation"
         assert rec["impersonation_level"] == fact["level"]
         lines = world.run("ethread", "0x%x" % fact["thread"], fmt="text")
-        assert "Impersonating: token %016x (SecurityImpersonation)" % fact["token"] in lines
+        # `!thread`'s line (windbg-output.md; issue 12 defect 8)
+        assert "Impersonation token:  %016x (Level Impersonation)" % fact["token"] in lines
         doc = world.run("token", "--thread", "0x%x" % fact["thread"])
         assert doc["records"][0]["address"] == fact["token"]
 

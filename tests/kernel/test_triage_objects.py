@@ -65,7 +65,7 @@ def test_ethread_decodes_the_dump_thread(triage: Dict[str, Any]) -> None:
     assert "system" in rec["thread_flags"] and rec["teb"] == 0
     if triage["current"] == triage["thread"]:
         assert rec["state"] == "Running" and rec["running_on"] == triage["number"]
-    by_tid = run_json(["ethread", str(rec["tid"]), "--target", triage["path"]])["records"]
+    by_tid = run_json(["ethread", "0n%d" % rec["tid"], "--target", triage["path"]])["records"]
     assert by_tid[0]["address"] == triage["thread"]
 
 

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Tuple
 from pykd_ext.cli import run_command
 from pykd_ext.forge.kernel_objects import Planted, write_scenario_dump
 from pykd_ext.forge.scenario import standard_scenario
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 _CACHE: Dict[Tuple[str, str], Tuple[str, Planted]] = {}
 
@@ -22,11 +23,11 @@ def forged(tmp_path_factory: Any, build: str, kind: str = "bitmap") -> Tuple[str
     return _CACHE[key]
 
 
-def run_json(*argv: str) -> Dict[str, Any]:
+def run_json(*argv: str, status: int = 0) -> Dict[str, Any]:
     out = io.StringIO()
     code = run_command(list(argv) + ["--format", "json", "--quiet"], out=out)
-    assert code == 0, out.getvalue()[-400:]
-    return json.loads(out.getvalue())
+    assert code == status, out.getvalue()[-400:]      # 0 records printed, 1 none (README "Exit codes")
+    return addresses_as_ints(json.loads(out.getvalue()))
 
 
 def user_processes(planted: Planted) -> List[Dict[str, Any]]:

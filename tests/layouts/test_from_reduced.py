@@ -16,7 +16,10 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from isfdata import ISF_DIR, SHARED, row_for
-from pykd_ext.layouts import registry
+# the modules the data path uses, imported before `no_code_runs` (importing one runs its code,
+# which the check would count; this test must not depend on which tests ran before it)
+import gzip, uuid  # noqa: E401,F401
+from pykd_ext.layouts import bounded_read, from_reduced, isf, reduced_json, registry, user_store  # noqa: F401
 from pykd_ext.layouts.cons import Record
 from pykd_ext.layouts.model import KernelLayouts, compile_record
 

@@ -9,6 +9,7 @@ from pykd_ext.errors import UnknownBuildError
 from pykd_ext.layouts.select import choose_for_target, layouts_for_session
 from pykd_ext.session import Session
 from pykd_ext.targets.base import TargetInfo
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 
 def test_unknown_build_says_how_to_add(monkeypatch) -> None:
@@ -135,7 +136,7 @@ def test_session_uses_target_choice_and_notes() -> None:
                       "--format", "json", "-q"], out=out)
     assert rc == 0
     import json
-    doc = json.loads(out.getvalue())
+    doc = addresses_as_ints(json.loads(out.getvalue()))
     assert doc["meta"]["layout"]["method"] == "fingerprint"
     assert any("no PDB GUID" in n for n in doc["notes"])
 

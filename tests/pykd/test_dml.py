@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 from pykd_harness import run_cli, run_like_bootstrapper, script_path
 from pykd_ext.windbg.dml import decorate, decorate_line, escape, link_targets
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 LINK = re.compile(r'<link cmd="!py (\w+) 0x([0-9a-f]+)">([^<]*)</link>')
 
@@ -36,7 +37,7 @@ def test_windbg_output_links_every_process(standin: Any, scenarios: Dict[int, An
     path, planted = scenarios[19041].path, scenarios[19041].planted
     code, cli_json, _ = run_cli(["ps", "--target", path, "--format", "json"])
     assert code == 0
-    listed = {rec["address"] for rec in json.loads(cli_json)["records"]}
+    listed = {rec["address"] for rec in addresses_as_ints(json.loads(cli_json))["records"]}
     assert listed and listed <= {p["address"] for p in planted.processes}
 
     standin._standin_configure(dump=path, windbg=True)

@@ -22,8 +22,12 @@ def test_streamed_json_is_the_whole_document_one_record_per_line():
     for records in (RECORDS, [], RECORDS[:1]):
         lines = render(_result(records), "json")
         doc = json.loads("\n".join(lines))
+        # issue 12: the `addr` column and every "address" are "0x..." strings, counts stay numbers
+        expected = [{"pid": 4, "name": "System", "peb": "0x0", "kinds": ["system", "protected"]},
+                    {"pid": 636, "name": "lsass.exe",
+                     "peb": {"unreadable": {"reason": NOT_IN_DUMP, "address": "0x1000"}}, "token": {"t": 1}}]
         assert doc == {"command": "ps", "meta": {"layout": "10.0.19041.1288", "nested": {"a": [1, 2]}},
-                       "records": [json.loads(json.dumps(_plain(r))) for r in records],
+                       "records": expected[:len(records)],
                        "notes": ["the rest of the list is not in the dump"]}
         record_lines = [line for line in lines if line.startswith("    {")]
         assert len(record_lines) == len(records)
@@ -36,7 +40,7 @@ def _plain(record):
 
 def test_fault_is_data_in_every_format():
     doc = json.loads("\n".join(render(_result(RECORDS), "json")))
-    assert doc["records"][1]["peb"] == {"unreadable": {"reason": NOT_IN_DUMP, "address": 0x1000}}
+    assert doc["records"][1]["peb"] == {"unreadable": {"reason": NOT_IN_DUMP, "address": "0x1000"}}
     lines = render(_result(RECORDS), "jsonl")
     assert [json.loads(line)["pid"] for line in lines] == [4, 636]
     rows = list(csv.reader(io.StringIO("\n".join(render(_result(RECORDS), "csv")))))
@@ -136,7 +140,11 @@ def test_c_encoder_writes_what_plain_wrote():
               "u": "\u202e\x1b", "big": 0xFFFFB30C8A00D050, "int_key": {3: "x"}}
     result = Result("t", COLUMNS, records=[record])
     (line,) = render(result, "jsonl")
-    assert line == json.dumps(_plain(record), separators=(",", ":"))
+    expected = _plain(record)
+    # issue 12: an int beyond a double's exact range, and fault addresses, are hex strings
+    expected.update(big="0xffffb30c8a00d050", f={"unreadable": {"reason": NOT_IN_DUMP, "address": "0x1000"}},
+                    nested=[{"f": {"unreadable": {"reason": NOT_IN_DUMP, "address": "0x8"}}}])
+    assert line == json.dumps(expected, separators=(",", ":"))
     assert json.loads(line)["u"] == "\u202e\x1b"
 
 

@@ -306,6 +306,10 @@ def reg(name: str) -> int:
         if value is None:
             raise DbgException("register cr3 is not available")
         return int(value)
+    # the dump's own crash context (a triage dump's CONTEXT record), as DbgEng serves it
+    context = (_state.target.info().extra or {}).get("context")
+    if isinstance(context, dict) and isinstance(context.get(name.lower()), int):
+        return int(context[name.lower()])
     raise DbgException("stand-in pykd: register %s is not modelled" % name)
 
 

@@ -210,7 +210,7 @@ def test_cli_target_asks_for_the_dumps_kernel_pdb(store_server: StoreServer, tmp
         target.close()
     rc = run_command(["symbols", "fetch", "--target", str(sample), "--quiet", "--retries", "0",
                       "--symbol-path", "srv*%s*%s" % (tmp_path / "c", store_server.url)], out=io.StringIO())
-    assert rc == 2
+    assert rc == 1                          # not found: exit 1 (README "Exit codes")
     assert store_server.requests[0] == "/symbols/%s/%s%X/%s" % (extra["pdb_name"], extra["pdb_guid"],
                                                                 extra["pdb_age"], extra["pdb_name"])
     assert "not found" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pykd_ext.layouts.registry import load_layouts
-from pykd_ext.memory.paging_modes import X64_4LEVEL, X86_NONPAE, X86_PAE
+from pykd_ext.memory.paging_modes import AARCH64_4K, X64_4LEVEL, X86_NONPAE, X86_PAE
 from pykd_ext.targets import dumpheader as dh
 from pykd_ext.targets.arch import (ARCHES, ARM64, X64, X86, arch_for_context_size,
                                    arch_for_machine, arch_for_pointer_size, arch_for_processor,
@@ -34,15 +34,36 @@ def test_lookups_from_what_files_state() -> None:
 def test_readable_architectures_are_complete() -> None:
     """Every architecture whose kernel dumps are read states everything a reader asks for."""
     readable = [arch for arch in ARCHES if arch.kernel_dump_width]
-    assert {arch.name for arch in readable} == {"x64", "x86"}
+    assert {arch.name for arch in readable} == {"x64", "x86", "arm64", "arm"}
     for arch in readable:
-        assert arch.paging_modes and arch.context is not None and arch.find_dtbs is not None
+        assert arch.context is not None and arch.kernel_start is not None
         assert all(mode.pointer_size == arch.pointer_size for mode in arch.paging_modes)
         assert arch.kernel_dump_width == 8 * arch.pointer_size
-        assert arch.kernel_start is not None and arch.kuser_shared_data is not None
-        assert arch.is_kernel_address(arch.kuser_shared_data)
         assert not arch.is_kernel_address(arch.kernel_start - 1)
+        assert arch.instruction_pointer and arch.stack_pointer
+        if arch.kuser_shared_data is not None:
+            assert arch.is_kernel_address(arch.kuser_shared_data)
+    # raw images are read for the architectures with a DTB finder (x64, x86)
+    for arch in (X64, X86):
+        assert arch.paging_modes and arch.find_dtbs is not None
     assert X64.paging_modes == (X64_4LEVEL,) and X86.paging_modes == (X86_PAE, X86_NONPAE)
+    assert ARM64.paging_modes == (AARCH64_4K,)
+    assert arch_named("arm").paging_modes == ()          # 32-bit ARM: triage dumps only
+
+
+def test_arm_context_layouts_are_winnt_sizes() -> None:
+    """winnt.h: ARM64_NT_CONTEXT is 0x390 bytes (Pc at 0x108, Sp at 0x100), the ARM CONTEXT
+    0x1a0 bytes (Sp at 0x38, Pc at 0x40); the sizes name the architecture of a bare record."""
+    assert ARM64.context.size == 0x390 and arch_for_context_size(0x390) is ARM64
+    assert arch_named("arm").context.size == 0x1A0
+    raw = bytes(range(256)) * 4
+    regs = decode_context(raw[:0x390], "arm64")
+    assert regs["pc"] == int.from_bytes(raw[0x108:0x110], "little")
+    assert regs["sp"] == int.from_bytes(raw[0x100:0x108], "little")
+    assert regs["x0"] == int.from_bytes(raw[8:16], "little")
+    regs = decode_context(raw[:0x1A0], "arm")
+    assert regs["sp"] == int.from_bytes(raw[0x38:0x3C], "little")
+    assert regs["pc"] == int.from_bytes(raw[0x40:0x44], "little")
 
 
 @pytest.mark.parametrize("arch,build_id", [(X64, "10.0.19041.1288"), (X86, "10.0.19041.1288-x86")],
@@ -65,7 +86,7 @@ def test_context_records_match_the_kernels_context(arch, build_id: str) -> None:
         offset, size = context.offset(name), context.field(name).size
         assert regs[name.lower()] == int.from_bytes(raw[offset:offset + size], "little"), name
     assert decode_context(raw[:16], arch.name) is None
-    assert decode_context(raw, "arm64") is None          # described, but no CONTEXT layout yet
+    assert decode_context(raw, "ia64") is None           # named, but no CONTEXT layout
 
 
 def _volatility_header(name: str, type_name: str) -> dict:

@@ -57,7 +57,7 @@ def test_teb_by_tid_and_by_address(real_dir: Path) -> None:
     try:
         threads = session.target.info().extra["threads"]
         second = threads[1]
-        for spec in (str(second["id"]), "0x%x" % second["teb"]):
+        for spec in ("0n%d" % second["id"], "0x%x" % second["teb"]):
             result = teb_command.run(session, Args(thread=spec, process=None, symbols32=None))
             (rec,) = result.records
             assert rec["address"] == second["teb"] and rec["client_id_tid"] == second["id"]

@@ -14,6 +14,7 @@ import pytest
 
 from pykd_ext.cli import run_command
 from pykd_ext.targets.opener import open_target
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 WOW64 = "user-dumps/win10-17134-wow64-fullmem.dmp"
 NATIVE = "user-dumps/win10-17134-x64-userdu64.dmp"
@@ -24,7 +25,7 @@ def run_json(*argv: str) -> Dict[str, Any]:
     out = io.StringIO()
     code = run_command(list(argv) + ["--format", "json", "--quiet"], out=out)
     assert code == 0, out.getvalue()[-400:]
-    return json.loads(out.getvalue())
+    return addresses_as_ints(json.loads(out.getvalue()))
 
 
 def listed(real_dir: Path, name: str) -> Dict[str, Any]:

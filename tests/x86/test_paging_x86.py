@@ -1,6 +1,6 @@
 """x86 paging (PAE and non-PAE) against Volatility 3's WindowsIntel/WindowsIntelPAE layers.
 
-Tables are planted with the forge's `X86PageTables` (entry bits from the derived layouts'
+Tables are planted with the forge's `PageTables` in an x86 mode (entry bits from the derived layouts'
 `_MMPTE_*`); every translation of ours must equal Volatility's on the same bytes, and faults must
 carry what was planted (pagefile number and offset, level, raw entry).
 """

@@ -17,6 +17,7 @@ from pykd_ext.targets.arch import X86
 from pykd_ext.targets.dtbscan import find_x86_directories
 from pykd_ext.targets.opener import open_target
 from pykd_ext.targets.rawimage import RawImageTarget
+from pykd_ext.render.renderers import addresses_as_ints  # our JSON writes addresses as "0x..."
 
 CASES = [("6.1.7601.17514-x86", False), ("10.0.17763.107-x86", True)]
 
@@ -48,7 +49,7 @@ def test_x86_raw_image_end_to_end(tmp_path: Path, build_id: str, pae: bool) -> N
     out = io.StringIO()
     assert run_command(["ps", "--target", path, "--format", "json", "--quiet"], out=out) == 0
     rows = [(r["pid"], r["ppid"], r["name"], r["address"], r["threads_active"], r["layout"])
-            for r in json.loads(out.getvalue())["records"]]
+            for r in addresses_as_ints(json.loads(out.getvalue()))["records"]]
     assert rows == [(p.pid, p.ppid, p.name, forged.processes[p.pid], len(p.threads), build_id)
                     for p in procs]
 

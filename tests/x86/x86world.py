@@ -6,19 +6,20 @@ architecture, with Windows' transition rule) translate from the same physical by
 """
 from typing import Any, Tuple
 
-from pykd_ext.forge.paging_x86 import LayoutBits, X86PageTables
+from pykd_ext.forge.pagetables import PageTables
 from pykd_ext.forge.physmem import PhysicalImage
-from pykd_ext.forge.ptebits import PteFormat
+from pykd_ext.forge.ptebits import LayoutBits, PteFormat
 from pykd_ext.layouts.registry import load_layouts
+from pykd_ext.memory.paging_modes import X86_NONPAE, X86_PAE
 
 PAE_BUILD = "10.0.19041.1288-x86"        # ntkrpamp: 8-byte _MMPTE
 NON_PAE_BUILD = "6.1.7601.17514-x86"     # ntkrnlmp: 4-byte _MMPTE
 
 
-def new_space(pae: bool, memory_map: Any = ((0x1, 0x9E), (0x100, 0x1700))) -> Tuple[PhysicalImage, X86PageTables, Any]:
+def new_space(pae: bool, memory_map: Any = ((0x1, 0x9E), (0x100, 0x1700))) -> Tuple[PhysicalImage, PageTables, Any]:
     layouts = load_layouts(PAE_BUILD if pae else NON_PAE_BUILD)
     phys = PhysicalImage(memory_map)
-    pt = X86PageTables(phys, PteFormat(LayoutBits(layouts)), pae)
+    pt = PageTables(phys, PteFormat(LayoutBits(layouts)), X86_PAE if pae else X86_NONPAE)
     return phys, pt, layouts
 
 
