@@ -154,8 +154,21 @@ def command_parser(name: str, common: Optional[argparse.ArgumentParser] = None) 
                                      parents=[common if common is not None else _common_options()],
                                      formatter_class=_CommandHelpFormatter, epilog=examples_epilog(module))
     module.add_arguments(parser)
+    _hide_unused_globals(parser, getattr(module, "UNUSED_GLOBALS", ()))
     parser.set_defaults(command=name, _module=module_name)
     return parser
+
+
+def _hide_unused_globals(parser: argparse.ArgumentParser, unused: Sequence[str]) -> None:
+    """Leave the global options a command does not use out of its --help (and usage line)."""
+    parsers = [parser]
+    for action in parser._actions:                          # noqa: SLF001 - argparse has no public list
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - `structs list`, ...
+            parsers.extend(action.choices.values())
+    for each in parsers:
+        for action in each._actions:                        # noqa: SLF001
+            if any(option in unused for option in action.option_strings):
+                action.help = argparse.SUPPRESS
 
 
 def split_command_line(argv: Sequence[str], common: argparse.ArgumentParser

@@ -60,6 +60,11 @@ class Session:
                     if fetched is not None:
                         err.message = "%s (%s)" % (err.message, fetched.note)
                     raise
+            if fetched is None and self._layouts.choice.get("method") == "inferred":
+                # no layout fitted: the PDB (through the kernel image) beats offsets inferred
+                fetched = self._fetch_symbols_if_asked(by_image=True)
+                if fetched is not None and fetched.imported:
+                    self._layouts = layouts_for_session(self)
             if fetched is not None:
                 self._layouts.choice.setdefault("warnings", []).append(fetched.note)
                 self.notes.append(fetched.note)

@@ -257,7 +257,7 @@ def analyze_dump(path: str, with_tables: Sequence[str] = ()) -> CrashRecord:
         processes: List[Dict[str, Any]] = []
         threads: List[Dict[str, Any]] = []
         try:
-            layout = str(dump.layouts.version)
+            layout = str(dump.layouts.version or dump.layouts.build_id)   # inferred layouts: no version
         except PykdExtError as err:
             notes.append("no kernel layouts, so no process/thread decoding: %s" % _first_sentence(err))
         crash = {"thread_address": _u64(extra_all.get("thread")), "tid": None, "pid": None,

@@ -71,6 +71,13 @@ SUMMARIES: Dict[str, str] = {
 }
 
 
+#: the global options about a target: a command that reads none sets `UNUSED_GLOBALS =
+#: TARGET_OPTIONS`, and its --help leaves them out (issue 12: help lists only options that apply;
+#: they are still accepted, so `pykd-ext --target X structs list` works)
+TARGET_OPTIONS = ("--target", "--symbols", "--engine", "--fetch-symbols", "--symbol-path", "--pause",
+                  "--layout", "--max-entries", "--max-pages", "--max-bytes")
+
+
 def summary(name: str) -> str:
     """A command's one-line help; a command registered without a summary is imported for it."""
     text = SUMMARIES.get(name)

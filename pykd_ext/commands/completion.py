@@ -7,9 +7,12 @@ Install it the usual way for each shell, e.g. `pykd-ext completion bash > ~/.loc
 import argparse
 from typing import Any, Iterable
 
+from pykd_ext.commands import TARGET_OPTIONS
 from pykd_ext.render.grid import Column, Result
 
 HELP = "print a shell completion script (bash, zsh, fish): commands, options, file and choice values"
+#: global options this command does not read (left out of its --help: pykd_ext/cli.py)
+UNUSED_GLOBALS = TARGET_OPTIONS
 EXAMPLES = [
     "completion bash > ~/.local/share/bash-completion/completions/pykd-ext",
     "completion fish > ~/.config/fish/completions/pykd-ext.fish",

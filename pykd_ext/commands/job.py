@@ -70,6 +70,13 @@ def job_lines(rec: Dict[str, Any], silo_members: List[Dict[str, Any]]) -> List[s
     out = ["Job at %s" % _addr(rec["address"])]
     for label, key in WINDBG_COUNTERS:
         out.append(("  %s" % label).ljust(VALUE_COLUMN) + _val(rec.get(key)))
+    # H11: `!job`'s security limits; _EJOB lost SecurityLimitFlags/Token in Windows Vista (Microsoft
+    # Learn, "JOBOBJECT_SECURITY_LIMIT_INFORMATION": support removed starting with Vista), so a
+    # build without the fields says so instead of printing a made-up 0
+    for label, key, shown in (("SecurityLimitFlags", "security_limit_flags", _val), ("Token", "job_token", _addr)):
+        value = rec.get(key)
+        out.append(("  %s" % label).ljust(VALUE_COLUMN)
+                   + ("n/a (no _EJOB.%s in this build)" % label if value is None else shown(value)))
     out.append("  Processes assigned to this job:")
     for member in rec.get("members") or []:
         pid = member["pid"]
@@ -149,6 +156,9 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             shown.append(address)
             job = Job(ctx, address)
             rec = job.record()
+            for key, path in (("security_limit_flags", "SecurityLimitFlags"), ("job_token", "Token")):
+                if job.view.has(path):                 # H11: pre-Vista _EJOB fields, when a layout has them
+                    rec[key] = job.field(path)
             notes.extend(n for n in job.notes if n not in notes)
             silo_members: List[Dict[str, Any]] = []
             if rec.get("is_silo"):

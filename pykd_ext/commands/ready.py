@@ -13,8 +13,7 @@ import argparse
 from typing import Any, Dict, List
 
 from pykd_ext.commands.procview import add_context_notes, kernel_context, result_meta
-from pykd_ext.kernel.process import Process
-from pykd_ext.kernel.scheduling import ready_queues
+from pykd_ext.kernel.scheduling import image_name, ready_queues
 from pykd_ext.kernel.thread import Thread
 from pykd_ext.render.grid import Column, Result
 from pykd_ext.render.windbg import thread_line
@@ -44,12 +43,12 @@ def _record(ctx: Any, queue: Any, priority: int, address: int, names: Dict[int, 
     thread = Thread(ctx, address, ["ReadyList"])
     owner = thread.process
     if isinstance(owner, int) and owner and owner not in names:
-        names[owner] = Process(ctx, owner).name
+        names[owner] = image_name(ctx, owner)
     state = thread.state
     return {"processor": queue.processors[0] if queue.kind == "dispatcher" else None,
             "queue": queue.kind, "queue_address": queue.address,
             "queue_processors": list(queue.processors), "priority": priority,
-            "thread": address, "tid": thread.tid, "pid": thread.pid, "process": owner,
+            "thread": address, "tid": thread.field("Cid.UniqueThread"), "pid": thread.field("Cid.UniqueProcess"), "process": owner,
             "process_name": names.get(owner) if isinstance(owner, int) else None, "state": state,
             "thread_priority": thread.priority, "base_priority": thread.base_priority,
             "next_processor": thread.next_processor, "_thread": thread}

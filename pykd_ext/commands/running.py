@@ -11,7 +11,7 @@ import argparse
 from typing import Any, Dict, List, Optional
 
 from pykd_ext.commands.procview import add_context_notes, kernel_context, result_meta
-from pykd_ext.kernel.process import Process
+from pykd_ext.kernel.scheduling import image_name
 from pykd_ext.kernel.thread import Thread
 from pykd_ext.memory.faults import Fault
 from pykd_ext.render.grid import Column, Result
@@ -44,9 +44,9 @@ def _thread_facts(ctx: Any, value: Any, prefix: str, names: Dict[int, Any]) -> D
         thread = Thread(ctx, value, ["Prcb"])
         owner = thread.process
         if isinstance(owner, int) and owner and owner not in names:
-            names[owner] = Process(ctx, owner).name
-        out.update({prefix + "_priority": thread.priority, prefix + "_tid": thread.tid,
-                    prefix + "_pid": thread.pid,
+            names[owner] = image_name(ctx, owner)
+        out.update({prefix + "_priority": thread.priority, prefix + "_tid": thread.field("Cid.UniqueThread"),
+                    prefix + "_pid": thread.field("Cid.UniqueProcess"),
                     prefix + "_process_name": names.get(owner) if isinstance(owner, int) else None})
     return out
 
@@ -99,6 +99,8 @@ def run(session: Any, args: argparse.Namespace) -> Result:
 
 
 def _pri(value: Any) -> str:
+    if isinstance(value, Fault):
+        return "??"                              # the thread is not in the dump (notes say so)
     return "" if value is None else dec(value)
 
 

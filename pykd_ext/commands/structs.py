@@ -13,9 +13,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import LayoutError, MissingLayoutError
 from pykd_ext.layouts.model import FieldLayout, TypeLayout, compile_record
+from pykd_ext.commands import TARGET_OPTIONS
 from pykd_ext.render.grid import Column, Result
 
 HELP = "kernel structure layouts: list builds, diff two builds, a field's history, import an ISF"
+#: global options this command does not read (left out of its --help: pykd_ext/cli.py)
+UNUSED_GLOBALS = TARGET_OPTIONS
 #: `--help` examples (issue 12), one list per action; EXAMPLES is what `structs --help` shows
 EXAMPLES_BY_ACTION = {
     "list": ["structs list", "structs list -f csv"],

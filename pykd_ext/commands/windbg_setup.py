@@ -23,9 +23,12 @@ import sys
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from pykd_ext.errors import TargetError
+from pykd_ext.commands import TARGET_OPTIONS
 from pykd_ext.render.grid import Column, Result
 
 HELP = "print (and with --write create) what makes `!py eproc` resolve inside WinDbg"
+#: global options this command does not read (left out of its --help: pykd_ext/cli.py)
+UNUSED_GLOBALS = TARGET_OPTIONS
 #: `--help` ends with these (issue 12); crash.dmp stands for any dump
 EXAMPLES = [
     'windbg-setup',

@@ -80,6 +80,7 @@ class KernelContext:
     _type_objects: Dict[int, Any]   # commands/handles: object type facts by type index
     _h10_type_table: Optional[int]  # typeindex_scan: ObTypeIndexTable found by its shape
     _h10_cookie: Optional[int]      # typeindex_scan: ObHeaderCookie derived from known objects
+    _current_tick: Any              # scheduling.current_tick: (tick count, where it came from)
 
     def __init__(self, target: Target, layouts: KernelLayouts, budget: Optional[Budget] = None) -> None:
         self.target = target

@@ -17,9 +17,10 @@ How the thread is found, best proof first (`CrashContext.source` says which was 
 """
 from typing import Any, Dict, List, Optional, Tuple, cast
 
-from pykd_ext.kernel.processes import _read_field
 from pykd_ext.kernel.thread_lists import BY_PROCESSOR, BY_TRIAGE
-from pykd_ext.targets.arch import decode_context
+from pykd_ext.kernel.view import read_field
+from pykd_ext.memory.faults import Fault
+from pykd_ext.targets.arch import arch_named
 
 #: sources, as the note and the JSON meta name them
 SOURCE_TRIAGE = "triage dump's thread"
@@ -60,20 +61,21 @@ class CrashContext:
 
 def header_context(ctx: Any) -> Optional[Tuple[int, int]]:
     """(instruction pointer, stack pointer) of the dump's CONTEXT record, when it states one: a
-    triage dump's decoded context, else the kernel dump header's `ContextRecord`."""
+    triage dump's decoded context, else the kernel dump header's `ContextRecord`. Which members
+    those are is the architecture's fact (`Arch.context_registers`: Rip/Rsp, Eip/Esp, Pc/Sp)."""
+    arch = arch_named(str(ctx.info.arch or ""))
+    if arch is None:
+        return None
     context = (ctx.info.extra or {}).get("context")
     if not isinstance(context, dict):
         raw = getattr(getattr(ctx.target, "header", None), "context_bytes", None)
-        if not isinstance(raw, (bytes, bytearray)):
+        if not isinstance(raw, (bytes, bytearray)) or arch.context is None:
             return None
-        context = decode_context(bytes(raw), str(ctx.info.arch or ""))
-        if not isinstance(context, dict):
-            return None
-    ip = context.get("rip", context.get("eip", context.get("pc")))
-    sp = context.get("rsp", context.get("esp", context.get("sp")))
-    if isinstance(ip, int) and isinstance(sp, int) and sp:
-        return ip, sp
-    return None
+        context = arch.context.decode(bytes(raw))
+    registers = arch.context_registers(context)
+    if registers is None or not registers[1]:
+        return None
+    return registers
 
 
 def _field(ctx: Any, type_name: str, address: int, path: str) -> Any:
@@ -81,7 +83,8 @@ def _field(ctx: Any, type_name: str, address: int, path: str) -> Any:
     when the build lacks the field or its bytes are not in the dump."""
     if not ctx.has(type_name, path):
         return None
-    return _read_field(ctx, type_name, path, address)
+    value = read_field(ctx.space, ctx.layouts.type(type_name), address, path)
+    return None if isinstance(value, Fault) else value
 
 
 def _thread_field(ctx: Any, thread: int, path: str) -> Any:
@@ -109,12 +112,16 @@ def stack_holds(ctx: Any, thread: int, sp: int) -> bool:
 
 
 def _processor_state_sp(ctx: Any, prcb: int) -> Optional[int]:
-    """`KPRCB.ProcessorState.ContextFrame.Rsp` (the context the bugcheck saved), when readable."""
-    for path in ("ProcessorState.ContextFrame.Rsp", "ProcessorState.ContextFrame.Esp"):
-        if ctx.has("_KPRCB", path):
-            value = _field(ctx, "_KPRCB", prcb, path)
-            return value if isinstance(value, int) and value else None
-    return None
+    """`KPRCB.ProcessorState.ContextFrame`'s stack pointer (the context the bugcheck saved; the
+    member is the architecture's: Rsp, Esp, Sp), when readable."""
+    arch = arch_named(str(ctx.info.arch or ""))
+    if arch is None or not arch.stack_pointer:
+        return None
+    path = "ProcessorState.ContextFrame." + arch.stack_pointer
+    if not ctx.has("_KPRCB", path):
+        return None
+    value = _field(ctx, "_KPRCB", prcb, path)
+    return value if isinstance(value, int) and value else None
 
 
 def crash_context(ctx: Any) -> Optional[CrashContext]:

@@ -113,6 +113,9 @@ def cid_table(ctx: "KernelContext") -> CidScan:
     consistency (an `_EPROCESS` whose `UniqueProcessId` is the handle value, an `_ETHREAD` whose
     `Cid.UniqueThread` is) and, failing that, by its object header's type (`ObTypeIndexTable`)."""
     result = CidScan()
+    if not ctx.layouts.has_type("_HANDLE_TABLE_ENTRY"):     # inferred layouts may not prove it
+        result.notes.append("PspCidTable: not walked (the layout has no _HANDLE_TABLE_ENTRY)")
+        return result
     pointer = ctx.read_global_pointer("PspCidTable")
     if pointer is None:
         result.notes.append("PspCidTable: address unknown (no symbols and no KDBG entry)")

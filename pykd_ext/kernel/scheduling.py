@@ -24,6 +24,7 @@ Every walk is bounded (`MAX_READY_PER_LIST`), cycle-safe and charged to the comm
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError
+from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.view import StructView, read_field
 from pykd_ext.kernel.walk import WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
@@ -60,6 +61,14 @@ def _link_offset(ctx: "KernelContext") -> int:
     return ctx.layouts.type("_ETHREAD").offset("Tcb.WaitListEntry")
 
 
+def image_name(ctx: "KernelContext", process: int) -> Any:
+    """The image name of the `_EPROCESS` at `process` (None when the layout lacks ImageFileName:
+    an inferred layout may)."""
+    if not ctx.has("_EPROCESS", "ImageFileName"):
+        return None
+    return Process(ctx, process).name
+
+
 # ---- ready queues -----------------------------------------------------------------------------
 
 class ReadyQueue:
@@ -86,7 +95,8 @@ def _walk_queue(ctx: "KernelContext", queue: ReadyQueue, type_name: str, address
     """Read the summary and the list heads of one queue, walk the lists whose bit is set."""
     layout = ctx.layouts.type(type_name)
     what = "%s ready queue at 0x%x" % (queue.kind, address)
-    queue.summary = read_field(ctx.space, layout, address, summary_path)
+    read = read_field(ctx.space, layout, address, summary_path)
+    queue.summary = read if isinstance(read, (int, Fault)) else None
     count = _list_count(ctx, type_name, heads_path)
     heads = address + layout.offset(heads_path)
     ptr = ctx.pointer_size
@@ -184,7 +194,7 @@ def current_tick(ctx: "KernelContext") -> Tuple[Optional[int], Optional[str]]:
     when the layouts carry `_KUSER_SHARED_DATA`, else the dump header's SystemUpTime (interrupt
     time, 100 ns) divided by `KeMaximumIncrement` (the clock tick: the tick count advances once
     per maximum increment of interrupt time)."""
-    cached = getattr(ctx, "_h10_current_tick", None)
+    cached = getattr(ctx, "_current_tick", None)
     if cached is not None:
         return cached
     found: Tuple[Optional[int], Optional[str]] = (None, None)
@@ -197,9 +207,9 @@ def current_tick(ctx: "KernelContext") -> Tuple[Optional[int], Optional[str]]:
     if found[0] is None and kuser and ctx.layouts.has_type("_KUSER_SHARED_DATA"):
         for path in ("TickCountQuad", "TickCount.LowPart"):
             if ctx.has("_KUSER_SHARED_DATA", path):
-                value = read_field(ctx.space, ctx.layouts.type("_KUSER_SHARED_DATA"), kuser, path)
-                if isinstance(value, int):
-                    found = (value, TICKS_FROM_KUSER)
+                tick = read_field(ctx.space, ctx.layouts.type("_KUSER_SHARED_DATA"), kuser, path)
+                if isinstance(tick, int):
+                    found = (tick, TICKS_FROM_KUSER)
                 break
     if found[0] is None:
         uptime = getattr(ctx.info, "system_uptime", None)
@@ -210,7 +220,7 @@ def current_tick(ctx: "KernelContext") -> Tuple[Optional[int], Optional[str]]:
             found = (None, "no tick count: the layouts have no KeTickCount or _KUSER_SHARED_DATA, "
                            "and %s" % ("KeMaximumIncrement is not readable" if not increment
                                        else "the dump header states no SystemUpTime"))
-    ctx._h10_current_tick = found                 # type: ignore[attr-defined]
+    ctx._current_tick = found
     return found
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence,
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.kernel.crash_context import crash_context, header_context, stack_holds
 from pykd_ext.kernel.unwind import unwind_frames
+from pykd_ext.targets.arch import arch_named
 
 if TYPE_CHECKING:
     from pykd_ext.kernel.context import KernelContext
@@ -143,12 +144,6 @@ def module_map(ctx: Any) -> ModuleMap:
     return cached
 
 
-def _context_registers(ctx: "KernelContext") -> Optional[Tuple[int, int]]:
-    """(rip, rsp) of the dump's crash context, when it states one (a triage dump's context
-    record, else the kernel dump header's CONTEXT: `crash_context.header_context`)."""
-    return header_context(ctx)
-
-
 def _stack_end(ctx: "KernelContext", sp: int, thread: Any) -> int:
     """Where a scan from `sp` stops: the thread's stack base, else the triage dump's saved stack
     range, else MAX_SCAN_BYTES above `sp`."""
@@ -174,7 +169,7 @@ def crash_stack(ctx: "KernelContext", thread: Any = None) -> List[Frame]:
 
 def _crash_frames(ctx: "KernelContext", thread: Any) -> Tuple[List[Frame], str]:
     """(frames, how they were found: one sentence)."""
-    regs = _context_registers(ctx)
+    regs = header_context(ctx)
     if regs is None:
         return [], "the dump states no crash context"
     ip, sp = regs
@@ -183,8 +178,11 @@ def _crash_frames(ctx: "KernelContext", thread: Any) -> Tuple[List[Frame], str]:
     frames = [Frame(0, None, ip, found[0] if found else None, found[1] if found else None, "context")]
     end = _stack_end(ctx, sp, thread)
     scan_from = sp
-    how = "frame 0 from the crash context (rip 0x%x)" % ip
-    if ctx.pointer_size == 8:
+    arch = arch_named(str(ctx.info.arch or ""))
+    ip_name = arch.instruction_pointer.lower() if arch and arch.instruction_pointer else "ip"
+    sp_name = arch.stack_pointer.lower() if arch and arch.stack_pointer else "sp"
+    how = "frame 0 from the crash context (%s 0x%x)" % (ip_name, ip)
+    if arch is not None and arch.pdata_unwind:
         walked, scan_from, why = unwind_frames(ctx.space, modules, ip, sp, end, MAX_FRAMES - 1)
         for slot, ret, _rsp in walked:
             where = modules.locate(ret)
@@ -192,7 +190,7 @@ def _crash_frames(ctx: "KernelContext", thread: Any) -> Tuple[List[Frame], str]:
                                 where[1] if where else None, "unwind"))
         if walked:
             how += "; %d frame(s) unwound with the modules' .pdata (stopped: %s)" % (len(walked), why)
-    how += "; then a stack scan from rsp 0x%x: return-address candidates, not an unwind" % scan_from
+    how += "; then a stack scan from %s 0x%x: return-address candidates, not an unwind" % (sp_name, scan_from)
     frames += scan_stack(ctx.space, modules, scan_from, end, len(frames), ctx.pointer_size,
                          MAX_FRAMES - len(frames))
     return frames, how
@@ -230,7 +228,7 @@ def stack_for(ctx: "KernelContext", thread: Any) -> ThreadStack:
     context belongs to it (a triage dump's thread, or a CONTEXT whose stack pointer lies in this
     thread's stack); otherwise a scan from the thread's saved `Tcb.KernelStack`."""
     crash = crash_context(ctx)
-    regs = _context_registers(ctx)
+    regs = header_context(ctx)
     if crash is not None and crash.thread == thread.address and regs is not None and (
             (ctx.info.extra or {}).get("thread") == thread.address or stack_holds(ctx, thread.address, regs[1])):
         frames, how = _crash_frames(ctx, thread)

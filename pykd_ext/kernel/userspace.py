@@ -184,6 +184,7 @@ def from_user_dump(session: Any, symbols32: Optional[str] = None) -> UserProcess
     teb_type = layouts.type("_TEB")
     pebs: Dict[int, int] = {}
     first_fault: Optional[Fault] = None
+    first_fault_tid: Any = None
     teb32_found: Optional[int] = None
     symbols_layouts32 = x86_layouts_for(layouts, symbols32)
     from pykd_ext.kernel.wow64 import find_teb32
@@ -194,7 +195,8 @@ def from_user_dump(session: Any, symbols32: Optional[str] = None) -> UserProcess
         view = StructView(space, teb_type, teb)
         value = cast(Union[int, Fault], view["ProcessEnvironmentBlock"])    # a pointer field
         if isinstance(value, Fault):
-            first_fault = first_fault or value
+            if first_fault is None:
+                first_fault, first_fault_tid = value, thread.get("tid")
             continue
         pebs[value] = pebs.get(value, 0) + 1
         if teb32_found is None:
@@ -205,8 +207,12 @@ def from_user_dump(session: Any, symbols32: Optional[str] = None) -> UserProcess
             user.notes.append("the threads' TEBs name %d different PEBs (%s); using the most common"
                               % (len(pebs), ", ".join("%#x" % p for p in sorted(pebs))))
     else:
-        user.peb = first_fault or Fault(NOT_IN_DUMP, 0)
-        user.notes.append("no thread's TEB is in the dump: the PEB cannot be found")
+        # H11 (issue 12): the PEB's address is read from a TEB; with no TEB readable it is unknown.
+        # The TEB's fault is the TEB's: reported as the PEB's it named a TEB address "PEB".
+        user.peb = None
+        user.notes.append("no thread's TEB is in the dump%s: the PEB's address (TEB.ProcessEnvironmentBlock) "
+                          "cannot be found" % (" (TEB of thread %s: %s)" % (first_fault_tid, first_fault)
+                                               if first_fault is not None else ""))
     if teb32_found is not None or extra.get("wow64"):
         user.wow64 = True
         user.layouts32 = symbols_layouts32

@@ -43,6 +43,12 @@ def hx(value: Any, width: int = 0) -> str:
     return "%0*x" % (width, value)
 
 
+def hx0x(value: Any, width: int = 0) -> str:
+    """`hx` with WinDbg's `0x` prefix on numbers only: a Fault is its bare `<not in dump>` marker."""
+    text = hx(value, width)
+    return "0x" + text if isinstance(value, int) and not isinstance(value, bool) else text
+
+
 def dec(value: Any) -> str:
     if isinstance(value, Fault):
         return value.marker
@@ -141,8 +147,8 @@ def process_extra_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = No
                                                            dec(rec.get("threads_listed")))))
     out.append(_detail("CreateTime", filetime_to_windbg(rec.get("create_time_raw"))))
     if rec.get("exit_time_raw"):
-        out.append(_detail("ExitTime", "%s  ExitStatus 0x%s" % (filetime_to_windbg(rec.get("exit_time_raw")),
-                                                               hx(rec.get("exit_status"), 8))))
+        out.append(_detail("ExitTime", "%s  ExitStatus %s" % (filetime_to_windbg(rec.get("exit_time_raw")),
+                                                             hx0x(rec.get("exit_status"), 8))))
     if rec.get("user_dtb"):
         out.append(_detail("UserDirBase", hx(rec.get("user_dtb"), 8)))
     if rec.get("wow64"):
@@ -244,7 +250,7 @@ def thread_full_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = None
     increment = more.get("time_increment")
     out.append(_label("UserTime", ticks_text(rec.get("user_time"), increment)))
     out.append(_label("KernelTime", ticks_text(rec.get("kernel_time"), increment)))
-    out.append("Win32 Start Address 0x%s" % hx(rec.get("win32_start_address"), 16))
+    out.append("Win32 Start Address %s" % hx0x(rec.get("win32_start_address"), 16))
     out.append("Stack Init %s Current %s" % (hx(rec.get("stack_init"), width), hx(rec.get("stack_current"), width)))
     out.append("Base %s Limit %s Call %s" % (hx(rec.get("stack_base"), width), hx(rec.get("stack_limit"), width),
                                             hx(more.get("callback_stack", 0), width)))
@@ -258,7 +264,7 @@ def thread_full_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = None
 def thread_extra_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = None) -> List[str]:
     """Decoded extras after `!thread`'s known lines."""
     more = more or {}
-    start = "0x%s" % hx(rec.get("start_address"), 16)
+    start = hx0x(rec.get("start_address"), 16)
     if rec.get("start_module"):
         start += " (%s)" % rec["start_module"]
     out = [_label("Start Address", start),
@@ -266,7 +272,7 @@ def thread_extra_lines(rec: Dict[str, Any], more: Optional[Dict[str, Any]] = Non
                                                               dec(rec.get("wait_mode"))))]
     running = rec.get("running_on")
     out.append(_label("Running On", "processor %d (PRCB CurrentThread)" % running if running is not None else "-"))
-    out.append(_label("Affinity", "0x%s" % hx(rec.get("affinity"))))
+    out.append(_label("Affinity", hx0x(rec.get("affinity"))))
     out.append(_label("CreateTime", filetime_to_windbg(rec.get("create_time_raw"))))
     out.append(_label("Flags", ", ".join(rec.get("thread_flags") or []) or "-"))
     out.append(_label("Layout", str(more.get("layout_label") or rec.get("layout"))))

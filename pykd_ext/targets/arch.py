@@ -47,6 +47,7 @@ class Arch:
     instruction_pointer: Optional[str] = None   # CONTEXT member of the program counter ("Rip")
     stack_pointer: Optional[str] = None         # CONTEXT member of the stack pointer ("Rsp")
     compat_arch: Optional[str] = None           # WoW64: the 32-bit architecture it runs ("x86")
+    pdata_unwind: bool = False                  # images' .pdata is x64 UNWIND_INFO (kernel/unwind.py)
 
     def context_registers(self, registers: Any) -> Optional[Tuple[int, int]]:
         """(instruction pointer, stack pointer) of a decoded CONTEXT (`ContextLayout.decode`'s
@@ -104,7 +105,7 @@ X64 = Arch(
     paging_modes=(X64_4LEVEL,), context=AMD64_CONTEXT, kernel_dump_width=64,
     kernel_start=0xFFFF800000000000, kuser_shared_data=0xFFFFF78000000000,
     find_dtbs=LOW_STUB_FINDER, highest_user_address=0x7FFFFFFEFFFF,
-    instruction_pointer="Rip", stack_pointer="Rsp", compat_arch="x86")
+    instruction_pointer="Rip", stack_pointer="Rsp", compat_arch="x86", pdata_unwind=True)
 
 X86 = Arch(
     name="x86", machine_types=(0x14C,), processor_architecture=0, pointer_size=4,

@@ -422,8 +422,10 @@ class PykdTarget(Target):
                 info.extra["drivers"] = drivers
             # H4 (issue 12): the crash thread's registers, as the triage reader's `context`
             # (frame 0 and the start of the stack scan, `kernel.stack`)
-            context = {name: self.api.call("reg", name) for name in ("rip", "rsp")}
-            if all(isinstance(v, int) and v for v in context.values()):
+            # (the architecture's program counter and stack pointer: rip/rsp, eip/esp)
+            names = (self.arch.instruction_pointer, self.arch.stack_pointer)
+            context = {name.lower(): self.api.call("reg", name.lower()) for name in names if name}
+            if len(context) == 2 and all(isinstance(v, int) and v for v in context.values()):
                 info.extra["context"] = context
         info.system_time = self._system_time(info)
         if self._physical is None:

@@ -99,10 +99,15 @@ def test_forged_crashes_blame_what_was_planted(corpus: Dict[str, Any]) -> None:
 
 
 def test_unreadable_parts_are_notes_not_crashes(real_dir: Path) -> None:
-    """ARM64: no layouts ship for it; the record still has the bugcheck, drivers and a bucket."""
+    """ARM64: no layouts ship for it; inferred ones (issue 15) decode what the dump proves, the
+    rest is notes; the record still has the bugcheck, drivers and a bucket."""
     record = analyze_dump(str(real_dir / "kernel-triage/win11-22000-arm64-triage.dmp"))
     row = record["dump"]
     assert row["bugcheck_name"] == "MANUALLY_INITIATED_POWER_BUTTON_HOLD"
     assert row["arch"] == "arm64" and len(record["drivers"]) == 245
-    assert row["layout"] is None and "no kernel layouts" in row["notes"]
+    assert row["layout"].startswith("inferred-22000")
+    # System at 0xffffbb8eb1690080: the address issue 15 gives for this dump
+    assert {"pid": 4, "name": "System", "address": 0xFFFFBB8EB1690080} in [
+        {k: p[k] for k in ("pid", "name", "address")} for p in record["processes"]]
+    assert "not decoded" in row["notes"]
     assert row["bucket"].startswith("MANUALLY_INITIATED_POWER_BUTTON_HOLD_")

@@ -182,6 +182,7 @@ def test_triage_ground_truth(real_dir: Path) -> None:
     assert "winhvr.sys" in names
 
 
-def test_user_dump_is_refused_with_a_pointer_to_modules(real_dir: Path) -> None:
+def test_user_dump_is_refused_with_a_pointer_to_modules(real_dir: Path, capsys: Any) -> None:
     code, _text = run_text(["lm", "--target", str(real_dir / "user-dumps" / "win10-17134-wow64-fullmem.dmp")])
-    assert code == 2
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "`modules`" in err

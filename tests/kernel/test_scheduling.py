@@ -182,3 +182,14 @@ def test_process_base_priority(world: Tuple[str, Planted, str]) -> None:
     app = planted.by_name("app.exe")
     sched = thread_scheduling(ctx, Thread(ctx, app["threads"][0]["address"]))
     assert sched["process_base_priority"] == 8 == Process(ctx, app["address"]).field("Pcb.BasePriority")
+
+
+def test_ready_walks_charge_the_work_budget(world: Tuple[str, Planted, str]) -> None:
+    """One entry of budget: the first ready thread is decoded, every later walk stops, and the
+    context carries the budget's one note (kernel/budget.py)."""
+    from pykd_ext.kernel.budget import Budget
+    path, planted, _ = world
+    ctx = KernelContext(open_target(path), load_layouts(planted.layout), Budget(max_entries=1))
+    queues = ready_queues(ctx)
+    assert [t for q in queues for _, t in q.threads] == [planted.thread(12)["address"]]
+    assert any("work budget" in n for n in ctx.notes), ctx.notes

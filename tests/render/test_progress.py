@@ -57,7 +57,7 @@ def test_progress_on_a_terminal_is_wiped_before_the_notes(no_delay: None, monkey
     assert code == 0 and out.startswith("Offset")
     drawn = seen.index("\rpsxview: 1 records")            # drawn at the first record
     wiped = seen.index("\r" + " " * len("psxview: 1 records"), drawn)
-    first_note = seen.index("note: ")
+    first_note = seen.index("note:")                        # (in colour on a terminal)
     assert drawn < wiped < first_note                       # gone before the notes are written
     assert "records" not in seen[first_note:]
 

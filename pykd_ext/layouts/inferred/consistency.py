@@ -185,10 +185,13 @@ def _client_ids(inference: Inference, mem: _Mem, head: int, apl: int) -> None:
     if cid is None or list_head is None or entry is None:
         return
     tids: List[int] = []
+    threads_seen: Set[int] = set()
+    processes_seen: Set[int] = set()
     link = mem.ptr_at(head)
     for _ in range(MAX_WALK):
-        if link is None or link == head or not mem.kernel_pointer(link):
+        if link is None or link == head or not mem.kernel_pointer(link) or link in processes_seen:
             break
+        processes_seen.add(link)
         process = link - apl
         pid = mem.ptr_at(process + apl - ptr)
         start = process + list_head
@@ -196,6 +199,9 @@ def _client_ids(inference: Inference, mem: _Mem, head: int, apl: int) -> None:
         for _t in range(MAX_WALK):
             if thread_link is None or thread_link == start or not mem.kernel_pointer(thread_link):
                 break
+            if thread_link - entry in threads_seen:
+                return                                # a loop: prove nothing from it
+            threads_seen.add(thread_link - entry)
             thread = thread_link - entry
             if mem.ptr_at(thread + cid) != pid:
                 inference.notes.append("self-consistency: thread %#x's Cid does not name its process" % thread)
@@ -221,9 +227,11 @@ def _verify_process_list(inference: Inference, mem: _Mem, head: int, system: int
     link = system + apl
     checked = 0
     previous = head
+    seen = set()
     for _ in range(MAX_WALK):
-        if link == head:
+        if link == head or link in seen:          # the end, or a loop: each process counts once
             break
+        seen.add(link)
         entry = mem.read(link - apl, size)
         if len(entry) < apl + 2 * ptr:
             break                                  # not in the dump: nothing to check
@@ -304,6 +312,8 @@ def _entry_offset(mem: _Mem, system: int, head: int, first: int, tsize: int, apc
     for _ in range(MAX_WALK):
         if link == head:
             break
+        if link in links:                         # a loop that misses the head: not a list
+            return None
         links.append(link)
         nxt = mem.ptr_at(link)
         if not mem.kernel_pointer(nxt):

@@ -41,3 +41,5 @@ def test_a_looping_process_list_is_walked_a_bounded_number_of_times() -> None:
     by_path = {f["path"]: f for f in layouts.provenance() if f["type"] == "_EPROCESS"}
     assert by_path["UniqueProcessId"]["value"] == 0xF8 and by_path["ActiveProcessLinks"]["value"] == 0x100
     assert by_path["ImageFileName"]["value"] == 0x300
+    # the loop is System again, not a second process: no process-list evidence
+    assert by_path["UniqueProcessId"]["sources"] == ["self-consistency:System"]
