@@ -76,6 +76,11 @@ class Process:
             return None
         return Job(self._dump.context, address)
 
+    def vads(self) -> List[Dict[str, Any]]:
+        """The process's VADs in address order (`!vad`; `kernel.vad.walk_vads`, docs/scheduling.md)."""
+        from pykd_ext.kernel.vad import walk_vads
+        return walk_vads(self._dump.context, self.kernel.address, self.kernel.name).vads
+
     def peb(self) -> Dict[str, Any]:
         """The PEB record (`!peb`): image path, command line, environment, loader state."""
         return self._user_decoding(with_modules=False).record

@@ -36,6 +36,7 @@ COMMANDS: Dict[str, str] = {
     "u": "pykd_ext.commands.u",  # H8 (issue 15): disassemble, like WinDbg's u
     "completion": "pykd_ext.commands.completion",  # issue 12: bash/zsh/fish completion scripts
     "ready": "pykd_ext.commands.ready", "running": "pykd_ext.commands.running",  # H10 (issue 17)
+    "vad": "pykd_ext.commands.vad",  # H10 (issue 17)
 }
 
 #: command name -> its module's `HELP` (the line `pykd-ext --help` shows without importing it)
@@ -68,6 +69,7 @@ SUMMARIES: Dict[str, str] = {
     "completion": "print a shell completion script (bash, zsh, fish): commands, options, file and choice values",
     "ready": "ready threads per processor by priority, and the shared ready queues (like !ready)",
     "running": "current, next (standby) and idle thread of each processor (like !running -i -t)",
+    "vad": "a process's virtual address descriptors: ranges, commit, protection, mapped files (like !vad)",
 }
 
 

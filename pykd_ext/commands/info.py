@@ -10,6 +10,7 @@ from typing import Any, Dict, Iterable
 from pykd_ext.errors import TruncatedDumpError
 from pykd_ext.render.grid import Column, Result, Row
 from pykd_ext.session import Session
+from pykd_ext.targets.arch import arch_named
 
 HELP = "describe a dump or memory image: format, build, bugcheck, DTB, KDBG, physical memory"
 #: `--help` ends with these (issue 12); crash.dmp stands for any dump
@@ -107,7 +108,8 @@ def _text(info: Dict[str, Any], all_runs: bool) -> Iterable[str]:
     context = (info.get("extra") or {}).get("context")
     if isinstance(context, dict) and context:
         # H8 (issue 15): the dump's context record (x64, x86, ARM64, ARM), four registers a line
-        width = 8 if info.get("arch") in ("x86", "arm") else 16
+        arch = arch_named(str(info.get("arch") or ""))
+        width = 2 * (arch.pointer_size if arch is not None else 8)
         yield line("Context record", info["extra"].get("context_layout") or "")
         names = [name for name in context if isinstance(context[name], int)]
         for start in range(0, len(names), 4):

@@ -73,7 +73,8 @@ def job_lines(rec: Dict[str, Any], silo_members: List[Dict[str, Any]]) -> List[s
     # H11: `!job`'s security limits; _EJOB lost SecurityLimitFlags/Token in Windows Vista (Microsoft
     # Learn, "JOBOBJECT_SECURITY_LIMIT_INFORMATION": support removed starting with Vista), so a
     # build without the fields says so instead of printing a made-up 0
-    for label, key, shown in (("SecurityLimitFlags", "security_limit_flags", _val), ("Token", "job_token", _addr)):
+    for label, key, shown in (("SecurityLimitFlags", "security_limit_flags", _val),
+                              ("Token", "job_token", _addr)):
         value = rec.get(key)
         out.append(("  %s" % label).ljust(VALUE_COLUMN)
                    + ("n/a (no _EJOB.%s in this build)" % label if value is None else shown(value)))

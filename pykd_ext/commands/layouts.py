@@ -35,6 +35,7 @@ def _show(session: Any) -> Result:
                               "guid": lay.guid, "age": lay.age, "arch": lay.arch, "source": lay.source,
                               "method": choice.get("method"), "reason": choice.get("reason"),
                               "warnings": list(choice.get("warnings") or [])}
+    record.update(_provenance(session, lay, choice))
 
     def text(result: Result) -> Iterable[str]:
         rec = result.records[0]
@@ -43,9 +44,66 @@ def _show(session: Any) -> Result:
         yield "%-10s %s%s" % ("Chosen by:", rec["method"] or "-", " (%s)" % rec["reason"] if rec["reason"] else "")
         for warning in rec["warnings"]:
             yield "%-10s %s" % ("Warning:", warning)
+        yield from _provenance_lines(rec)
 
     columns = [Column("layout"), Column("source"), Column("method"), Column("guid"), Column("age", fmt="int")]
     return Result("layouts", columns, [record], text=text, meta={"layout": lay.build_id})
+
+
+def _provenance(session: Any, lay: Any, choice: Dict[str, Any]) -> Dict[str, Any]:
+    """H12 (issue 15): an inferred layout's fields (field, offset, sources; disputed ones with
+    every claim), the wanted fields nobody proved, and the globals the kernel's code names
+    (inferred and types-only layouts)."""
+    out: Dict[str, Any] = {}
+    provenance = getattr(lay, "provenance", None)
+    if callable(provenance):
+        fields = []
+        for f in provenance():
+            name = "%s.%s" % (f["type"], f["path"]) if f["path"] else "sizeof(%s)" % f["type"]
+            fields.append({"field": name, "kind": f["kind"], "offset": f["value"], "sources": f["sources"],
+                           "conflict": f["conflict"],
+                           "unplaced": (getattr(lay, "unplaced", None) or {}).get(name)})
+        out["fields"] = fields
+        out["unknown"] = list(lay.unknown_wanted()) if callable(getattr(lay, "unknown_wanted", None)) else []
+    globals_ = choice.get("globals")
+    if globals_ is None and getattr(lay, "types_only", False):
+        from pykd_ext.layouts.inferred.code_globals import find_code_globals
+        info = session.target.info()
+        base = info.kernel_base or (info.kdbg or {}).get("KernBase")
+        found = find_code_globals(session.target.kernel, base if isinstance(base, int) else None,
+                                  info.arch or "x64")
+        globals_ = [dict(v, name=k) for k, v in sorted(found.items())]
+    if globals_ is not None:
+        out["globals"] = [{"name": g["name"], "address": g["address"], "sources": list(g["sources"])}
+                          for g in globals_]
+    return out
+
+
+def _provenance_lines(rec: Dict[str, Any]) -> Iterable[str]:
+    fields = rec.get("fields")
+    if fields is not None:
+        proven = [f for f in fields if f["offset"] is not None]
+        yield ""
+        yield "Inferred fields (%d proven, %d disputed):" % (len(proven), len(fields) - len(proven))
+        width = max([len(f["field"]) for f in fields] + [5])
+        yield "  %-*s %8s  %s" % (width, "field", "offset", "source")
+        for f in fields:
+            value = "%#x" % f["offset"] if f["offset"] is not None else "?"
+            if f["kind"] == "bit_position" and f["offset"] is not None:
+                value = "bit %d" % f["offset"]
+            source = " + ".join(f["sources"])
+            if f["conflict"]:
+                source = "disputed: " + ", ".join("%s=%#x" % (s, v) for s, v in f["conflict"])
+            elif f["unplaced"]:
+                source += " (not used: %s)" % f["unplaced"]
+            yield "  %-*s %8s  %s" % (width, f["field"], value, source)
+        if rec.get("unknown"):
+            yield "Unknown (nobody proved them): %s" % ", ".join(rec["unknown"])
+    if rec.get("globals"):
+        yield ""
+        yield "Globals named by the kernel's code:"
+        for g in rec["globals"]:
+            yield "  %-18s %#x  %s" % (g["name"], g["address"], " + ".join(g["sources"]))
 
 
 def _export(session: Any, path: str) -> Result:

@@ -8,12 +8,14 @@ line is the first line of WinDbg's `!process 0 0` block, on one line
 `!process` recognises it. JSON records carry the same owner as `pid`, `process` (image name) and
 `process_address`.
 """
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from pykd_ext.errors import PykdExtError
-from pykd_ext.kernel.crash_context import CrashContext, crash_context
 from pykd_ext.kernel.lookup import parse_spec
 from pykd_ext.memory.faults import Fault
+
+if TYPE_CHECKING:                        # imported when needed: named lookups never pay for it
+    from pykd_ext.kernel.crash_context import CrashContext
 
 
 def _text(value: Any) -> str:
@@ -47,8 +49,9 @@ def names_many(spec: Optional[str], matches: List[Any]) -> bool:
     return bool(spec) and parse_spec(str(spec))[0] == "name"
 
 
-def require_crash_context(ctx: Any, command: str) -> CrashContext:
+def require_crash_context(ctx: Any, command: str) -> "CrashContext":
     """The dump's crash context, or a one-line error saying what to name instead."""
+    from pykd_ext.kernel.crash_context import crash_context
     found = crash_context(ctx)
     if found is None:
         raise PykdExtError("%s: this target states no crash context (no triage thread, no processor's "

@@ -30,6 +30,7 @@ MIRRORS: Dict[str, str] = {
     "watch": "(none: live VMs)", "diagram": "(none: a picture of `!process`'s links)",
     "lab": "(none: teaching)", "u": "`u ADDRESS [L COUNT]`", "completion": "(none: shell completion)",
     "ready": "`!ready`", "running": "`!running -i -t`",  # H10 (issue 17)
+    "vad": "`!vad`; Volatility `windows.vadinfo`",  # H10 (issue 17)
 }
 SAMPLE = os.path.join("samples", "win10-19041-standard.dmp")
 #: how each command is run on the sample to list its JSON record fields (None: not run)

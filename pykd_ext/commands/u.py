@@ -12,6 +12,7 @@ import argparse
 from typing import Any, Iterator, List, Optional
 
 from pykd_ext.disasm.listing import DEFAULT_COUNT, MAX_COUNT, format_line, namer_for, unassemble
+from pykd_ext.disasm.mode import code_arch
 from pykd_ext.disasm.names import stem
 from pykd_ext.errors import NotFoundError, PykdExtError
 from pykd_ext.kernel.numbers import parse_number
@@ -81,13 +82,16 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     count = parse_count(list(args.range))
     target = session.target
     info = target.info()
-    arch = info.arch
     namer = namer_for(target, _kernel_modules(session))
     address = resolve_address(args.address, namer)
+    arch, why = code_arch(target, address)          # H12: WoW64 dumps hold x86 code too
     pointer_size = target.kernel.pointer_size
+    if arch != info.arch and address < 1 << 32:
+        pointer_size = 4                            # 32-bit code: WinDbg's .effmach x86 addresses
 
     def rows() -> Iterator[Row]:
         for line in unassemble(target.kernel, address, count, arch, namer, pointer_size):
             yield Row(line.to_dict(), format_line(line, arch, pointer_size))
 
-    return Result("u", _COLUMNS, rows=rows(), meta={"target": info.path, "arch": arch})
+    notes = ["decoded as %s: %s" % (arch, why)] if why else []
+    return Result("u", _COLUMNS, rows=rows(), notes=notes, meta={"target": info.path, "arch": arch})

@@ -51,6 +51,10 @@ SCRIPTS: Dict[str, str] = {
     "dt": "!py dt TYPE [ADDRESS] [FIELDS]: a structure, like dt nt!TYPE",
     "psxview": "!py psxview: processes seen by each source (lists, CID table, threads, processors)",
     "layouts": "!py layouts [show|export FILE]: the kernel layouts in use; export them as an ISF file",
+    "lm": "!py lm [m PATTERN]: loaded and unloaded kernel modules, like lm",
+    "ready": "!py ready: the processors' ready queues, like !ready",
+    "running": "!py running: each processor's current and next thread, like !running -t",
+    "vad": "!py vad [PROCESS]: a process's address space from its VAD tree, like !vad",
 }
 
 #: the line that marks a script as written by `windbg-setup --write` (and so replaceable by it)
@@ -74,6 +78,8 @@ CMDTREE_COMMANDS = (
                          ("handles", "!py handles"), ("peb", "!py peb"),
                          ("modules", "!py modules"))),
     ("Current thread", (("ethread", "!py ethread"), ("teb", "!py teb"))),
+    ("Kernel", (("lm", "!py lm"), ("ready", "!py ready"), ("running", "!py running"),
+                ("vad", "!py vad"))),
     ("Layouts", (("layouts", "!py layouts"),)),
 )
 

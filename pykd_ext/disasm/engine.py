@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from pykd_ext.errors import PykdExtError
+from pykd_ext.targets.arch import arch_named
 
 #: Longest instruction of each architecture (x86: 15 bytes, Intel SDM 2.3.11; ARM: 4).
 MAX_INSTRUCTION = {"x64": 15, "x86": 15, "arm64": 4, "arm": 4}
@@ -116,7 +117,9 @@ def _imm_type(arch: str) -> int:
 
 
 def _mask(arch: str) -> int:
-    return (1 << (32 if arch in ("x86", "arm") else 64)) - 1
+    """An address of the architecture (its pointer size, `targets.arch`; 64-bit when unknown)."""
+    known = arch_named(arch)
+    return (known.address_limit if known is not None else 1 << 64) - 1
 
 
 def decode(code: bytes, address: int, arch: str, count: int) -> Iterator[Instruction]:

@@ -11,6 +11,7 @@ from typing import Any, Iterator, List, Optional
 
 from pykd_ext.disasm.engine import (MAX_INSTRUCTION, SKIP_UNDECODABLE, DisassemblerMissing,
                                     Instruction, decode_one)
+from pykd_ext.disasm.mode import code_arch
 from pykd_ext.disasm.names import AddressNamer, modules_of_target
 from pykd_ext.errors import PykdExtError
 from pykd_ext.memory.faults import NOT_IN_DUMP
@@ -145,8 +146,7 @@ def faulting_instruction(target: Any, address: Any) -> Optional[str]:
     if not isinstance(address, int) or isinstance(address, bool) or address <= 0:
         return None
     try:
-        info = target.info()
-        arch = info.arch
+        arch = code_arch(target, address)[0]          # a WoW64 dump's 32-bit code is x86
         space = target.kernel
         for line in unassemble(space, address, 1, arch, namer_for(target), space.pointer_size):
             if line.raw is None or line.mnemonic in (None, "???"):

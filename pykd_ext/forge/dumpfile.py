@@ -30,12 +30,12 @@ replace an existing file unless `overwrite=True`.
 """
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence
 
 from pykd_ext.forge.isf import SymbolTable
 from pykd_ext.forge.physmem import PhysicalImage, Run
 from pykd_ext.memory.space import PAGE_SHIFT, PAGE_SIZE
-from pykd_ext.targets.arch import X64, X86, arch_for_machine
+from pykd_ext.targets.arch import X64, arch_for_machine
 from pykd_ext.targets.dumpheader import (DMP_CONTEXT_RECORD_SIZE, DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
                                          DUMP_HEADER, DUMP_TYPE_BITMAP_FULL,
                                          DUMP_TYPE_BITMAP_KERNEL, DUMP_TYPE_FULL,
@@ -60,7 +60,6 @@ def _offset_of(struct: object, name: str) -> int:
 
 
 IMAGE_FILE_MACHINE_AMD64 = X64.machine_types[0]     # PE/COFF specification
-IMAGE_FILE_MACHINE_I386 = X86.machine_types[0]
 
 # winnt.h CONTEXT_* flags and the x64 selectors Windows uses in kernel mode (values seen in the
 # CONTEXT of shared/real/kernel-triage/win10-19041-x64-triage.dmp).
@@ -112,11 +111,6 @@ class DumpSpec:
         if arch is None or arch.kernel_dump_width is None:
             raise ValueError("no kernel dump header for machine type 0x%x" % self.machine_type)
         return arch.kernel_dump_width
-
-
-def DumpSpec32(build: int, dtb: int, pae: bool, **fields: Any) -> DumpSpec:  # noqa: N802
-    """A `DumpSpec` of a 32-bit x86 kernel (kept under the name 32-bit callers know)."""
-    return DumpSpec(build=build, dtb=dtb, pae=pae, machine_type=IMAGE_FILE_MACHINE_I386, **fields)
 
 
 def build_context(table: SymbolTable, rip: int, rsp: int,
@@ -218,10 +212,6 @@ def build_header(spec: DumpSpec, dump_type: int, runs: List[Run], file_size: int
     end = offsets["PhysicalMemoryBlock"] + DMP_PHYSICAL_MEMORY_BLOCK_SIZE
     header[start:end] = _fill_bytes(start, end)
     return bytes(header)
-
-
-#: The 32-bit header writer's name before the writers were one (same function).
-build_header32 = build_header
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -336,13 +326,3 @@ def write_raw_image(path: str, phys: PhysicalImage, size: Optional[int] = None,
             _write_pages(out, phys, range(first, first + count))
         out.truncate(size)
     return path
-
-
-#: The 32-bit writers' names before the writers were one (same functions; the spec says the width).
-write_full_dump32 = write_full_dump
-
-
-def write_bitmap_dump32(path: str, phys: PhysicalImage, spec: DumpSpec, kernel_only: bool = False,
-                        overwrite: bool = False) -> str:
-    """`write_bitmap_dump` with DumpType 5 (the 32-bit writer's signature)."""
-    return write_bitmap_dump(path, phys, spec, kernel_only, overwrite)

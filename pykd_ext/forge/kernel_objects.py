@@ -936,6 +936,8 @@ class _Builder:
         # --- H10 hook (issue 17): ready queues, quantum/cycle fields, KeMaximumIncrement
         from pykd_ext.forge.scheduling import plant_scheduling
         plant_scheduling(self)
+        from pykd_ext.forge.vads import plant_vads      # H10 (issue 17): VAD trees
+        plant_vads(self)
         self.link_waiters()
         self.plant_globals()
         # --- H4 hook (issue 12): drivers on PsLoadedModuleList, MmUnloadedDrivers; allocated

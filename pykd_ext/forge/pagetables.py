@@ -267,8 +267,9 @@ class PageTables:
 
     def map_new(self, va: int, data_or_size: Union[bytes, bytearray, int],
                 page_size: int = PAGE_SIZE, user: Optional[bool] = None,
-                materialise: bool = True) -> int:
-        """Map fresh frames at `va` and copy `data` into them (or zero `size` bytes); returns va.
+                materialise: bool = True, no_execute: bool = False) -> int:
+        """Map fresh frames at `va` and copy `data` into them (or zero `size` bytes); returns va
+        (`translate(va)` is where the data went).
 
         With `materialise=False` (size only) the frames are reserved but not present: reads of
         them hit "not in dump", as with RAM a dump left out.
@@ -283,7 +284,7 @@ class PageTables:
         pages = size // PAGE_SIZE
         first = self.phys.allocate(pages, align_pages=page_size // PAGE_SIZE)
         is_user = (va < self.user_limit) if user is None else user
-        self.map(va, first * PAGE_SIZE, size, page_size, user=is_user)
+        self.map(va, first * PAGE_SIZE, size, page_size, user=is_user, no_execute=no_execute)
         if materialise and not data:
             for pfn in range(first, first + pages):
                 self.phys.touch(pfn)

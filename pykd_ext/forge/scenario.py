@@ -95,6 +95,8 @@ class ProcessSpec:
     job: bool = False
     user_mode: bool = True                   # has a PEB and a user address space
     quantum_reset: int = 0                   # H10: KPROCESS.QuantumReset (0: not planted)
+    #: H10: VADs as plain dicts (forge.vads: start, size, protection, private, commit, image, file)
+    vads: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def exited(self) -> bool:
@@ -455,6 +457,25 @@ def bulk_scenario(processes: int, threads_per_process: int, name: str = "bulk",
 CLOCK_TICK_100NS = 156250
 
 
+#: app.exe's address space in the scheduling scenario (forge.vads): two image views above 4 GiB
+#: VPNs (StartingVpnHigh: app.exe and ntdll.dll, at their loader-list bases), an image view no
+#: loader list names (inject.dll), a mapped data file, private read-write memory, and executable
+#: private memory (the `malfind` question). `protection` is the MM index (4 = PAGE_READWRITE, 6 =
+#: PAGE_EXECUTE_READWRITE, 7 = PAGE_EXECUTE_WRITECOPY, 1 = PAGE_READONLY).
+SCHEDULING_VADS: List[Dict[str, Any]] = [
+    {"start": 0x10000, "size": 0x10000, "protection": 4, "private": True, "commit": 16},
+    {"start": 0x20000, "size": 0x1000, "protection": 6, "private": True, "commit": 1},
+    {"start": 0x1E0000, "size": 0x100000, "protection": 1, "private": False, "commit": 0,
+     "file": "\\Windows\\Fonts\\arial.ttf"},
+    {"start": 0x180000000, "size": 0x18000, "protection": 7, "private": False, "commit": 3,
+     "image": True, "vad_type": 2, "file": "\\Users\\user\\AppData\\Local\\Temp\\inject.dll"},
+    {"start": 0x7FF64A4B0000, "size": 0x20000, "protection": 7, "private": False, "commit": 2,
+     "image": True, "vad_type": 2, "file": "\\Apps\\app.exe"},
+    {"start": 0x7FFD1C200000, "size": 0x1F5000, "protection": 7, "private": False, "commit": 9,
+     "image": True, "vad_type": 2, "file": "\\Windows\\System32\\ntdll.dll"},
+]
+
+
 def scheduling_scenario(name: str = "scheduling") -> ScenarioSpec:
     """H10 (issue 17): the scheduler seen by `ready`/`running` and the per-thread facts.
 
@@ -462,11 +483,12 @@ def scheduling_scenario(name: str = "scheduling") -> ScenarioSpec:
     ready threads at several priorities on several processors (two at priority 12 on processor
     0, in that order; 8 on 1; 15 on 2; a boosted 10-over-8 on 3), one on the shared ready queue
     (builds that have one), a Standby thread (processor 1's NextThread), quantum/cycle values,
-    the process's QuantumReset, KeMaximumIncrement, and fiber-running threads (64-bit and WoW64).
+    the process's QuantumReset, KeMaximumIncrement, fiber-running threads (64-bit and WoW64),
+    and app.exe's VAD tree (`SCHEDULING_VADS`).
     """
     boot = DEFAULT_BOOT_TIME
-    kernel = dict(system=True, wait_mode="KernelMode", wait_reason="Executive",
-                  start_symbol="ExpWorkerThread")
+    kernel: Dict[str, Any] = dict(system=True, wait_mode="KernelMode", wait_reason="Executive",
+                                  start_symbol="ExpWorkerThread")
     system = ProcessSpec("System", 4, 0, system=True, user_mode=False, base_priority=8, threads=[
         ThreadSpec(tid=8, state="Running", running_on=0, priority=16, base_priority=16,
                    quantum_target=0x3B9ACA0, cycle_time=0x12345678, **kernel),
@@ -482,7 +504,7 @@ def scheduling_scenario(name: str = "scheduling") -> ScenarioSpec:
     app = ProcessSpec(
         "app.exe", 1000, 4, session=1, image_path="\\Device\\HarddiskVolume3\\Apps\\app.exe",
         command_line="app.exe", create_time=_at(boot, 100.0), base_priority=8, quantum_reset=6,
-        handles=20, threads=[
+        handles=20, vads=SCHEDULING_VADS, threads=[
             _user_thread(1004, 1, 0, state="Running", running_on=1, priority=9, base_priority=8,
                          quantum_target=0x2FAF080, cycle_time=0x9ABCDEF0),
             _user_thread(1008, 1, 1, state="Standby", standby_on=1, priority=11, base_priority=8),

@@ -45,6 +45,7 @@ from pykd_ext.forge.machine import kdbg_values_for
 from pykd_ext.targets.dumpheader import (CONTEXT_OFFSET64, DMP_PHYSICAL_MEMORY_BLOCK_SIZE,
                                          DUMP_HEADER64, DUMP_TYPE_TRIAGE, EXCEPTION_RECORD64,
                                          FILL, FILL32, FILL64, HEADER64_SIZE)
+from pykd_ext.targets.arch import X86
 from pykd_ext.targets.kdbg import build_kdbg
 from pykd_ext.targets.triage import (DUMP_DRIVER_ENTRY64, DUMP_MM_STORAGE64,
                                      DUMP_UNLOADED_DRIVERS64, MAX_UNLOADED_NAME_LENGTH,
@@ -245,6 +246,59 @@ def _list_entry(facts: BuildFacts, flink: int, blink: int) -> bytes:
     return bytes(out)
 
 
+@dataclass
+class _Tail:
+    """Where each part of a triage dump lands and the bytes after them (`_lay_out`)."""
+
+    offsets: Dict[str, int]
+    entries: bytes           # DUMP_DRIVER_ENTRY32/64[]
+    pool: bytes              # the driver names (DUMP_STRING)
+    block_table: bytes       # TRIAGE_DATA_BLOCK[]
+    block_bytes: bytes
+    valid_offset: int        # where 'TRGD' goes
+    file_size: int
+
+    def body(self, parts: List[Tuple[str, bytes]]) -> List[bytes]:
+        """The parts and everything after them, in file order, up to and including 'TRGD'."""
+        return [raw for _, raw in parts] + [self.entries, self.pool, self.block_table,
+                                            self.block_bytes, TRIAGE_DUMP_VALID]
+
+
+def _lay_out(at_file: int, parts: List[Tuple[str, bytes]], drivers: Sequence[DriverSpec],
+             blocks: List[Tuple[int, bytes]], driver_entry: Any) -> _Tail:
+    """The layout both widths share: the parts back to back from `at_file`, then the driver list
+    (`driver_entry`: the width's DUMP_DRIVER_ENTRY definition), the string pool, the data-block
+    table and the blocks' bytes, then 'TRGD'."""
+    pool = bytearray()
+    name_offsets: List[int] = []
+    for driver in drivers:
+        name_offsets.append(len(pool))
+        pool += _dump_string(driver.name)
+    offsets: Dict[str, int] = {}
+    for name, raw in parts:
+        offsets[name] = at_file
+        at_file += len(raw)
+    offsets["drivers"] = at_file
+    offsets["pool"] = at_file + len(drivers) * driver_entry.size
+    offsets["blocks"] = offsets["pool"] + len(pool)
+    data_at = offsets["blocks"] + len(blocks) * struct.calcsize(TRIAGE_DATA_BLOCK_FORMAT)
+    block_table, block_bytes = bytearray(), bytearray()
+    for address, raw in blocks:
+        block_table += struct.pack(TRIAGE_DATA_BLOCK_FORMAT, address, data_at + len(block_bytes),
+                                   len(raw))
+        block_bytes += raw
+    valid_offset = data_at + len(block_bytes)
+    entries = bytearray()
+    for driver, name_at in zip(drivers, name_offsets):
+        values = {"DriverNameOffset": offsets["pool"] + name_at, "NonPagedDebugInfo": 0,
+                  "DllBase": driver.base, "EntryPoint": driver.base + 0x1000,
+                  "SizeOfImage": driver.size, "Flags": 0, "LoadCount": 1,
+                  "CheckSum": driver.checksum, "TimeDateStamp": driver.timestamp}
+        entries += driver_entry.struct.pack(*(values[n] for n in driver_entry.names))
+    return _Tail(offsets, bytes(entries), bytes(pool), bytes(block_table), bytes(block_bytes),
+                 valid_offset, valid_offset + len(TRIAGE_DUMP_VALID))
+
+
 def _exception_record(code: int, address: int) -> bytes:
     return EXCEPTION_RECORD64.build({
         "ExceptionCode": code, "ExceptionFlags": 0, "ExceptionRecord": 0,
@@ -341,13 +395,6 @@ def write_triage_dump(crash: TriageCrash, path: str, overwrite: bool = False) ->
                 raise ValueError("%s at 0x%x is not inside the stack" % (role, at_va))
             stack[offset:offset + len(raw)] = raw
 
-    # --- driver list and string pool
-    pool = bytearray()
-    name_offsets: List[int] = []
-    for driver in crash.drivers:
-        name_offsets.append(len(pool))
-        pool += _dump_string(driver.name)
-
     # --- unloaded drivers
     unloaded = bytearray(struct.pack("<I", len(crash.unloaded)).ljust(UNLOADED_HEADER_SIZE, b"\0"))
     for name, start, end in crash.unloaded:
@@ -380,42 +427,19 @@ def write_triage_dump(crash: TriageCrash, path: str, overwrite: bool = False) ->
         ("mm", mm), ("unloaded", bytes(unloaded)), ("prcb", bytes(prcb.data)),
         ("process", bytes(eproc.data)), ("thread", bytes(ethread.data)),
         ("stack", bytes(stack)), ("kdbg", build_kdbg(kdbg_values))]
-    offsets: Dict[str, int] = {}
-    at_file = mm_offset
-    for name, raw in parts:
-        offsets[name] = at_file
-        at_file += len(raw)
-    offsets["drivers"] = at_file
-    driver_list_size = len(crash.drivers) * DUMP_DRIVER_ENTRY64.size
-    offsets["pool"] = at_file + driver_list_size
-    offsets["blocks"] = offsets["pool"] + len(pool)
-    data_at = offsets["blocks"] + len(blocks) * struct.calcsize(TRIAGE_DATA_BLOCK_FORMAT)
-    block_table = bytearray()
-    block_bytes = bytearray()
-    for address, raw in blocks:
-        block_table += struct.pack(TRIAGE_DATA_BLOCK_FORMAT, address, data_at + len(block_bytes),
-                                   len(raw))
-        block_bytes += raw
-    valid_offset = data_at + len(block_bytes)
-    file_size = valid_offset + len(TRIAGE_DUMP_VALID)
-
-    entries = bytearray()
-    for driver, name_at in zip(crash.drivers, name_offsets):
-        values = {"DriverNameOffset": offsets["pool"] + name_at, "NonPagedDebugInfo": 0,
-                  "DllBase": driver.base, "EntryPoint": driver.base + 0x1000,
-                  "SizeOfImage": driver.size, "Flags": 0, "LoadCount": 1,
-                  "CheckSum": driver.checksum, "TimeDateStamp": driver.timestamp}
-        entries += DUMP_DRIVER_ENTRY64.struct.pack(*(values[n] for n in DUMP_DRIVER_ENTRY64.names))
+    # --- the driver list, string pool and data blocks after the parts
+    tail = _lay_out(mm_offset, parts, crash.drivers, blocks, DUMP_DRIVER_ENTRY64)
+    offsets, file_size = tail.offsets, tail.file_size
 
     triage = TRIAGE_DUMP64.build({
-        "ServicePackBuild": 0, "SizeOfDump": file_size, "ValidOffset": valid_offset,
+        "ServicePackBuild": 0, "SizeOfDump": file_size, "ValidOffset": tail.valid_offset,
         "ContextOffset": CONTEXT_OFFSET64, "ExceptionOffset": EXCEPTION_OFFSET64,
         "MmOffset": offsets["mm"], "UnloadedDriversOffset": offsets["unloaded"],
         "PrcbOffset": offsets["prcb"], "ProcessOffset": offsets["process"],
         "ThreadOffset": offsets["thread"], "CallStackOffset": offsets["stack"],
         "SizeOfCallStack": crash.stack_size, "DriverListOffset": offsets["drivers"],
         "DriverCount": len(crash.drivers), "StringPoolOffset": offsets["pool"],
-        "StringPoolSize": len(pool), "BrokenDriverOffset": 0, "TriageOptions": FILL32,
+        "StringPoolSize": len(tail.pool), "BrokenDriverOffset": 0, "TriageOptions": FILL32,
         "TopOfStack": crash.top_of_stack, "ArchitectureSpecific": bytes(16),
         "DataPageAddress": 0, "DataPageOffset": 0, "DataPageSize": 0,
         "DebuggerDataOffset": offsets["kdbg"], "DebuggerDataSize": len(parts[-1][1]),
@@ -440,10 +464,7 @@ def write_triage_dump(crash: TriageCrash, path: str, overwrite: bool = False) ->
     if len(header) != HEADER64_SIZE:
         raise AssertionError("header is 0x%x bytes" % len(header))
 
-    body = [bytes(header), triage] + [raw for _, raw in parts] + [bytes(entries), bytes(pool),
-                                                                  bytes(block_table),
-                                                                  bytes(block_bytes),
-                                                                  TRIAGE_DUMP_VALID]
+    body = [bytes(header), triage] + tail.body(parts)
     with open(path, "wb" if overwrite else "xb") as out:
         out.write(b"".join(body))
     return TriageFacts(
@@ -678,11 +699,6 @@ class TriageCrash32:
     system_uptime: int = 0x023BC1E9
 
 
-def _sign_extend32(value: int) -> int:
-    """A 32-bit kernel's KDDEBUGGER_DATA64 pointer (wdbgexts.h: sign-extended to 64 bits)."""
-    return value | 0xFFFFFFFF00000000 if value & 0x80000000 else value
-
-
 def write_triage_dump32(crash: TriageCrash32, path: str, overwrite: bool = False) -> Dict[str, Any]:
     """Write `crash` as a 32-bit x86 triage dump laid out like the real 32-bit ones
     (DUMP_HEADER32 | TRIAGE_DUMP32 at 0x1000 | unloaded drivers | PRCB | EPROCESS | ETHREAD |
@@ -721,16 +737,17 @@ def write_triage_dump32(crash: TriageCrash32, path: str, overwrite: bool = False
     put(ethread, thread_type, "Cid.UniqueProcess", crash.pid)
     put(ethread, thread_type, "Cid.UniqueThread", crash.tid)
     kdbg_values = {
-        "KernBase": _sign_extend32(crash.kernel_base),
-        "PsActiveProcessHead": _sign_extend32(active_head),
-        "PsLoadedModuleList": _sign_extend32(module_list),
-        "KiProcessorBlock": _sign_extend32(processor_block),
+        "KernBase": X86.kdbg_pointer(crash.kernel_base),
+        "PsActiveProcessHead": X86.kdbg_pointer(active_head),
+        "PsLoadedModuleList": X86.kdbg_pointer(module_list),
+        "KiProcessorBlock": X86.kdbg_pointer(processor_block),
         "PaeEnabled": 1, "SizePrcb": prcb_type.size, "SizeEProcess": process_type.size,
         "SizeEThread": thread_type.size,
         "OffsetPrcbCurrentThread": prcb_type.offset("CurrentThread"),
         "OffsetPrcbNumber": prcb_type.offset("Number"),
         "OffsetKThreadApcProcess": thread_type.offset("Tcb.ApcState.Process"),
-        "_list_flink": _sign_extend32(kdbg_address), "_list_blink": _sign_extend32(kdbg_address)}
+        "_list_flink": X86.kdbg_pointer(kdbg_address),
+        "_list_blink": X86.kdbg_pointer(kdbg_address)}
     kdbg = build_kdbg(kdbg_values)
 
     stack = bytearray(crash.stack_size)
@@ -743,11 +760,6 @@ def write_triage_dump32(crash: TriageCrash32, path: str, overwrite: bool = False
         SegCs=8, EFlags=0x202, Esp=crash.context_esp))
     context += bytes(CONTEXT_X86_SIZE - len(context))
 
-    pool = bytearray()
-    name_offsets = []
-    for driver in crash.drivers:
-        name_offsets.append(len(pool))
-        pool += _dump_string(driver.name)
     unloaded = bytearray(struct.pack("<I", len(crash.unloaded)))
     for name, start, end in crash.unloaded:
         units = name.encode("utf-16-le")
@@ -768,45 +780,25 @@ def write_triage_dump32(crash: TriageCrash32, path: str, overwrite: bool = False
     at_file += -at_file % 8                          # ALIGN_8, as the real 32-bit dumps
     parts = [("unloaded", bytes(unloaded)), ("prcb", bytes(prcb)), ("process", bytes(eproc)),
              ("thread", bytes(ethread)), ("stack", bytes(stack)), ("kdbg", kdbg)]
-    offsets: Dict[str, int] = {}
-    for name, raw in parts:
-        offsets[name] = at_file
-        at_file += len(raw)
-    offsets["drivers"] = at_file
-    offsets["pool"] = at_file + len(crash.drivers) * DUMP_DRIVER_ENTRY32.size
-    offsets["blocks"] = offsets["pool"] + len(pool)
-    data_at = offsets["blocks"] + len(blocks) * struct.calcsize(TRIAGE_DATA_BLOCK_FORMAT)
-    block_table, block_bytes = bytearray(), bytearray()
-    for address, raw in blocks:
-        block_table += struct.pack(TRIAGE_DATA_BLOCK_FORMAT, address, data_at + len(block_bytes),
-                                   len(raw))
-        block_bytes += raw
-    valid_offset = data_at + len(block_bytes)
-    file_size = valid_offset + len(TRIAGE_DUMP_VALID)
-    entries = bytearray()
-    for driver, name_at_pool in zip(crash.drivers, name_offsets):
-        values = {"DriverNameOffset": offsets["pool"] + name_at_pool, "NonPagedDebugInfo": 0,
-                  "DllBase": driver.base, "EntryPoint": driver.base + 0x1000,
-                  "SizeOfImage": driver.size, "Flags": 0, "LoadCount": 1,
-                  "CheckSum": driver.checksum, "TimeDateStamp": driver.timestamp}
-        entries += DUMP_DRIVER_ENTRY32.struct.pack(*(values[n] for n in DUMP_DRIVER_ENTRY32.names))
+    tail = _lay_out(at_file, parts, crash.drivers, blocks, DUMP_DRIVER_ENTRY32)
+    offsets, file_size = tail.offsets, tail.file_size
     head = header_offsets(32)
     triage = TRIAGE_DUMP32.build({
-        "ServicePackBuild": 0, "SizeOfDump": file_size, "ValidOffset": valid_offset,
+        "ServicePackBuild": 0, "SizeOfDump": file_size, "ValidOffset": tail.valid_offset,
         "ContextOffset": head["ContextRecord"], "ExceptionOffset": head["Exception"],
         "MmOffset": 0, "UnloadedDriversOffset": offsets["unloaded"],
         "PrcbOffset": offsets["prcb"], "ProcessOffset": offsets["process"],
         "ThreadOffset": offsets["thread"], "CallStackOffset": offsets["stack"],
         "SizeOfCallStack": crash.stack_size, "DriverListOffset": offsets["drivers"],
         "DriverCount": len(crash.drivers), "StringPoolOffset": offsets["pool"],
-        "StringPoolSize": len(pool), "BrokenDriverOffset": 0, "TriageOptions": FILL32,
+        "StringPoolSize": len(tail.pool), "BrokenDriverOffset": 0, "TriageOptions": FILL32,
         "TopOfStack": crash.top_of_stack, "DataPageAddress": 0, "DataPageOffset": 0,
         "DataPageSize": 0, "DebuggerDataOffset": offsets["kdbg"], "DebuggerDataSize": len(kdbg),
         "DataBlocksOffset": offsets["blocks"], "DataBlocksCount": len(blocks)})
     written = {"context", "exception", "prcb", "process", "thread", "stack", "driver list",
                "debugger data", "data blocks"}
     spec = DumpSpec(build=build, dtb=crash.dump_dtb, processors=crash.processors,
-                    machine_type=0x14C, pae=True, bugcheck_code=crash.bugcheck_code,
+                    machine_type=X86.machine_types[0], pae=True, bugcheck_code=crash.bugcheck_code,
                     bugcheck_parameters=tuple(crash.bugcheck_parameters),
                     kd_debugger_data_block=kdbg_address, ps_active_process_head=active_head,
                     ps_loaded_module_list=module_list, system_time=crash.system_time,
@@ -817,8 +809,7 @@ def write_triage_dump32(crash: TriageCrash32, path: str, overwrite: bool = False
                                   "WriterStatus": 0})
     header = build_header(spec, DUMP_TYPE_TRIAGE, [], file_size)
     body = [header, triage, bytes(-(triage_at + TRIAGE_DUMP32_SIZE) % 8)] + \
-        [raw for _, raw in parts] + [bytes(entries), bytes(pool), bytes(block_table),
-                                     bytes(block_bytes), TRIAGE_DUMP_VALID]
+        tail.body(parts)
     with open(path, "wb" if overwrite else "xb") as out:
         out.write(b"".join(body))
     return {"path": path, "kernel_base": crash.kernel_base, "kdbg": kdbg_address,

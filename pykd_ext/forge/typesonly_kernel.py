@@ -13,8 +13,8 @@ What is built (every offset, size and enum value from the build's layout):
 - page tables: the forge's `PageTables` in the build's paging mode, with Windows' self map and
   the kernel half shared by every process; `_KUSER_SHARED_DATA`'s frame is mapped at its kernel
   and user addresses as Windows does;
-- a kernel image (PE32 `KernelImage32` / PE32+ `KernelImage`) whose CodeView record names the
-  build's kernel PDB and a chosen GUID;
+- a kernel image (`KernelImage` of the build's architecture: PE32 or PE32+) whose CodeView
+  record names the build's kernel PDB and a chosen GUID;
 - `_EPROCESS`/`_ETHREAD` objects linked on `PsActiveProcessHead` and on both thread lists, with
   PIDs, names, create times, thread Cids, start addresses, states and wait reasons;
 - a `_TOKEN` per process that asks for one (user and group SIDs, privilege bit masks, session,
@@ -35,11 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from pykd_ext.forge.dumpfile import DumpSpec, write_bitmap_dump, write_full_dump
-from pykd_ext.forge.dumpfile32 import DumpSpec32, write_bitmap_dump32, write_full_dump32
-from pykd_ext.forge.kernel_image import (E_LFANEW, IMAGE_FILE_EXECUTABLE_IMAGE,
-                                         IMAGE_NUMBEROF_DIRECTORY_ENTRIES, IMAGE_SCN_CNT_CODE,
-                                         IMAGE_SCN_CNT_INITIALIZED_DATA, IMAGE_SUBSYSTEM_NATIVE,
-                                         _DATA_DIRECTORIES, _DOS_FIELDS, KernelImage)
+from pykd_ext.forge.kernel_image import KernelImage
 from pykd_ext.forge.pagetables import PageTables
 from pykd_ext.forge.physmem import PhysicalImage
 from pykd_ext.forge.ptebits import LayoutBits, PteFormat
@@ -47,17 +43,10 @@ from pykd_ext.errors import MissingLayoutError
 from pykd_ext.layouts.registry import load_layouts
 from pykd_ext.memory.paging_modes import X64_4LEVEL, X86_NONPAE, X86_PAE
 from pykd_ext.memory.space import PAGE_SIZE
+from pykd_ext.targets.arch import Arch, arch_named
 from pykd_ext.targets.kdbg import build_kdbg
-from pykd_ext.targets.pe import (IMAGE_DEBUG_DIRECTORY, IMAGE_DIRECTORY_ENTRY_DEBUG,
-                                 IMAGE_DOS_HEADER, IMAGE_FILE_HEADER, IMAGE_NT_SIGNATURE,
-                                 IMAGE_OPTIONAL_HEADER, IMAGE_SECTION_HEADER, PE32_MAGIC)
 
-IMAGE_FILE_MACHINE_I386 = 0x14C           # PE/COFF specification
-IMAGE_FILE_32BIT_MACHINE = 0x0100
-#: sizeof(IMAGE_OPTIONAL_HEADER32): 96 bytes of fields + 16 data directories of 8 bytes
-OPTIONAL_HEADER32_SIZE = 0xE0
-#: _KUSER_SHARED_DATA's fixed addresses (kernel view, user view): 32-bit and 64-bit Windows
-KUSER_SHARED_DATA_KERNEL = {4: 0xFFDF0000, 8: 0xFFFFF78000000000}
+#: _KUSER_SHARED_DATA's user view (its kernel view is `Arch.kuser_shared_data`)
 KUSER_SHARED_DATA_USER = 0x7FFE0000
 
 #: where the forge puts the kernel image, its pool and the processor control region
@@ -98,11 +87,6 @@ THREAD_ALL_ACCESS = 0x1FFFFF
 TOKEN_QUERY = 0x0008
 
 
-def _sign_extend32(value: int) -> int:
-    """KDDEBUGGER_DATA64 pointers of a 32-bit kernel are sign-extended to 64 bits."""
-    return value | 0xFFFFFFFF00000000 if value & 0x80000000 else value
-
-
 class _HardwareBits:
     """`PteFormat`'s view of the architectural x64 PTE bits (no software formats)."""
 
@@ -111,52 +95,6 @@ class _HardwareBits:
 
     def bits(self, type_name: str, member: str) -> Tuple[int, int]:
         return X64_HARDWARE_PTE_BITS[member]
-
-
-class KernelImage32(KernelImage):
-    """A PE32 (i386) kernel image: same sections and CodeView record, 32-bit headers."""
-
-    def headers(self, image_base: int) -> bytes:
-        code = sum(s.size for s in self.sections if s.characteristics & IMAGE_SCN_CNT_CODE)
-        init = sum(s.size for s in self.sections if s.characteristics & IMAGE_SCN_CNT_INITIALIZED_DATA)
-        directories = [{"VirtualAddress": 0, "Size": 0} for _ in range(IMAGE_NUMBEROF_DIRECTORY_ENTRIES)]
-        directories[IMAGE_DIRECTORY_ENTRY_DEBUG] = {"VirtualAddress": self.debug_rva,
-                                                   "Size": IMAGE_DEBUG_DIRECTORY.sizeof()}
-        dos = IMAGE_DOS_HEADER.build({"_dos": _DOS_FIELDS, "e_lfanew": E_LFANEW})
-        file_header = IMAGE_FILE_HEADER.build({
-            "Machine": IMAGE_FILE_MACHINE_I386, "NumberOfSections": len(self.sections),
-            "TimeDateStamp": self.timestamp, "PointerToSymbolTable": 0, "NumberOfSymbols": 0,
-            "SizeOfOptionalHeader": OPTIONAL_HEADER32_SIZE,
-            "Characteristics": IMAGE_FILE_EXECUTABLE_IMAGE | IMAGE_FILE_32BIT_MACHINE})
-        optional = IMAGE_OPTIONAL_HEADER.build({
-            "Magic": PE32_MAGIC,
-            "common": {"MajorLinkerVersion": 14, "MinorLinkerVersion": 0, "SizeOfCode": code,
-                       "SizeOfInitializedData": init, "SizeOfUninitializedData": 0,
-                       "AddressOfEntryPoint": self.entry_rva, "BaseOfCode": self.sections[0].rva},
-            "BaseOfData": self.sections[1].rva,
-            "windows": {
-                "ImageBase": image_base, "SectionAlignment": PAGE_SIZE, "FileAlignment": PAGE_SIZE,
-                "MajorOperatingSystemVersion": 10, "MinorOperatingSystemVersion": 0,
-                "MajorImageVersion": 10, "MinorImageVersion": 0, "MajorSubsystemVersion": 10,
-                "MinorSubsystemVersion": 0, "Win32VersionValue": 0,
-                "SizeOfImage": self.size_of_image, "SizeOfHeaders": PAGE_SIZE, "CheckSum": 0,
-                "Subsystem": IMAGE_SUBSYSTEM_NATIVE, "DllCharacteristics": 0,
-                "SizeOfStackReserve": 0x40000, "SizeOfStackCommit": 0x1000,
-                "SizeOfHeapReserve": 0x100000, "SizeOfHeapCommit": 0x1000, "LoaderFlags": 0,
-                "NumberOfRvaAndSizes": IMAGE_NUMBEROF_DIRECTORY_ENTRIES}})
-        optional += _DATA_DIRECTORIES.build(directories)
-        if len(optional) != OPTIONAL_HEADER32_SIZE:
-            raise AssertionError("PE32 optional header built 0x%x bytes" % len(optional))
-        table = b"".join(IMAGE_SECTION_HEADER.build({
-            "Name": s.name.encode("ascii").ljust(8, b"\0")[:8], "VirtualSize": s.size,
-            "VirtualAddress": s.rva, "SizeOfRawData": s.size, "PointerToRawData": s.rva,
-            "PointerToRelocations": 0, "PointerToLinenumbers": 0, "NumberOfRelocations": 0,
-            "NumberOfLinenumbers": 0, "Characteristics": s.characteristics}) for s in self.sections)
-        page = bytearray(PAGE_SIZE)
-        page[:len(dos)] = dos
-        nt = IMAGE_NT_SIGNATURE + file_header + optional + table
-        page[E_LFANEW:E_LFANEW + len(nt)] = nt
-        return bytes(page)
 
 
 @dataclass
@@ -258,13 +196,14 @@ class ForgedKernel:
     def pointer_size(self) -> int:
         return int(self.layouts.pointer_size)
 
+    @property
+    def arch(self) -> Arch:
+        return _arch_of(self.layouts)
+
     def dump_spec(self) -> Any:
-        if self.pointer_size == 4:
-            return DumpSpec32(build=self.layouts.build, dtb=self.kernel.dtb, pae=self.pae,
-                              kd_debugger_data_block=self.globals["KdDebuggerDataBlock"],
-                              ps_active_process_head=self.globals["PsActiveProcessHead"],
-                              ps_loaded_module_list=self.globals["PsLoadedModuleList"])
-        return DumpSpec(build=self.layouts.build, dtb=self.kernel.dtb,
+        """The dump header's facts; the architecture's machine type chooses the header flavour."""
+        return DumpSpec(build=self.layouts.build, dtb=self.kernel.dtb, pae=self.pae,
+                        machine_type=self.arch.machine_types[0],
                         kd_debugger_data_block=self.globals["KdDebuggerDataBlock"],
                         ps_active_process_head=self.globals["PsActiveProcessHead"],
                         ps_loaded_module_list=self.globals["PsLoadedModuleList"])
@@ -272,12 +211,15 @@ class ForgedKernel:
     def write(self, path: str, kind: str = "full", overwrite: bool = False) -> str:
         if kind not in ("full", "bitmap"):
             raise ValueError("dump kind is 'full' or 'bitmap', not %r" % kind)
-        spec = self.dump_spec()
-        if self.pointer_size == 4:
-            writer = write_full_dump32 if kind == "full" else write_bitmap_dump32
-        else:
-            writer = write_full_dump if kind == "full" else write_bitmap_dump
-        return writer(path, self.phys, spec, overwrite=overwrite)
+        writer = write_full_dump if kind == "full" else write_bitmap_dump
+        return writer(path, self.phys, self.dump_spec(), overwrite=overwrite)
+
+
+def _arch_of(layouts: Any) -> Arch:
+    arch = arch_named(str(layouts.arch))
+    if arch is None:
+        raise ValueError("no architecture named %r" % layouts.arch)
+    return arch
 
 
 class _Writer:
@@ -365,6 +307,24 @@ class _Writer:
             return None
 
 
+#: where the forge puts the functions whose code names globals (RVAs in the first .text page)
+CODE_RVAS: Tuple[Tuple[str, int], ...] = (
+    ("ObGetObjectType", 0x1100), ("PsLookupProcessByProcessId", 0x1200),
+    ("PsLookupThreadByThreadId", 0x1300), ("PspReferenceCidTableEntry", 0x1400))
+
+
+def code_exports(layouts: Any, global_rvas: Dict[str, int], image_base: Optional[int] = None) -> List[Any]:
+    """`kernel_image.global_code_exports` at `CODE_RVAS`, naming the forge's own globals (the
+    cookie only where the build has one), with the layout's `_OBJECT_HEADER` offsets; with
+    `image_base`, 32-bit code (absolute addresses)."""
+    from pykd_ext.forge.kernel_image import global_code_exports
+    rvas = dict(CODE_RVAS)
+    rvas.update(global_rvas)
+    if layouts.build < HEADER_COOKIE_FIRST_BUILD:
+        rvas.pop("ObHeaderCookie", None)
+    return global_code_exports(rvas.__getitem__, lambda t, p: layouts.type(t).offset(p), image_base)
+
+
 def build_types_only(scenario: TypesOnlyScenario) -> ForgedKernel:
     """Build the machine of a scenario for a types-only (derived) x86 or x64 layout."""
     layouts = load_layouts(scenario.build_id)
@@ -389,17 +349,23 @@ def build_types_only(scenario: TypesOnlyScenario) -> ForgedKernel:
     # KUSER_SHARED_DATA: one frame, kernel and user views (Volatility's DTB check uses both)
     kuser = phys.allocate(1)
     phys.touch(kuser)
-    kernel.map(KUSER_SHARED_DATA_KERNEL[ptr], kuser * PAGE_SIZE, PAGE_SIZE, user=False)
+    kernel.map(int(_arch_of(layouts).kuser_shared_data or 0), kuser * PAGE_SIZE, PAGE_SIZE, user=False)
     kernel.map(KUSER_SHARED_DATA_USER, kuser * PAGE_SIZE, PAGE_SIZE, user=True, writable=False)
     # the kernel image, globals in its .data
     base = KERNEL_BASE[ptr]
-    image_class = KernelImage32 if x86 else KernelImage
-    image = image_class(guid=scenario.guid, age=scenario.age,
+    image = KernelImage(guid=scenario.guid, age=scenario.age,
                         size_of_image=scenario.kernel_size_of_image,
-                        pdb_name=layouts.entry.pdb, timestamp=scenario.kernel_timestamp)
-    image.place(kernel, base, large_pages=False)
+                        pdb_name=layouts.entry.pdb, timestamp=scenario.kernel_timestamp,
+                        arch=_arch_of(layouts))
     data_rva = image.sections[2].rva
     globals_: Dict[str, int] = {name: base + data_rva + slot * (ptr // 4) for name, slot in GLOBAL_SLOTS}
+    # H12 (issue 15): code naming ObHeaderCookie, ObTypeIndexTable, PspCidTable (x64 or x86)
+    image = KernelImage(guid=scenario.guid, age=scenario.age,
+                        size_of_image=scenario.kernel_size_of_image, pdb_name=layouts.entry.pdb,
+                        timestamp=scenario.kernel_timestamp, arch=_arch_of(layouts),
+                        exports=code_exports(layouts, {n: a - base for n, a in globals_.items()},
+                                             base if x86 else None))
+    image.place(kernel, base, large_pages=False)
     for name in globals_:
         kernel.write_virtual(globals_[name], bytes(ptr))        # materialise the .data pages
     kernel.write_virtual(globals_["ObTypeIndexTable"], bytes(ptr * 64))
@@ -467,7 +433,7 @@ def build_types_only(scenario: TypesOnlyScenario) -> ForgedKernel:
         w.pointer(globals_["PsInitialSystemProcess"], eprocs[0])
     _plant_objects(forged, w)
     _plant_processor(forged, w, scenario.running_tid)
-    ext = _sign_extend32 if x86 else (lambda v: v)
+    ext = _arch_of(layouts).kdbg_pointer          # sign-extended on 32-bit kernels
     # the KDBG block: KernBase, list heads and the offsets/sizes it states (from the layout)
     kdbg_values = {
         "KernBase": ext(base),
@@ -708,6 +674,6 @@ def volatility_isf(forged: ForgedKernel, derived_isf: str, out_dir: str) -> str:
 X86Scenario, ProcessSpec32, ThreadSpec32, TokenSpec32, ForgedX86 = (
     TypesOnlyScenario, ProcessSpec, ThreadSpec, TokenSpec, ForgedKernel)
 
-__all__ = ["ForgedKernel", "KernelImage32", "ProcessSpec", "ThreadSpec", "TokenSpec", "TypesOnlyScenario",
+__all__ = ["ForgedKernel", "ProcessSpec", "ThreadSpec", "TokenSpec", "TypesOnlyScenario",
            "build_types_only", "build_x86", "volatility_isf", "X86Scenario", "ProcessSpec32",
            "ThreadSpec32", "TokenSpec32", "ForgedX86"]

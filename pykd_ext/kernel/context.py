@@ -81,6 +81,7 @@ class KernelContext:
     _h10_type_table: Optional[int]  # typeindex_scan: ObTypeIndexTable found by its shape
     _h10_cookie: Optional[int]      # typeindex_scan: ObHeaderCookie derived from known objects
     _current_tick: Any              # scheduling.current_tick: (tick count, where it came from)
+    _protect_values: Any            # vad.protect_values: MmProtectToValue[] from the dump, or None
 
     def __init__(self, target: Target, layouts: KernelLayouts, budget: Optional[Budget] = None) -> None:
         self.target = target
@@ -121,7 +122,7 @@ class KernelContext:
         return self.resolve_global(name)[0]
 
     def resolve_global(self, name: str) -> Tuple[Optional[int], str]:
-        """(address, how): how is "symbol" (base + RVA), "header", "kdbg" or "unknown"."""
+        """(address, how): how is "symbol" (base + RVA), "header", "kdbg", "debugger" (its loaded symbols) or "unknown"."""
         found: Union[Tuple[Optional[int], str], int, None]    # the cached pair, then a scan's address
         found = self._globals.get(name)
         if found is not None:
@@ -141,12 +142,18 @@ class KernelContext:
                 result = stated
         elif stated is not None:
             result = stated
-        elif name == "ObTypeIndexTable" and getattr(self.layouts, "types_only", False):
-            # H10: a types-only layout has no RVA: find the table by its shape in .data
-            from pykd_ext.kernel.typeindex_scan import find_type_index_table
-            found = find_type_index_table(self)
-            if found is not None:
-                result = (found, "scan")
+        elif getattr(self.layouts, "types_only", False):
+            # H12: a types-only layout has no RVA: the kernel's exported code names some globals
+            # (how = "disasm:ObGetObjectType"); H10: else find ObTypeIndexTable by its shape
+            from pykd_ext.layouts.inferred.code_globals import code_global
+            named = code_global(self.target, name)
+            if named is not None:
+                result = named
+            elif name == "ObTypeIndexTable":
+                from pykd_ext.kernel.typeindex_scan import find_type_index_table
+                found = find_type_index_table(self)
+                if found is not None:
+                    result = (found, "scan")
         self._globals[name] = result
         return result
 
@@ -159,6 +166,9 @@ class KernelContext:
         value = self.kdbg.get(name)
         if isinstance(value, int) and value:
             return int(value), "kdbg"
+        value = self.target.debugger_symbol(name)
+        if isinstance(value, int) and value:
+            return int(value), "debugger"
         return None
 
     def read_global_pointer(self, name: str) -> Union[int, Fault, None]:

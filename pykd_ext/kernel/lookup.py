@@ -21,15 +21,13 @@ from pykd_ext.kernel.numbers import RADIXES, default_radix, parse_number, using_
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.processes import ProcessCensus, all_processes, triage_thread
 from pykd_ext.kernel.thread import Thread
+from pykd_ext.targets.arch import arch_or_pointer_size
 
 if TYPE_CHECKING:
     from pykd_ext.kernel.context import KernelContext
 
 #: PIDs/TIDs are 32-bit handle values; larger numbers are addresses.
 MAX_ID = 0xFFFFFFFF
-#: H10: on 32-bit kernels every structure lives at or above 0x80000000 (the kernel half, even
-#: with /3GB at 0xC0000000) and no PID/TID (a handle value, below 2^26) gets there
-X86_KERNEL_START = 0x80000000
 _NAME_CHARS = 14   # ImageFileName is [15] UChar: 14 characters and a NUL
 
 def parse_spec(spec: str) -> Tuple[str, Union[int, str]]:
@@ -78,11 +76,15 @@ class Finder:
 
     # ---- processes
     def _parse(self, spec: str) -> Tuple[str, Union[int, str]]:
-        """parse_spec, pointer-size aware (H10): a 32-bit kernel's addresses fit in 32 bits."""
+        """parse_spec, pointer-size aware (H10): a 32-bit kernel's addresses fit in 32 bits. Every
+        structure lives in the kernel half (`Arch.kernel_start`: 0x80000000 on x86, even with /3GB
+        at 0xC0000000) and no PID/TID (a handle value, below 2^26) gets there."""
         kind, value = parse_spec(spec)
-        if kind == "id" and int(getattr(self.ctx, "pointer_size", 8) or 8) == 4 \
-                and isinstance(value, int) and value >= X86_KERNEL_START:
-            return "address", value
+        if kind == "id" and isinstance(value, int):
+            arch = arch_or_pointer_size(getattr(getattr(self.ctx, "info", None), "arch", None),
+                                        int(getattr(self.ctx, "pointer_size", 8) or 8))
+            if arch.is_kernel_address(value):
+                return "address", value
         return kind, value
 
     def processes(self, spec: str) -> List[Process]:

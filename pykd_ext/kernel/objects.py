@@ -100,8 +100,15 @@ class ObjectReader:
             if not self.layouts.has_symbol("ObHeaderCookie") and getattr(self.layouts, "types_only", False):
                 # H10: types-only layout: the Windows 10+ cookie derived from known objects
                 from pykd_ext.kernel.typeindex_scan import COOKIE_FIRST_BUILD, derive_header_cookie
+                address, how = self.ctx.resolve_global("ObHeaderCookie")
                 if int(getattr(self.layouts, "build", 0) or 0) < COOKIE_FIRST_BUILD:
                     self._cookie = None
+                elif address is not None and how.startswith("disasm:"):
+                    # H12: ObGetObjectType's own byte load names the cookie's address
+                    try:
+                        self._cookie = self.space.read(address, 1)[0]
+                    except MemoryReadError as err:
+                        self._cookie = err.fault
                 else:
                     derived = derive_header_cookie(self.ctx)
                     self._cookie = derived if derived is not None else Fault(INVALID, 0)

@@ -19,7 +19,6 @@ with the method name the JSON `found_by` lists use:
 """
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from pykd_ext.errors import MemoryReadError
 # Handle tables (PspCidTable, handle counts) are walked by `pykd_ext.kernel.handle_table`: one walker
 # for process tables, the kernel table and the CID table.
 from pykd_ext.kernel.handle_table import scan_handle_table
@@ -29,6 +28,7 @@ from pykd_ext.kernel.thread import Thread
 from pykd_ext.kernel.thread_lists import (  # noqa: F401  (re-exported)
     BY_ETHREAD_LIST, BY_KTHREAD_LIST, BY_PROCESSOR, BY_TRIAGE, DEFAULT_THREAD_LIMIT, ThreadListing,
     _budget, process_threads, triage_thread)
+from pykd_ext.kernel.view import read_field
 from pykd_ext.kernel.walk import END_HEAD_UNREADABLE, END_OK, WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
 
@@ -92,13 +92,9 @@ class CidScan:
 
 
 def _read_field(ctx: "KernelContext", type_name: str, path: str, body: int) -> Any:
-    layout = ctx.layouts.type(type_name)
-    f = layout.field(path)
-    try:
-        data = ctx.space.read(body + f.offset, f.size)
-    except MemoryReadError:
-        return None
-    return layout.reader(path)(data, -f.offset)
+    """One field of the body (`view.read_field`: only its bytes); None when unreadable."""
+    value = read_field(ctx.space, ctx.layouts.type(type_name), body, path)
+    return None if isinstance(value, Fault) else value
 
 
 def _thread_owner(ctx: "KernelContext", thread: int) -> Optional[int]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import UnknownBuildError
 from pykd_ext.layouts.entry import BuildEntry
+from pykd_ext.targets.arch import DEFAULT_ARCH
 
 if TYPE_CHECKING:
     from pykd_ext.layouts.model import KernelLayouts
@@ -120,14 +121,17 @@ def _kernel_build(build: int) -> int:
 
 
 def _candidates(build: int, arch: Optional[str]) -> Tuple[List[BuildEntry], Optional[str]]:
-    """Layouts of the OS build and of its kernel file's build; x64 preferred when no arch asked."""
+    """Layouts of the OS build and of its kernel file's build; the default architecture (x64)
+    preferred when no arch asked."""
     from pykd_ext.layouts.registry import candidates_for_build, list_builds
     builds = [build] + ([_kernel_build(build)] if _kernel_build(build) != build else [])
-    arches = [arch] if arch else ["x64"] + sorted({e.arch for e in list_builds()} - {"x64"})
+    default = DEFAULT_ARCH.name
+    arches = [arch] if arch else [default] + sorted({e.arch for e in list_builds()} - {default})
     for a in arches:
         found = [e for b in builds for e in candidates_for_build(b, a)]
         if found:
-            other = None if (arch or a == "x64") else "no x64 layouts of build %d: using the %s ones" % (build, a)
+            other = None if (arch or a == default) else "no %s layouts of build %d: using the %s ones" % (
+                default, build, a)
             return found, other
     return [], None
 
@@ -147,7 +151,7 @@ def resolve_build_name(text: str) -> BuildChoice:
     asked = str(text).strip()
     exact = _match(asked, list_builds())
     # a bare version that only an x86 layout carries (10.0.19045.2965-x86) still means x64 first
-    if exact and (exact[0].arch == "x64" or exact[0].build_id == asked or exact[0].guid):
+    if exact and (exact[0].arch == DEFAULT_ARCH.name or exact[0].build_id == asked or exact[0].guid):
         return BuildChoice(asked, exact[0])
     body, arch = asked, None
     m = _ARCH_SUFFIX.match(asked)

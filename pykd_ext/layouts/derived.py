@@ -61,13 +61,12 @@ def kphdyn_revision_range(build: int, revision: Optional[int],
                           arch: str) -> Optional[Tuple[int, int, str]]:
     """(first, last, basis) of the kphdyn-revision run sharing `revision`'s fields set, or None.
 
-    `revision` None (a file naming only its build) takes the lowest revision kphdyn lists.
+    `revision` None (a file naming only its build) takes the lowest revision kphdyn lists; an
+    architecture kphdyn has no kernels of (x86) has no rows, so None.
     """
-    if arch != "x64":
-        return None
     from pykd_ext.layouts.kernel_versions import versions_for_build
     kernel_build = KERNEL_FILE_BUILD.get(build, build)
-    rows = versions_for_build(kernel_build, "amd64")
+    rows = versions_for_build(kernel_build, arch)
     if not rows:
         return None
     wanted = revision if revision is not None else rows[0].revision
@@ -124,12 +123,14 @@ def annotate(meta: Any, doc: Dict[str, Any]) -> None:
         extra["revision_range"] = {"first": first, "last": last, "basis": basis,
                                    "kernel_build": KERNEL_FILE_BUILD.get(meta.build, meta.build)}
     else:
+        from pykd_ext.layouts.kernel_versions import kphdyn_arch
         rev = meta.revision
         extra["revision_range"] = {
             "first": rev, "last": rev, "kernel_build": meta.build,
             "basis": ("no revision data for %s kernels (kphdyn lists x64/arm64 only): this "
                       "revision only; others are nearby revisions" % meta.arch)
-                     if meta.arch != "x64" else "kphdyn lists no kernel of this build"}
+                     if kphdyn_arch(meta.arch) is None
+                     else "kphdyn lists no kernel of this build"}
     meta.extra = extra
 
 

@@ -33,6 +33,7 @@ from pykd_ext.errors import LayoutError
 from pykd_ext.layouts.isf import (BuildMeta, EnumDefn, RecordDef, ReducedBuild, TypeDesc,
                                   isf_files_in, load_isf, meta_from_isf, read_index_tsv,
                                   reduce_isf, sort_key)
+from pykd_ext.targets.arch import DEFAULT_ARCH
 
 GENERATOR_VERSION = 1
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,7 +103,8 @@ def reduce_all(jobs: List[Tuple[str, Optional[str], List[str], Optional[str]]], 
 def group_name(meta: BuildMeta) -> str:
     parts = meta.version.split(".")[:3]
     name = "nt_" + "_".join(parts)
-    return name if meta.arch == "x64" else name + "_" + meta.arch
+    # the default architecture's modules carry no suffix, as its build ids (`arch.layout_build_id`)
+    return name if meta.arch == DEFAULT_ARCH.name else name + "_" + meta.arch
 
 
 def _ident(text: str) -> str:

@@ -47,6 +47,11 @@ ROOT_TYPES: Tuple[str, ...] = (
     "_ESERVERSILO_GLOBALS",
     # not-present PTE formats (pagefile offsets, transition pages) for the paging code
     "_MMPTE_SOFTWARE", "_MMPTE_TRANSITION", "_MMPTE_PROTOTYPE",
+    # H10 (issue 17): the VAD tree (AVL on Windows 7, RTL balanced nodes later), its flags, and
+    # the section objects behind mapped views (subsection -> control area -> file object)
+    "_MMVAD", "_MMVAD_SHORT", "_MMVAD_FLAGS", "_MMVAD_FLAGS1", "_MMVAD_FLAGS2",
+    "_MM_AVL_TABLE", "_MMADDRESS_NODE", "_RTL_AVL_TREE", "_RTL_BALANCED_NODE",
+    "_SUBSECTION", "_CONTROL_AREA", "_SEGMENT",
 )
 #: Enums kept where the build has them (plus every enum a kept type uses by value).
 ROOT_ENUMS: Tuple[str, ...] = (
@@ -65,6 +70,7 @@ GLOBAL_SYMBOLS: Tuple[str, ...] = (
     "MmUserProbeAddress", "MmHighestUserAddress", "KdVersionBlock", "PsNtosImageBase",
     "MiState", "MmSessionSpace", "KiInitialThread", "KeActiveProcessors", "PoolBigPageTable",
     "KeMaximumIncrement", "ObpInfoMaskToOffset",
+    "MmProtectToValue",                 # H10 (issue 17): VAD protection index -> PAGE_* value
 )
 
 UNNAMED = "<unnamed-tag>"

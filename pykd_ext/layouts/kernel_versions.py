@@ -31,10 +31,11 @@ import os
 import threading
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
-                    Tuple)
+from typing import (Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 from pykd_ext.errors import LayoutError
+from pykd_ext.targets.arch import DEFAULT_ARCH
 
 TSV_NAME = "kernels.tsv"
 FIELDS_NAME = "fields.json"
@@ -109,6 +110,18 @@ def normalize_arch(arch: str) -> str:
     """"x64"/"AMD64" -> "amd64", "aarch64" -> "arm64"; other names are returned lower-cased."""
     key = arch.strip().lower()
     return _ARCH_ALIASES.get(key, key)
+
+
+#: The architectures kphdyn lists kernels of, in its own spelling (the aliases' targets; the
+#: shipped table's `arch` column, `KernelVersionTable.arches()`, names the same ones).
+KPHDYN_ARCHES: FrozenSet[str] = frozenset(_ARCH_ALIASES.values())
+
+
+def kphdyn_arch(arch: Optional[str]) -> Optional[str]:
+    """kphdyn's name of a `TargetInfo.arch` ("x64" -> "amd64"; the default architecture when
+    not stated), or None when kphdyn has no kernels of it (x86, 32-bit ARM)."""
+    name = normalize_arch(arch or DEFAULT_ARCH.name)
+    return name if name in KPHDYN_ARCHES else None
 
 
 def parse_version(version: str) -> Tuple[int, int, int, int]:
@@ -218,6 +231,10 @@ class KernelVersionTable:
 
     def __len__(self) -> int:
         return len(self._raw)
+
+    def arches(self) -> FrozenSet[str]:
+        """The architectures the table lists kernels of (kphdyn's names: "amd64", "arm64")."""
+        return frozenset(row[0] for row in self._raw)
 
     def __iter__(self) -> Iterator[KernelVersion]:
         return (self._row(index) for index in range(len(self._raw)))

@@ -328,7 +328,12 @@ def choose_for_target(target: Any) -> KernelLayouts:
     if target_rev is not None:
         reason += "; nearest to the image's version %s" % file_version
     # H10: say how the layout relates to the exact kernel version, and check kphdyn's offsets
-    gaps = version_choice.types_only_gaps(chosen, info)
+    code_named: Any = ()
+    if getattr(chosen, "types_only", False):      # H12: globals the kernel's code names
+        from pykd_ext.layouts.inferred.code_globals import find_code_globals
+        base = info.kernel_base or (info.kdbg or {}).get("KernBase")
+        code_named = find_code_globals(target.kernel, base if isinstance(base, int) else None, info.arch or "x64")
+    gaps = version_choice.types_only_gaps(chosen, info, code_named)
     if gaps:
         warnings.append(gaps)
     match, sentence = version_choice.describe_choice(entry, exact_version)

@@ -22,9 +22,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from pykd_ext.errors import PykdExtError
 from pykd_ext.layouts.derived import KERNEL_FILE_BUILD
 
-#: kphdyn's architecture names for TargetInfo.arch values (kphdyn has no x86 kernels).
-_KPHDYN_ARCH = {"x64": "amd64", "arm64": "arm64"}
-
 EXACT = "exact"
 IN_RANGE = "revision range"
 NEARBY = "nearby revision"
@@ -47,9 +44,9 @@ def kernel_version_of(info: Any) -> Optional[Dict[str, Any]]:
     the kernel image's PE header (`extra.kernel_timestamp/kernel_size_of_image`, set by the
     readers), then the image's own version resource (`extra.kernel_file_version`).
     """
-    from pykd_ext.layouts.kernel_versions import find_kernel_entry, lookup_kernel
+    from pykd_ext.layouts.kernel_versions import find_kernel_entry, kphdyn_arch, lookup_kernel
     extra = getattr(info, "extra", None) or {}
-    arch = _KPHDYN_ARCH.get(getattr(info, "arch", None) or "x64")
+    arch = kphdyn_arch(getattr(info, "arch", None))       # None: kphdyn has no x86/ARM kernels
     kernel_base = getattr(info, "kernel_base", None) or (getattr(info, "kdbg", None) or {}).get("KernBase")
     pairs: List[Tuple[str, Any, Any]] = []
     drivers = extra.get("drivers")
@@ -219,16 +216,17 @@ GLOBAL_USES = (
 )
 
 
-def types_only_gaps(layouts: Any, info: Any) -> Optional[str]:
+def types_only_gaps(layouts: Any, info: Any, code_named: Any = ()) -> Optional[str]:
     """For a types-only layout: which globals neither the layout nor the target states, and
-    which output needs them (None when nothing is missing or the layout has symbols)."""
+    which output needs them (None when nothing is missing or the layout has symbols).
+    `code_named`: globals the kernel's exported code names (H12, `layouts.inferred.code_globals`)."""
     if not getattr(layouts, "types_only", False):
         return None
     kdbg = getattr(info, "kdbg", None) or {}
     stated = {"PsActiveProcessHead": getattr(info, "ps_active_process_head", None) or kdbg.get("PsActiveProcessHead"),
               "PsLoadedModuleList": getattr(info, "ps_loaded_module_list", None) or kdbg.get("PsLoadedModuleList"),
               "KiProcessorBlock": kdbg.get("KiProcessorBlock"), "PspCidTable": kdbg.get("PspCidTable")}
-    missing = [(name, use) for name, use in GLOBAL_USES if not stated.get(name)]
+    missing = [(name, use) for name, use in GLOBAL_USES if not stated.get(name) and name not in code_named]
     if not missing:
         return None
     return ("types-only layout %s has no symbol addresses; globals come from the dump header and "

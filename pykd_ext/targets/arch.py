@@ -81,6 +81,13 @@ class Arch:
                 return value & (self.address_limit - 1)
         return value if value < self.address_limit else None
 
+    def kdbg_pointer(self, address: int) -> int:
+        """An address as KDDEBUGGER_DATA64 stores it (the inverse of `narrow_pointer`): a 32-bit
+        kernel's 0x8xxxxxxx is written sign-extended, 0xFFFFFFFF8xxxxxxx."""
+        if self.kdbg_sign_extended and address >> (8 * self.pointer_size - 1) == 1:
+            return address | ((1 << 64) - self.address_limit)
+        return address
+
     def kdbg_values(self, kdbg: Dict[str, Any]) -> Dict[str, Any]:
         """A decoded KDBG with sign-extended pointers turned into the addresses they stand for
         (0x8xxxxxxx reads as 0xFFFFFFFF8xxxxxxx in a 32-bit kernel's block); other values kept."""
@@ -196,6 +203,13 @@ def arch_for_pointer_size(size: int) -> Arch:
         if arch.pointer_size == size and arch.context is not None:
             return arch
     raise KeyError("no architecture with %d-byte pointers" % size)
+
+
+def arch_or_pointer_size(name: Optional[str], pointer_size: int) -> Arch:
+    """The architecture named, else the decodable one with this pointer size (a caller that may
+    know only "32-bit": an inference, a stand-in context)."""
+    named = arch_named(name) if name else None
+    return named if named is not None else arch_for_pointer_size(pointer_size)
 
 
 def decode_context(data: bytes, arch_name: str) -> Optional[Dict[str, int]]:

@@ -113,6 +113,13 @@ class Target(ABC):
     def describe(self) -> TargetDescription:
         """How to re-open this target elsewhere."""
 
+    def debugger_symbol(self, name: str) -> Optional[int]:
+        """The address of kernel global `name` as a debugger attached to this target knows it
+        (its loaded symbols), None when there is no debugger: files state globals through their
+        header and KDBG instead (`kernel.context.KernelContext.resolve_global`)."""
+        del name
+        return None
+
     def pe_image(self, base: int) -> PeInfo:
         """The PE headers of the image mapped at `base` in kernel memory, parsed once (kept in
         the kernel space's memo, see `pe.read_pe_info`). Raises like `read_pe_info`."""

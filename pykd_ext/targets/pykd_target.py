@@ -265,6 +265,12 @@ class PykdTarget(Target):
         self._software_pte = software_pte
         self._spaces.clear()
 
+    def debugger_symbol(self, name: str) -> Optional[int]:
+        """`getOffset("nt!NAME")`: DbgEng's symbols state every kernel global the layout may lack."""
+        if not name.isidentifier():
+            return None
+        return self.api.offset("nt!" + name)
+
     def info(self) -> TargetInfo:
         if self._info is None:
             self._info = self._collect_info()

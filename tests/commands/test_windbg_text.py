@@ -165,7 +165,8 @@ def test_impersonation_line_is_windbgs(timed: World) -> None:
     lines = _lines(["ethread", "0x%x" % timed.thread_va[IMPERSONATING_TID], "--no-stack",
                     "--target", timed.path])
     # THREAD line, its one wait object, then the impersonation line (reference order)
-    assert lines[2] == "Impersonation token:  %016x (Level Impersonation)" % timed.impersonation_token  # type: ignore[attr-defined]
+    token = timed.impersonation_token  # type: ignore[attr-defined]
+    assert lines[2] == "Impersonation token:  %016x (Level Impersonation)" % token
     other = _lines(["ethread", "0x%x" % timed.thread_va[708], "--no-stack", "--target", timed.path])
     assert other[1] == "Not impersonating"
 
@@ -201,7 +202,8 @@ def test_token_trailer_keeps_a_space_after_markers(real_dir: Path) -> None:
         assert at == 27 or (at > 27 and line[:at].rstrip(" ") == line[:at - 1]), line
 
 
-def test_job_security_lines_at_column_27(tmp_path: Path) -> None:
+def test_job_security_lines_at_column_27() -> None:
+    """The sample's svchost job (the forge planted it); values at column 27 as `!job`'s counters."""
     lines = _lines(["job", "svchost.exe", "--target", SAMPLE])
     table = table_for_build(19041)
     for label, member in (("SecurityLimitFlags", "SecurityLimitFlags"), ("Token", "Token")):
@@ -210,7 +212,8 @@ def test_job_security_lines_at_column_27(tmp_path: Path) -> None:
         # Windows Vista+ _EJOB has no such member (the ISF says so): the line says n/a, not 0
         assert not table.has_member("_EJOB", member)
         assert "n/a" in line[27:]
-    assert lines.index(_line(lines, "  SecurityLimitFlags")) == lines.index(_line(lines, "  UIRestrictionsClass")) + 1
+    ui = lines.index(_line(lines, "  UIRestrictionsClass"))
+    assert lines.index(_line(lines, "  SecurityLimitFlags")) == ui + 1
 
 
 # ---- notes name the right structure --------------------------------------------------------------

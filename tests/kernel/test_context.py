@@ -79,8 +79,9 @@ def test_record_keys_are_the_contract_keys(world: Any) -> None:
             assert set(rec) == PROCESS_KEYS | extra, command
     for command in ("threads", "ethread 0n704"):
         for rec in run_json(command.split() + ["--target", world.path])["records"]:
-            # issue 12: `ethread` (and `threads -v`) add the thread's kernel stack
-            extra = {"stack"} if command.startswith("ethread") else set()
+            # issue 12: `ethread` (and `threads -v`) add the thread's kernel stack; issue 17 its
+            # scheduling facts (kernel/scheduling.py)
+            extra = {"stack", "scheduling"} if command.startswith("ethread") else set()
             assert set(rec) == THREAD_KEYS | extra, command
     doc = run_json(["ps", "--target", world.path])
     assert doc["meta"]["globals"]["PsActiveProcessHead"]["from"] == "symbol"

@@ -85,3 +85,10 @@ def test_api_thread_teb_and_scheduling(world: Tuple[str, Planted, str]) -> None:
         assert [p["current_thread"] for p in running] == [p["current_thread"] for p in planted.processors]
         ready = dump.ready()
         assert [q["queue_address"] for q in ready] == [q["address"] for q in planted.scheduling["queues"]]
+
+
+def test_api_process_vads(world: Tuple[str, Planted, str]) -> None:
+    path, planted, _ = world
+    with pykd_ext.open(path) as dump:
+        vads = dump.process("app.exe").vads()
+    assert [v["start"] for v in vads] == [v["start"] for v in planted.by_name("app.exe")["vads"]]

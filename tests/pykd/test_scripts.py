@@ -78,7 +78,8 @@ EVERY_SCRIPT = {
     "eproc": ([], ["{p}"]), "ps": ([], []), "pstree": ([], []), "threads": ([], ["{p}"]),
     "ethread": ([], ["{t}"]), "psxview": ([], []), "dt": (["_KTHREAD"], ["_KTHREAD"]),
     "token": ([], ["{p}"]), "handles": ([], ["{p}"]), "job": (["{j}"], ["{j}"]), "peb": ([], ["{p}"]),
-    "teb": ([], ["{t}"]), "modules": ([], ["{p}"]),
+    "teb": ([], ["{t}"]), "modules": ([], ["{p}"]), "lm": ([], []), "ready": ([], []), "running": ([], []),
+    "vad": ([], ["{p}"]),
 }
 
 

@@ -55,8 +55,13 @@ def infer_layouts(target: Any, reason: Optional[str] = None, unusable: Optional[
         lacking = [name for name in core if name not in layouts.placed]
         raise UnknownBuildError(unusable or "the dump does not prove %s: no inferred layout (%s)" % (
             ", ".join(lacking), "; ".join(inference.notes) or "no sources"))
+    from pykd_ext.layouts.inferred.code_globals import find_code_globals
+    base = info.kernel_base or (info.kdbg or {}).get("KernBase")
+    code = find_code_globals(target.kernel, base if isinstance(base, int) else None, arch)
     layouts.choice = {"method": "inferred", "chosen": layouts.build_id,
                       "reason": reason or "--layout inferred",
                       "warnings": layouts.context_notes()[:2], "candidates": [layouts.build_id],
-                      "fields": layouts.provenance(), "unplaced": dict(layouts.unplaced)}
+                      "fields": layouts.provenance(), "unplaced": dict(layouts.unplaced),
+                      # H12: globals the kernel's code names (kernel.context resolves them too)
+                      "globals": [dict(found, name=name) for name, found in sorted(code.items())]}
     return layouts

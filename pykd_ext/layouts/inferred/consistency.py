@@ -10,11 +10,13 @@ fixed offset of every thread. Offsets found on System are then checked on the ne
 of the list and on every thread of the list (`self-consistency:process-list`,
 `self-consistency:thread-list`). Every scan is bounded (`MAX_STRUCT`, `MAX_WALK`).
 """
+import re
 import struct
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from pykd_ext.errors import MemoryReadError, PykdExtError
 from pykd_ext.layouts.inferred.evidence import Inference
+from pykd_ext.targets.arch import arch_or_pointer_size
 
 #: scan windows: no Windows _EPROCESS/_ETHREAD is larger than this (0xb80 on 24H2)
 MAX_STRUCT = 0x1000
@@ -25,14 +27,19 @@ SYSTEM_PID = 4
 SOURCE = "self-consistency:System"
 LIST_SOURCE = "self-consistency:process-list"
 THREAD_SOURCE = "self-consistency:thread-list"
+TRIAGE_PROCESS = "self-consistency:triage-process"
+TRIAGE_THREAD = "self-consistency:triage-thread"
 
 
 class _Mem:
     """Bounded, cached, never-raising reads of the kernel space."""
 
-    def __init__(self, space: Any, pointer_size: int) -> None:
+    def __init__(self, space: Any, pointer_size: int, arch: str = "") -> None:
         self.space = space
         self.ptr = pointer_size
+        # the kernel half starts where the architecture says (targets/arch.py); none: no pointer is
+        start = arch_or_pointer_size(arch, pointer_size).kernel_start
+        self.kernel_start = start if start is not None else 1 << (8 * pointer_size)
         self.fmt = "<Q" if pointer_size == 8 else "<I"
         self.cache: Dict[Tuple[int, int], bytes] = {}
 
@@ -61,7 +68,7 @@ class _Mem:
     def kernel_pointer(self, value: Optional[int]) -> bool:
         if not value:
             return False
-        return value >= (0xFFFF800000000000 if self.ptr == 8 else 0x80000000)
+        return value >= self.kernel_start
 
 
 def _unique(values: List[int]) -> Optional[int]:
@@ -141,7 +148,7 @@ def add_consistency_evidence(inference: Inference, space: Any, info: Any,
     `process_object`: the `_KOBJECTS.ProcessObject` value a process's dispatcher header starts
     with (an enum value, from the donor layout), used to pick System's start on full dumps;
     `thread_object` likewise for threads."""
-    mem = _Mem(space, inference.pointer_size)
+    mem = _Mem(space, inference.pointer_size, inference.arch)
     kdbg = info.kdbg or {}
     head = info.ps_active_process_head or kdbg.get("PsActiveProcessHead")
     if not isinstance(head, int) or not head:
@@ -149,13 +156,14 @@ def add_consistency_evidence(inference: Inference, space: Any, info: Any,
         return 0
     size = inference.value("_EPROCESS", "", "size") or MAX_STRUCT
     size = min(size, MAX_STRUCT)
+    before = len(inference.evidence)
+    add_triage_evidence(inference, mem, info)
     found = _locate_system(mem, info, head, size,
                            inference.value("_EPROCESS", "Pcb.DirectoryTableBase"), process_object)
     if found is None:
         inference.notes.append("self-consistency: the System process is not in the dump")
-        return 0
+        return len(inference.evidence) - before
     system, data, apl = found
-    before = len(inference.evidence)
     ptr = mem.ptr
     inference.add("_EPROCESS", "UniqueProcessId", apl - ptr, SOURCE)
     inference.add("_EPROCESS", "ActiveProcessLinks", apl, SOURCE)
@@ -172,6 +180,101 @@ def add_consistency_evidence(inference: Inference, space: Any, info: Any,
     _threads(inference, mem, info, system, data, thread_object)
     _client_ids(inference, mem, head, apl)
     return len(inference.evidence) - before
+
+
+#: an image file name as `_EPROCESS.ImageFileName` holds it for a process started from a file:
+#: a base name with an extension, NUL-padded to the array's 15 bytes
+_IMAGE_NAME = re.compile(rb"[A-Za-z0-9_\-~$ ]{1,12}\.[A-Za-z0-9]{1,3}\0+")
+IMAGE_NAME_BYTES = 15
+
+
+def _image_names(data: bytes) -> List[int]:
+    """Offsets of image-file-name-shaped runs (see `_IMAGE_NAME`) that start a 15-byte window
+    whose tail is all NULs."""
+    out = []
+    for match in _IMAGE_NAME.finditer(data):
+        start = match.start()
+        window = data[start:start + IMAGE_NAME_BYTES]
+        if len(window) == IMAGE_NAME_BYTES:
+            text = window.split(b"\0", 1)[0]
+            if not any(window[len(text):]):
+                out.append(start)
+    return out
+
+
+def add_triage_evidence(inference: Inference, mem: _Mem, info: Any) -> int:
+    """Offsets proven by a triage dump's own process and thread (any process, not only System:
+    the ARM32 17134 dump holds svchost.exe). The header names both; the thread points back at
+    the process twice (`Tcb.ApcState.Process`, the KDBG's offset, and `Tcb.Process`); the
+    thread's `Cid` (a PID then a different TID) names a value the process holds directly before a
+    LIST_ENTRY of kernel pointers (`UniqueProcessId`, `ActiveProcessLinks`, adjacent in every
+    kernel since NT 4), the pair unique in both objects; a list neighbour in the dump must link
+    back. The process's name is the one image-file-name-shaped 15-byte window in it ("System"
+    for PID 4)."""
+    extra = info.extra or {}
+    process, thread = extra.get("process"), extra.get("thread")
+    if not isinstance(process, int) or not isinstance(thread, int) or not process or not thread:
+        return 0
+    ptr = mem.ptr
+    psize = min(inference.value("_EPROCESS", "", "size") or MAX_STRUCT, MAX_STRUCT)
+    tsize = min(inference.value("_ETHREAD", "", "size") or MAX_STRUCT, MAX_STRUCT)
+    pdata, tdata = mem.read(process, psize), mem.read(thread, tsize)
+    if len(pdata) < 4 * ptr or len(tdata) < 4 * ptr:
+        return 0
+    before = len(inference.evidence)
+    apc = inference.value("_ETHREAD", "Tcb.ApcState.Process")
+    back = set(_back_pointers(mem, tdata, process))
+    others = sorted(back - {apc}) if apc is not None else []
+    if apc is not None and apc in back and len(others) == 1:
+        inference.add("_ETHREAD", "Tcb.ApcState.Process", apc, TRIAGE_THREAD)
+        inference.add("_ETHREAD", "Tcb.Process", others[0], TRIAGE_THREAD)
+    pairs = []
+    # the process's words once, by value (a hostile object full of small values stays linear)
+    where: Dict[int, List[int]] = {}
+    for u in range(0, len(pdata) - 3 * ptr + 1, ptr):
+        value = mem.q(pdata, u)
+        if _tid_like(value):
+            where.setdefault(value, []).append(u)            # type: ignore[arg-type]
+    for c in range(0, len(tdata) - 2 * ptr + 1, ptr):
+        pid, tid = mem.q(tdata, c), mem.q(tdata, c + ptr)
+        if not _tid_like(pid) or not _tid_like(tid) or pid == tid:
+            continue
+        for u in where.get(pid, ())[:MAX_WALK]:                  # type: ignore[arg-type]
+            link = process + u + ptr
+            flink, blink = mem.q(pdata, u + ptr), mem.q(pdata, u + 2 * ptr)
+            if not mem.kernel_pointer(flink) or not mem.kernel_pointer(blink):
+                continue
+            if not _links_back(mem, link, flink, blink):
+                continue
+            pairs.append((c, u))
+            if len(pairs) > MAX_WALK:
+                break
+    if len(pairs) == 1:
+        c, u = pairs[0]
+        inference.add("_ETHREAD", "Cid.UniqueProcess", c, TRIAGE_THREAD)
+        inference.add("_ETHREAD", "Cid.UniqueThread", c + ptr, TRIAGE_THREAD)
+        inference.add("_EPROCESS", "UniqueProcessId", u, TRIAGE_PROCESS)
+        inference.add("_EPROCESS", "ActiveProcessLinks", u + ptr, TRIAGE_PROCESS)
+    elif pairs:
+        inference.notes.append("self-consistency: the triage thread's Cid matches %d places of its process; "
+                               "Cid and UniqueProcessId stay unknown from it" % len(pairs))
+    names = _image_names(pdata)
+    if len(pairs) == 1 and mem.q(pdata, pairs[0][1]) == SYSTEM_PID:
+        system_name = _find_name(pdata)                 # System's name has no extension
+        names = names + ([system_name] if system_name is not None else [])
+    if len(names) == 1:
+        inference.add("_EPROCESS", "ImageFileName", names[0], TRIAGE_PROCESS)
+    return len(inference.evidence) - before
+
+
+def _links_back(mem: _Mem, link: int, flink: Optional[int], blink: Optional[int]) -> bool:
+    """A LIST_ENTRY's neighbours, where the dump holds them, point back at it."""
+    assert flink is not None and blink is not None
+    back = mem.ptr_at(flink + mem.ptr)
+    if back is not None and back != link:
+        return False
+    forward = mem.ptr_at(blink)
+    return forward is None or forward == link
 
 
 def _client_ids(inference: Inference, mem: _Mem, head: int, apl: int) -> None:

@@ -52,6 +52,8 @@ def _capstone(arch: str) -> Any:
     import capstone                                     # the [disasm] extra
     if arch == "x64":
         md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    elif arch == "x86":
+        md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
     elif arch == "arm64":
         md = capstone.Cs(getattr(capstone, "CS_ARCH_ARM64", getattr(capstone, "CS_ARCH_AARCH64", None)),
                          capstone.CS_MODE_ARM)
@@ -66,7 +68,58 @@ def decode_getter(code: bytes, address: int, arch: str) -> Optional[Access]:
     md = _capstone(arch)
     if md is None:
         return None
+    if arch == "x86":
+        return _decode_x86(md, code, address)
     return _decode_x64(md, code, address) if arch == "x64" else _decode_arm64(md, code, address)
+
+
+def _decode_x86(md: Any, code: bytes, address: int) -> Optional[Access]:
+    """32-bit getters are stdcall (NTAPI): the argument is on the stack at [esp+4], or at
+    [ebp+8] after the `push ebp; mov ebp, esp` frame; the register it is loaded into is then
+    the base of the member access (`mov eax, [esp+4]; mov eax, [eax+0x150]; ret 4`)."""
+    from capstone import x86
+    frame = False                     # ebp = the entry esp - 4 (after push ebp; mov ebp, esp)
+    pushed = 0                        # bytes pushed before the frame
+    arg: Optional[int] = None
+    found: Optional[Access] = None
+    dest: Optional[int] = None
+    lines: List[str] = []
+    for insn in md.disasm(code, address):
+        if len(lines) >= MAX_INSTRUCTIONS:
+            break
+        lines.append("%s %s" % (insn.mnemonic, insn.op_str))
+        if insn.mnemonic in ("ret", "jmp", "call", "int3"):
+            break
+        ops = insn.operands
+        mem = [op for op in ops if op.type == x86.X86_OP_MEM]
+        if insn.mnemonic == "push" and not frame:
+            pushed += 4
+            continue
+        if insn.mnemonic == "mov" and len(ops) == 2 and ops[0].type == ops[1].type == x86.X86_OP_REG \
+                and ops[0].reg == x86.X86_REG_EBP and ops[1].reg == x86.X86_REG_ESP:
+            frame = True
+            continue
+        if arg is None:
+            if insn.mnemonic == "mov" and mem and ops[0].type == x86.X86_OP_REG and mem[0].mem.index == 0:
+                base, disp = mem[0].mem.base, mem[0].mem.disp
+                if (base == x86.X86_REG_ESP and disp == 4 + pushed and not frame) or \
+                        (base == x86.X86_REG_EBP and frame and disp == 4 + pushed):
+                    arg = ops[0].reg
+            continue
+        if found is None:
+            if mem and mem[0].mem.base == arg and mem[0].mem.index == 0:
+                found = Access("address" if insn.mnemonic == "lea" else "load", mem[0].mem.disp)
+                dest = ops[0].reg if ops and ops[0].type == x86.X86_OP_REG else None
+                continue
+            if arg in insn.regs_access()[1]:
+                return None                       # the argument was overwritten first
+        elif dest is not None and mem and mem[0].mem.base == dest and mem[0].mem.index == 0 \
+                and insn.mnemonic.startswith("mov"):
+            found.second = mem[0].mem.disp
+            break
+    if found is not None:
+        found.text = "; ".join(lines)
+    return found
 
 
 def _decode_x64(md: Any, code: bytes, address: int) -> Optional[Access]:

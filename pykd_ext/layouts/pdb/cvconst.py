@@ -13,6 +13,8 @@ complex) get the C spelling.
 """
 from typing import Dict, Tuple
 
+from pykd_ext.targets.arch import ARCHES
+
 # --- leaf kinds of type records (TPI) ---------------------------------------------------------
 LF_VTSHAPE = 0x000A
 LF_MODIFIER = 0x1001
@@ -192,6 +194,7 @@ ADDRESS_SYMBOLS: Dict[int, Tuple[int, bool]] = {
 }
 
 # --- machine types (IMAGE_FILE_MACHINE_*) in the DBI header -----------------------------------
-MACHINE_POINTER_SIZE: Dict[int, int] = {0x014C: 4, 0x01C4: 4, 0x8664: 8, 0xAA64: 8, 0x0200: 8}
-MACHINE_ARCH: Dict[int, str] = {0x014C: "x86", 0x01C4: "arm", 0x8664: "x64", 0xAA64: "arm64",
-                                0x0200: "ia64"}
+# (the architectures' own facts, `targets.arch`: x86, ARM, x64, ARM64, IA-64)
+MACHINE_POINTER_SIZE: Dict[int, int] = {machine: arch.pointer_size for arch in ARCHES
+                                        for machine in arch.machine_types}
+MACHINE_ARCH: Dict[int, str] = {machine: arch.name for arch in ARCHES for machine in arch.machine_types}

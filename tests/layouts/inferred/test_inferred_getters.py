@@ -139,3 +139,30 @@ def test_abi_facts_the_inferred_layouts_rely_on_hold_in_every_shipped_build() ->
             key = (name, entry.pointer_size)
             assert seen.setdefault(key, shape) == shape, (entry.build_id, name)
     assert len(seen) >= 12
+
+
+#: 32-bit (stdcall) getter shapes, IA-32 encodings (Intel SDM vol. 2): mov eax,[esp+4] (8b 44 24
+#: 04), the hot-patch frame mov edi,edi; push ebp; mov ebp,esp; mov eax,[ebp+8] (8b ff 55 8b ec 8b
+#: 45 08), mov eax,[eax+disp32] (8b 80), lea eax,[eax+disp32] (8d 80), pop ebp (5d), ret 4 (c2 04 00)
+X86_SHAPES = {
+    "esp-load": ("8b442404" "8b80{d}" "c20400", "load"),
+    "frame-lea": ("8bff" "55" "8bec" "8b4508" "8d80{d}" "5d" "c20400", "address"),
+    "pushed-load": ("56" "8b442408" "8b80{d}" "5e" "c20400", "load"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(X86_SHAPES))
+def test_x86_stdcall_getters_agree_with_objdump(tmp_path: Path, shape: str) -> None:
+    template, kind = X86_SHAPES[shape]
+    codes = [bytes.fromhex(template.format(d=offset.to_bytes(4, "little").hex())) for offset in OFFSETS]
+    lines = _objdump("objdump", "i386", b"".join(codes), tmp_path)
+    shown = [int(m, 16) for m in re.findall(r"\[eax\+0x([0-9a-f]+)\]", " ".join(lines))]
+    assert shown == list(OFFSETS)
+    for offset, code in zip(OFFSETS, codes):
+        access = decode_getter(code, 0x80401000, "x86")
+        assert access is not None and access.kind == kind and access.displacement == offset
+
+
+def test_an_x86_getter_not_reading_its_stack_argument_is_refused() -> None:
+    # mov eax, [esp+8] (the caller's frame, not the argument); mov eax, [eax+0x150]; ret 4
+    assert decode_getter(bytes.fromhex("8b442408" "8b8050010000" "c20400"), 0, "x86") is None
