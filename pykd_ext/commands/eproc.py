@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List
 from pykd_ext.commands.procview import (
     PROCESS_COLUMNS, add_context_notes, clock_notes, dump_notes, kernel_context, process_memory_more,
     require, result_meta)
-from pykd_ext.commands.owner import require_crash_context
-from pykd_ext.errors import PykdExtError
+from pykd_ext.commands.owner import crash_context_process
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.kernel.process import Process
 from pykd_ext.render.grid import Result, Row
@@ -44,11 +43,9 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     notes: List[str] = []
     if args.process is None:
         # like WinDbg after opening a dump: the crash context's process (commands/owner.py)
-        crash = require_crash_context(ctx, "eproc")
-        if not crash.process:
-            raise PykdExtError("eproc: the crash context's thread 0x%x names no readable process" % crash.thread)
-        processes = [Process(ctx, crash.process, [crash.found_by])]
-        notes.append(crash.note)
+        address, found_by, note = crash_context_process(ctx, "eproc")
+        processes = [Process(ctx, address, [found_by])]
+        notes.append(note)
     else:
         processes = require(Finder(ctx).processes(args.process), args.process, "process")
 

@@ -13,9 +13,9 @@ in it (`EPROCESS.ServerSilo`).
 import argparse
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from pykd_ext.commands.owner import names_many, owner_fields, owner_line, require_crash_context
+from pykd_ext.commands.owner import crash_context_process, names_many, owner_fields, owner_line
 from pykd_ext.commands.procview import add_context_notes, kernel_context, result_meta
-from pykd_ext.errors import NotFoundError, PykdExtError
+from pykd_ext.errors import NotFoundError
 from pykd_ext.kernel.job import Job, process_silo
 from pykd_ext.kernel.lookup import Finder, parse_spec
 from pykd_ext.kernel.process import Process
@@ -120,11 +120,9 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     owners = False
     if args.what is None:
         # like `!job` after opening a dump: the crash context process's job (commands/owner.py)
-        crash = require_crash_context(ctx, "job")
-        notes.append(crash.note)
-        if not crash.process:
-            raise PykdExtError("job: the crash context's thread 0x%x names no readable process" % crash.thread)
-        processes = [Process(ctx, crash.process, [crash.found_by])]
+        address, found_by, note = crash_context_process(ctx, "job")
+        notes.append(note)
+        processes = [Process(ctx, address, [found_by])]
         owners = True
     else:
         processes = finder.processes(args.what)

@@ -8,7 +8,7 @@ line is the first line of WinDbg's `!process 0 0` block, on one line
 `!process` recognises it. JSON records carry the same owner as `pid`, `process` (image name) and
 `process_address`.
 """
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.lookup import parse_spec
@@ -59,4 +59,14 @@ def require_crash_context(ctx: Any, command: str) -> "CrashContext":
     return found
 
 
-__all__ = ["names_many", "owner_fields", "owner_line", "require_crash_context"]
+def crash_context_process(ctx: Any, command: str) -> Tuple[int, str, str]:
+    """(the crash context process's `_EPROCESS` address, how it was found, the note saying so):
+    what `eproc`, `job`, `token`, `peb` and `vad` show when given no process, like WinDbg's
+    commands after opening a dump. One-line error when the context names no readable process."""
+    crash = require_crash_context(ctx, command)
+    if not crash.process:
+        raise PykdExtError("%s: the crash context's thread 0x%x names no readable process" % (command, crash.thread))
+    return crash.process, crash.found_by, crash.note
+
+
+__all__ = ["crash_context_process", "names_many", "owner_fields", "owner_line", "require_crash_context"]

@@ -11,9 +11,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from pykd_ext.commands.owner import require_crash_context
+from pykd_ext.commands.owner import crash_context_process
 from pykd_ext.commands.procview import add_session_notes, kernel_context
-from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.peb import decode_user_process
 from pykd_ext.kernel.userspace import UserProcess, is_user_dump, user_layouts, user_processes
 from pykd_ext.memory.faults import Fault
@@ -177,11 +176,9 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     notes: List[str] = []
     if not spec and not getattr(args, "all", False) and not is_user_dump(session.target):
         # like `!peb` after opening a dump: the crash context's process (commands/owner.py)
-        crash = require_crash_context(kernel_context(session), "peb")
-        if not crash.process:
-            raise PykdExtError("peb: the crash context's thread 0x%x names no readable process" % crash.thread)
-        spec = "0x%x" % crash.process
-        notes.append(crash.note)
+        address, _found_by, note = crash_context_process(kernel_context(session), "peb")
+        spec = "0x%x" % address
+        notes.append(note)
     users = user_processes(session, spec, getattr(args, "symbols32", None),
                            all_when_empty=bool(getattr(args, "all", False)))
     titled = len(users) > 1 or not is_user_dump(session.target)

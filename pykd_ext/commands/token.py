@@ -13,7 +13,7 @@ import argparse
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from pykd_ext.commands.procview import add_context_notes, kernel_context, require, result_meta
-from pykd_ext.commands.owner import names_many, owner_fields, owner_line, require_crash_context
+from pykd_ext.commands.owner import crash_context_process, names_many, owner_fields, owner_line
 from pykd_ext.errors import NotFoundError, PykdExtError
 from pykd_ext.kernel.lookup import Finder, parse_spec
 from pykd_ext.kernel.process import Process
@@ -173,11 +173,9 @@ def run(session: Any, args: argparse.Namespace) -> Result:
             targets.append((token, None, "impersonation token of thread 0x%x" % thread.address))
     elif args.what is None:
         # like `!token` after opening a dump: the crash context's process (commands/owner.py)
-        crash = require_crash_context(ctx, "token")
-        notes.append(crash.note)
-        if not crash.process:
-            raise PykdExtError("token: the crash context's thread 0x%x names no readable process" % crash.thread)
-        process = Process(ctx, crash.process, [crash.found_by])
+        address, found_by, note = crash_context_process(ctx, "token")
+        notes.append(note)
+        process = Process(ctx, address, [found_by])
         token = process.token
         if isinstance(token, int) and token:
             targets.append((token, process, "primary token"))

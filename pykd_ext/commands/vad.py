@@ -12,9 +12,8 @@ JSON: each record's `loader_module` and `meta.cross_view`). JSON: one record per
 import argparse
 from typing import Any, Dict, List
 
-from pykd_ext.commands.owner import require_crash_context
+from pykd_ext.commands.owner import crash_context_process
 from pykd_ext.commands.procview import add_context_notes, kernel_context, require, result_meta
-from pykd_ext.errors import PykdExtError
 from pykd_ext.kernel.lookup import Finder
 from pykd_ext.kernel.process import Process
 from pykd_ext.kernel.vad import cross_view, walk_vads
@@ -61,11 +60,9 @@ def run(session: Any, args: argparse.Namespace) -> Result:
     notes: List[str] = []
     if args.process is None:
         # like WinDbg's `!vad` after opening a dump: the crash context's process (commands/owner.py)
-        crash = require_crash_context(ctx, "vad")
-        if not crash.process:
-            raise PykdExtError("vad: the crash context's thread 0x%x names no readable process" % crash.thread)
-        processes = [Process(ctx, crash.process, [crash.found_by])]
-        notes.append(crash.note)
+        address, found_by, note = crash_context_process(ctx, "vad")
+        processes = [Process(ctx, address, [found_by])]
+        notes.append(note)
     else:
         processes = require(Finder(ctx).processes(args.process), args.process, "process")
     records: List[Dict[str, Any]] = []

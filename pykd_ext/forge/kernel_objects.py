@@ -201,6 +201,7 @@ class _Builder:
                                age=table.age, kernel_base=self.machine.kernel.base,
                                dtb=self.pt.dtb)
         self.types: Dict[str, int] = {}            # object type name -> _OBJECT_TYPE address
+        self.image_bases: Dict[int, int] = {}      # PID -> the exe's base (PEB.ImageBaseAddress)
         self.type_index: Dict[str, int] = {}
         self.eprocess: Dict[int, int] = {}          # pid -> EPROCESS
         self.ethread: Dict[int, int] = {}           # tid -> ETHREAD
@@ -493,6 +494,7 @@ class _Builder:
         space.map_new(params, PAGE_SIZE)
         image_base = 0x00007FF6_4A3B0000 + index * 0x100000
         umem.put("_PEB", peb, "ImageBaseAddress", image_base)
+        self.image_bases[proc.pid] = image_base
         umem.put("_PEB", peb, "ProcessParameters", params)
         umem.put_if("_PEB", peb, "OSMajorVersion", int(self.choice.version.split(".")[0]))
         umem.put_if("_PEB", peb, "OSMinorVersion", int(self.choice.version.split(".")[1]))

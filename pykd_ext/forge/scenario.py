@@ -205,13 +205,45 @@ def _user_thread(tid: int, proc_index: int, n: int, **kw: Any) -> ThreadSpec:
     return ThreadSpec(tid=tid, **base)
 
 
+#: KeMaximumIncrement (standard and scheduling scenarios): the 15.625 ms clock tick in 100 ns
+CLOCK_TICK_100NS = 156250
+
+
+#: explorer.exe's address space in the standard scenario (forge.vads): its exe (`"image"`: at
+#: the base the forge gives it), ntdll/kernel32/KernelBase/shell32 at their loader-list bases
+#: (forge.user_objects), a DLL image no loader list names (inject.dll, the rootkit's), a mapped
+#: font file, a private read-write heap and executable private memory (the `malfind` question).
+#: `protection` is the MM index (1 PAGE_READONLY, 4 PAGE_READWRITE, 6 PAGE_EXECUTE_READWRITE,
+#: 7 PAGE_EXECUTE_WRITECOPY).
+EXPLORER_VADS: List[Dict[str, Any]] = [
+    {"start": 0x10000, "size": 0x10000, "protection": 4, "private": True, "commit": 16},
+    {"start": 0x2A0000, "size": 0x1000, "protection": 6, "private": True, "commit": 1},
+    {"start": 0x1E0000, "size": 0x100000, "protection": 1, "private": False, "commit": 0,
+     "file": "\\Windows\\Fonts\\segoeui.ttf"},
+    {"start": "image", "size": 0x4A000, "protection": 7, "private": False, "commit": 2,
+     "image": True, "vad_type": 2, "file": "\\Windows\\explorer.exe"},
+    {"start": 0x7FFD10000000, "size": 0x12000, "protection": 7, "private": False, "commit": 3,
+     "image": True, "vad_type": 2, "file": "\\ProgramData\\rk\\inject.dll"},
+    {"start": 0x7FFD19C60000, "size": 0x2A3000, "protection": 7, "private": False, "commit": 5,
+     "image": True, "vad_type": 2, "file": "\\Windows\\System32\\KernelBase.dll"},
+    {"start": 0x7FFD1A0F0000, "size": 0x745000, "protection": 7, "private": False, "commit": 7,
+     "image": True, "vad_type": 2, "file": "\\Windows\\System32\\shell32.dll"},
+    {"start": 0x7FFD1B0E0000, "size": 0xBD000, "protection": 7, "private": False, "commit": 4,
+     "image": True, "vad_type": 2, "file": "\\Windows\\System32\\kernel32.dll"},
+    {"start": 0x7FFD1C200000, "size": 0x1F5000, "protection": 7, "private": False, "commit": 9,
+     "image": True, "vad_type": 2, "file": "\\Windows\\System32\\ntdll.dll"},
+]
+
+
 def standard_scenario(many_threads: int = 0, name: str = "standard") -> ScenarioSpec:
     """The scenario tests and samples share (`samples/README.md` lists it): System with kernel
     threads in every scheduler state, Secure System, Registry and MemCompression (minimal),
     smss/csrss/wininit/services (PPL WinTcb), lsass (PPL Lsa), LsaIso (trustlet), svchosts (one
     in a job), a WSL1 pico process, winlogon and explorer in session 1, a deep-frozen app, a
     WoW64 process, an exited-but-referenced process, a DKOM-unlinked process, and one RUNNING
-    thread per processor (4) plus a Standby one.
+    thread per processor (4) plus a Standby one; two Ready threads on their processors' ready
+    queues, the 15.625 ms clock tick (KeMaximumIncrement), a fiber thread in explorer.exe and
+    explorer's VAD tree (`EXPLORER_VADS`, with an injected DLL and executable private memory).
 
     `many_threads`: if > 0, one more process ("stress.exe", PID 8800) with that many threads.
     """
@@ -237,7 +269,8 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
                    context_switches=777, kernel_time=3, wait_tick=359000),
         ThreadSpec(tid=t(), system=True, state="Ready", wait_reason="Executive",
                    wait_mode="KernelMode", start_symbol="ExpWorkerThread", priority=12,
-                   base_priority=12, ideal_processor=1, context_switches=42),
+                   base_priority=12, ideal_processor=1, ready_on=1,
+                   context_switches=42),
         ThreadSpec(tid=t(), system=True, state="Standby", wait_reason="Executive",
                    wait_mode="KernelMode", start_symbol="ExpWorkerThread", priority=13,
                    base_priority=12, standby_on=1, context_switches=43),
@@ -303,7 +336,7 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
         base_priority=9, handles=620, protection="PPL-WinTcb", signature_level=0x3E,
         threads=[_user_thread(t(), 6, 0, wait_reason="WrAlertByThreadId"),
                  _user_thread(t(), 6, 1, state="Ready", wait_reason="WrQueue",
-                              ideal_processor=3)]))
+                              ideal_processor=3, ready_on=3)]))
     procs.append(ProcessSpec(
         "lsass.exe", 636, 544, session=0,
         image_path="\\Device\\HarddiskVolume3\\Windows\\System32\\lsass.exe",
@@ -355,11 +388,11 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
         "explorer.exe", 3340, 3288, session=1,
         image_path="\\Device\\HarddiskVolume3\\Windows\\explorer.exe",
         command_line="C:\\Windows\\Explorer.EXE", create_time=_at(boot, 41.000123),
-        handles=2350, threads=[
+        handles=2350, vads=EXPLORER_VADS, threads=[
             _user_thread(t(), 15, 0, state="Running", running_on=1, wait_reason="WrUserRequest",
                          priority=10),
             _user_thread(t(), 15, 1, wait_reason="WrUserRequest", alertable=True,
-                         wait_objects=["EventSynchronizationObject"]),
+                         wait_objects=["EventSynchronizationObject"], fiber=True),
             _user_thread(t(), 15, 2, wait_reason="WrQueue", wait_objects=["QueueObject"]),
             _user_thread(t(), 15, 3, wait_reason="Suspended", wait_mode="KernelMode",
                          wait_objects=["SemaphoreObject"])]))
@@ -404,7 +437,7 @@ def standard_scenario(many_threads: int = 0, name: str = "standard") -> Scenario
             threads=[_user_thread(t(), 20, k % 50, wait_reason="WrQueue",
                                   wait_objects=["QueueObject"])
                      for k in range(many_threads)]))
-    return ScenarioSpec(name=name, processes=procs)
+    return ScenarioSpec(name=name, processes=procs, clock_increment=CLOCK_TICK_100NS)
 
 
 #: Where a bulk scenario's TEBs go: above every PEB the builder places (`kernel_objects.PEB_BASE`
@@ -453,8 +486,6 @@ def bulk_scenario(processes: int, threads_per_process: int, name: str = "bulk",
     return ScenarioSpec(name=name, processes=procs, processors=2)
 
 
-#: KeMaximumIncrement of the scheduling scenario: the 15.625 ms clock tick in 100 ns
-CLOCK_TICK_100NS = 156250
 
 
 #: app.exe's address space in the scheduling scenario (forge.vads): two image views above 4 GiB

@@ -12,7 +12,8 @@ search tree by address, rooted at `_EPROCESS.VadRoot.Root` (Windows 8.1+) or
 `VadRoot.BalancedRoot.RightChild` (Windows 7's `_MM_AVL_TABLE`). The kernel's
 `MmProtectToValue[32]` table (WRK `mi.h`: the eight base protections, then the same with
 NOCACHE, GUARD and WRITECOMBINE) is written to its symbol. Nothing is written for a scenario
-without VADs (the standard sample stays byte-identical).
+without VADs. `"start": "image"` places a VAD at the process's exe (the PEB's ImageBaseAddress
+the forge chose).
 """
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -40,7 +41,9 @@ def plant_vads(builder: Any) -> None:
     for proc in spec.processes:
         if not getattr(proc, "vads", None) or proc.pid not in builder.eprocess:
             continue
-        nodes = [_plant_node(builder, vad) for vad in sorted(proc.vads, key=lambda v: v["start"])]
+        # `"start": "image"`: the process's own exe, wherever the forge put its image
+        vads = [dict(v, start=builder.image_bases[proc.pid]) if v["start"] == "image" else v for v in proc.vads]
+        nodes = [_plant_node(builder, vad) for vad in sorted(vads, key=lambda v: v["start"])]
         record = builder.planted.process(proc.pid)
         record["vads"] = [n["record"] for n in nodes]
         _link_tree(builder, builder.eprocess[proc.pid], [n["address"] for n in nodes])

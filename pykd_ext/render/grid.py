@@ -37,6 +37,10 @@ ADDRESS_KEYS: FrozenSet[str] = frozenset((
     "ps_loaded_module_list", "restricted_sids_pointer", "device_map", "attached_process",
     "impersonation_token", "primary_token", "Flink", "Blink", "_address", "_list_flink", "_list_blink",
     "fls_data", "current_fiber", "queue_address",    # H10 (issue 17): fibers, ready queues
+    # TEB and PEB pointers (`teb`, `peb` records)
+    "exception_list", "sub_system_tib", "fiber_data", "arbitrary_user_pointer", "self",
+    "environment_pointer", "rpc_handle", "tls_pointer", "win32_thread_info", "deallocation_stack",
+    "ldr", "process_parameters", "sub_system_data", "process_heap", "process_heaps", "environment_address",
 ))
 #: integers beyond a double's exact range are written as hex strings whatever their key
 #: (registers, bugcheck parameters, KDBG pointers): no JSON reader can hold them as numbers

@@ -212,6 +212,7 @@ class PykdTarget(Target):
         self.dump_path = dump_path
         self._dump_id = dump_id
         self._closed = False
+        self._time_types: Optional[Tuple[Any, Any]] = None     # (_KUSER_SHARED_DATA, _KSYSTEM_TIME) typeInfo
         self.is_dump = bool(self.api.call("isDumpAnalyzing"))
         self.is_kernel = bool(self.api.call("isKernelDebugging"))
         self.is64 = bool(self.api.call("is64bitSystem")) if hasattr(module, "is64bitSystem") else True
@@ -434,6 +435,8 @@ class PykdTarget(Target):
             if len(context) == 2 and all(isinstance(v, int) and v for v in context.values()):
                 info.extra["context"] = context
         info.system_time = self._system_time(info)
+        # the time since boot, as a dump header's SystemUpTime states it (`!thread`'s Ticks)
+        info.system_uptime = self._shared_time("InterruptTime")
         if self._physical is None:
             info.notes.append("the engine does not serve physical memory here: process memory is read "
                               "in the debugger's current process context")
@@ -461,22 +464,31 @@ class PykdTarget(Target):
         except (TypeError, ValueError):
             return None
 
-    def _system_time(self, info: TargetInfo) -> Optional[int]:
-        """The target's time as a FILETIME: KUSER_SHARED_DATA.SystemTime (100 ns), field offsets
-        from the PDB through typeInfo; else DbgEng's `currentTime()` (whole seconds)."""
+    def _shared_time(self, member: str) -> Optional[int]:
+        """A `_KSYSTEM_TIME` member of KUSER_SHARED_DATA (100 ns units: `SystemTime`, a FILETIME;
+        `InterruptTime`, the time since boot), field offsets from the PDB through typeInfo; None
+        when the debugger has no such type or the page is not readable."""
         mod = self.api.mod
         shared = self.arch.kuser_shared_data
         try:
             if shared is None:
                 raise AttributeError("no KUSER_SHARED_DATA address for %s" % self.arch.name)
-            where = shared + int(mod.typeInfo("nt!_KUSER_SHARED_DATA").fieldOffset("SystemTime"))
-            ksystem = mod.typeInfo("nt!_KSYSTEM_TIME")
+            if self._time_types is None:          # looked up once per session (two typeInfo calls)
+                self._time_types = (mod.typeInfo("nt!_KUSER_SHARED_DATA"), mod.typeInfo("nt!_KSYSTEM_TIME"))
+            shared_type, ksystem = self._time_types
+            where = shared + int(shared_type.fieldOffset(member))
             low = int.from_bytes(self._kernel.read(where + int(ksystem.fieldOffset("LowPart")), 4), "little")
             high = int.from_bytes(self._kernel.read(where + int(ksystem.fieldOffset("High1Time")), 4), "little")
-            if high or low:
-                return (high << 32) | low
         except self.api.engine_errors + (MemoryReadError, AttributeError):
-            pass
+            return None
+        return (high << 32) | low if (high or low) else None
+
+    def _system_time(self, info: TargetInfo) -> Optional[int]:
+        """The target's time as a FILETIME: KUSER_SHARED_DATA.SystemTime; else DbgEng's
+        `currentTime()` (whole seconds)."""
+        found = self._shared_time("SystemTime")
+        if found is not None:
+            return found
         seconds = self.api.call("currentTime")
         if isinstance(seconds, int) and seconds > 0:
             info.notes.append("the target's time comes from DbgEng in whole seconds "

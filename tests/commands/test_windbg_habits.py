@@ -130,6 +130,19 @@ def test_json_jsonl_csv_write_addresses_as_hex_strings(world: Any) -> None:
     assert all(r["address"].startswith("0x") and r["pid"].isdigit() for r in rows)
 
 
+def test_teb_and_peb_pointers_are_hex_strings_too() -> None:
+    """A TEB's and a PEB's pointers (user addresses above 2^32 in the sample) are addresses:
+    JSON writes them as "0x..." like every other address (jq and JavaScript keep them exact)."""
+    (teb,) = records(["teb", "0n172", "-t", SAMPLE])        # explorer.exe's fiber thread
+    assert teb["self"] == teb["address"] and is_hex_address(teb["self"])
+    assert is_hex_address(teb["fiber_data"]) and teb["fiber_data"] == teb["fiber"]["current_fiber"]
+    assert is_hex_address(teb["deallocation_stack"]) and isinstance(teb["client_id_tid"], int)
+    (peb,) = records(["peb", "explorer.exe", "-t", SAMPLE])
+    for key in ("ldr", "process_parameters", "process_heap", "environment_address"):
+        assert is_hex_address(peb[key]), (key, peb[key])
+    assert isinstance(peb["number_of_heaps"], int)
+
+
 def test_real_triage_json_addresses_round_trip() -> None:
     (info,) = records(["info", "-t", TRIAGE])
     exception = info["bugcheck_parameters"][1]

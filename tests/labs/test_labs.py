@@ -108,10 +108,34 @@ def processors_and_waits(planted: Planted) -> Dict[str, str]:
                                      if t["state"] == "Waiting")}
 
 
+#: winnt.h PAGE_EXECUTE* protections, by value
+EXECUTABLE = {0x10: "PAGE_EXECUTE", 0x20: "PAGE_EXECUTE_READ", 0x40: "PAGE_EXECUTE_READWRITE",
+              0x80: "PAGE_EXECUTE_WRITECOPY"}
+
+
+def scheduler_and_address_space(planted: Planted) -> Dict[str, str]:
+    threads = _threads_by_address(planted)
+    ready = []
+    for queue in planted.scheduling["queues"]:
+        for member in queue["threads"]:
+            name, thread = threads[member["thread"]]
+            ready.append("%s=%s/%d/%d" % (queue["processor"], name, thread["tid"], member["priority"]))
+    explorer = planted.by_name("explorer.exe")
+    listed = {m["base"] for m in explorer["user"]["modules"]}
+    (unlisted,) = [v for v in explorer["vads"] if v["kind"] == "image" and v["start"] not in listed]
+    (rwx,) = [v for v in explorer["vads"] if v["private"] and v["protection_value"] in EXECUTABLE]
+    (fiber,) = [t for t in explorer["user"]["tebs"].values() if t["has_fiber_data"]]
+    return {"ready": ", ".join(ready), "unlisted_image": unlisted["file_name"],
+            "unlisted_image_start": "0x%x" % unlisted["start"], "executable_private": "0x%x" % rwx["start"],
+            "executable_private_protection": EXECUTABLE[rwx["protection_value"]],
+            "fiber_thread": str(fiber["tid"]), "current_fiber": "0x%x" % fiber["fiber_data"]}
+
+
 EXPECTED: Dict[str, Callable[[Planted], Dict[str, str]]] = {
     "01-hidden-process": hidden_process, "02-protected-processes": protected_processes,
     "03-impersonation": impersonation, "04-jobs-and-silos": jobs_and_silos,
     "05-processors-and-waits": processors_and_waits,
+    "07-scheduler-and-address-space": scheduler_and_address_space,
 }
 
 
