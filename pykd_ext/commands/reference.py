@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -83,6 +84,8 @@ def page(name: str, repo: str) -> str:
             os.environ.pop("COLUMNS", None)
         else:
             os.environ["COLUMNS"] = saved
+    # Python < 3.10's argparse titles the section "optional arguments:": one text on every Python
+    usage = re.sub(r"(?m)^optional arguments:$", "options:", usage)
     lines = [GENERATED, "# `pykd-ext %s`" % name, "", summary(name), "",
              "**Mirrors:** %s" % MIRRORS.get(name, "(none)"), ""]
     examples = list(getattr(module, "EXAMPLES", None) or [])
