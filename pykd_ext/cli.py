@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from pykd_ext.commands import COMMANDS, summary
 from pykd_ext.errors import PykdExtError
 from pykd_ext.render.renderers import FORMATS, render
+from pykd_ext.startup import defer_unused_imports
 
 PROG = "pykd-ext"
 #: exit codes, the same for every command (see the module docstring)
@@ -275,6 +276,7 @@ def run_command(argv: List[str], out=None) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    defer_unused_imports()
     try:
         return run_command(list(sys.argv[1:] if argv is None else argv))
     except Exception:                      # a bug: its traceback (so it gets reported), exit 3

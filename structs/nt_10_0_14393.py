@@ -5,7 +5,8 @@ Layouts derived from Volatility ISF symbol tables of Microsoft's public kernel P
 published by JPCERTCC/Windows-Symbol-Tables (BSD-3-Clause; see LICENSE-JPCERTCC beside this file).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 10.0.14393.4583 ... 10.0.14393.6343 (26)
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -268,17 +269,17 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct",
+LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct", lambda: (
     "Flink" / At(0x000, T_unsigned_long),  # +0x000
     "Blink" / At(0x004, T_unsigned_long),  # +0x004
-    variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
+), variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
 
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -286,58 +287,58 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CACHED_CHILD_LIST_1 = Record("_CACHED_CHILD_LIST", 0x10, "struct",
+_CACHED_CHILD_LIST_1 = Record("_CACHED_CHILD_LIST", 0x10, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "RealKcb" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "ValueList" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_CACHED_CHILD_LIST_1", digest="ce145d9048c608a2")
+), variant="_CACHED_CHILD_LIST_1", digest="ce145d9048c608a2")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct",
+_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "List" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
+), variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct",
+_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct", lambda: (
     "UniqueProcess" / At(0x000, T_unsigned_long),  # +0x000
     "UniqueThread" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
+), variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
 
-_CM_COMPONENT_HASH_1 = Record("_CM_COMPONENT_HASH", 0x4, "struct",
+_CM_COMPONENT_HASH_1 = Record("_CM_COMPONENT_HASH", 0x4, "struct", lambda: (
     "Hash" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_CM_COMPONENT_HASH_1", digest="903486e34981ef59")
+), variant="_CM_COMPONENT_HASH_1", digest="903486e34981ef59")
 
-_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct",
+_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct", lambda: (
     "OwnerCount" / At(0x000, T_unsigned_long),  # +0x000
     "OwnerTable" / At(0x008, Ptr("_CM_KCB_UOW", 8, "struct", 1)),  # +0x008
-    variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
+), variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
 
-_CM_TRANS_PTR_1 = Record("_CM_TRANS_PTR", 0x8, "union",
+_CM_TRANS_PTR_1 = Record("_CM_TRANS_PTR", 0x8, "union", lambda: (
     "TransPtr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "LightWeight" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
-    variant="_CM_TRANS_PTR_1", digest="289da1bbe57b970c")
+), variant="_CM_TRANS_PTR_1", digest="289da1bbe57b970c")
 
-_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct",
+_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_long),  # +0x000
     "KeyControlBlock" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "NotifyBlock" / At(0x010, Ptr("_CM_NOTIFY_BLOCK")),  # +0x010
@@ -348,32 +349,32 @@ _CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct",
     "Trans" / At(0x038, _CM_TRANS_PTR_1),  # +0x038
     "KtmUow" / At(0x040, Ptr("_GUID")),  # +0x040
     "ContextListHead" / At(0x048, _LIST_ENTRY_1),  # +0x048
-    variant="_CM_KEY_BODY_1", digest="5c05058834e61e7a")
+), variant="_CM_KEY_BODY_1", digest="5c05058834e61e7a")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_CM_PATH_HASH_1 = Record("_CM_PATH_HASH", 0x4, "struct",
+_CM_PATH_HASH_1 = Record("_CM_PATH_HASH", 0x4, "struct", lambda: (
     "Hash" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_CM_PATH_HASH_1", digest="b859045d6eeb1eda")
+), variant="_CM_PATH_HASH_1", digest="b859045d6eeb1eda")
 
-_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct",
+_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct", lambda: (
     "ConvKey" / At(0x000, _CM_PATH_HASH_1),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_KEY_HASH")),  # +0x008
     "KeyHive" / At(0x010, Ptr("_HHIVE")),  # +0x010
     "KeyCell" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_CM_KEY_HASH_1", digest="fe33f80f3100f414")
+), variant="_CM_KEY_HASH_1", digest="fe33f80f3100f414")
 
-_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct",
+_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct", lambda: (
     "RefCount" / At(0x000, T_unsigned_long),  # +0x000
     "ExtFlags" / At(0x004, Bits(0, 16, T_unsigned_long)),  # +0x004
     "PrivateAlloc" / At(0x004, Bits(16, 1, T_unsigned_long)),  # +0x004
@@ -428,16 +429,16 @@ _CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct",
     "FullKCBName" / At(0x120, Ptr("_UNICODE_STRING")),  # +0x120
     "FullKCBNameStale" / At(0x120, Bits(0, 1, T_unsigned_long_long)),  # +0x120
     "Reserved" / At(0x120, Bits(1, 63, T_unsigned_long_long)),  # +0x120
-    variant="_CM_KEY_CONTROL_BLOCK_1", digest="e815c545d4c9bc18")
+), variant="_CM_KEY_CONTROL_BLOCK_1", digest="e815c545d4c9bc18")
 
-_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct",
+_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct", lambda: (
     "ConvKey" / At(0x000, _CM_COMPONENT_HASH_1),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_NAME_HASH")),  # +0x008
     "NameLength" / At(0x010, T_unsigned_short),  # +0x010
     "Name" / At(0x012, Array(1, T_wchar)),  # +0x012
-    variant="_CM_NAME_HASH_1", digest="fb0434bb4a7911ad")
+), variant="_CM_NAME_HASH_1", digest="fb0434bb4a7911ad")
 
-_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
+_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct", lambda: (
     "Compressed" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "RefCount" / At(0x000, Bits(1, 31, T_unsigned_long)),  # +0x000
     "ConvKey" / At(0x008, _CM_COMPONENT_HASH_1),  # +0x008
@@ -445,14 +446,14 @@ _CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
     "NextHash" / At(0x010, Ptr("_CM_KEY_HASH")),  # +0x010
     "NameLength" / At(0x018, T_unsigned_short),  # +0x018
     "Name" / At(0x01a, Array(1, T_wchar)),  # +0x01a
-    variant="_CM_NAME_CONTROL_BLOCK_1", digest="5bbb92c8d716ee85")
+), variant="_CM_NAME_CONTROL_BLOCK_1", digest="5bbb92c8d716ee85")
 
-_M128A_1 = Record("_M128A", 0x10, "struct",
+_M128A_1 = Record("_M128A", 0x10, "struct", lambda: (
     "Low" / At(0x000, T_unsigned_long_long),  # +0x000
     "High" / At(0x008, T_long_long),  # +0x008
-    variant="_M128A_1", digest="0efc05f3f4219f32")
+), variant="_M128A_1", digest="0efc05f3f4219f32")
 
-_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
+_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_short),  # +0x000
     "StatusWord" / At(0x002, T_unsigned_short),  # +0x002
     "TagWord" / At(0x004, T_unsigned_char),  # +0x004
@@ -469,9 +470,9 @@ _XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
     "FloatRegisters" / At(0x020, Array(8, _M128A_1)),  # +0x020
     "XmmRegisters" / At(0x0a0, Array(16, _M128A_1)),  # +0x0a0
     "Reserved4" / At(0x1a0, Array(96, T_unsigned_char)),  # +0x1a0
-    variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
+), variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct", lambda: (
     "P1Home" / At(0x000, T_unsigned_long_long),  # +0x000
     "P2Home" / At(0x008, T_unsigned_long_long),  # +0x008
     "P3Home" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -536,19 +537,19 @@ _CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
     "LastBranchFromRip" / At(0x4b8, T_unsigned_long_long),  # +0x4b8
     "LastExceptionToRip" / At(0x4c0, T_unsigned_long_long),  # +0x4c0
     "LastExceptionFromRip" / At(0x4c8, T_unsigned_long_long),  # +0x4c8
-    variant="_CONTEXT_1", digest="65baaff0cabff959")
+), variant="_CONTEXT_1", digest="65baaff0cabff959")
 
-_MMSECTION_FLAGS2_1 = Record("_MMSECTION_FLAGS2", 0x4, "struct",
+_MMSECTION_FLAGS2_1 = Record("_MMSECTION_FLAGS2", 0x4, "struct", lambda: (
     "PartitionId" / At(0x000, Bits(0, 10, T_unsigned_long)),  # +0x000
     "NumberOfChildViews" / At(0x000, Bits(10, 22, T_unsigned_long)),  # +0x000
-    variant="_MMSECTION_FLAGS2_1", digest="6505053c00bf88ef")
+), variant="_MMSECTION_FLAGS2_1", digest="6505053c00bf88ef")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_2 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS2_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_2", digest="3ef6e36e52eface8")
+), variant="_unnamed_2", digest="3ef6e36e52eface8")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_3 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "ImageRelocationStartBit" / At(0x000, T_unsigned_long),  # +0x000
     "NumberOfSystemCacheViews" / At(0x000, T_unsigned_long),  # +0x000
     "WritableUserReferences" / At(0x004, T_long),  # +0x004
@@ -562,25 +563,25 @@ _unnamed_3 = Record("<unnamed-tag>", 0x10, "struct",
     "FlushInProgressCount" / At(0x008, T_unsigned_long),  # +0x008
     "NumberOfSubsections" / At(0x008, T_unsigned_long),  # +0x008
     "SeImageStub" / At(0x008, Ptr("_MI_IMAGE_SECURITY_REFERENCE")),  # +0x008
-    variant="_unnamed_3", digest="12175b38f1a0f63d")
+), variant="_unnamed_3", digest="12175b38f1a0f63d")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x10, "union",
+_unnamed_4 = Record("<unnamed-tag>", 0x10, "union", lambda: (
     "e2" / At(0x000, _unnamed_3),  # +0x000
-    variant="_unnamed_4", digest="4692f5459ec0da2e")
+), variant="_unnamed_4", digest="4692f5459ec0da2e")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_5 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "SpareImage" / At(0x000, T_unsigned_long_long),  # +0x000
     "IoAttributionContext" / At(0x000, Bits(0, 61, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(61, 3, T_unsigned_long_long)),  # +0x000
-    variant="_unnamed_5", digest="c1d461abaae416d9")
+), variant="_unnamed_5", digest="c1d461abaae416d9")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
+_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct", lambda: (
     "BeingDeleted" / At(0x000, Bits(0, 1, T_unsigned_int)),  # +0x000
     "BeingCreated" / At(0x000, Bits(1, 1, T_unsigned_int)),  # +0x000
     "BeingPurged" / At(0x000, Bits(2, 1, T_unsigned_int)),  # +0x000
@@ -608,14 +609,14 @@ _MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
     "PreferredFsCompressionBoundary" / At(0x000, Bits(29, 1, T_unsigned_int)),  # +0x000
     "UsingFileExtents" / At(0x000, Bits(30, 1, T_unsigned_int)),  # +0x000
     "PageSize64K" / At(0x000, Bits(31, 1, T_unsigned_int)),  # +0x000
-    variant="_MMSECTION_FLAGS_1", digest="fe4a701d73f86e81")
+), variant="_MMSECTION_FLAGS_1", digest="fe4a701d73f86e81")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_6 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_6", digest="f13559d239c4cbe3")
+), variant="_unnamed_6", digest="f13559d239c4cbe3")
 
-_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
+_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct", lambda: (
     "Segment" / At(0x000, Ptr("_SEGMENT")),  # +0x000
     "ListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "NumberOfSectionReferences" / At(0x018, T_unsigned_long_long),  # +0x018
@@ -632,24 +633,24 @@ _CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
     "FileObjectLock" / At(0x068, _EX_PUSH_LOCK_1),  # +0x068
     "LockedPages" / At(0x070, T_unsigned_long_long),  # +0x070
     "u3" / At(0x078, _unnamed_5),  # +0x078
-    variant="_CONTROL_AREA_1", digest="75708a4a169aee6a")
+), variant="_CONTROL_AREA_1", digest="75708a4a169aee6a")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("wchar", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
+), variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="230e8ce30f1bb577")
+), variant="_CURDIR_1", digest="230e8ce30f1bb577")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KDPC_1 = Record("_KDPC", 0x40, "struct",
+_KDPC_1 = Record("_KDPC", 0x40, "struct", lambda: (
     "TargetInfoAsUlong" / At(0x000, T_unsigned_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
@@ -661,15 +662,15 @@ _KDPC_1 = Record("_KDPC", 0x40, "struct",
     "SystemArgument1" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "SystemArgument2" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "DpcData" / At(0x038, Ptr("void", 8, "base")),  # +0x038
-    variant="_KDPC_1", digest="196cf91fa76fcbd3")
+), variant="_KDPC_1", digest="196cf91fa76fcbd3")
 
-_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct",
+_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct", lambda: (
     "DeviceListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "SortKey" / At(0x010, T_unsigned_long),  # +0x010
     "Inserted" / At(0x014, T_unsigned_char),  # +0x014
-    variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
+), variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
 
-_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
+_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct", lambda: (
     "DmaWaitEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitQueueEntry" / At(0x000, _KDEVICE_QUEUE_ENTRY_1),  # +0x000
     "NumberOfChannels" / At(0x010, T_unsigned_long),  # +0x010
@@ -683,14 +684,14 @@ _WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
     "DeviceObject" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "CurrentIrp" / At(0x038, Ptr("void", 8, "base")),  # +0x038
     "BufferChainingDpc" / At(0x040, Ptr("_KDPC")),  # +0x040
-    variant="_WAIT_CONTEXT_BLOCK_1", digest="f16c71d949114ac1")
+), variant="_WAIT_CONTEXT_BLOCK_1", digest="f16c71d949114ac1")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x48, "union",
+_unnamed_7 = Record("<unnamed-tag>", 0x48, "union", lambda: (
     "ListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Wcb" / At(0x000, _WAIT_CONTEXT_BLOCK_1),  # +0x000
-    variant="_unnamed_7", digest="40ca2854a44e3343")
+), variant="_unnamed_7", digest="40ca2854a44e3343")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -748,13 +749,13 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "UmsPrimary" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="cb96cf2e2e4ea98f")
+), variant="_DISPATCHER_HEADER_1", digest="cb96cf2e2e4ea98f")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="4630e37d1bf15d50")
+), variant="_KEVENT_1", digest="4630e37d1bf15d50")
 
-_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
+_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
@@ -762,9 +763,9 @@ _KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
     "Busy" / At(0x020, T_unsigned_char),  # +0x020
     "Reserved" / At(0x020, Bits(0, 8, T_long_long)),  # +0x020
     "Hint" / At(0x020, Bits(8, 56, T_long_long)),  # +0x020
-    variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
+), variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
 
-_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
+_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "ReferenceCount" / At(0x004, T_long),  # +0x004
@@ -790,59 +791,59 @@ _DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
     "Spare1" / At(0x132, T_unsigned_short),  # +0x132
     "DeviceObjectExtension" / At(0x138, Ptr("_DEVOBJ_EXTENSION")),  # +0x138
     "Reserved" / At(0x140, Ptr("void", 8, "base")),  # +0x140
-    variant="_DEVICE_OBJECT_1", digest="44857906b22d6e16")
+), variant="_DEVICE_OBJECT_1", digest="44857906b22d6e16")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct",
+_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct", lambda: (
     "List" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WorkerRoutine" / At(0x010, Ptr("<function>", 8, "function")),  # +0x010
     "Parameter" / At(0x018, Ptr("void", 8, "base")),  # +0x018
-    variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
+), variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct",
+_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct", lambda: (
     "ListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Lock" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
+), variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(20, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="220652141d407d45")
+), variant="_KAFFINITY_EX_1", digest="220652141d407d45")
 
-_KWAIT_CHAIN_1 = Record("_KWAIT_CHAIN", 0x8, "struct",
+_KWAIT_CHAIN_1 = Record("_KWAIT_CHAIN", 0x8, "struct", lambda: (
     "Head" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
-    variant="_KWAIT_CHAIN_1", digest="ac57c3127650caa1")
+), variant="_KWAIT_CHAIN_1", digest="ac57c3127650caa1")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "IoQoSPriorityBoosted" / At(0x008, Bits(2, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(3, 29, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
+), variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -860,23 +861,23 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="3fb86033edab2ca2")
+), variant="_ERESOURCE_1", digest="3fb86033edab2ca2")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
+_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct", lambda: (
     "FreeListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "VolumeTreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ReservedForParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -884,31 +885,31 @@ _PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
     "Rundown" / At(0x020, _EX_RUNDOWN_REF_1),  # +0x020
     "IoControl" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "VolumeIoAttribution" / At(0x030, Ptr("void", 8, "base")),  # +0x030
-    variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
+), variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct",
+_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct", lambda: (
     "RateControlQuotaReference" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "OverQuotaHistory" / At(0x008, _RTL_BITMAP_1),  # +0x008
     "BitMapBuffer" / At(0x018, Ptr("unsigned char", 8, "base")),  # +0x018
     "BitMapBufferSize" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
+), variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Min" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
-    variant="_RTL_RB_TREE_1", digest="c6969b4debb4a8f5")
+), variant="_RTL_RB_TREE_1", digest="c6969b4debb4a8f5")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadyTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -920,15 +921,15 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct",
     "ReadTransferCount" / At(0x040, T_long_long),  # +0x040
     "WriteTransferCount" / At(0x048, T_long_long),  # +0x048
     "OtherTransferCount" / At(0x050, T_long_long),  # +0x050
-    variant="_EPROCESS_VALUES_1", digest="c92eda75df512458")
+), variant="_EPROCESS_VALUES_1", digest="c92eda75df512458")
 
-_PS_WAKE_INFORMATION_1 = Record("_PS_WAKE_INFORMATION", 0x38, "struct",
+_PS_WAKE_INFORMATION_1 = Record("_PS_WAKE_INFORMATION", 0x38, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(5, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x030, T_unsigned_long_long),  # +0x030
-    variant="_PS_WAKE_INFORMATION_1", digest="c9e873374c5d99f7")
+), variant="_PS_WAKE_INFORMATION_1", digest="c9e873374c5d99f7")
 
-_EJOB_1 = Record("_EJOB", 0x608, "struct",
+_EJOB_1 = Record("_EJOB", 0x608, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -1079,9 +1080,9 @@ _EJOB_1 = Record("_EJOB", 0x608, "struct",
     "IoControlLock" / At(0x5d8, _EX_PUSH_LOCK_1),  # +0x5d8
     "SiloHardReferenceCount" / At(0x5e0, T_unsigned_long_long),  # +0x5e0
     "RundownWorkItem" / At(0x5e8, _WORK_QUEUE_ITEM_1),  # +0x5e8
-    variant="_EJOB_1", digest="888c0bef85b83bc6")
+), variant="_EJOB_1", digest="888c0bef85b83bc6")
 
-_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x50, "struct",
+_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x50, "struct", lambda: (
     "WorkingSetLock" / At(0x000, T_long),  # +0x000
     "GoodCitizenWaiting" / At(0x004, T_long),  # +0x004
     "ReleasedCommitDebt" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1093,13 +1094,13 @@ _MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x50, "struct",
     "ActualWslePages" / At(0x038, T_unsigned_long_long),  # +0x038
     "ShadowMapping" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "WorkingSetSizeOverhead" / At(0x048, T_unsigned_long_long),  # +0x048
-    variant="_MMSUPPORT_SHARED_1", digest="3b9880e39ecfb864")
+), variant="_MMSUPPORT_SHARED_1", digest="3b9880e39ecfb864")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_8 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "InstancedWorkingSet" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_unnamed_8", digest="df5874861016525a")
+), variant="_unnamed_8", digest="df5874861016525a")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "u1" / At(0x000, T_unsigned_short),  # +0x000
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Reserved0" / At(0x000, Bits(3, 3, T_unsigned_char)),  # +0x000
@@ -1118,9 +1119,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "ForceAge" / At(0x003, Bits(4, 1, T_unsigned_char)),  # +0x003
     "NewMaximum" / At(0x003, Bits(5, 1, T_unsigned_char)),  # +0x003
     "CommitReleaseState" / At(0x003, Bits(6, 2, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="e09eb33ce37d1281")
+), variant="_MMSUPPORT_FLAGS_1", digest="e09eb33ce37d1281")
 
-_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
+_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct", lambda: (
     "NextPageColor" / At(0x000, T_unsigned_short),  # +0x000
     "LastTrimStamp" / At(0x002, T_unsigned_short),  # +0x002
     "PageFaultCount" / At(0x004, T_unsigned_long),  # +0x004
@@ -1142,29 +1143,29 @@ _MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
     "u1" / At(0x0a8, _unnamed_8),  # +0x0a8
     "Reserved0" / At(0x0b0, T_unsigned_long_long),  # +0x0b0
     "Flags" / At(0x0b8, _MMSUPPORT_FLAGS_1),  # +0x0b8
-    variant="_MMSUPPORT_INSTANCE_1", digest="4d9f214e3f022fa5")
+), variant="_MMSUPPORT_INSTANCE_1", digest="4d9f214e3f022fa5")
 
-_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x110, "struct",
+_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x110, "struct", lambda: (
     "Instance" / At(0x000, _MMSUPPORT_INSTANCE_1),  # +0x000
     "Shared" / At(0x0c0, _MMSUPPORT_SHARED_1),  # +0x0c0
-    variant="_MMSUPPORT_FULL_1", digest="15028791c45c181d")
+), variant="_MMSUPPORT_FULL_1", digest="15028791c45c181d")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -1175,15 +1176,15 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x2d8, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x2d8, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -1226,9 +1227,9 @@ _KPROCESS_1 = Record("_KPROCESS", 0x2d8, "struct",
     "UserDirectoryTableBase" / At(0x2c0, T_unsigned_long_long),  # +0x2c0
     "InstrumentationCallback" / At(0x2c8, Ptr("void", 8, "base")),  # +0x2c8
     "SecurePid" / At(0x2d0, T_unsigned_long_long),  # +0x2d0
-    variant="_KPROCESS_1", digest="9727a1cab6f2758d")
+), variant="_KPROCESS_1", digest="9727a1cab6f2758d")
 
-_EPROCESS_1 = Record("_EPROCESS", 0x7c8, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0x7c8, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x2d8, _EX_PUSH_LOCK_1),  # +0x2d8
     "RundownProtect" / At(0x2e0, _EX_RUNDOWN_REF_1),  # +0x2e0
@@ -1441,31 +1442,31 @@ _EPROCESS_1 = Record("_EPROCESS", 0x7c8, "struct",
     "DxgProcess" / At(0x7b0, Ptr("void", 8, "base")),  # +0x7b0
     "SecurityDomain" / At(0x7b8, T_unsigned_long_long),  # +0x7b8
     "AltSyscallHandler" / At(0x7c0, Ptr("void", 8, "base")),  # +0x7c0
-    variant="_EPROCESS_1", digest="0c3ada1fc492a025")
+), variant="_EPROCESS_1", digest="0c3ada1fc492a025")
 
-_OBJECT_NAMESPACE_LOOKUPTABLE_1 = Record("_OBJECT_NAMESPACE_LOOKUPTABLE", 0x260, "struct",
+_OBJECT_NAMESPACE_LOOKUPTABLE_1 = Record("_OBJECT_NAMESPACE_LOOKUPTABLE", 0x260, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, _LIST_ENTRY_1)),  # +0x000
     "Lock" / At(0x250, _EX_PUSH_LOCK_1),  # +0x250
     "NumberOfPrivateSpaces" / At(0x258, T_unsigned_long),  # +0x258
-    variant="_OBJECT_NAMESPACE_LOOKUPTABLE_1", digest="38c28c274c9bce02")
+), variant="_OBJECT_NAMESPACE_LOOKUPTABLE_1", digest="38c28c274c9bce02")
 
-_OBP_SYSTEM_DOS_DEVICE_STATE_1 = Record("_OBP_SYSTEM_DOS_DEVICE_STATE", 0x6c, "struct",
+_OBP_SYSTEM_DOS_DEVICE_STATE_1 = Record("_OBP_SYSTEM_DOS_DEVICE_STATE", 0x6c, "struct", lambda: (
     "GlobalDeviceMap" / At(0x000, T_unsigned_long),  # +0x000
     "LocalDeviceCount" / At(0x004, Array(26, T_unsigned_long)),  # +0x004
-    variant="_OBP_SYSTEM_DOS_DEVICE_STATE_1", digest="52d5fd288586e714")
+), variant="_OBP_SYSTEM_DOS_DEVICE_STATE_1", digest="52d5fd288586e714")
 
-_OBP_SILODRIVERSTATE_1 = Record("_OBP_SILODRIVERSTATE", 0x2e0, "struct",
+_OBP_SILODRIVERSTATE_1 = Record("_OBP_SILODRIVERSTATE", 0x2e0, "struct", lambda: (
     "SystemDeviceMap" / At(0x000, Ptr("_DEVICE_MAP")),  # +0x000
     "SystemDosDeviceState" / At(0x008, _OBP_SYSTEM_DOS_DEVICE_STATE_1),  # +0x008
     "DeviceMapLock" / At(0x078, _EX_PUSH_LOCK_1),  # +0x078
     "PrivateNamespaceLookupTable" / At(0x080, _OBJECT_NAMESPACE_LOOKUPTABLE_1),  # +0x080
-    variant="_OBP_SILODRIVERSTATE_1", digest="17617d2b457459a5")
+), variant="_OBP_SILODRIVERSTATE_1", digest="17617d2b457459a5")
 
-_WNF_LOCK_1 = Record("_WNF_LOCK", 0x8, "struct",
+_WNF_LOCK_1 = Record("_WNF_LOCK", 0x8, "struct", lambda: (
     "PushLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
-    variant="_WNF_LOCK_1", digest="a5dae054b5c4dfdb")
+), variant="_WNF_LOCK_1", digest="a5dae054b5c4dfdb")
 
-_WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct",
+_WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct", lambda: (
     "ScopeMap" / At(0x000, Ptr("_WNF_SCOPE_MAP")),  # +0x000
     "PermanentNameStoreRootKey" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "PersistentNameStoreRootKey" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1473,25 +1474,25 @@ _WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct",
     "PermanentNameSequenceNumberLock" / At(0x020, _WNF_LOCK_1),  # +0x020
     "PermanentNameSequenceNumberPool" / At(0x028, T_long_long),  # +0x028
     "RuntimeNameSequenceNumber" / At(0x030, T_long_long),  # +0x030
-    variant="_WNF_SILODRIVERSTATE_1", digest="30e2ed5753138396")
+), variant="_WNF_SILODRIVERSTATE_1", digest="30e2ed5753138396")
 
-_SILO_USER_SHARED_DATA_1 = Record("_SILO_USER_SHARED_DATA", 0x20, "struct",
+_SILO_USER_SHARED_DATA_1 = Record("_SILO_USER_SHARED_DATA", 0x20, "struct", lambda: (
     "ServiceSessionId" / At(0x000, T_unsigned_long),  # +0x000
     "ActiveConsoleId" / At(0x004, T_unsigned_long),  # +0x004
     "ConsoleSessionForegroundProcessId" / At(0x008, T_long_long),  # +0x008
     "NtProductType" / At(0x010, _NT_PRODUCT_TYPE_1),  # +0x010
     "SuiteMask" / At(0x014, T_unsigned_long),  # +0x014
     "IsMultiSessionSku" / At(0x018, T_unsigned_char),  # +0x018
-    variant="_SILO_USER_SHARED_DATA_1", digest="d91f7868707a7b16")
+), variant="_SILO_USER_SHARED_DATA_1", digest="d91f7868707a7b16")
 
-_SEP_SILOSTATE_1 = Record("_SEP_SILOSTATE", 0x20, "struct",
+_SEP_SILOSTATE_1 = Record("_SEP_SILOSTATE", 0x20, "struct", lambda: (
     "SystemLogonSession" / At(0x000, Ptr("_SEP_LOGON_SESSION_REFERENCES")),  # +0x000
     "AnonymousLogonSession" / At(0x008, Ptr("_SEP_LOGON_SESSION_REFERENCES")),  # +0x008
     "AnonymousLogonToken" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "AnonymousLogonTokenNoEveryone" / At(0x018, Ptr("void", 8, "base")),  # +0x018
-    variant="_SEP_SILOSTATE_1", digest="f0cf3922c7678e72")
+), variant="_SEP_SILOSTATE_1", digest="f0cf3922c7678e72")
 
-_SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "struct",
+_SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "struct", lambda: (
     "LsaProcessHandle" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "LsaCommandPortHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SepRmThreadHandle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1503,9 +1504,9 @@ _SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "s
     "RmViewPortMemory" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "LsaCommandPortMemoryDelta" / At(0x048, T_long),  # +0x048
     "LsaCommandPortActive" / At(0x04c, T_unsigned_char),  # +0x04c
-    variant="_SEP_RM_LSA_CONNECTION_STATE_1", digest="f7d3f33f00ffd3f1")
+), variant="_SEP_RM_LSA_CONNECTION_STATE_1", digest="f7d3f33f00ffd3f1")
 
-_ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x430, "struct",
+_ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x430, "struct", lambda: (
     "ObSiloState" / At(0x000, _OBP_SILODRIVERSTATE_1),  # +0x000
     "SeSiloState" / At(0x2e0, _SEP_SILOSTATE_1),  # +0x2e0
     "SeRmSiloState" / At(0x300, _SEP_RM_LSA_CONNECTION_STATE_1),  # +0x300
@@ -1525,16 +1526,16 @@ _ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x430, "struct",
     "DeleteEvent" / At(0x3e8, Ptr("_KEVENT")),  # +0x3e8
     "UserSharedData" / At(0x3f0, _SILO_USER_SHARED_DATA_1),  # +0x3f0
     "TerminateWorkItem" / At(0x410, _WORK_QUEUE_ITEM_1),  # +0x410
-    variant="_ESERVERSILO_GLOBALS_1", digest="a16a75badf981123")
+), variant="_ESERVERSILO_GLOBALS_1", digest="a16a75badf981123")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "InProgressFlags" / At(0x028, T_unsigned_char),  # +0x028
@@ -1542,9 +1543,9 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
     "SpecialApcInProgress" / At(0x028, Bits(1, 1, T_unsigned_char)),  # +0x028
     "KernelApcPending" / At(0x029, T_unsigned_char),  # +0x029
     "UserApcPending" / At(0x02a, T_unsigned_char),  # +0x02a
-    variant="_KAPC_STATE_1", digest="24436c88a0f7c684")
+), variant="_KAPC_STATE_1", digest="24436c88a0f7c684")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x010, T_unsigned_char),  # +0x010
     "BlockState" / At(0x011, T_unsigned_char),  # +0x011
@@ -1554,9 +1555,9 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "Thread" / At(0x018, Ptr("_KTHREAD")),  # +0x018
     "Object" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SparePtr" / At(0x028, Ptr("void", 8, "base")),  # +0x028
-    variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
+), variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
 
-_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
+_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct", lambda: (
     "LockState" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "CrossThreadReleasable" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Busy" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
@@ -1565,9 +1566,9 @@ _KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
     "SessionId" / At(0x008, T_unsigned_long),  # +0x008
     "SessionState" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SessionPad" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
+), variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
 
-_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
+_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct", lambda: (
     "FreeListEntry" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "TreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "EntryFlags" / At(0x018, T_unsigned_long),  # +0x018
@@ -1604,15 +1605,15 @@ _KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
     "IoNormalPriorityWaiterCount" / At(0x05a, Bits(1, 8, T_unsigned_short)),  # +0x05a
     "IoQoSWaiterCount" / At(0x05a, Bits(9, 7, T_unsigned_short)),  # +0x05a
     "SparePad" / At(0x05c, T_unsigned_long),  # +0x05c
-    variant="_KLOCK_ENTRY_1", digest="37d6ae083f388bf6")
+), variant="_KLOCK_ENTRY_1", digest="37d6ae083f388bf6")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long_long),  # +0x000
     "Group" / At(0x008, T_unsigned_short),  # +0x008
     "Reserved" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
-    variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
+), variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1630,9 +1631,9 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="5c2255b587e6fac1")
+), variant="_KAPC_1", digest="5c2255b587e6fac1")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1640,30 +1641,30 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_unnamed_9 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_9 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_9", digest="66d4b3569580fde7")
+), variant="_unnamed_9", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_9),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
     "Dpc" / At(0x030, Ptr("_KDPC")),  # +0x030
     "Processor" / At(0x038, T_unsigned_long),  # +0x038
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="dbc5ae3a5244ec82")
+), variant="_KTIMER_1", digest="dbc5ae3a5244ec82")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x5e0, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x5e0, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -1841,14 +1842,14 @@ _KTHREAD_1 = Record("_KTHREAD", 0x5e0, "struct",
     "WriteTransferCount" / At(0x5c8, T_long_long),  # +0x5c8
     "OtherTransferCount" / At(0x5d0, T_long_long),  # +0x5d0
     "QueuedScb" / At(0x5d8, Ptr("_KSCB")),  # +0x5d8
-    variant="_KTHREAD_1", digest="be74f10717815d57")
+), variant="_KTHREAD_1", digest="be74f10717815d57")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="e495ac9194216efa")
+), variant="_KSEMAPHORE_1", digest="e495ac9194216efa")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x7e0, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x7e0, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x5e0, _LARGE_INTEGER_1),  # +0x5e0
     "ExitTime" / At(0x5e8, _LARGE_INTEGER_1),  # +0x5e8
@@ -1952,34 +1953,34 @@ _ETHREAD_1 = Record("_ETHREAD", 0x7e0, "struct",
     "ThreadName" / At(0x7c8, Ptr("_UNICODE_STRING")),  # +0x7c8
     "SetContextState" / At(0x7d0, Ptr("_CONTEXT")),  # +0x7d0
     "ReadyTime" / At(0x7d8, T_unsigned_long),  # +0x7d8
-    variant="_ETHREAD_1", digest="0fd9562283d68980")
+), variant="_ETHREAD_1", digest="0fd9562283d68980")
 
-_EWOW64PROCESS_1 = Record("_EWOW64PROCESS", 0x10, "struct",
+_EWOW64PROCESS_1 = Record("_EWOW64PROCESS", 0x10, "struct", lambda: (
     "Peb" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Machine" / At(0x008, T_unsigned_short),  # +0x008
-    variant="_EWOW64PROCESS_1", digest="8e25d5a7036ffcbd")
+), variant="_EWOW64PROCESS_1", digest="8e25d5a7036ffcbd")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
+), variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
 
-_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x38, "struct",
+_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x38, "struct", lambda: (
     "Count" / At(0x000, T_long),  # +0x000
     "Owner" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "Contention" / At(0x010, T_unsigned_long),  # +0x010
     "Event" / At(0x018, _KEVENT_1),  # +0x018
     "OldIrql" / At(0x030, T_unsigned_long),  # +0x030
-    variant="_FAST_MUTEX_1", digest="7525229d5d82a174")
+), variant="_FAST_MUTEX_1", digest="7525229d5d82a174")
 
-_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct",
+_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct", lambda: (
     "FsBytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "FsBytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
+), variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -2010,36 +2011,36 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("void", 8, "base")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="67314f5595ce59c6")
+), variant="_FILE_OBJECT_1", digest="67314f5595ce59c6")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
+), variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
 
-_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct",
+_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x004, T_unsigned_long),  # +0x004
     "Buffer" / At(0x008, Array(310, T_unsigned_long)),  # +0x008
-    variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
+), variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
 
-_unnamed_10 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_10 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 48, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x008, Bits(0, 4, T_unsigned_long_long)),  # +0x008
     "NextEntry" / At(0x008, Bits(4, 60, T_unsigned_long_long)),  # +0x008
-    variant="_unnamed_10", digest="31c8e98d94d22f62")
+), variant="_unnamed_10", digest="31c8e98d94d22f62")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "HeaderX64" / At(0x000, _unnamed_10),  # +0x000
     "Region" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
+), variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
 
-_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
+_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -2062,9 +2063,9 @@ _GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_1", digest="416a797a67d07480")
+), variant="_GENERAL_LOOKASIDE_1", digest="416a797a67d07480")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -2087,24 +2088,24 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x008
     "LastFreeHandleEntry" / At(0x010, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x010
     "HandleCount" / At(0x018, T_long),  # +0x018
     "HighWaterMark" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -2122,9 +2123,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(32, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x060, Ptr("_HANDLE_TRACE_DEBUG_INFO")),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
+), variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "LowValue" / At(0x000, T_long_long),  # +0x000
     "RefCountField" / At(0x000, T_long_long),  # +0x000
@@ -2140,51 +2141,51 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
     "NoRightsUpgrade" / At(0x008, Bits(25, 1, T_unsigned_long)),  # +0x008
     "Spare1" / At(0x008, Bits(26, 6, T_unsigned_long)),  # +0x008
     "Spare2" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
 
-_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct",
+_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct", lambda: (
     "Profile" / At(0x000, Array(20, T_unsigned_long)),  # +0x000
     "TotalIrps" / At(0x050, T_unsigned_long),  # +0x050
-    variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
+), variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
 
-_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct",
+_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct", lambda: (
     "Pad" / At(0x000, Array(3, T_unsigned_short)),  # +0x000
     "Limit" / At(0x006, T_unsigned_short),  # +0x006
     "Base" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
+), variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
 
-_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct",
+_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct", lambda: (
     "ListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "LastEntry" / At(0x008, Ptr("_SINGLE_LIST_ENTRY")),  # +0x008
-    variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
+), variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct", lambda: (
     "DpcList" / At(0x000, _KDPC_LIST_1),  # +0x000
     "DpcLock" / At(0x010, T_unsigned_long_long),  # +0x010
     "DpcQueueDepth" / At(0x018, T_long),  # +0x018
     "DpcCount" / At(0x01c, T_unsigned_long),  # +0x01c
     "ActiveDpc" / At(0x020, Ptr("_KDPC")),  # +0x020
-    variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
+), variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
 
-_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct",
+_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct", lambda: (
     "EntropyCount" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Array(64, T_unsigned_long)),  # +0x004
     "Dpc" / At(0x108, _KDPC_1),  # +0x108
     "LastDeliveredBuffer" / At(0x148, T_unsigned_long),  # +0x148
-    variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
+), variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
 
-_KGATE_1 = Record("_KGATE", 0x18, "struct",
+_KGATE_1 = Record("_KGATE", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="5d839ae66e5dee9d")
+), variant="_KGATE_1", digest="5d839ae66e5dee9d")
 
-_unnamed_11 = Record("<unnamed-tag>", 0x2, "union",
+_unnamed_11 = Record("<unnamed-tag>", 0x2, "union", lambda: (
     "EntireField" / At(0x000, T_unsigned_short),  # +0x000
     "SignatureLevel" / At(0x000, Bits(0, 4, T_unsigned_short)),  # +0x000
     "SignatureType" / At(0x000, Bits(4, 3, T_unsigned_short)),  # +0x000
     "Unused" / At(0x000, Bits(7, 9, T_unsigned_short)),  # +0x000
-    variant="_unnamed_11", digest="e2adb08653ad034c")
+), variant="_unnamed_11", digest="e2adb08653ad034c")
 
-_KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct",
+_KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "ExceptionTable" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "ExceptionTableSize" / At(0x018, T_unsigned_long),  # +0x018
@@ -2206,9 +2207,9 @@ _KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct",
     "Spare" / At(0x090, Ptr("void", 8, "base")),  # +0x090
     "SizeOfImageNotRounded" / At(0x098, T_unsigned_long),  # +0x098
     "TimeDateStamp" / At(0x09c, T_unsigned_long),  # +0x09c
-    variant="_KLDR_DATA_TABLE_ENTRY_1", digest="7b4cdf5dc61da702")
+), variant="_KLDR_DATA_TABLE_ENTRY_1", digest="7b4cdf5dc61da702")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -2217,9 +2218,9 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x260, "struct",
+_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x260, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "ReadySummary" / At(0x008, T_unsigned_long),  # +0x008
     "ReadyListHead" / At(0x010, Array(32, _LIST_ENTRY_1)),  # +0x010
@@ -2231,14 +2232,14 @@ _KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x260, "struct",
     "ScanOwner" / At(0x254, T_unsigned_char),  # +0x254
     "Spare" / At(0x255, Array(3, T_unsigned_char)),  # +0x255
     "Affinity" / At(0x258, T_unsigned_long_long),  # +0x258
-    variant="_KSHARED_READY_QUEUE_1", digest="18866d11aaac1a5d")
+), variant="_KSHARED_READY_QUEUE_1", digest="18866d11aaac1a5d")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE")),  # +0x000
     "Lock" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xe0, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xe0, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long_long),  # +0x000
     "Cr2" / At(0x008, T_unsigned_long_long),  # +0x008
     "Cr3" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2267,43 +2268,43 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xe0, "struct",
     "MsrCStar" / At(0x0c8, T_unsigned_long_long),  # +0x0c8
     "MsrSyscallMask" / At(0x0d0, T_unsigned_long_long),  # +0x0d0
     "Xcr0" / At(0x0d8, T_unsigned_long_long),  # +0x0d8
-    variant="_KSPECIAL_REGISTERS_1", digest="dee9bd22788e95d7")
+), variant="_KSPECIAL_REGISTERS_1", digest="dee9bd22788e95d7")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5b0, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5b0, "struct", lambda: (
     "SpecialRegisters" / At(0x000, _KSPECIAL_REGISTERS_1),  # +0x000
     "ContextFrame" / At(0x0e0, _CONTEXT_1),  # +0x0e0
-    variant="_KPROCESSOR_STATE_1", digest="496c3e2657a25a87")
+), variant="_KPROCESSOR_STATE_1", digest="496c3e2657a25a87")
 
-_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct",
+_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct", lambda: (
     "CurrentPacket" / At(0x000, Array(3, Ptr("void", 8, "base"))),  # +0x000
     "WorkerRoutine" / At(0x018, Ptr("<function>", 8, "function")),  # +0x018
-    variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
+), variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
 
-_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct",
+_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct", lambda: (
     "Next" / At(0x000, Ptr("_REQUEST_MAILBOX")),  # +0x000
     "RequestSummary" / At(0x008, T_unsigned_long_long),  # +0x008
     "RequestPacket" / At(0x010, _KREQUEST_PACKET_1),  # +0x010
     "NodeTargetCountAddr" / At(0x030, Ptr("long", 8, "base")),  # +0x030
     "NodeTargetCount" / At(0x038, T_long),  # +0x038
-    variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
+), variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Entry" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Time" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
-    variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct", lambda: (
     "TimerExpiry" / At(0x000, Array(64, Ptr("_KTIMER"))),  # +0x000
     "TimerEntries" / At(0x200, Array(256, _KTIMER_TABLE_ENTRY_1)),  # +0x200
-    variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
+), variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
 
-_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct",
+_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct", lambda: (
     "InterruptTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "PerformanceCounter" / At(0x008, _LARGE_INTEGER_1),  # +0x008
-    variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
+), variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
 
-_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
+_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct", lambda: (
     "SpinLockAcquireCount" / At(0x000, T_unsigned_long),  # +0x000
     "SpinLockContentionCount" / At(0x004, T_unsigned_long),  # +0x004
     "SpinLockSpinCount" / At(0x008, T_unsigned_long),  # +0x008
@@ -2350,14 +2351,14 @@ _SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
     "ExBoostSharedOwners" / At(0x0ac, T_unsigned_long),  # +0x0ac
     "ExEtwSynchTrackingNotificationsCount" / At(0x0b0, T_unsigned_long),  # +0x0b0
     "ExEtwSynchTrackingNotificationsAccountedCount" / At(0x0b4, T_unsigned_long),  # +0x0b4
-    variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
+), variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE")),  # +0x000
     "L" / At(0x008, Ptr("_GENERAL_LOOKASIDE")),  # +0x008
-    variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
+), variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
 
-_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
+_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "CyclesLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "CyclesActive" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2375,37 +2376,37 @@ _PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
     "StallCyclesLast" / At(0x078, T_unsigned_long_long),  # +0x078
     "StallTime" / At(0x080, T_unsigned_long_long),  # +0x080
     "KernelTimesIndex" / At(0x088, T_unsigned_char),  # +0x088
-    variant="_PROC_FEEDBACK_1", digest="35a4253418f44115")
+), variant="_PROC_FEEDBACK_1", digest="35a4253418f44115")
 
-_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union",
+_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union", lambda: (
     "AsLong" / At(0x000, T_long),  # +0x000
     "RefCount" / At(0x000, Bits(0, 24, T_long)),  # +0x000
     "State" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
+), variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct",
+_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct", lambda: (
     "PromotePercent" / At(0x000, T_unsigned_char),  # +0x000
     "DemotePercent" / At(0x001, T_unsigned_char),  # +0x001
     "PromotePercentBase" / At(0x002, T_unsigned_char),  # +0x002
     "DemotePercentBase" / At(0x003, T_unsigned_char),  # +0x003
     "AllowScaling" / At(0x004, T_unsigned_char),  # +0x004
     "ForceLightIdle" / At(0x005, T_unsigned_char),  # +0x005
-    variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
+), variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x1d0, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x1d0, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES")),  # +0x000
     "IdleAccounting" / At(0x008, Ptr("_PROC_IDLE_ACCOUNTING")),  # +0x008
     "IdleTimeLast" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2447,9 +2448,9 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x1d0, "struct",
     "SnapTimeLast" / At(0x1b8, T_unsigned_long_long),  # +0x1b8
     "ActiveTime" / At(0x1c0, T_unsigned_long_long),  # +0x1c0
     "TotalTime" / At(0x1c8, T_unsigned_long_long),  # +0x1c8
-    variant="_PROCESSOR_POWER_STATE_1", digest="d4259c12536847eb")
+), variant="_PROCESSOR_POWER_STATE_1", digest="d4259c12536847eb")
 
-_KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct",
+_KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -2734,9 +2735,9 @@ _KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct",
     "PrcbPad139" / At(0x6e9e, T_unsigned_short),  # +0x6e9e
     "PrcbPad140" / At(0x6ea0, Array(508, T_unsigned_long_long)),  # +0x6ea0
     "RequestMailbox" / At(0x7e80, Array(1, _REQUEST_MAILBOX_1)),  # +0x7e80
-    variant="_KPRCB_1", digest="fa067f270c66b25e")
+), variant="_KPRCB_1", digest="fa067f270c66b25e")
 
-_KPCR_1 = Record("_KPCR", 0x8040, "struct",
+_KPCR_1 = Record("_KPCR", 0x8040, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -2764,9 +2765,9 @@ _KPCR_1 = Record("_KPCR", 0x8040, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_1),  # +0x180
-    variant="_KPCR_1", digest="f6c6687774e2a8b7")
+), variant="_KPCR_1", digest="f6c6687774e2a8b7")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -2824,14 +2825,14 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct",
     "ImplicitPathOptions" / At(0x110, T_unsigned_long),  # +0x110
     "ReferenceCount" / At(0x114, T_unsigned_long),  # +0x114
     "DependentLoadFlags" / At(0x118, T_unsigned_long),  # +0x118
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="91986dcbc04b3a9b")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="91986dcbc04b3a9b")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -2841,9 +2842,9 @@ _MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(12, 16, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(28, 36, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
+), variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -2852,9 +2853,9 @@ _MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
     "Unused1" / At(0x000, Bits(11, 4, T_unsigned_long_long)),  # +0x000
     "ExecutePrivilege" / At(0x000, Bits(15, 1, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="4a4d8bc9f131dba3")
+), variant="_MMPTE_SUBSECTION_1", digest="4a4d8bc9f131dba3")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "DemandFillProto" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "HiberVerifyConverted" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2865,9 +2866,9 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Combined" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
+), variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -2877,9 +2878,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "PageFileLow" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(16, 16, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
+), variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2890,9 +2891,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 36, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(48, 16, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="ced27554d562a69d")
+), variant="_MMPTE_TRANSITION_1", digest="ced27554d562a69d")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2909,9 +2910,9 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "reserved1" / At(0x000, Bits(48, 4, T_unsigned_long_long)),  # +0x000
     "SoftwareWsIndex" / At(0x000, Bits(52, 11, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="d0987c74bc88cc91")
+), variant="_MMPTE_HARDWARE_1", digest="d0987c74bc88cc91")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileReserved" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "PageFileAllocated" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2924,9 +2925,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "UsedPageTableEntries" / At(0x000, Bits(16, 10, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(26, 6, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="e5c6d56b5a2c459d")
+), variant="_MMPTE_SOFTWARE_1", digest="e5c6d56b5a2c459d")
 
-_unnamed_12 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_12 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
     "Long" / At(0x000, T_unsigned_long_long),  # +0x000
@@ -2936,37 +2937,37 @@ _unnamed_12 = Record("<unnamed-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_12", digest="bb4b9c48ce4c83e2")
+), variant="_unnamed_12", digest="bb4b9c48ce4c83e2")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _unnamed_12),  # +0x000
-    variant="_MMPTE_1", digest="92f82e711147f773")
+), variant="_MMPTE_1", digest="92f82e711147f773")
 
-_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct",
+_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct", lambda: (
     "Flink" / At(0x000, _MMPTE_1),  # +0x000
     "Blink" / At(0x008, _MMPTE_1),  # +0x008
     "PteBase" / At(0x010, Ptr("_MMPTE")),  # +0x010
-    variant="_MI_PTE_CHAIN_HEAD_1", digest="6375dbde62a91742")
+), variant="_MI_PTE_CHAIN_HEAD_1", digest="6375dbde62a91742")
 
-_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct",
+_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct", lambda: (
     "Function" / At(0x000, Ptr("<function>", 8, "function")),  # +0x000
     "FunctionValue" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
+), variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
 
-_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x50, "struct",
+_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x50, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Paged" / At(0x008, _MI_PTE_CHAIN_HEAD_1),  # +0x008
     "NonPaged" / At(0x020, _MI_PTE_CHAIN_HEAD_1),  # +0x020
     "PagesInUse" / At(0x038, T_unsigned_long_long),  # +0x038
     "SpecialPoolPdes" / At(0x040, _RTL_BITMAP_1),  # +0x040
-    variant="_MI_SPECIAL_POOL_1", digest="9c8e32a2282fb910")
+), variant="_MI_SPECIAL_POOL_1", digest="9c8e32a2282fb910")
 
-_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct",
+_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
+), variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x68, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x68, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_EX_1),  # +0x000
     "BasePte" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
@@ -2981,22 +2982,22 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x68, "struct",
     "LowestBitEverAllocated" / At(0x050, T_unsigned_long_long),  # +0x050
     "CachedPtes" / At(0x058, Ptr("_MI_CACHED_PTES")),  # +0x058
     "TotalFreeSystemPtes" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="a202f1bb826555c2")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="a202f1bb826555c2")
 
-_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct",
+_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct", lambda: (
     "Length" / At(0x000, Bits(0, 12, T_unsigned_long_long)),  # +0x000
     "Vpn" / At(0x000, Bits(12, 52, T_unsigned_long_long)),  # +0x000
-    variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
+), variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x008, Ptr("_EX_PUSH_LOCK")),  # +0x008
     "ViewRoot" / At(0x010, _RTL_AVL_TREE_1),  # +0x010
     "ViewCount" / At(0x018, T_unsigned_long),  # +0x018
     "BitmapFailures" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
+), variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
 
-_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
+_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct", lambda: (
     "SubsectionAccessed" / At(0x000, Bits(0, 1, T_unsigned_short)),  # +0x000
     "Protection" / At(0x000, Bits(1, 5, T_unsigned_short)),  # +0x000
     "StartingSector4132" / At(0x000, Bits(6, 10, T_unsigned_short)),  # +0x000
@@ -3005,26 +3006,26 @@ _MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
     "SubsectionMappedDirect" / At(0x002, Bits(2, 1, T_unsigned_short)),  # +0x002
     "OnDereferenceList" / At(0x002, Bits(3, 1, T_unsigned_short)),  # +0x002
     "SectorEndOffset" / At(0x002, Bits(4, 12, T_unsigned_short)),  # +0x002
-    variant="_MMSUBSECTION_FLAGS_1", digest="a50e574e2b2e2236")
+), variant="_MMSUBSECTION_FLAGS_1", digest="a50e574e2b2e2236")
 
-_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct",
+_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct", lambda: (
     "PageFaultCount" / At(0x000, T_unsigned_long),  # +0x000
     "WorkingSetSize" / At(0x008, T_unsigned_long_long),  # +0x008
     "WorkingSetLeafSize" / At(0x010, T_unsigned_long_long),  # +0x010
     "PeakWorkingSetSize" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
+), variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
 
-_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct",
+_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct", lambda: (
     "CommitCharge" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "MemCommit" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
+), variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
 
-_unnamed_13 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_13 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags1" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags1" / At(0x000, _MMVAD_FLAGS1_1),  # +0x000
-    variant="_unnamed_13", digest="737ef63df461c619")
+), variant="_unnamed_13", digest="737ef63df461c619")
 
-_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
+_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct", lambda: (
     "VadType" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "Protection" / At(0x000, Bits(3, 5, T_unsigned_long)),  # +0x000
     "PreferredNode" / At(0x000, Bits(8, 6, T_unsigned_long)),  # +0x000
@@ -3036,14 +3037,14 @@ _MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
     "DeleteInProgress" / At(0x000, Bits(19, 1, T_unsigned_long)),  # +0x000
     "PageSize64K" / At(0x000, Bits(20, 1, T_unsigned_long)),  # +0x000
     "Spare" / At(0x000, Bits(21, 11, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS_1", digest="5edc9806fa9e842a")
+), variant="_MMVAD_FLAGS_1", digest="5edc9806fa9e842a")
 
-_unnamed_14 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_14 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags" / At(0x000, _MMVAD_FLAGS_1),  # +0x000
-    variant="_unnamed_14", digest="eba338dd3e4088d9")
+), variant="_unnamed_14", digest="eba338dd3e4088d9")
 
-_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
+_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct", lambda: (
     "NextVad" / At(0x000, Ptr("_MMVAD_SHORT")),  # +0x000
     "VadNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "StartingVpn" / At(0x018, T_unsigned_long),  # +0x018
@@ -3057,14 +3058,14 @@ _MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
     "u" / At(0x030, _unnamed_14),  # +0x030
     "u1" / At(0x034, _unnamed_13),  # +0x034
     "EventList" / At(0x038, Ptr("_MI_VAD_EVENT_BLOCK")),  # +0x038
-    variant="_MMVAD_SHORT_1", digest="8528cbd711866b2d")
+), variant="_MMVAD_SHORT_1", digest="8528cbd711866b2d")
 
-_unnamed_15 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_15 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "ExtendedInfo" / At(0x000, Ptr("_MMEXTEND_INFO")),  # +0x000
     "SequentialVa" / At(0x000, _MI_VAD_SEQUENTIAL_INFO_1),  # +0x000
-    variant="_unnamed_15", digest="9cc74113466a3a2f")
+), variant="_unnamed_15", digest="9cc74113466a3a2f")
 
-_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
+_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct", lambda: (
     "FileOffset" / At(0x000, Bits(0, 24, T_unsigned_long)),  # +0x000
     "Large" / At(0x000, Bits(24, 1, T_unsigned_long)),  # +0x000
     "TrimBehind" / At(0x000, Bits(25, 1, T_unsigned_long)),  # +0x000
@@ -3072,14 +3073,14 @@ _MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
     "NoValidationNeeded" / At(0x000, Bits(27, 1, T_unsigned_long)),  # +0x000
     "PrivateDemandZero" / At(0x000, Bits(28, 1, T_unsigned_long)),  # +0x000
     "Spare" / At(0x000, Bits(29, 3, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS2_1", digest="96e18f63bb09c456")
+), variant="_MMVAD_FLAGS2_1", digest="96e18f63bb09c456")
 
-_unnamed_16 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_16 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags2" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags2" / At(0x000, _MMVAD_FLAGS2_1),  # +0x000
-    variant="_unnamed_16", digest="9eb09d2b307ce294")
+), variant="_unnamed_16", digest="9eb09d2b307ce294")
 
-_MMVAD_1 = Record("_MMVAD", 0x88, "struct",
+_MMVAD_1 = Record("_MMVAD", 0x88, "struct", lambda: (
     "Core" / At(0x000, _MMVAD_SHORT_1),  # +0x000
     "u2" / At(0x040, _unnamed_16),  # +0x040
     "Subsection" / At(0x048, Ptr("_SUBSECTION")),  # +0x048
@@ -3089,18 +3090,18 @@ _MMVAD_1 = Record("_MMVAD", 0x88, "struct",
     "VadsProcess" / At(0x070, Ptr("_EPROCESS")),  # +0x070
     "u4" / At(0x078, _unnamed_15),  # +0x078
     "FileObject" / At(0x080, Ptr("_FILE_OBJECT")),  # +0x080
-    variant="_MMVAD_1", digest="9b337163a1468c29")
+), variant="_MMVAD_1", digest="9b337163a1468c29")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x38, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x38, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "PagedPoolAllocationMap" / At(0x008, _RTL_BITMAP_EX_1),  # +0x008
     "FirstPteForPagedPool" / At(0x018, Ptr("_MMPTE")),  # +0x018
     "MaximumSize" / At(0x020, T_unsigned_long_long),  # +0x020
     "PagedPoolHint" / At(0x028, T_unsigned_long_long),  # +0x028
     "AllocatedPagedPool" / At(0x030, T_unsigned_long_long),  # +0x030
-    variant="_MM_PAGED_POOL_INFO_1", digest="cfcab33c92194b15")
+), variant="_MM_PAGED_POOL_INFO_1", digest="cfcab33c92194b15")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3110,14 +3111,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "ObjectInitialized" / At(0x000, Bits(6, 1, T_unsigned_long)),  # +0x000
     "LeakedPoolDeliberately" / At(0x000, Bits(7, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(8, 24, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="30455fbd6477dab5")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="30455fbd6477dab5")
 
-_unnamed_17 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_17 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_17", digest="b8aac65941c01475")
+), variant="_unnamed_17", digest="b8aac65941c01475")
 
-_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
+_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct", lambda: (
     "PoolType" / At(0x000, _POOL_TYPE_1),  # +0x000
     "NonPagedLock" / At(0x008, T_unsigned_long_long),  # +0x008
     "PagedLock" / At(0x008, _FAST_MUTEX_1),  # +0x008
@@ -3135,9 +3136,9 @@ _POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
     "ThreadsProcessingDeferrals" / At(0x108, T_long),  # +0x108
     "PendingFreeDepth" / At(0x10c, T_long),  # +0x10c
     "ListHeads" / At(0x140, Array(256, _LIST_ENTRY_1)),  # +0x140
-    variant="_POOL_DESCRIPTOR_1", digest="fc088c80c35c047b")
+), variant="_POOL_DESCRIPTOR_1", digest="fc088c80c35c047b")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x4000, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x4000, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _unnamed_17),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -3185,9 +3186,9 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x4000, "struct",
     "ServerSilo" / At(0x1fb8, Ptr("_EJOB")),  # +0x1fb8
     "CreateTime" / At(0x1fc0, T_unsigned_long_long),  # +0x1fc0
     "PoolTags" / At(0x2000, Array(8192, T_unsigned_char)),  # +0x2000
-    variant="_MM_SESSION_SPACE_1", digest="59d1b060876fc2b4")
+), variant="_MM_SESSION_SPACE_1", digest="59d1b060876fc2b4")
 
-_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
+_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct", lambda: (
     "ExceptionList" / At(0x000, T_unsigned_long),  # +0x000
     "StackBase" / At(0x004, T_unsigned_long),  # +0x004
     "StackLimit" / At(0x008, T_unsigned_long),  # +0x008
@@ -3196,9 +3197,9 @@ _NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
     "Version" / At(0x010, T_unsigned_long),  # +0x010
     "ArbitraryUserPointer" / At(0x014, T_unsigned_long),  # +0x014
     "Self" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_NT_TIB32_1", digest="2465d710e974b87a")
+), variant="_NT_TIB32_1", digest="2465d710e974b87a")
 
-_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x160, "struct",
+_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x160, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, Ptr("_OBJECT_DIRECTORY_ENTRY"))),  # +0x000
     "Lock" / At(0x128, _EX_PUSH_LOCK_1),  # +0x128
     "DeviceMap" / At(0x130, Ptr("_DEVICE_MAP")),  # +0x130
@@ -3207,26 +3208,26 @@ _OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x160, "struct",
     "NamespaceEntry" / At(0x148, Ptr("void", 8, "base")),  # +0x148
     "SessionObject" / At(0x150, Ptr("void", 8, "base")),  # +0x150
     "Flags" / At(0x158, T_unsigned_long),  # +0x158
-    variant="_OBJECT_DIRECTORY_1", digest="4d5903d0de58342b")
+), variant="_OBJECT_DIRECTORY_1", digest="4d5903d0de58342b")
 
-_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct",
+_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct", lambda: (
     "ChainLink" / At(0x000, Ptr("_OBJECT_DIRECTORY_ENTRY")),  # +0x000
     "Object" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "HashValue" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
+), variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
 
-_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct",
+_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct", lambda: (
     "Process" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "HandleCount" / At(0x008, Bits(0, 24, T_unsigned_long)),  # +0x008
     "LockCount" / At(0x008, Bits(24, 8, T_unsigned_long)),  # +0x008
-    variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
+), variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3250,52 +3251,52 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
+), variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
 
-_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct",
+_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct", lambda: (
     "SecurityDescriptor" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
+), variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
 
-_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct",
+_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "CreatorUniqueProcess" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "CreatorBackTraceIndex" / At(0x018, T_unsigned_short),  # +0x018
     "Reserved1" / At(0x01a, T_unsigned_short),  # +0x01a
     "Reserved2" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="8b99f6e9694340d1")
+), variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="8b99f6e9694340d1")
 
-_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct",
+_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct", lambda: (
     "HandleCountDataBase" / At(0x000, Ptr("_OBJECT_HANDLE_COUNT_DATABASE")),  # +0x000
     "SingleEntry" / At(0x000, _OBJECT_HANDLE_COUNT_ENTRY_1),  # +0x000
-    variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
+), variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
     "Reserved" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
 
-_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct",
+_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct", lambda: (
     "ExclusiveProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
+), variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
 
-_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct",
+_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct", lambda: (
     "PagedPoolCharge" / At(0x000, T_unsigned_long),  # +0x000
     "NonPagedPoolCharge" / At(0x004, T_unsigned_long),  # +0x004
     "SecurityDescriptorCharge" / At(0x008, T_unsigned_long),  # +0x008
     "Reserved1" / At(0x00c, T_unsigned_long),  # +0x00c
     "SecurityDescriptorQuotaBlock" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "Reserved2" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="725b34e4369f6255")
+), variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="725b34e4369f6255")
 
-_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct",
+_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct", lambda: (
     "Name" / At(0x000, _UNICODE_STRING_1),  # +0x000
-    variant="_OBJECT_NAME_INFORMATION_1", digest="44b0722c9aba9bed")
+), variant="_OBJECT_NAME_INFORMATION_1", digest="44b0722c9aba9bed")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_char),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -3329,9 +3330,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
     "WaitObjectFlagMask" / At(0x070, T_unsigned_long),  # +0x070
     "WaitObjectFlagOffset" / At(0x074, T_unsigned_short),  # +0x074
     "WaitObjectPointerOffset" / At(0x076, T_unsigned_short),  # +0x076
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="30386b6cea421e27")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="30386b6cea421e27")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -3344,9 +3345,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
     "TypeLock" / At(0x0b8, _EX_PUSH_LOCK_1),  # +0x0b8
     "Key" / At(0x0c0, T_unsigned_long),  # +0x0c0
     "CallbackList" / At(0x0c8, _LIST_ENTRY_1),  # +0x0c8
-    variant="_OBJECT_TYPE_1", digest="8af3fae7205fbb73")
+), variant="_OBJECT_TYPE_1", digest="8af3fae7205fbb73")
 
-_PEB_1 = Record("_PEB", 0x7a0, "struct",
+_PEB_1 = Record("_PEB", 0x7a0, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -3452,15 +3453,15 @@ _PEB_1 = Record("_PEB", 0x7a0, "struct",
     "TppWorkerpListLock" / At(0x388, T_unsigned_long_long),  # +0x388
     "TppWorkerpList" / At(0x390, _LIST_ENTRY_1),  # +0x390
     "WaitOnAddressHashTable" / At(0x3a0, Array(128, Ptr("void", 8, "base"))),  # +0x3a0
-    variant="_PEB_1", digest="cbbcffdbcadf6462")
+), variant="_PEB_1", digest="cbbcffdbcadf6462")
 
-_STRING32_1 = Record("_STRING32", 0x8, "struct",
+_STRING32_1 = Record("_STRING32", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_STRING32_1", digest="acbfab945c83bb53")
+), variant="_STRING32_1", digest="acbfab945c83bb53")
 
-_PEB32_1 = Record("_PEB32", 0x460, "struct",
+_PEB32_1 = Record("_PEB32", 0x460, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -3559,9 +3560,9 @@ _PEB32_1 = Record("_PEB32", 0x460, "struct",
     "TppWorkerpListLock" / At(0x250, T_unsigned_long),  # +0x250
     "TppWorkerpList" / At(0x254, LIST_ENTRY32_1),  # +0x254
     "WaitOnAddressHashTable" / At(0x25c, Array(128, T_unsigned_long)),  # +0x25c
-    variant="_PEB32_1", digest="ced9124571b8e795")
+), variant="_PEB32_1", digest="ced9124571b8e795")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3571,28 +3572,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -3626,19 +3627,19 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "
     "PackageDependencyData" / At(0x400, Ptr("void", 8, "base")),  # +0x400
     "ProcessGroupId" / At(0x408, T_unsigned_long),  # +0x408
     "LoaderThreads" / At(0x40c, T_unsigned_long),  # +0x40c
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="c60c7227c8e8db7d")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="c60c7227c8e8db7d")
 
-_unnamed_18 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_18 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "FirstMappedVa" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImageInformation" / At(0x000, Ptr("_MI_SECTION_IMAGE_INFORMATION")),  # +0x000
-    variant="_unnamed_18", digest="1791735d388ba01c")
+), variant="_unnamed_18", digest="1791735d388ba01c")
 
-_unnamed_19 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_19 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "CreatingProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "ImageCommitment" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_19", digest="b795cbd85a868b21")
+), variant="_unnamed_19", digest="b795cbd85a868b21")
 
-_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
+_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct", lambda: (
     "Short0" / At(0x000, T_unsigned_short),  # +0x000
     "TotalNumberOfPtes4132" / At(0x000, Bits(0, 10, T_unsigned_short)),  # +0x000
     "Spare0" / At(0x000, Bits(10, 2, T_unsigned_short)),  # +0x000
@@ -3655,9 +3656,9 @@ _SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
     "ForceCollision" / At(0x003, Bits(0, 1, T_unsigned_char)),  # +0x003
     "ImageSigningType" / At(0x003, Bits(1, 3, T_unsigned_char)),  # +0x003
     "ImageSigningLevel" / At(0x003, Bits(4, 4, T_unsigned_char)),  # +0x003
-    variant="_SEGMENT_FLAGS_1", digest="b87cdd1cce241e8a")
+), variant="_SEGMENT_FLAGS_1", digest="b87cdd1cce241e8a")
 
-_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
+_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "TotalNumberOfPtes" / At(0x008, T_unsigned_long),  # +0x008
     "SegmentFlags" / At(0x00c, _SEGMENT_FLAGS_1),  # +0x00c
@@ -3669,60 +3670,60 @@ _SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
     "u1" / At(0x030, _unnamed_19),  # +0x030
     "u2" / At(0x038, _unnamed_18),  # +0x038
     "PrototypePte" / At(0x040, Ptr("_MMPTE")),  # +0x040
-    variant="_SEGMENT_1", digest="07f0c46fd5ccd045")
+), variant="_SEGMENT_1", digest="07f0c46fd5ccd045")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(30, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01e, T_unsigned_char),  # +0x01e
-    variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
+), variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_unnamed_20 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_20 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "NumberOfChildViews" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_20", digest="19b57800acdfef7d")
+), variant="_unnamed_20", digest="19b57800acdfef7d")
 
-_unnamed_21 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_21 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "AlignmentNoAccessPtes" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "DirtyPages" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_21", digest="6b30caed67ae9275")
+), variant="_unnamed_21", digest="6b30caed67ae9275")
 
-_unnamed_22 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_22 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "SubsectionFlags" / At(0x000, _MMSUBSECTION_FLAGS_1),  # +0x000
-    variant="_unnamed_22", digest="96a0e9b0e8d7de7d")
+), variant="_unnamed_22", digest="96a0e9b0e8d7de7d")
 
-_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
+_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "SubsectionBase" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextSubsection" / At(0x010, Ptr("_SUBSECTION")),  # +0x010
@@ -3737,9 +3738,9 @@ _SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
     "u2" / At(0x034, _unnamed_21),  # +0x034
     "UnusedPtes" / At(0x034, Bits(0, 31, T_unsigned_long)),  # +0x034
     "DirtyPages" / At(0x034, Bits(31, 1, T_unsigned_long)),  # +0x034
-    variant="_SUBSECTION_1", digest="6a07299d54c19e4d")
+), variant="_SUBSECTION_1", digest="6a07299d54c19e4d")
 
-_TEB_1 = Record("_TEB", 0x1838, "struct",
+_TEB_1 = Record("_TEB", 0x1838, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -3861,9 +3862,9 @@ _TEB_1 = Record("_TEB", 0x1838, "struct",
     "ReservedForWdf" / At(0x1818, Ptr("void", 8, "base")),  # +0x1818
     "ReservedForCrt" / At(0x1820, T_unsigned_long_long),  # +0x1820
     "EffectiveContainerId" / At(0x1828, _GUID_1),  # +0x1828
-    variant="_TEB_1", digest="8a816b41a35da4fa")
+), variant="_TEB_1", digest="8a816b41a35da4fa")
 
-_TEB32_1 = Record("_TEB32", 0x1000, "struct",
+_TEB32_1 = Record("_TEB32", 0x1000, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB32_1),  # +0x000
     "EnvironmentPointer" / At(0x01c, T_unsigned_long),  # +0x01c
     "ClientId" / At(0x020, _CLIENT_ID32_1),  # +0x020
@@ -3976,14 +3977,14 @@ _TEB32_1 = Record("_TEB32", 0x1000, "struct",
     "ReservedForWdf" / At(0xfe4, T_unsigned_long),  # +0xfe4
     "ReservedForCrt" / At(0xfe8, T_unsigned_long_long),  # +0xfe8
     "EffectiveContainerId" / At(0xff0, _GUID_1),  # +0xff0
-    variant="_TEB32_1", digest="ee4eb2547c3fdeeb")
+), variant="_TEB32_1", digest="ee4eb2547c3fdeeb")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x490, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x490, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -4031,9 +4032,9 @@ _TOKEN_1 = Record("_TOKEN", 0x490, "struct",
     "DiagnosticInfo" / At(0x478, Ptr("_SEP_TOKEN_DIAG_TRACK_ENTRY")),  # +0x478
     "SessionObject" / At(0x480, Ptr("void", 8, "base")),  # +0x480
     "VariablePart" / At(0x488, T_unsigned_long_long),  # +0x488
-    variant="_TOKEN_1", digest="e94c6ddc14f28b4e")
+), variant="_TOKEN_1", digest="e94c6ddc14f28b4e")
 
-_EPROCESS_2 = Record("_EPROCESS", 0x7d0, "struct",
+_EPROCESS_2 = Record("_EPROCESS", 0x7d0, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x2d8, _EX_PUSH_LOCK_1),  # +0x2d8
     "RundownProtect" / At(0x2e0, _EX_RUNDOWN_REF_1),  # +0x2e0
@@ -4247,9 +4248,9 @@ _EPROCESS_2 = Record("_EPROCESS", 0x7d0, "struct",
     "SecurityDomain" / At(0x7b8, T_unsigned_long_long),  # +0x7b8
     "AltSyscallHandler" / At(0x7c0, Ptr("void", 8, "base")),  # +0x7c0
     "PathRedirectionHashes" / At(0x7c8, Ptr("unsigned long", 8, "base")),  # +0x7c8
-    variant="_EPROCESS_2", digest="1ab7f4572819e060")
+), variant="_EPROCESS_2", digest="1ab7f4572819e060")
 
-_KPRCB_2 = Record("_KPRCB", 0x7ec0, "struct",
+_KPRCB_2 = Record("_KPRCB", 0x7ec0, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -4536,9 +4537,9 @@ _KPRCB_2 = Record("_KPRCB", 0x7ec0, "struct",
     "PrcbPad139" / At(0x6e9e, T_unsigned_short),  # +0x6e9e
     "PrcbPad140" / At(0x6ea0, Array(508, T_unsigned_long_long)),  # +0x6ea0
     "RequestMailbox" / At(0x7e80, Array(1, _REQUEST_MAILBOX_1)),  # +0x7e80
-    variant="_KPRCB_2", digest="2e53f0f587bb5b4d")
+), variant="_KPRCB_2", digest="2e53f0f587bb5b4d")
 
-_KPCR_2 = Record("_KPCR", 0x8040, "struct",
+_KPCR_2 = Record("_KPCR", 0x8040, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -4566,7 +4567,7 @@ _KPCR_2 = Record("_KPCR", 0x8040, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_2),  # +0x180
-    variant="_KPCR_2", digest="9d29a6fef5c652d5")
+), variant="_KPCR_2", digest="9d29a6fef5c652d5")
 
 
 # ---- per-build tables: PDB name -> variant

@@ -5,7 +5,8 @@ Types-only layouts converted from public C headers generated from Microsoft's pu
 (see NOTICE-derived beside this file and index.json `source` for the header set and licence).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 10.0.15063.0-x86
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -189,20 +190,20 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x8, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x8, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY", 4, "struct")),  # +0x000
     "Blink" / At(0x004, Ptr("_LIST_ENTRY", 4, "struct")),  # +0x004
-    variant="_LIST_ENTRY_1", digest="c4cb90d7e486a17f")
+), variant="_LIST_ENTRY_1", digest="c4cb90d7e486a17f")
 
-_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x18, "struct",
+_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x18, "struct", lambda: (
     "ActiveFrame" / At(0x000, Ptr("_RTL_ACTIVATION_CONTEXT_STACK_FRAME", 4, "struct")),  # +0x000
     "FrameListCache" / At(0x004, _LIST_ENTRY_1),  # +0x004
     "Flags" / At(0x00c, T_unsigned_long),  # +0x00c
     "NextCookieSequenceNumber" / At(0x010, T_unsigned_long),  # +0x010
     "StackId" / At(0x014, T_unsigned_long),  # +0x014
-    variant="_ACTIVATION_CONTEXT_STACK_1", digest="d8a3c4c3221c4507")
+), variant="_ACTIVATION_CONTEXT_STACK_1", digest="d8a3c4c3221c4507")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x4, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x4, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
@@ -210,28 +211,28 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x4, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 28, T_unsigned_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="7604a4f2dc7e2ce1")
+), variant="_EX_PUSH_LOCK_1", digest="7604a4f2dc7e2ce1")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x10, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x10, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x004, _LIST_ENTRY_1),  # +0x004
     "PagedPoolQuotaCache" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="c8dfc1c16a1e9bd9")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="c8dfc1c16a1e9bd9")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x8, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x8, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "UniqueThread" / At(0x004, Ptr("void", 4, "base")),  # +0x004
-    variant="_CLIENT_ID_1", digest="fbdfe11d25287473")
+), variant="_CLIENT_ID_1", digest="fbdfe11d25287473")
 
-_FLOATING_SAVE_AREA_1 = Record("_FLOATING_SAVE_AREA", 0x70, "struct",
+_FLOATING_SAVE_AREA_1 = Record("_FLOATING_SAVE_AREA", 0x70, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_long),  # +0x000
     "StatusWord" / At(0x004, T_unsigned_long),  # +0x004
     "TagWord" / At(0x008, T_unsigned_long),  # +0x008
@@ -241,9 +242,9 @@ _FLOATING_SAVE_AREA_1 = Record("_FLOATING_SAVE_AREA", 0x70, "struct",
     "DataSelector" / At(0x018, T_unsigned_long),  # +0x018
     "RegisterArea" / At(0x01c, Array(80, T_unsigned_char)),  # +0x01c
     "Spare0" / At(0x06c, T_unsigned_long),  # +0x06c
-    variant="_FLOATING_SAVE_AREA_1", digest="c3ce255d22bd94a3")
+), variant="_FLOATING_SAVE_AREA_1", digest="c3ce255d22bd94a3")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x2cc, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x2cc, "struct", lambda: (
     "ContextFlags" / At(0x000, T_unsigned_long),  # +0x000
     "Dr0" / At(0x004, T_unsigned_long),  # +0x004
     "Dr1" / At(0x008, T_unsigned_long),  # +0x008
@@ -269,26 +270,26 @@ _CONTEXT_1 = Record("_CONTEXT", 0x2cc, "struct",
     "Esp" / At(0x0c4, T_unsigned_long),  # +0x0c4
     "SegSs" / At(0x0c8, T_unsigned_long),  # +0x0c8
     "ExtendedRegisters" / At(0x0cc, Array(512, T_unsigned_char)),  # +0x0cc
-    variant="_CONTEXT_1", digest="098db59e3d52fe22")
+), variant="_CONTEXT_1", digest="098db59e3d52fe22")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x8, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, Ptr("wchar", 4, "base")),  # +0x004
-    variant="_UNICODE_STRING_1", digest="7b547e45e6a1d3fd")
+), variant="_UNICODE_STRING_1", digest="7b547e45e6a1d3fd")
 
-_CURDIR_1 = Record("_CURDIR", 0xc, "struct",
+_CURDIR_1 = Record("_CURDIR", 0xc, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x008, Ptr("void", 4, "base")),  # +0x008
-    variant="_CURDIR_1", digest="e2b7323c818d4ee0")
+), variant="_CURDIR_1", digest="e2b7323c818d4ee0")
 
-_DESCRIPTOR_1 = Record("_DESCRIPTOR", 0x8, "struct",
+_DESCRIPTOR_1 = Record("_DESCRIPTOR", 0x8, "struct", lambda: (
     "Pad" / At(0x000, T_unsigned_short),  # +0x000
     "Limit" / At(0x002, T_unsigned_short),  # +0x002
     "Base" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_DESCRIPTOR_1", digest="a493368bfeb0837a")
+), variant="_DESCRIPTOR_1", digest="a493368bfeb0837a")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x10, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x10, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -342,48 +343,48 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x10, "struct",
     "Expired" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="ba5b714d3f3c5749")
+), variant="_DISPATCHER_HEADER_1", digest="ba5b714d3f3c5749")
 
-_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union",
+_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union", lambda: (
     "UpdateMask" / At(0x000, T_unsigned_long),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "DesiredState" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
+), variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0xc, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0xc, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE", 4, "struct"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE", 4, "struct")),  # +0x000
     "Right" / At(0x004, Ptr("_RTL_BALANCED_NODE", 4, "struct")),  # +0x004
     "ParentValue" / At(0x008, T_unsigned_long),  # +0x008
     "Balance" / At(0x008, Bits(0, 2, T_unsigned_char)),  # +0x008
     "Red" / At(0x008, Bits(0, 1, T_unsigned_char)),  # +0x008
-    variant="_RTL_BALANCED_NODE_1", digest="5d3a5a0c13959d49")
+), variant="_RTL_BALANCED_NODE_1", digest="5d3a5a0c13959d49")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x4, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x4, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 4, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="c1ae06131be2cf71")
+), variant="_EX_RUNDOWN_REF_1", digest="c1ae06131be2cf71")
 
-_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x1c, "struct",
+_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x1c, "struct", lambda: (
     "FreeListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "VolumeTreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ReservedForParentValue" / At(0x008, T_unsigned_long),  # +0x008
@@ -391,69 +392,69 @@ _PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x1c, "struct",
     "Rundown" / At(0x010, _EX_RUNDOWN_REF_1),  # +0x010
     "IoControl" / At(0x014, Ptr("void", 4, "base")),  # +0x014
     "VolumeIoAttribution" / At(0x018, Ptr("void", 4, "base")),  # +0x018
-    variant="_PS_IO_CONTROL_ENTRY_1", digest="1b6782ef317dcd9b")
+), variant="_PS_IO_CONTROL_ENTRY_1", digest="1b6782ef317dcd9b")
 
-_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x10, "struct",
+_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x10, "struct", lambda: (
     "List" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WorkerRoutine" / At(0x008, Ptr("<function>", 4, "function")),  # +0x008
     "Parameter" / At(0x00c, Ptr("void", 4, "base")),  # +0x00c
-    variant="_WORK_QUEUE_ITEM_1", digest="232e7e05ebd5a223")
+), variant="_WORK_QUEUE_ITEM_1", digest="232e7e05ebd5a223")
 
-_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct",
+_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x040, T_unsigned_long_long),  # +0x040
-    variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
+), variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
 
-_KEVENT_1 = Record("_KEVENT", 0x10, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x10, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="5687b1f5bed95efd")
+), variant="_KEVENT_1", digest="5687b1f5bed95efd")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x8, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x8, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Ptr("unsigned long", 4, "base")),  # +0x004
-    variant="_RTL_BITMAP_1", digest="97dae0492f0d4008")
+), variant="_RTL_BITMAP_1", digest="97dae0492f0d4008")
 
-_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x14, "struct",
+_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x14, "struct", lambda: (
     "RateControlQuotaReference" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "OverQuotaHistory" / At(0x004, _RTL_BITMAP_1),  # +0x004
     "BitMapBuffer" / At(0x00c, Ptr("unsigned char", 4, "base")),  # +0x00c
     "BitMapBufferSize" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_JOB_RATE_CONTROL_HEADER_1", digest="5cbc9eca445b72b3")
+), variant="_JOB_RATE_CONTROL_HEADER_1", digest="5cbc9eca445b72b3")
 
-_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0xc, "struct",
+_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0xc, "struct", lambda: (
     "ListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Lock" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_PS_PROPERTY_SET_1", digest="64fe99bfb4bae5a0")
+), variant="_PS_PROPERTY_SET_1", digest="64fe99bfb4bae5a0")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x8, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE", 4, "struct")),  # +0x000
     "Min" / At(0x004, Ptr("_RTL_BALANCED_NODE", 4, "struct")),  # +0x004
     "Encoded" / At(0x004, Bits(0, 1, T_unsigned_char)),  # +0x004
-    variant="_RTL_RB_TREE_1", digest="7565a1def8810b30")
+), variant="_RTL_RB_TREE_1", digest="7565a1def8810b30")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x8, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x8, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long),  # +0x000
     "TableSize" / At(0x004, T_unsigned_long),  # +0x004
     "IoPriorityBoosted" / At(0x004, Bits(0, 1, T_unsigned_long)),  # +0x004
     "OwnerReferenced" / At(0x004, Bits(1, 1, T_unsigned_long)),  # +0x004
     "IoQoSPriorityBoosted" / At(0x004, Bits(2, 1, T_unsigned_long)),  # +0x004
     "OwnerCount" / At(0x004, Bits(3, 29, T_unsigned_long)),  # +0x004
-    variant="_OWNER_ENTRY_1", digest="574f51a79e6a9fe0")
+), variant="_OWNER_ENTRY_1", digest="574f51a79e6a9fe0")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x38, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x38, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x008, Ptr("_OWNER_ENTRY", 4, "struct")),  # +0x008
     "ActiveCount" / At(0x00c, T_short),  # +0x00c
@@ -470,21 +471,21 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x38, "struct",
     "Address" / At(0x030, Ptr("void", 4, "base")),  # +0x030
     "CreatorBackTraceIndex" / At(0x030, T_unsigned_long),  # +0x030
     "SpinLock" / At(0x034, T_unsigned_long),  # +0x034
-    variant="_ERESOURCE_1", digest="8449de125624334d")
+), variant="_ERESOURCE_1", digest="8449de125624334d")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xc, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xc, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="c242ba4b2188e24b")
+), variant="_KAFFINITY_EX_1", digest="c242ba4b2188e24b")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadyTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -496,9 +497,9 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct",
     "ReadTransferCount" / At(0x040, T_long_long),  # +0x040
     "WriteTransferCount" / At(0x048, T_long_long),  # +0x048
     "OtherTransferCount" / At(0x050, T_long_long),  # +0x050
-    variant="_EPROCESS_VALUES_1", digest="c92eda75df512458")
+), variant="_EPROCESS_VALUES_1", digest="c92eda75df512458")
 
-_EJOB_1 = Record("_EJOB", 0x398, "struct",
+_EJOB_1 = Record("_EJOB", 0x398, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "ProcessListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
@@ -650,9 +651,9 @@ _EJOB_1 = Record("_EJOB", 0x398, "struct",
     "RundownWorkItem" / At(0x378, _WORK_QUEUE_ITEM_1),  # +0x378
     "MemoryPartitionObject" / At(0x388, Ptr("void", 4, "base")),  # +0x388
     "EnergyTrackingState" / At(0x390, _JOBOBJECT_ENERGY_TRACKING_STATE_1),  # +0x390
-    variant="_EJOB_1", digest="6ccb8fcb88b12451")
+), variant="_EJOB_1", digest="6ccb8fcb88b12451")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -663,27 +664,27 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x4, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x4, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY", 4, "struct")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="5a354601c96b7bf3")
+), variant="_SINGLE_LIST_ENTRY_1", digest="5a354601c96b7bf3")
 
-_KIDTENTRY_1 = Record("_KIDTENTRY", 0x8, "struct",
+_KIDTENTRY_1 = Record("_KIDTENTRY", 0x8, "struct", lambda: (
     "Offset" / At(0x000, T_unsigned_short),  # +0x000
     "Selector" / At(0x002, T_unsigned_short),  # +0x002
     "Access" / At(0x004, T_unsigned_short),  # +0x004
     "ExtendedOffset" / At(0x006, T_unsigned_short),  # +0x006
-    variant="_KIDTENTRY_1", digest="6135897efc65245d")
+), variant="_KIDTENTRY_1", digest="6135897efc65245d")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_2 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMid" / At(0x000, T_unsigned_char),  # +0x000
     "Flags1" / At(0x001, T_unsigned_char),  # +0x001
     "Flags2" / At(0x002, T_unsigned_char),  # +0x002
     "BaseHi" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_unnamed_2", digest="51ebc14406b9c46d")
+), variant="_unnamed_2", digest="51ebc14406b9c46d")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_3 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMid" / At(0x000, Bits(0, 8, T_unsigned_long)),  # +0x000
     "Type" / At(0x000, Bits(8, 5, T_unsigned_long)),  # +0x000
     "Dpl" / At(0x000, Bits(13, 2, T_unsigned_long)),  # +0x000
@@ -694,26 +695,26 @@ _unnamed_3 = Record("<unnamed-tag>", 0x4, "struct",
     "Default_Big" / At(0x000, Bits(22, 1, T_unsigned_long)),  # +0x000
     "Granularity" / At(0x000, Bits(23, 1, T_unsigned_long)),  # +0x000
     "BaseHi" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_unnamed_3", digest="67a1d29501b8e188")
+), variant="_unnamed_3", digest="67a1d29501b8e188")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_4 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Bits" / At(0x000, _unnamed_3),  # +0x000
     "Bytes" / At(0x000, _unnamed_2),  # +0x000
-    variant="_unnamed_4", digest="88dbbf010895adb4")
+), variant="_unnamed_4", digest="88dbbf010895adb4")
 
-_KGDTENTRY_1 = Record("_KGDTENTRY", 0x8, "struct",
+_KGDTENTRY_1 = Record("_KGDTENTRY", 0x8, "struct", lambda: (
     "LimitLow" / At(0x000, T_unsigned_short),  # +0x000
     "BaseLow" / At(0x002, T_unsigned_short),  # +0x002
     "HighWord" / At(0x004, _unnamed_4),  # +0x004
-    variant="_KGDTENTRY_1", digest="6f1addbc101e6681")
+), variant="_KGDTENTRY_1", digest="6f1addbc101e6681")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_KPROCESS_1 = Record("_KPROCESS", 0xb0, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0xb0, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "DirectoryTableBase" / At(0x018, T_unsigned_long),  # +0x018
@@ -756,30 +757,30 @@ _KPROCESS_1 = Record("_KPROCESS", 0xb0, "struct",
     "ReadyTime" / At(0x0a4, T_unsigned_long),  # +0x0a4
     "VdmTrapcHandler" / At(0x0a8, Ptr("void", 4, "base")),  # +0x0a8
     "ProcessTimerDelay" / At(0x0ac, T_unsigned_long),  # +0x0ac
-    variant="_KPROCESS_1", digest="16b717d057022d13")
+), variant="_KPROCESS_1", digest="16b717d057022d13")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x4, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x4, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="61f91ba521e06420")
+), variant="_EX_FAST_REF_1", digest="61f91ba521e06420")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x4, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x4, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION", 4, "struct")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="675332ab7c6f1d6e")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="675332ab7c6f1d6e")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x4, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x4, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE", 4, "struct")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="d8713968ce144435")
+), variant="_RTL_AVL_TREE_1", digest="d8713968ce144435")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "u1" / At(0x000, T_unsigned_short),  # +0x000
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Reserved0" / At(0x000, Bits(3, 3, T_unsigned_char)),  # +0x000
@@ -798,13 +799,13 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "UnlockInProgress" / At(0x003, Bits(4, 1, T_unsigned_char)),  # +0x003
     "NewMaximum" / At(0x003, Bits(5, 1, T_unsigned_char)),  # +0x003
     "CommitReleaseState" / At(0x003, Bits(6, 2, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="904ff282b804933e")
+), variant="_MMSUPPORT_FLAGS_1", digest="904ff282b804933e")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_5 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "InstancedWorkingSet" / At(0x000, Ptr("void", 4, "base")),  # +0x000
-    variant="_unnamed_5", digest="bcc6ff14f194da72")
+), variant="_unnamed_5", digest="bcc6ff14f194da72")
 
-_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0x68, "struct",
+_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0x68, "struct", lambda: (
     "NextPageColor" / At(0x000, T_unsigned_short),  # +0x000
     "LastTrimStamp" / At(0x002, T_unsigned_short),  # +0x002
     "PageFaultCount" / At(0x004, T_unsigned_long),  # +0x004
@@ -824,9 +825,9 @@ _MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0x68, "struct",
     "u1" / At(0x05c, _unnamed_5),  # +0x05c
     "Reserved0" / At(0x060, T_unsigned_long),  # +0x060
     "Flags" / At(0x064, _MMSUPPORT_FLAGS_1),  # +0x064
-    variant="_MMSUPPORT_INSTANCE_1", digest="02fcfd97d5b7d9a3")
+), variant="_MMSUPPORT_INSTANCE_1", digest="02fcfd97d5b7d9a3")
 
-_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x24, "struct",
+_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x24, "struct", lambda: (
     "WorkingSetLock" / At(0x000, T_long),  # +0x000
     "ReleasedCommitDebt" / At(0x004, T_unsigned_long),  # +0x004
     "ResetPagesRepurposedCount" / At(0x008, T_unsigned_long),  # +0x008
@@ -836,14 +837,14 @@ _MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x24, "struct",
     "ChargedWslePages" / At(0x018, T_unsigned_long),  # +0x018
     "ActualWslePages" / At(0x01c, T_unsigned_long),  # +0x01c
     "GoodCitizenWaiting" / At(0x020, T_long),  # +0x020
-    variant="_MMSUPPORT_SHARED_1", digest="4b12d6681f512732")
+), variant="_MMSUPPORT_SHARED_1", digest="4b12d6681f512732")
 
-_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x8c, "struct",
+_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x8c, "struct", lambda: (
     "Instance" / At(0x000, _MMSUPPORT_INSTANCE_1),  # +0x000
     "Shared" / At(0x068, _MMSUPPORT_SHARED_1),  # +0x068
-    variant="_MMSUPPORT_FULL_1", digest="d881d88fb56921a1")
+), variant="_MMSUPPORT_FULL_1", digest="d881d88fb56921a1")
 
-_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union",
+_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union", lambda: (
     "All" / At(0x000, T_unsigned_long_long),  # +0x000
     "DelayMs" / At(0x000, Bits(0, 30, T_unsigned_long_long)),  # +0x000
     "CoalescingWindowMs" / At(0x000, Bits(30, 30, T_unsigned_long_long)),  # +0x000
@@ -851,16 +852,16 @@ _PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUE
     "NewTimerWheel" / At(0x000, Bits(61, 1, T_unsigned_long_long)),  # +0x000
     "Retry" / At(0x000, Bits(62, 1, T_unsigned_long_long)),  # +0x000
     "Locked" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
+), variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
 
-_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct",
+_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long)),  # +0x008
     "WakeFilter" / At(0x024, _JOBOBJECT_WAKE_FILTER_1),  # +0x024
     "NoWakeCounter" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
+), variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
 
-_EPROCESS_1 = Record("_EPROCESS", 0x3e0, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0x3e0, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x0b0, _EX_PUSH_LOCK_1),  # +0x0b0
     "UniqueProcessId" / At(0x0b4, Ptr("void", 4, "base")),  # +0x0b4
@@ -1083,21 +1084,21 @@ _EPROCESS_1 = Record("_EPROCESS", 0x3e0, "struct",
     "Flags4" / At(0x3d8, T_unsigned_long),  # +0x3d8
     "PicoCreated" / At(0x3d8, Bits(0, 1, T_unsigned_long)),  # +0x3d8
     "RestrictSetThreadContext" / At(0x3d8, Bits(1, 1, T_unsigned_long)),  # +0x3d8
-    variant="_EPROCESS_1", digest="99b339f77e1ea0bf")
+), variant="_EPROCESS_1", digest="99b339f77e1ea0bf")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x4, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x4, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="0a72ecfc058e38ee")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="0a72ecfc058e38ee")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x14, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x14, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x010, T_long),  # +0x010
-    variant="_KSEMAPHORE_1", digest="690e0c4d2e21801f")
+), variant="_KSEMAPHORE_1", digest="690e0c4d2e21801f")
 
-_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x8, "struct",
+_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x8, "struct", lambda: (
     "LockState" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "CrossThreadReleasable" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "Busy" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
@@ -1105,9 +1106,9 @@ _KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x8, "struct",
     "InTree" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "SessionId" / At(0x004, T_unsigned_long),  # +0x004
     "SessionState" / At(0x004, Ptr("void", 4, "base")),  # +0x004
-    variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="140dcd292eb8eac1")
+), variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="140dcd292eb8eac1")
 
-_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union",
+_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long),  # +0x000
     "AllBoosts" / At(0x000, Bits(0, 17, T_unsigned_long)),  # +0x000
     "CpuBoostsBitmap" / At(0x000, Bits(0, 15, T_unsigned_short)),  # +0x000
@@ -1116,9 +1117,9 @@ _KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union",
     "IoQoSBoost" / At(0x002, Bits(0, 1, T_unsigned_short)),  # +0x002
     "IoNormalPriorityWaiterCount" / At(0x002, Bits(1, 8, T_unsigned_short)),  # +0x002
     "IoQoSWaiterCount" / At(0x002, Bits(9, 7, T_unsigned_short)),  # +0x002
-    variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="9c7493c27d6d407c")
+), variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="9c7493c27d6d407c")
 
-_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x30, "struct",
+_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x30, "struct", lambda: (
     "FreeListEntry" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "TreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "EntryFlags" / At(0x00c, T_unsigned_long),  # +0x00c
@@ -1147,15 +1148,15 @@ _KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x30, "struct",
     "WaiterTree" / At(0x020, _RTL_RB_TREE_1),  # +0x020
     "EntryLock" / At(0x028, T_unsigned_long),  # +0x028
     "BoostBitmap" / At(0x02c, _KLOCK_ENTRY_BOOST_BITMAP_1),  # +0x02c
-    variant="_KLOCK_ENTRY_1", digest="0e3d2dd6ef96d2c1")
+), variant="_KLOCK_ENTRY_1", digest="0e3d2dd6ef96d2c1")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0xc, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0xc, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long),  # +0x000
     "Group" / At(0x004, T_unsigned_short),  # +0x004
     "Reserved" / At(0x006, Array(3, T_unsigned_short)),  # +0x006
-    variant="_GROUP_AFFINITY_1", digest="26c16e35fbc505a7")
+), variant="_GROUP_AFFINITY_1", digest="26c16e35fbc505a7")
 
-_KAPC_1 = Record("_KAPC", 0x30, "struct",
+_KAPC_1 = Record("_KAPC", 0x30, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1173,9 +1174,9 @@ _KAPC_1 = Record("_KAPC", 0x30, "struct",
     "ApcStateIndex" / At(0x02c, T_char),  # +0x02c
     "ApcMode" / At(0x02d, T_char),  # +0x02d
     "Inserted" / At(0x02e, T_unsigned_char),  # +0x02e
-    variant="_KAPC_1", digest="8c630c17301df71e")
+), variant="_KAPC_1", digest="8c630c17301df71e")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1183,9 +1184,9 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x18, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x18, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x008, T_unsigned_char),  # +0x008
     "BlockState" / At(0x009, T_unsigned_char),  # +0x009
@@ -1194,9 +1195,9 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x18, "struct",
     "Thread" / At(0x00c, Ptr("_KTHREAD", 4, "struct")),  # +0x00c
     "Object" / At(0x010, Ptr("void", 4, "base")),  # +0x010
     "SparePtr" / At(0x014, Ptr("void", 4, "base")),  # +0x014
-    variant="_KWAIT_BLOCK_1", digest="c10e36bcbeb0385f")
+), variant="_KWAIT_BLOCK_1", digest="c10e36bcbeb0385f")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x18, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x18, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x010, Ptr("_KPROCESS", 4, "struct")),  # +0x010
     "InProgressFlags" / At(0x014, T_unsigned_char),  # +0x014
@@ -1204,29 +1205,29 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x18, "struct",
     "SpecialApcInProgress" / At(0x014, Bits(1, 1, T_unsigned_char)),  # +0x014
     "KernelApcPending" / At(0x015, T_unsigned_char),  # +0x015
     "UserApcPending" / At(0x016, T_unsigned_char),  # +0x016
-    variant="_KAPC_STATE_1", digest="e2da30e65b683bd7")
+), variant="_KAPC_STATE_1", digest="e2da30e65b683bd7")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_6 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_6", digest="66d4b3569580fde7")
+), variant="_unnamed_6", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_6),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x28, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x28, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x010, _ULARGE_INTEGER_1),  # +0x010
     "TimerListEntry" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "Dpc" / At(0x020, Ptr("_KDPC", 4, "struct")),  # +0x020
     "Period" / At(0x024, T_unsigned_long),  # +0x024
-    variant="_KTIMER_1", digest="f3a405b20289a46f")
+), variant="_KTIMER_1", digest="f3a405b20289a46f")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x350, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x350, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x010, Ptr("void", 4, "base")),  # +0x010
     "QuantumTarget" / At(0x018, T_unsigned_long_long),  # +0x018
@@ -1394,9 +1395,9 @@ _KTHREAD_1 = Record("_KTHREAD", 0x350, "struct",
     "QueuedScb" / At(0x33c, Ptr("_KSCB", 4, "struct")),  # +0x33c
     "NpxState" / At(0x340, T_unsigned_long_long),  # +0x340
     "ThreadTimerDelay" / At(0x348, T_unsigned_long),  # +0x348
-    variant="_KTHREAD_1", digest="caf14a1f320f32e3")
+), variant="_KTHREAD_1", digest="caf14a1f320f32e3")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x480, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x480, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x350, _LARGE_INTEGER_1),  # +0x350
     "ExitTime" / At(0x358, _LARGE_INTEGER_1),  # +0x358
@@ -1504,29 +1505,29 @@ _ETHREAD_1 = Record("_ETHREAD", 0x480, "struct",
     "OwnerEntryListHead" / At(0x468, _LIST_ENTRY_1),  # +0x468
     "DisownedOwnerEntryListLock" / At(0x470, T_unsigned_long),  # +0x470
     "DisownedOwnerEntryListHead" / At(0x474, _LIST_ENTRY_1),  # +0x474
-    variant="_ETHREAD_1", digest="b2de918742b79956")
+), variant="_ETHREAD_1", digest="b2de918742b79956")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x4, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x4, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="dc2705b25e421c64")
+), variant="_EXHANDLE_1", digest="dc2705b25e421c64")
 
-_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x20, "struct",
+_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x20, "struct", lambda: (
     "Count" / At(0x000, T_long),  # +0x000
     "Owner" / At(0x004, Ptr("void", 4, "base")),  # +0x004
     "Contention" / At(0x008, T_unsigned_long),  # +0x008
     "Event" / At(0x00c, _KEVENT_1),  # +0x00c
     "OldIrql" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_FAST_MUTEX_1", digest="148de5174e6cc894")
+), variant="_FAST_MUTEX_1", digest="148de5174e6cc894")
 
-_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct",
+_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct", lambda: (
     "FsBytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "FsBytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
+), variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0x80, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0x80, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x004, Ptr("_DEVICE_OBJECT", 4, "struct")),  # +0x004
@@ -1557,23 +1558,23 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0x80, "struct",
     "IrpListLock" / At(0x070, T_unsigned_long),  # +0x070
     "IrpList" / At(0x074, _LIST_ENTRY_1),  # +0x074
     "FileObjectExtension" / At(0x07c, Ptr("void", 4, "base")),  # +0x07c
-    variant="_FILE_OBJECT_1", digest="e0fe87b4a94d3eb1")
+), variant="_FILE_OBJECT_1", digest="e0fe87b4a94d3eb1")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e0, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e0, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x004, T_unsigned_long),  # +0x004
     "Buffer" / At(0x008, Array(310, T_unsigned_long)),  # +0x008
-    variant="_GDI_TEB_BATCH_1", digest="650ad49617747d2d")
+), variant="_GDI_TEB_BATCH_1", digest="650ad49617747d2d")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x8, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x8, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "Next" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x004, T_unsigned_short),  # +0x004
     "CpuId" / At(0x006, T_unsigned_short),  # +0x006
-    variant="_SLIST_HEADER_1", digest="12799d206e0df6ea")
+), variant="_SLIST_HEADER_1", digest="12799d206e0df6ea")
 
-_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
+_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x008, T_unsigned_short),  # +0x008
@@ -1596,9 +1597,9 @@ _GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
     "LastAllocateHits" / At(0x03c, T_unsigned_long),  # +0x03c
     "LastAllocateMisses" / At(0x03c, T_unsigned_long),  # +0x03c
     "Future" / At(0x040, Array(2, T_unsigned_long)),  # +0x040
-    variant="_GENERAL_LOOKASIDE_1", digest="9b7ca1fc2374fcb6")
+), variant="_GENERAL_LOOKASIDE_1", digest="9b7ca1fc2374fcb6")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x48, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x48, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x008, T_unsigned_short),  # +0x008
@@ -1621,24 +1622,24 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x48, "struct",
     "LastAllocateHits" / At(0x03c, T_unsigned_long),  # +0x03c
     "LastAllocateMisses" / At(0x03c, T_unsigned_long),  # +0x03c
     "Future" / At(0x040, Array(2, T_unsigned_long)),  # +0x040
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="f86d1130379fbad0")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="f86d1130379fbad0")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x004, Ptr("_HANDLE_TABLE_ENTRY", 4, "union")),  # +0x004
     "LastFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY", 4, "union")),  # +0x008
     "HandleCount" / At(0x00c, T_long),  # +0x00c
     "HighWaterMark" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="5d08868b8049f056")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="5d08868b8049f056")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long),  # +0x008
@@ -1656,9 +1657,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(20, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x054, Ptr("_HANDLE_TRACE_DEBUG_INFO", 4, "struct")),  # +0x054
-    variant="_HANDLE_TABLE_1", digest="2e62a346deb50f98")
+), variant="_HANDLE_TABLE_1", digest="2e62a346deb50f98")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x8, "union",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x8, "union", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO", 4, "struct")),  # +0x000
     "LowValue" / At(0x000, T_long),  # +0x000
     "VolatileLowValue" / At(0x000, T_long),  # +0x000
@@ -1673,9 +1674,9 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x8, "union",
     "ProtectFromClose" / At(0x004, Bits(25, 1, T_unsigned_long)),  # +0x004
     "NoRightsUpgrade" / At(0x004, Bits(26, 1, T_unsigned_long)),  # +0x004
     "RefCnt" / At(0x004, Bits(27, 5, T_unsigned_long)),  # +0x004
-    variant="_HANDLE_TABLE_ENTRY_1", digest="f9dee4b3329d811c")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="f9dee4b3329d811c")
 
-_HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x8, "struct",
+_HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
@@ -1693,14 +1694,14 @@ _HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x8, "struct",
     "reserved1" / At(0x000, Bits(38, 25, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_HARDWARE_PTE_1", digest="15bd15f0b2a712d5")
+), variant="_HARDWARE_PTE_1", digest="15bd15f0b2a712d5")
 
-_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct",
+_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct", lambda: (
     "Profile" / At(0x000, Array(20, T_unsigned_long)),  # +0x000
     "TotalIrps" / At(0x050, T_unsigned_long),  # +0x050
-    variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
+), variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
 
-_KDPC_1 = Record("_KDPC", 0x20, "struct",
+_KDPC_1 = Record("_KDPC", 0x20, "struct", lambda: (
     "TargetInfoAsUlong" / At(0x000, T_unsigned_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
@@ -1712,85 +1713,85 @@ _KDPC_1 = Record("_KDPC", 0x20, "struct",
     "SystemArgument1" / At(0x014, Ptr("void", 4, "base")),  # +0x014
     "SystemArgument2" / At(0x018, Ptr("void", 4, "base")),  # +0x018
     "DpcData" / At(0x01c, Ptr("void", 4, "base")),  # +0x01c
-    variant="_KDPC_1", digest="2494f5e298e00306")
+), variant="_KDPC_1", digest="2494f5e298e00306")
 
-_KDPC_LIST_1 = Record("_KDPC_LIST", 0x8, "struct",
+_KDPC_LIST_1 = Record("_KDPC_LIST", 0x8, "struct", lambda: (
     "ListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "LastEntry" / At(0x004, Ptr("_SINGLE_LIST_ENTRY", 4, "struct")),  # +0x004
-    variant="_KDPC_LIST_1", digest="82377d699adc3f58")
+), variant="_KDPC_LIST_1", digest="82377d699adc3f58")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x18, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x18, "struct", lambda: (
     "DpcList" / At(0x000, _KDPC_LIST_1),  # +0x000
     "DpcLock" / At(0x008, T_unsigned_long),  # +0x008
     "DpcQueueDepth" / At(0x00c, T_long),  # +0x00c
     "DpcCount" / At(0x010, T_unsigned_long),  # +0x010
     "ActiveDpc" / At(0x014, Ptr("_KDPC", 4, "struct")),  # +0x014
-    variant="_KDPC_DATA_1", digest="f1e785b92c439e39")
+), variant="_KDPC_DATA_1", digest="f1e785b92c439e39")
 
-_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x128, "struct",
+_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x128, "struct", lambda: (
     "EntropyCount" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Array(64, T_unsigned_long)),  # +0x004
     "Dpc" / At(0x104, _KDPC_1),  # +0x104
     "LastDeliveredBuffer" / At(0x124, T_unsigned_long),  # +0x124
-    variant="_KENTROPY_TIMING_STATE_1", digest="d47584cc54ddc221")
+), variant="_KENTROPY_TIMING_STATE_1", digest="d47584cc54ddc221")
 
-_KGATE_1 = Record("_KGATE", 0x10, "struct",
+_KGATE_1 = Record("_KGATE", 0x10, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="b54b7d13078a0384")
+), variant="_KGATE_1", digest="b54b7d13078a0384")
 
-_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x10, "struct",
+_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x10, "struct", lambda: (
     "CurrentPacket" / At(0x000, Array(3, Ptr("void", 4, "base"))),  # +0x000
     "WorkerRoutine" / At(0x00c, Ptr("<function>", 4, "function")),  # +0x00c
-    variant="_KREQUEST_PACKET_1", digest="775d27cae3104232")
+), variant="_KREQUEST_PACKET_1", digest="775d27cae3104232")
 
-_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x20, "struct",
+_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x20, "struct", lambda: (
     "Next" / At(0x000, Ptr("_REQUEST_MAILBOX", 4, "struct")),  # +0x000
     "RequestSummary" / At(0x004, T_unsigned_long),  # +0x004
     "RequestPacket" / At(0x008, _KREQUEST_PACKET_1),  # +0x008
     "NodeTargetCountAddr" / At(0x018, Ptr("long", 4, "base")),  # +0x018
     "NodeTargetCount" / At(0x01c, T_long),  # +0x01c
-    variant="_REQUEST_MAILBOX_1", digest="372edf4665b36b19")
+), variant="_REQUEST_MAILBOX_1", digest="372edf4665b36b19")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x18, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long),  # +0x000
     "Entry" / At(0x004, _LIST_ENTRY_1),  # +0x004
     "Time" / At(0x010, _ULARGE_INTEGER_1),  # +0x010
-    variant="_KTIMER_TABLE_ENTRY_1", digest="16fa93d6286104c1")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="16fa93d6286104c1")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x1840, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x1840, "struct", lambda: (
     "TimerExpiry" / At(0x000, Array(16, Ptr("_KTIMER", 4, "struct"))),  # +0x000
     "TimerEntries" / At(0x040, Array(256, _KTIMER_TABLE_ENTRY_1)),  # +0x040
-    variant="_KTIMER_TABLE_1", digest="6885f1f01b91ac64")
+), variant="_KTIMER_TABLE_1", digest="6885f1f01b91ac64")
 
-_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union",
+_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union", lambda: (
     "AsLong" / At(0x000, T_long),  # +0x000
     "RefCount" / At(0x000, Bits(0, 24, T_long)),  # +0x000
     "State" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
+), variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct",
+_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct", lambda: (
     "PromotePercent" / At(0x000, T_unsigned_char),  # +0x000
     "DemotePercent" / At(0x001, T_unsigned_char),  # +0x001
     "PromotePercentBase" / At(0x002, T_unsigned_char),  # +0x002
     "DemotePercentBase" / At(0x003, T_unsigned_char),  # +0x003
     "AllowScaling" / At(0x004, T_unsigned_char),  # +0x004
     "ForceLightIdle" / At(0x005, T_unsigned_char),  # +0x005
-    variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
+), variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
 
-_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x88, "struct",
+_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x88, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long),  # +0x000
     "CyclesLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "CyclesActive" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1808,9 +1809,9 @@ _PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x88, "struct",
     "StallCyclesLast" / At(0x070, T_unsigned_long_long),  # +0x070
     "StallTime" / At(0x078, T_unsigned_long_long),  # +0x078
     "KernelTimesIndex" / At(0x080, T_unsigned_char),  # +0x080
-    variant="_PROC_FEEDBACK_1", digest="f7ed75d08e0e09f4")
+), variant="_PROC_FEEDBACK_1", digest="f7ed75d08e0e09f4")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x180, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x180, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES", 4, "struct")),  # +0x000
     "IdleAccounting" / At(0x004, Ptr("_PROC_IDLE_ACCOUNTING", 4, "struct")),  # +0x004
     "IdleTimeLast" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1853,14 +1854,14 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x180, "struct",
     "SnapTimeLast" / At(0x168, T_unsigned_long_long),  # +0x168
     "ActiveTime" / At(0x170, T_unsigned_long_long),  # +0x170
     "TotalTime" / At(0x178, T_unsigned_long_long),  # +0x178
-    variant="_PROCESSOR_POWER_STATE_1", digest="7d6bfc134389c85b")
+), variant="_PROCESSOR_POWER_STATE_1", digest="7d6bfc134389c85b")
 
-_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct",
+_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct", lambda: (
     "InterruptTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "PerformanceCounter" / At(0x008, _LARGE_INTEGER_1),  # +0x008
-    variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
+), variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
 
-_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
+_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct", lambda: (
     "SpinLockAcquireCount" / At(0x000, T_unsigned_long),  # +0x000
     "SpinLockContentionCount" / At(0x004, T_unsigned_long),  # +0x004
     "SpinLockSpinCount" / At(0x008, T_unsigned_long),  # +0x008
@@ -1907,14 +1908,14 @@ _SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
     "ExBoostSharedOwners" / At(0x0ac, T_unsigned_long),  # +0x0ac
     "ExEtwSynchTrackingNotificationsCount" / At(0x0b0, T_unsigned_long),  # +0x0b0
     "ExEtwSynchTrackingNotificationsAccountedCount" / At(0x0b4, T_unsigned_long),  # +0x0b4
-    variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
+), variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x8, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x8, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE", 4, "struct")),  # +0x000
     "L" / At(0x004, Ptr("_GENERAL_LOOKASIDE", 4, "struct")),  # +0x004
-    variant="_PP_LOOKASIDE_LIST_1", digest="ac706f766fe9c249")
+), variant="_PP_LOOKASIDE_LIST_1", digest="ac706f766fe9c249")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0x54, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0x54, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long),  # +0x000
     "Cr2" / At(0x004, T_unsigned_long),  # +0x004
     "Cr3" / At(0x008, T_unsigned_long),  # +0x008
@@ -1932,19 +1933,19 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0x54, "struct",
     "Xcr0" / At(0x03c, T_unsigned_long_long),  # +0x03c
     "ExceptionList" / At(0x044, T_unsigned_long),  # +0x044
     "Reserved" / At(0x048, Array(3, T_unsigned_long)),  # +0x048
-    variant="_KSPECIAL_REGISTERS_1", digest="a720628aba825e85")
+), variant="_KSPECIAL_REGISTERS_1", digest="a720628aba825e85")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x320, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x320, "struct", lambda: (
     "ContextFrame" / At(0x000, _CONTEXT_1),  # +0x000
     "SpecialRegisters" / At(0x2cc, _KSPECIAL_REGISTERS_1),  # +0x2cc
-    variant="_KPROCESSOR_STATE_1", digest="d179ccf4712fbfad")
+), variant="_KPROCESSOR_STATE_1", digest="d179ccf4712fbfad")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x8, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE", 4, "struct")),  # +0x000
     "Lock" / At(0x004, Ptr("unsigned long", 4, "base")),  # +0x004
-    variant="_KSPIN_LOCK_QUEUE_1", digest="e05fd7e0b3fc0633")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="e05fd7e0b3fc0633")
 
-_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x140, "struct",
+_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x140, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long),  # +0x000
     "ReadySummary" / At(0x004, T_unsigned_long),  # +0x004
     "ReadyListHead" / At(0x008, Array(32, _LIST_ENTRY_1)),  # +0x008
@@ -1958,9 +1959,9 @@ _KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x140, "struct",
     "Affinity" / At(0x130, T_unsigned_long),  # +0x130
     "ReadyThreadCount" / At(0x134, T_unsigned_long),  # +0x134
     "ReadyQueueExpectedRunTime" / At(0x138, T_unsigned_long_long),  # +0x138
-    variant="_KSHARED_READY_QUEUE_1", digest="e8b04eb72fd86a96")
+), variant="_KSHARED_READY_QUEUE_1", digest="e8b04eb72fd86a96")
 
-_KPRCB_1 = Record("_KPRCB", 0x4900, "struct",
+_KPRCB_1 = Record("_KPRCB", 0x4900, "struct", lambda: (
     "MinorVersion" / At(0x0000, T_unsigned_short),  # +0x0000
     "MajorVersion" / At(0x0002, T_unsigned_short),  # +0x0002
     "CurrentThread" / At(0x0004, Ptr("_KTHREAD", 4, "struct")),  # +0x0004
@@ -2224,9 +2225,9 @@ _KPRCB_1 = Record("_KPRCB", 0x4900, "struct",
     "Mailbox" / At(0x48a0, Ptr("_REQUEST_MAILBOX", 4, "struct")),  # +0x48a0
     "PrcbPad" / At(0x48a4, Array(60, T_unsigned_char)),  # +0x48a4
     "RequestMailbox" / At(0x48e0, Array(1, _REQUEST_MAILBOX_1)),  # +0x48e0
-    variant="_KPRCB_1", digest="20756083ce2ee138")
+), variant="_KPRCB_1", digest="20756083ce2ee138")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x1c, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x1c, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD", 4, "struct")),  # +0x000
     "StackBase" / At(0x004, Ptr("void", 4, "base")),  # +0x004
     "StackLimit" / At(0x008, Ptr("void", 4, "base")),  # +0x008
@@ -2235,9 +2236,9 @@ _NT_TIB_1 = Record("_NT_TIB", 0x1c, "struct",
     "Version" / At(0x010, T_unsigned_long),  # +0x010
     "ArbitraryUserPointer" / At(0x014, Ptr("void", 4, "base")),  # +0x014
     "Self" / At(0x018, Ptr("_NT_TIB", 4, "struct")),  # +0x018
-    variant="_NT_TIB_1", digest="7468d3458ab7df1d")
+), variant="_NT_TIB_1", digest="7468d3458ab7df1d")
 
-_KPCR_1 = Record("_KPCR", 0x4a20, "struct",
+_KPCR_1 = Record("_KPCR", 0x4a20, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "Used_ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD", 4, "struct")),  # +0x000
     "Used_StackBase" / At(0x004, Ptr("void", 4, "base")),  # +0x004
@@ -2272,9 +2273,9 @@ _KPCR_1 = Record("_KPCR", 0x4a20, "struct",
     "Spare1" / At(0x0d8, T_unsigned_char),  # +0x0d8
     "KernelReserved2" / At(0x0dc, Array(17, T_unsigned_long)),  # +0x0dc
     "PrcbData" / At(0x120, _KPRCB_1),  # +0x120
-    variant="_KPCR_1", digest="1347642cbceaff8e")
+), variant="_KPCR_1", digest="1347642cbceaff8e")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0xa8, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0xa8, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "InInitializationOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
@@ -2333,14 +2334,14 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0xa8, "struct",
     "ReferenceCount" / At(0x09c, T_unsigned_long),  # +0x09c
     "DependentLoadFlags" / At(0x0a0, T_unsigned_long),  # +0x0a0
     "SigningLevel" / At(0x0a4, T_unsigned_char),  # +0x0a4
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="ad41d362c431d72f")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="ad41d362c431d72f")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileLow" / At(0x000, Bits(1, 4, T_unsigned_long_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long_long)),  # +0x000
@@ -2350,9 +2351,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "PageFileAllocated" / At(0x000, Bits(13, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(14, 18, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="2236e05fda5684c2")
+), variant="_MMPTE_SOFTWARE_1", digest="2236e05fda5684c2")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileLow" / At(0x000, Bits(1, 4, T_unsigned_long_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long_long)),  # +0x000
@@ -2360,9 +2361,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(12, 20, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="30fc2040453652c0")
+), variant="_MMPTE_TIMESTAMP_1", digest="30fc2040453652c0")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "DemandFillProto" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "HiberVerifyConverted" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2373,27 +2374,27 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Protection" / At(0x000, Bits(11, 5, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(16, 16, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="43017c90315587b0")
+), variant="_MMPTE_PROTOTYPE_1", digest="43017c90315587b0")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 4, T_unsigned_long_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long_long)),  # +0x000
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(11, 21, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="524ff644145a6ebe")
+), variant="_MMPTE_SUBSECTION_1", digest="524ff644145a6ebe")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 8, T_unsigned_long_long)),  # +0x000
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(11, 21, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="64d1a083d8dabfe8")
+), variant="_MMPTE_LIST_1", digest="64d1a083d8dabfe8")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2409,14 +2410,14 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "PageFrameNumber" / At(0x000, Bits(12, 26, T_unsigned_long_long)),  # +0x000
     "reserved1" / At(0x000, Bits(38, 25, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="977f799a6c5925eb")
+), variant="_MMPTE_HARDWARE_1", digest="977f799a6c5925eb")
 
-_MMPTE_HIGHLOW_1 = Record("_MMPTE_HIGHLOW", 0x8, "struct",
+_MMPTE_HIGHLOW_1 = Record("_MMPTE_HIGHLOW", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_MMPTE_HIGHLOW_1", digest="9f400ac415375a8c")
+), variant="_MMPTE_HIGHLOW_1", digest="9f400ac415375a8c")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -2426,9 +2427,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 26, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(38, 26, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="db3a06072c679a0e")
+), variant="_MMPTE_TRANSITION_1", digest="db3a06072c679a0e")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_7 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Flush" / At(0x000, _HARDWARE_PTE_1),  # +0x000
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "HighLow" / At(0x000, _MMPTE_HIGHLOW_1),  # +0x000
@@ -2440,31 +2441,31 @@ _unnamed_7 = Record("<unnamed-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_7", digest="8e83330bb05e8c1b")
+), variant="_unnamed_7", digest="8e83330bb05e8c1b")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _unnamed_7),  # +0x000
-    variant="_MMPTE_1", digest="d083b3ace4b3e5dd")
+), variant="_MMPTE_1", digest="d083b3ace4b3e5dd")
 
-_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct",
+_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct", lambda: (
     "Flink" / At(0x000, _MMPTE_1),  # +0x000
     "Blink" / At(0x008, _MMPTE_1),  # +0x008
     "PteBase" / At(0x010, Ptr("_MMPTE", 4, "struct")),  # +0x010
-    variant="_MI_PTE_CHAIN_HEAD_1", digest="ed78de70685586ca")
+), variant="_MI_PTE_CHAIN_HEAD_1", digest="ed78de70685586ca")
 
-_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x4, "struct",
+_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x4, "struct", lambda: (
     "Function" / At(0x000, Ptr("<function>", 4, "function")),  # +0x000
     "FunctionValue" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="c03b0dafbaa6d524")
+), variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="c03b0dafbaa6d524")
 
-_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x40, "struct",
+_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x40, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long),  # +0x000
     "Paged" / At(0x008, _MI_PTE_CHAIN_HEAD_1),  # +0x008
     "NonPaged" / At(0x020, _MI_PTE_CHAIN_HEAD_1),  # +0x020
     "PagesInUse" / At(0x038, T_unsigned_long),  # +0x038
-    variant="_MI_SPECIAL_POOL_1", digest="efe95d97a7ef0fe1")
+), variant="_MI_SPECIAL_POOL_1", digest="efe95d97a7ef0fe1")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x38, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x38, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_1),  # +0x000
     "BasePte" / At(0x008, Ptr("_MMPTE", 4, "struct")),  # +0x008
     "Flags" / At(0x00c, T_unsigned_long),  # +0x00c
@@ -2479,35 +2480,35 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x38, "struct",
     "LowestBitEverAllocated" / At(0x02c, T_unsigned_long),  # +0x02c
     "CachedPtes" / At(0x030, Ptr("_MI_CACHED_PTES", 4, "struct")),  # +0x030
     "TotalFreeSystemPtes" / At(0x034, T_unsigned_long),  # +0x034
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="2c981afa98025292")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="2c981afa98025292")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x14, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x14, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x004, Ptr("_EX_PUSH_LOCK", 4, "struct")),  # +0x004
     "ViewRoot" / At(0x008, _RTL_AVL_TREE_1),  # +0x008
     "ViewCount" / At(0x00c, T_unsigned_long),  # +0x00c
     "BitmapFailures" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_MMSESSION_1", digest="ff2eafdeec1bf202")
+), variant="_MMSESSION_1", digest="ff2eafdeec1bf202")
 
-_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x18, "struct",
+_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x18, "struct", lambda: (
     "NextPteToTrim" / At(0x000, Ptr("_MMPTE", 4, "struct")),  # +0x000
     "NextPteToAge" / At(0x004, Ptr("_MMPTE", 4, "struct")),  # +0x004
     "NextPteToAccessClear" / At(0x008, Ptr("_MMPTE", 4, "struct")),  # +0x008
     "LastAccessClearingRemainder" / At(0x00c, T_unsigned_long),  # +0x00c
     "LastAgingRemainder" / At(0x010, T_unsigned_long),  # +0x010
     "LockedEntries" / At(0x014, T_unsigned_long),  # +0x014
-    variant="_MMWSL_INSTANCE_1", digest="3b6ac096cf99b14d")
+), variant="_MMWSL_INSTANCE_1", digest="3b6ac096cf99b14d")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x1c, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x1c, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "PagedPoolAllocationMap" / At(0x004, _RTL_BITMAP_1),  # +0x004
     "FirstPteForPagedPool" / At(0x00c, Ptr("_MMPTE", 4, "struct")),  # +0x00c
     "MaximumSize" / At(0x010, T_unsigned_long),  # +0x010
     "PagedPoolHint" / At(0x014, T_unsigned_long),  # +0x014
     "AllocatedPagedPool" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_MM_PAGED_POOL_INFO_1", digest="e1987660b5d7b20e")
+), variant="_MM_PAGED_POOL_INFO_1", digest="e1987660b5d7b20e")
 
-_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
+_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct", lambda: (
     "PoolType" / At(0x000, _POOL_TYPE_1),  # +0x000
     "NonPagedLock" / At(0x004, T_unsigned_long),  # +0x004
     "PagedLock" / At(0x004, _FAST_MUTEX_1),  # +0x004
@@ -2525,9 +2526,9 @@ _POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
     "ThreadsProcessingDeferrals" / At(0x104, T_long),  # +0x104
     "PendingFreeDepth" / At(0x108, T_long),  # +0x108
     "ListHeads" / At(0x140, Array(512, _LIST_ENTRY_1)),  # +0x140
-    variant="_POOL_DESCRIPTOR_1", digest="4134817a69a40fad")
+), variant="_POOL_DESCRIPTOR_1", digest="4134817a69a40fad")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -2537,14 +2538,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "ObjectInitialized" / At(0x000, Bits(6, 1, T_unsigned_long)),  # +0x000
     "LeakedPoolDeliberately" / At(0x000, Bits(7, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(8, 24, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="30455fbd6477dab5")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="30455fbd6477dab5")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_8 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_8", digest="b8aac65941c01475")
+), variant="_unnamed_8", digest="b8aac65941c01475")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x7000, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x7000, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _unnamed_8),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -2589,14 +2590,14 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x7000, "struct",
     "ServerSilo" / At(0x407c, Ptr("_EJOB", 4, "struct")),  # +0x407c
     "CreateTime" / At(0x4080, T_unsigned_long_long),  # +0x4080
     "PoolTags" / At(0x5000, Array(8192, T_unsigned_char)),  # +0x5000
-    variant="_MM_SESSION_SPACE_1", digest="b3640b65cc4a2f47")
+), variant="_MM_SESSION_SPACE_1", digest="b3640b65cc4a2f47")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x20, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x20, "struct", lambda: (
     "PointerCount" / At(0x000, T_long),  # +0x000
     "HandleCount" / At(0x004, T_long),  # +0x004
     "NextToFree" / At(0x004, Ptr("void", 4, "base")),  # +0x004
@@ -2619,15 +2620,15 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x20, "struct",
     "QuotaBlockCharged" / At(0x010, Ptr("void", 4, "base")),  # +0x010
     "SecurityDescriptor" / At(0x014, Ptr("void", 4, "base")),  # +0x014
     "Body" / At(0x018, _QUAD_1),  # +0x018
-    variant="_OBJECT_HEADER_1", digest="0bbbcd58e4c425dc")
+), variant="_OBJECT_HEADER_1", digest="0bbbcd58e4c425dc")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x10, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x10, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY", 4, "struct")),  # +0x000
     "Name" / At(0x004, _UNICODE_STRING_1),  # +0x004
     "ReferenceCount" / At(0x00c, T_long),  # +0x00c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="ade3a2c5bb280a7b")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="ade3a2c5bb280a7b")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x58, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_short),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -2660,9 +2661,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x58, "struct",
     "WaitObjectFlagMask" / At(0x050, T_unsigned_long),  # +0x050
     "WaitObjectFlagOffset" / At(0x054, T_unsigned_short),  # +0x054
     "WaitObjectPointerOffset" / At(0x056, T_unsigned_short),  # +0x056
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="f8659e64851bd0fc")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="f8659e64851bd0fc")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0x90, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0x90, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "DefaultObject" / At(0x010, Ptr("void", 4, "base")),  # +0x010
@@ -2675,9 +2676,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0x90, "struct",
     "TypeLock" / At(0x080, _EX_PUSH_LOCK_1),  # +0x080
     "Key" / At(0x084, T_unsigned_long),  # +0x084
     "CallbackList" / At(0x088, _LIST_ENTRY_1),  # +0x088
-    variant="_OBJECT_TYPE_1", digest="3febebc37ee2f4e0")
+), variant="_OBJECT_TYPE_1", digest="3febebc37ee2f4e0")
 
-_PEB_1 = Record("_PEB", 0x460, "struct",
+_PEB_1 = Record("_PEB", 0x460, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -2778,9 +2779,9 @@ _PEB_1 = Record("_PEB", 0x460, "struct",
     "TppWorkerpListLock" / At(0x250, T_unsigned_long),  # +0x250
     "TppWorkerpList" / At(0x254, _LIST_ENTRY_1),  # +0x254
     "WaitOnAddressHashTable" / At(0x25c, Array(128, Ptr("void", 4, "base"))),  # +0x25c
-    variant="_PEB_1", digest="57d95b94f94adc6c")
+), variant="_PEB_1", digest="57d95b94f94adc6c")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x30, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x30, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 4, "base")),  # +0x008
@@ -2790,28 +2791,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x30, "struct",
     "EntryInProgress" / At(0x024, Ptr("void", 4, "base")),  # +0x024
     "ShutdownInProgress" / At(0x028, T_unsigned_char),  # +0x028
     "ShutdownThreadId" / At(0x02c, Ptr("void", 4, "base")),  # +0x02c
-    variant="_PEB_LDR_DATA_1", digest="cbed75fdf2a98f70")
+), variant="_PEB_LDR_DATA_1", digest="cbed75fdf2a98f70")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x8, "struct",
+_STRING_1 = Record("_STRING", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, Ptr("char", 4, "base")),  # +0x004
-    variant="_STRING_1", digest="a5a0a18deb8b09dc")
+), variant="_STRING_1", digest="a5a0a18deb8b09dc")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x10, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x10, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="995e846895983370")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="995e846895983370")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x2a4, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x2a4, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -2845,46 +2846,46 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x2a4, "
     "PackageDependencyData" / At(0x298, Ptr("void", 4, "base")),  # +0x298
     "ProcessGroupId" / At(0x29c, T_unsigned_long),  # +0x29c
     "LoaderThreads" / At(0x2a0, T_unsigned_long),  # +0x2a0
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="24ed234e177aac2c")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="24ed234e177aac2c")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(30, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01e, T_unsigned_char),  # +0x01e
-    variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
+), variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x8, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x8, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "Attributes" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_SID_AND_ATTRIBUTES_1", digest="c9df0a0143c5447e")
+), variant="_SID_AND_ATTRIBUTES_1", digest="c9df0a0143c5447e")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x88, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x88, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x004, Ptr("_SID_AND_ATTRIBUTES", 4, "struct")),  # +0x004
     "Hash" / At(0x008, Array(32, T_unsigned_long)),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="aa613a8bbd6d8020")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="aa613a8bbd6d8020")
 
-_TEB_1 = Record("_TEB", 0x1000, "struct",
+_TEB_1 = Record("_TEB", 0x1000, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "EnvironmentPointer" / At(0x01c, Ptr("void", 4, "base")),  # +0x01c
     "ClientId" / At(0x020, _CLIENT_ID_1),  # +0x020
@@ -2999,14 +3000,14 @@ _TEB_1 = Record("_TEB", 0x1000, "struct",
     "ReservedForWdf" / At(0xfe4, Ptr("void", 4, "base")),  # +0xfe4
     "ReservedForCrt" / At(0xfe8, T_unsigned_long_long),  # +0xfe8
     "EffectiveContainerId" / At(0xff0, _GUID_1),  # +0xff0
-    variant="_TEB_1", digest="d99431b13ae57cf2")
+), variant="_TEB_1", digest="d99431b13ae57cf2")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x2a8, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x2a8, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -3055,7 +3056,7 @@ _TOKEN_1 = Record("_TOKEN", 0x2a8, "struct",
     "BnoIsolationHandlesEntry" / At(0x298, Ptr("_SEP_CACHED_HANDLES_ENTRY", 4, "struct")),  # +0x298
     "SessionObject" / At(0x29c, Ptr("void", 4, "base")),  # +0x29c
     "VariablePart" / At(0x2a0, T_unsigned_long),  # +0x2a0
-    variant="_TOKEN_1", digest="4da9e69b7b230dd4")
+), variant="_TOKEN_1", digest="4da9e69b7b230dd4")
 
 
 # ---- per-build tables: PDB name -> variant

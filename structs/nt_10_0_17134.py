@@ -5,7 +5,8 @@ Types-only layouts converted from public C headers generated from Microsoft's pu
 (see NOTICE-derived beside this file and index.json `source` for the header set and licence).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 10.0.17134.1
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -209,20 +210,20 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct",
+_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct", lambda: (
     "ActiveFrame" / At(0x000, Ptr("_RTL_ACTIVATION_CONTEXT_STACK_FRAME")),  # +0x000
     "FrameListCache" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
     "NextCookieSequenceNumber" / At(0x01c, T_unsigned_long),  # +0x01c
     "StackId" / At(0x020, T_unsigned_long),  # +0x020
-    variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
+), variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -230,33 +231,33 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_M128A_1 = Record("_M128A", 0x10, "struct",
+_M128A_1 = Record("_M128A", 0x10, "struct", lambda: (
     "Low" / At(0x000, T_unsigned_long_long),  # +0x000
     "High" / At(0x008, T_long_long),  # +0x008
-    variant="_M128A_1", digest="0efc05f3f4219f32")
+), variant="_M128A_1", digest="0efc05f3f4219f32")
 
-_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
+_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_short),  # +0x000
     "StatusWord" / At(0x002, T_unsigned_short),  # +0x002
     "TagWord" / At(0x004, T_unsigned_char),  # +0x004
@@ -273,9 +274,9 @@ _XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
     "FloatRegisters" / At(0x020, Array(8, _M128A_1)),  # +0x020
     "XmmRegisters" / At(0x0a0, Array(16, _M128A_1)),  # +0x0a0
     "Reserved4" / At(0x1a0, Array(96, T_unsigned_char)),  # +0x1a0
-    variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
+), variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct", lambda: (
     "P1Home" / At(0x000, T_unsigned_long_long),  # +0x000
     "P2Home" / At(0x008, T_unsigned_long_long),  # +0x008
     "P3Home" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -340,20 +341,20 @@ _CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
     "LastBranchFromRip" / At(0x4b8, T_unsigned_long_long),  # +0x4b8
     "LastExceptionToRip" / At(0x4c0, T_unsigned_long_long),  # +0x4c0
     "LastExceptionFromRip" / At(0x4c8, T_unsigned_long_long),  # +0x4c8
-    variant="_CONTEXT_1", digest="65baaff0cabff959")
+), variant="_CONTEXT_1", digest="65baaff0cabff959")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("wchar", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
+), variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="230e8ce30f1bb577")
+), variant="_CURDIR_1", digest="230e8ce30f1bb577")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -415,78 +416,78 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "UmsPrimary" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="3f840e1a3db1ab78")
+), variant="_DISPATCHER_HEADER_1", digest="3f840e1a3db1ab78")
 
-_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union",
+_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union", lambda: (
     "UpdateMask" / At(0x000, T_unsigned_long),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "DesiredState" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
+), variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct",
+_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct", lambda: (
     "List" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WorkerRoutine" / At(0x010, Ptr("<function>", 8, "function")),  # +0x010
     "Parameter" / At(0x018, Ptr("void", 8, "base")),  # +0x018
-    variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
+), variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Min" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "Encoded" / At(0x008, Bits(0, 1, T_unsigned_char)),  # +0x008
-    variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
+), variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
 
-_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct",
+_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct", lambda: (
     "ListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Lock" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
+), variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(20, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="220652141d407d45")
+), variant="_KAFFINITY_EX_1", digest="220652141d407d45")
 
-_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct",
+_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x040, T_unsigned_long_long),  # +0x040
-    variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
+), variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
+_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct", lambda: (
     "FreeListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "VolumeTreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ReservedForParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -494,18 +495,18 @@ _PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
     "Rundown" / At(0x020, _EX_RUNDOWN_REF_1),  # +0x020
     "IoControl" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "VolumeIoAttribution" / At(0x030, Ptr("void", 8, "base")),  # +0x030
-    variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
+), variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "IoQoSPriorityBoosted" / At(0x008, Bits(2, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(3, 29, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
+), variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -523,42 +524,42 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="60a1783cfc90689b")
+), variant="_ERESOURCE_1", digest="60a1783cfc90689b")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct",
+_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct", lambda: (
     "RateControlQuotaReference" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "OverQuotaHistory" / At(0x008, _RTL_BITMAP_1),  # +0x008
     "BitMapBuffer" / At(0x018, Ptr("unsigned char", 8, "base")),  # +0x018
     "BitMapBufferSize" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
+), variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="b7ba1820c09215fe")
+), variant="_KEVENT_1", digest="b7ba1820c09215fe")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadyTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -570,9 +571,9 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x58, "struct",
     "ReadTransferCount" / At(0x040, T_long_long),  # +0x040
     "WriteTransferCount" / At(0x048, T_long_long),  # +0x048
     "OtherTransferCount" / At(0x050, T_long_long),  # +0x050
-    variant="_EPROCESS_VALUES_1", digest="c92eda75df512458")
+), variant="_EPROCESS_VALUES_1", digest="c92eda75df512458")
 
-_EJOB_1 = Record("_EJOB", 0x620, "struct",
+_EJOB_1 = Record("_EJOB", 0x620, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -726,16 +727,16 @@ _EJOB_1 = Record("_EJOB", 0x620, "struct",
     "PartitionObject" / At(0x608, Ptr("void", 8, "base")),  # +0x608
     "PartitionOwnerJob" / At(0x610, Ptr("_EJOB")),  # +0x610
     "EnergyTrackingState" / At(0x618, _JOBOBJECT_ENERGY_TRACKING_STATE_1),  # +0x618
-    variant="_EJOB_1", digest="5268ace444c802b9")
+), variant="_EJOB_1", digest="5268ace444c802b9")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -746,29 +747,29 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_2 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "SecureProcess" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
-    variant="_unnamed_2", digest="97a24a8d5cdda13c")
+), variant="_unnamed_2", digest="97a24a8d5cdda13c")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_3 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Flags" / At(0x000, _unnamed_2),  # +0x000
     "SecureHandle" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_3", digest="6e321fb5019ab6a9")
+), variant="_unnamed_3", digest="6e321fb5019ab6a9")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x2d8, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x2d8, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -814,9 +815,9 @@ _KPROCESS_1 = Record("_KPROCESS", 0x2d8, "struct",
     "Spare2" / At(0x281, Array(71, T_unsigned_char)),  # +0x281
     "InstrumentationCallback" / At(0x2c8, Ptr("void", 8, "base")),  # +0x2c8
     "SecureState" / At(0x2d0, _unnamed_3),  # +0x2d0
-    variant="_KPROCESS_1", digest="1a30a19e4f4faa28")
+), variant="_KPROCESS_1", digest="1a30a19e4f4faa28")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_4 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "EnableExportAddressFilter" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "AuditExportAddressFilter" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "EnableExportAddressFilterPlus" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -829,13 +830,13 @@ _unnamed_4 = Record("<unnamed-tag>", 0x4, "struct",
     "AuditRopSimExec" / At(0x000, Bits(9, 1, T_unsigned_long)),  # +0x000
     "EnableImportAddressFilter" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "AuditImportAddressFilter" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_4", digest="3c0cfeef9bbda298")
+), variant="_unnamed_4", digest="3c0cfeef9bbda298")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_5 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "ControlFlowGuardEnabled" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardExportSuppressionEnabled" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardStrict" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -867,13 +868,13 @@ _unnamed_5 = Record("<unnamed-tag>", 0x4, "struct",
     "EnableModuleTamperingProtection" / At(0x000, Bits(28, 1, T_unsigned_long)),  # +0x000
     "EnableModuleTamperingProtectionNoInherit" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "Reserved" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_5", digest="55d864018746b0d0")
+), variant="_unnamed_5", digest="55d864018746b0d0")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "u1" / At(0x000, T_unsigned_short),  # +0x000
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Reserved0" / At(0x000, Bits(3, 3, T_unsigned_char)),  # +0x000
@@ -891,9 +892,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "ForceTrim" / At(0x003, Bits(3, 1, T_unsigned_char)),  # +0x003
     "NewMaximum" / At(0x003, Bits(4, 1, T_unsigned_char)),  # +0x003
     "CommitReleaseState" / At(0x003, Bits(5, 2, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
+), variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
 
-_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
+_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct", lambda: (
     "NextPageColor" / At(0x000, T_unsigned_long),  # +0x000
     "PageFaultCount" / At(0x004, T_unsigned_long),  # +0x004
     "TrimmedPageCount" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -913,9 +914,9 @@ _MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
     "PartitionId" / At(0x0ae, T_unsigned_short),  # +0x0ae
     "SelfmapLock" / At(0x0b0, T_unsigned_long_long),  # +0x0b0
     "Flags" / At(0x0b8, _MMSUPPORT_FLAGS_1),  # +0x0b8
-    variant="_MMSUPPORT_INSTANCE_1", digest="451befada761b070")
+), variant="_MMSUPPORT_INSTANCE_1", digest="451befada761b070")
 
-_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x50, "struct",
+_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x50, "struct", lambda: (
     "WorkingSetLock" / At(0x000, T_long),  # +0x000
     "GoodCitizenWaiting" / At(0x004, T_long),  # +0x004
     "ReleasedCommitDebt" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -927,20 +928,20 @@ _MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x50, "struct",
     "ChargedWslePages" / At(0x038, T_unsigned_long_long),  # +0x038
     "ActualWslePages" / At(0x040, T_unsigned_long_long),  # +0x040
     "ShadowMapping" / At(0x048, Ptr("void", 8, "base")),  # +0x048
-    variant="_MMSUPPORT_SHARED_1", digest="c7bfca7885ddd821")
+), variant="_MMSUPPORT_SHARED_1", digest="c7bfca7885ddd821")
 
-_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x110, "struct",
+_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x110, "struct", lambda: (
     "Instance" / At(0x000, _MMSUPPORT_INSTANCE_1),  # +0x000
     "Shared" / At(0x0c0, _MMSUPPORT_SHARED_1),  # +0x0c0
-    variant="_MMSUPPORT_FULL_1", digest="cccb8f5e6a562ceb")
+), variant="_MMSUPPORT_FULL_1", digest="cccb8f5e6a562ceb")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union",
+_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union", lambda: (
     "All" / At(0x000, T_unsigned_long_long),  # +0x000
     "DelayMs" / At(0x000, Bits(0, 30, T_unsigned_long_long)),  # +0x000
     "CoalescingWindowMs" / At(0x000, Bits(30, 30, T_unsigned_long_long)),  # +0x000
@@ -948,16 +949,16 @@ _PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUE
     "NewTimerWheel" / At(0x000, Bits(61, 1, T_unsigned_long_long)),  # +0x000
     "Retry" / At(0x000, Bits(62, 1, T_unsigned_long_long)),  # +0x000
     "Locked" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
+), variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
 
-_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct",
+_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long)),  # +0x008
     "WakeFilter" / At(0x024, _JOBOBJECT_WAKE_FILTER_1),  # +0x024
     "NoWakeCounter" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
+), variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
 
-_EPROCESS_1 = Record("_EPROCESS", 0x848, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0x848, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x2d8, _EX_PUSH_LOCK_1),  # +0x2d8
     "UniqueProcessId" / At(0x2e0, Ptr("void", 8, "base")),  # +0x2e0
@@ -1178,14 +1179,14 @@ _EPROCESS_1 = Record("_EPROCESS", 0x848, "struct",
     "PartitionObject" / At(0x830, Ptr("void", 8, "base")),  # +0x830
     "SecurityDomain" / At(0x838, T_unsigned_long_long),  # +0x838
     "CoverageSamplerContext" / At(0x840, Ptr("void", 8, "base")),  # +0x840
-    variant="_EPROCESS_1", digest="2359cf1b36cca412")
+), variant="_EPROCESS_1", digest="2359cf1b36cca412")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="2095a02748fb612d")
+), variant="_KSEMAPHORE_1", digest="2095a02748fb612d")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "InProgressFlags" / At(0x028, T_unsigned_char),  # +0x028
@@ -1193,9 +1194,9 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
     "SpecialApcInProgress" / At(0x028, Bits(1, 1, T_unsigned_char)),  # +0x028
     "KernelApcPending" / At(0x029, T_unsigned_char),  # +0x029
     "UserApcPending" / At(0x02a, T_unsigned_char),  # +0x02a
-    variant="_KAPC_STATE_1", digest="24436c88a0f7c684")
+), variant="_KAPC_STATE_1", digest="24436c88a0f7c684")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x010, T_unsigned_char),  # +0x010
     "BlockState" / At(0x011, T_unsigned_char),  # +0x011
@@ -1205,15 +1206,15 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "Thread" / At(0x018, Ptr("_KTHREAD")),  # +0x018
     "Object" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SparePtr" / At(0x028, Ptr("void", 8, "base")),  # +0x028
-    variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
+), variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long_long),  # +0x000
     "Group" / At(0x008, T_unsigned_short),  # +0x008
     "Reserved" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
-    variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
+), variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1231,30 +1232,30 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="5c2255b587e6fac1")
+), variant="_KAPC_1", digest="5c2255b587e6fac1")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_6 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_6", digest="66d4b3569580fde7")
+), variant="_unnamed_6", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_6),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
     "Dpc" / At(0x030, Ptr("_KDPC")),  # +0x030
     "Processor" / At(0x038, T_unsigned_long),  # +0x038
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="629121d3b7afa6f3")
+), variant="_KTIMER_1", digest="629121d3b7afa6f3")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1262,9 +1263,9 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
+_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct", lambda: (
     "LockState" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "CrossThreadReleasable" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Busy" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
@@ -1273,9 +1274,9 @@ _KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
     "SessionId" / At(0x008, T_unsigned_long),  # +0x008
     "SessionState" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SessionPad" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
+), variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
 
-_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union",
+_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long),  # +0x000
     "AllBoosts" / At(0x000, Bits(0, 17, T_unsigned_long)),  # +0x000
     "CpuBoostsBitmap" / At(0x000, Bits(0, 15, T_unsigned_short)),  # +0x000
@@ -1284,9 +1285,9 @@ _KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union",
     "IoQoSBoost" / At(0x002, Bits(0, 1, T_unsigned_short)),  # +0x002
     "IoNormalPriorityWaiterCount" / At(0x002, Bits(1, 8, T_unsigned_short)),  # +0x002
     "IoQoSWaiterCount" / At(0x002, Bits(9, 7, T_unsigned_short)),  # +0x002
-    variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="9c7493c27d6d407c")
+), variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="9c7493c27d6d407c")
 
-_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
+_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct", lambda: (
     "FreeListEntry" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "TreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "EntryFlags" / At(0x018, T_unsigned_long),  # +0x018
@@ -1318,9 +1319,9 @@ _KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
     "EntryLock" / At(0x050, T_unsigned_long_long),  # +0x050
     "BoostBitmap" / At(0x058, _KLOCK_ENTRY_BOOST_BITMAP_1),  # +0x058
     "SparePad" / At(0x05c, T_unsigned_long),  # +0x05c
-    variant="_KLOCK_ENTRY_1", digest="cdb17d3182f763ef")
+), variant="_KLOCK_ENTRY_1", digest="cdb17d3182f763ef")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x5f0, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x5f0, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -1505,16 +1506,16 @@ _KTHREAD_1 = Record("_KTHREAD", 0x5f0, "struct",
     "PpmPolicy" / At(0x5e4, Bits(0, 2, T_unsigned_long)),  # +0x5e4
     "ThreadFlags2Reserved" / At(0x5e4, Bits(2, 30, T_unsigned_long)),  # +0x5e4
     "SchedulerAssist" / At(0x5e8, Ptr("void", 8, "base")),  # +0x5e8
-    variant="_KTHREAD_1", digest="3a0c875f6ae6c23e")
+), variant="_KTHREAD_1", digest="3a0c875f6ae6c23e")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x818, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x818, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x5f0, _LARGE_INTEGER_1),  # +0x5f0
     "ExitTime" / At(0x5f8, _LARGE_INTEGER_1),  # +0x5f8
@@ -1628,29 +1629,29 @@ _ETHREAD_1 = Record("_ETHREAD", 0x818, "struct",
     "OwnerEntryListHead" / At(0x7f0, _LIST_ENTRY_1),  # +0x7f0
     "DisownedOwnerEntryListLock" / At(0x800, T_unsigned_long_long),  # +0x800
     "DisownedOwnerEntryListHead" / At(0x808, _LIST_ENTRY_1),  # +0x808
-    variant="_ETHREAD_1", digest="e0a8c8902fc1662c")
+), variant="_ETHREAD_1", digest="e0a8c8902fc1662c")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
+), variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
 
-_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x38, "struct",
+_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x38, "struct", lambda: (
     "Count" / At(0x000, T_long),  # +0x000
     "Owner" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "Contention" / At(0x010, T_unsigned_long),  # +0x010
     "Event" / At(0x018, _KEVENT_1),  # +0x018
     "OldIrql" / At(0x030, T_unsigned_long),  # +0x030
-    variant="_FAST_MUTEX_1", digest="8bf81b36059f5d6d")
+), variant="_FAST_MUTEX_1", digest="8bf81b36059f5d6d")
 
-_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct",
+_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct", lambda: (
     "FsBytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "FsBytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
+), variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -1681,29 +1682,29 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("void", 8, "base")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="11c6549cfdf71581")
+), variant="_FILE_OBJECT_1", digest="11c6549cfdf71581")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
+), variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_7 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 48, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x008, Bits(0, 4, T_unsigned_long_long)),  # +0x008
     "NextEntry" / At(0x008, Bits(4, 60, T_unsigned_long_long)),  # +0x008
-    variant="_unnamed_7", digest="31c8e98d94d22f62")
+), variant="_unnamed_7", digest="31c8e98d94d22f62")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "HeaderX64" / At(0x000, _unnamed_7),  # +0x000
     "Region" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
+), variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
 
-_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
+_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -1726,9 +1727,9 @@ _GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_1", digest="416a797a67d07480")
+), variant="_GENERAL_LOOKASIDE_1", digest="416a797a67d07480")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -1751,24 +1752,24 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x008
     "LastFreeHandleEntry" / At(0x010, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x010
     "HandleCount" / At(0x018, T_long),  # +0x018
     "HighWaterMark" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1786,9 +1787,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(32, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x060, Ptr("_HANDLE_TRACE_DEBUG_INFO")),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
+), variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "LowValue" / At(0x000, T_long_long),  # +0x000
     "RefCountField" / At(0x000, T_long_long),  # +0x000
@@ -1804,9 +1805,9 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
     "NoRightsUpgrade" / At(0x008, Bits(25, 1, T_unsigned_long)),  # +0x008
     "Spare1" / At(0x008, Bits(26, 6, T_unsigned_long)),  # +0x008
     "Spare2" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
 
-_HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x8, "struct",
+_HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -1823,20 +1824,20 @@ _HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x8, "struct",
     "reserved1" / At(0x000, Bits(48, 4, T_unsigned_long_long)),  # +0x000
     "SoftwareWsIndex" / At(0x000, Bits(52, 11, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_HARDWARE_PTE_1", digest="c21927c5421e5149")
+), variant="_HARDWARE_PTE_1", digest="c21927c5421e5149")
 
-_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct",
+_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct", lambda: (
     "Profile" / At(0x000, Array(20, T_unsigned_long)),  # +0x000
     "TotalIrps" / At(0x050, T_unsigned_long),  # +0x050
-    variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
+), variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
 
-_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct",
+_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct", lambda: (
     "Pad" / At(0x000, Array(3, T_unsigned_short)),  # +0x000
     "Limit" / At(0x006, T_unsigned_short),  # +0x006
     "Base" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
+), variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
 
-_KDPC_1 = Record("_KDPC", 0x40, "struct",
+_KDPC_1 = Record("_KDPC", 0x40, "struct", lambda: (
     "TargetInfoAsUlong" / At(0x000, T_unsigned_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
@@ -1848,43 +1849,43 @@ _KDPC_1 = Record("_KDPC", 0x40, "struct",
     "SystemArgument1" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "SystemArgument2" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "DpcData" / At(0x038, Ptr("void", 8, "base")),  # +0x038
-    variant="_KDPC_1", digest="196cf91fa76fcbd3")
+), variant="_KDPC_1", digest="196cf91fa76fcbd3")
 
-_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct",
+_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct", lambda: (
     "ListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "LastEntry" / At(0x008, Ptr("_SINGLE_LIST_ENTRY")),  # +0x008
-    variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
+), variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct", lambda: (
     "DpcList" / At(0x000, _KDPC_LIST_1),  # +0x000
     "DpcLock" / At(0x010, T_unsigned_long_long),  # +0x010
     "DpcQueueDepth" / At(0x018, T_long),  # +0x018
     "DpcCount" / At(0x01c, T_unsigned_long),  # +0x01c
     "ActiveDpc" / At(0x020, Ptr("_KDPC")),  # +0x020
-    variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
+), variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
 
-_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct",
+_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct", lambda: (
     "EntropyCount" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Array(64, T_unsigned_long)),  # +0x004
     "Dpc" / At(0x108, _KDPC_1),  # +0x108
     "LastDeliveredBuffer" / At(0x148, T_unsigned_long),  # +0x148
-    variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
+), variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
 
-_KGATE_1 = Record("_KGATE", 0x18, "struct",
+_KGATE_1 = Record("_KGATE", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="5870ec5cc57cd6fc")
+), variant="_KGATE_1", digest="5870ec5cc57cd6fc")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE")),  # +0x000
     "Lock" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
 
-_KLOCK_QUEUE_HANDLE_1 = Record("_KLOCK_QUEUE_HANDLE", 0x18, "struct",
+_KLOCK_QUEUE_HANDLE_1 = Record("_KLOCK_QUEUE_HANDLE", 0x18, "struct", lambda: (
     "LockQueue" / At(0x000, _KSPIN_LOCK_QUEUE_1),  # +0x000
     "OldIrql" / At(0x010, T_unsigned_char),  # +0x010
-    variant="_KLOCK_QUEUE_HANDLE_1", digest="0b3c089d1787ca92")
+), variant="_KLOCK_QUEUE_HANDLE_1", digest="0b3c089d1787ca92")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1893,51 +1894,51 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct",
+_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct", lambda: (
     "CurrentPacket" / At(0x000, Array(3, Ptr("void", 8, "base"))),  # +0x000
     "WorkerRoutine" / At(0x018, Ptr("<function>", 8, "function")),  # +0x018
-    variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
+), variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
 
-_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct",
+_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct", lambda: (
     "Next" / At(0x000, Ptr("_REQUEST_MAILBOX")),  # +0x000
     "RequestSummary" / At(0x008, T_unsigned_long_long),  # +0x008
     "RequestPacket" / At(0x010, _KREQUEST_PACKET_1),  # +0x010
     "NodeTargetCountAddr" / At(0x030, Ptr("long", 8, "base")),  # +0x030
     "NodeTargetCount" / At(0x038, T_long),  # +0x038
-    variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
+), variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
 
-_KSECURE_FAULT_INFORMATION_1 = Record("_KSECURE_FAULT_INFORMATION", 0x10, "struct",
+_KSECURE_FAULT_INFORMATION_1 = Record("_KSECURE_FAULT_INFORMATION", 0x10, "struct", lambda: (
     "FaultCode" / At(0x000, T_unsigned_long_long),  # +0x000
     "FaultVa" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_KSECURE_FAULT_INFORMATION_1", digest="70e95af635d959c4")
+), variant="_KSECURE_FAULT_INFORMATION_1", digest="70e95af635d959c4")
 
-_KPRCBFLAG_1 = Record("_KPRCBFLAG", 0x4, "union",
+_KPRCBFLAG_1 = Record("_KPRCBFLAG", 0x4, "union", lambda: (
     "PrcbFlags" / At(0x000, T_long),  # +0x000
     "BamQosLevel" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "PendingQosUpdate" / At(0x000, Bits(2, 2, T_unsigned_long)),  # +0x000
     "CacheIsolationEnabled" / At(0x000, Bits(4, 1, T_unsigned_long)),  # +0x000
     "PrcbFlagsReserved" / At(0x000, Bits(5, 27, T_unsigned_long)),  # +0x000
-    variant="_KPRCBFLAG_1", digest="7fe22fbe9fa956c3")
+), variant="_KPRCBFLAG_1", digest="7fe22fbe9fa956c3")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Entry" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Time" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
-    variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct", lambda: (
     "TimerExpiry" / At(0x000, Array(64, Ptr("_KTIMER"))),  # +0x000
     "TimerEntries" / At(0x200, Array(256, _KTIMER_TABLE_ENTRY_1)),  # +0x200
-    variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
+), variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
 
-_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct",
+_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct", lambda: (
     "InterruptTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "PerformanceCounter" / At(0x008, _LARGE_INTEGER_1),  # +0x008
-    variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
+), variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
 
-_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
+_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct", lambda: (
     "SpinLockAcquireCount" / At(0x000, T_unsigned_long),  # +0x000
     "SpinLockContentionCount" / At(0x004, T_unsigned_long),  # +0x004
     "SpinLockSpinCount" / At(0x008, T_unsigned_long),  # +0x008
@@ -1984,20 +1985,20 @@ _SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
     "ExBoostSharedOwners" / At(0x0ac, T_unsigned_long),  # +0x0ac
     "ExEtwSynchTrackingNotificationsCount" / At(0x0b0, T_unsigned_long),  # +0x0b0
     "ExEtwSynchTrackingNotificationsAccountedCount" / At(0x0b4, T_unsigned_long),  # +0x0b4
-    variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
+), variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE")),  # +0x000
     "L" / At(0x008, Ptr("_GENERAL_LOOKASIDE")),  # +0x008
-    variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
+), variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
 
-_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union",
+_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union", lambda: (
     "AsLong" / At(0x000, T_long),  # +0x000
     "RefCount" / At(0x000, Bits(0, 24, T_long)),  # +0x000
     "State" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
+), variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
 
-_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
+_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "CyclesLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "CyclesActive" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2016,31 +2017,31 @@ _PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
     "StallTime" / At(0x080, T_unsigned_long_long),  # +0x080
     "KernelTimesIndex" / At(0x088, T_unsigned_char),  # +0x088
     "CounterDiscardsIdleTime" / At(0x089, T_unsigned_char),  # +0x089
-    variant="_PROC_FEEDBACK_1", digest="697a16f4469157c2")
+), variant="_PROC_FEEDBACK_1", digest="697a16f4469157c2")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct",
+_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct", lambda: (
     "PromotePercent" / At(0x000, T_unsigned_char),  # +0x000
     "DemotePercent" / At(0x001, T_unsigned_char),  # +0x001
     "PromotePercentBase" / At(0x002, T_unsigned_char),  # +0x002
     "DemotePercentBase" / At(0x003, T_unsigned_char),  # +0x003
     "AllowScaling" / At(0x004, T_unsigned_char),  # +0x004
     "ForceLightIdle" / At(0x005, T_unsigned_char),  # +0x005
-    variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
+), variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x200, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x200, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES")),  # +0x000
     "IdleAccounting" / At(0x008, Ptr("_PROC_IDLE_ACCOUNTING")),  # +0x008
     "IdleTimeLast" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2090,9 +2091,9 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x200, "struct",
     "RequestedQosClass" / At(0x1f0, _KHETERO_CPU_QOS_1),  # +0x1f0
     "ResolvedQosClass" / At(0x1f4, _KHETERO_CPU_QOS_1),  # +0x1f4
     "QosEquivalencyMask" / At(0x1f8, T_unsigned_long),  # +0x1f8
-    variant="_PROCESSOR_POWER_STATE_1", digest="ac4c529608635fae")
+), variant="_PROCESSOR_POWER_STATE_1", digest="ac4c529608635fae")
 
-_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct",
+_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "ReadySummary" / At(0x008, T_unsigned_long),  # +0x008
     "ReadyListHead" / At(0x010, Array(32, _LIST_ENTRY_1)),  # +0x010
@@ -2106,9 +2107,9 @@ _KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct",
     "Affinity" / At(0x258, T_unsigned_long_long),  # +0x258
     "ReadyThreadCount" / At(0x260, T_unsigned_long),  # +0x260
     "ReadyQueueExpectedRunTime" / At(0x268, T_unsigned_long_long),  # +0x268
-    variant="_KSHARED_READY_QUEUE_1", digest="b93ee692c1c54345")
+), variant="_KSHARED_READY_QUEUE_1", digest="b93ee692c1c54345")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long_long),  # +0x000
     "Cr2" / At(0x008, T_unsigned_long_long),  # +0x008
     "Cr3" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2139,14 +2140,14 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
     "Xcr0" / At(0x0d8, T_unsigned_long_long),  # +0x0d8
     "MsrFsBase" / At(0x0e0, T_unsigned_long_long),  # +0x0e0
     "SpecialPadding0" / At(0x0e8, T_unsigned_long_long),  # +0x0e8
-    variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
+), variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct", lambda: (
     "SpecialRegisters" / At(0x000, _KSPECIAL_REGISTERS_1),  # +0x000
     "ContextFrame" / At(0x0f0, _CONTEXT_1),  # +0x0f0
-    variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
+), variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
 
-_KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct",
+_KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -2450,9 +2451,9 @@ _KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct",
     "PrcbPad139" / At(0x6e9c, T_unsigned_long),  # +0x6e9c
     "PrcbPad140" / At(0x6ea0, Array(508, T_unsigned_long_long)),  # +0x6ea0
     "RequestMailbox" / At(0x7e80, Array(1, _REQUEST_MAILBOX_1)),  # +0x7e80
-    variant="_KPRCB_1", digest="7b371eab47496e3a")
+), variant="_KPRCB_1", digest="7b371eab47496e3a")
 
-_KPCR_1 = Record("_KPCR", 0x8040, "struct",
+_KPCR_1 = Record("_KPCR", 0x8040, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -2480,9 +2481,9 @@ _KPCR_1 = Record("_KPCR", 0x8040, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_1),  # +0x180
-    variant="_KPCR_1", digest="439e3caf897393c4")
+), variant="_KPCR_1", digest="439e3caf897393c4")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -2542,14 +2543,14 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct",
     "ReferenceCount" / At(0x114, T_unsigned_long),  # +0x114
     "DependentLoadFlags" / At(0x118, T_unsigned_long),  # +0x118
     "SigningLevel" / At(0x11c, T_unsigned_char),  # +0x11c
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="836cea7ff090e0ae")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="836cea7ff090e0ae")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 3, T_unsigned_long_long)),  # +0x000
@@ -2558,9 +2559,9 @@ _MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(12, 16, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(28, 36, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="31dae187648bd69c")
+), variant="_MMPTE_LIST_1", digest="31dae187648bd69c")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2579,9 +2580,9 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "WsleAge" / At(0x000, Bits(56, 4, T_unsigned_long_long)),  # +0x000
     "WsleProtection" / At(0x000, Bits(60, 3, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="377a69b03ac03c02")
+), variant="_MMPTE_HARDWARE_1", digest="377a69b03ac03c02")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "DemandFillProto" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "HiberVerifyConverted" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2591,9 +2592,9 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long_long)),  # +0x000
     "Protection" / At(0x000, Bits(11, 5, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="451eed6fa18862bc")
+), variant="_MMPTE_PROTOTYPE_1", digest="451eed6fa18862bc")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 4, T_unsigned_long_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long_long)),  # +0x000
@@ -2602,9 +2603,9 @@ _MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
     "Unused1" / At(0x000, Bits(12, 3, T_unsigned_long_long)),  # +0x000
     "ExecutePrivilege" / At(0x000, Bits(15, 1, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="4a784176ce453322")
+), variant="_MMPTE_SUBSECTION_1", digest="4a784176ce453322")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -2614,9 +2615,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 36, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(48, 16, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="645fe85bc0dd8c01")
+), variant="_MMPTE_TRANSITION_1", digest="645fe85bc0dd8c01")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileLow" / At(0x000, Bits(1, 4, T_unsigned_long_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long_long)),  # +0x000
@@ -2624,9 +2625,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(12, 20, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="78aa0abb4cb501f0")
+), variant="_MMPTE_TIMESTAMP_1", digest="78aa0abb4cb501f0")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileLow" / At(0x000, Bits(1, 4, T_unsigned_long_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long_long)),  # +0x000
@@ -2638,9 +2639,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "ColdPage" / At(0x000, Bits(24, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(25, 7, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="79636322783dfff6")
+), variant="_MMPTE_SOFTWARE_1", digest="79636322783dfff6")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_8 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Flush" / At(0x000, _HARDWARE_PTE_1),  # +0x000
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
@@ -2651,36 +2652,36 @@ _unnamed_8 = Record("<unnamed-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_8", digest="caefd623f42050f1")
+), variant="_unnamed_8", digest="caefd623f42050f1")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _unnamed_8),  # +0x000
-    variant="_MMPTE_1", digest="623e1372d70b8431")
+), variant="_MMPTE_1", digest="623e1372d70b8431")
 
-_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct",
+_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct", lambda: (
     "Flink" / At(0x000, _MMPTE_1),  # +0x000
     "Blink" / At(0x008, _MMPTE_1),  # +0x008
     "PteBase" / At(0x010, Ptr("_MMPTE")),  # +0x010
-    variant="_MI_PTE_CHAIN_HEAD_1", digest="3aee52941d537db4")
+), variant="_MI_PTE_CHAIN_HEAD_1", digest="3aee52941d537db4")
 
-_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct",
+_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct", lambda: (
     "Function" / At(0x000, Ptr("<function>", 8, "function")),  # +0x000
     "FunctionValue" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
+), variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
 
-_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x40, "struct",
+_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x40, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Paged" / At(0x008, _MI_PTE_CHAIN_HEAD_1),  # +0x008
     "NonPaged" / At(0x020, _MI_PTE_CHAIN_HEAD_1),  # +0x020
     "PagesInUse" / At(0x038, T_unsigned_long_long),  # +0x038
-    variant="_MI_SPECIAL_POOL_1", digest="89bab4eea01feeee")
+), variant="_MI_SPECIAL_POOL_1", digest="89bab4eea01feeee")
 
-_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct",
+_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
+), variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_EX_1),  # +0x000
     "BasePte" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
@@ -2694,42 +2695,42 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct",
     "LowestBitEverAllocated" / At(0x048, T_unsigned_long_long),  # +0x048
     "CachedPtes" / At(0x050, Ptr("_MI_CACHED_PTES")),  # +0x050
     "TotalFreeSystemPtes" / At(0x058, T_unsigned_long_long),  # +0x058
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="4c5c248db965efe1")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="4c5c248db965efe1")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x008, Ptr("_EX_PUSH_LOCK")),  # +0x008
     "ViewRoot" / At(0x010, _RTL_AVL_TREE_1),  # +0x010
     "ViewCount" / At(0x018, T_unsigned_long),  # +0x018
     "BitmapFailures" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
+), variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
 
-_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct",
+_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct", lambda: (
     "PageFaultCount" / At(0x000, T_unsigned_long),  # +0x000
     "WorkingSetSize" / At(0x008, T_unsigned_long_long),  # +0x008
     "WorkingSetLeafSize" / At(0x010, T_unsigned_long_long),  # +0x010
     "PeakWorkingSetSize" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
+), variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
 
-_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct",
+_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct", lambda: (
     "NextPteToTrim" / At(0x000, Ptr("_MMPTE")),  # +0x000
     "NextPteToAge" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextPteToAccessClear" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "LastAccessClearingRemainder" / At(0x018, T_unsigned_long),  # +0x018
     "LastAgingRemainder" / At(0x01c, T_unsigned_long),  # +0x01c
     "LockedEntries" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
+), variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x38, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x38, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "PagedPoolAllocationMap" / At(0x008, _RTL_BITMAP_EX_1),  # +0x008
     "FirstPteForPagedPool" / At(0x018, Ptr("_MMPTE")),  # +0x018
     "MaximumSize" / At(0x020, T_unsigned_long_long),  # +0x020
     "PagedPoolHint" / At(0x028, T_unsigned_long_long),  # +0x028
     "AllocatedPagedPool" / At(0x030, T_unsigned_long_long),  # +0x030
-    variant="_MM_PAGED_POOL_INFO_1", digest="cfcab33c92194b15")
+), variant="_MM_PAGED_POOL_INFO_1", digest="cfcab33c92194b15")
 
-_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
+_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct", lambda: (
     "PoolType" / At(0x000, _POOL_TYPE_1),  # +0x000
     "NonPagedLock" / At(0x008, T_unsigned_long_long),  # +0x008
     "PagedLock" / At(0x008, _FAST_MUTEX_1),  # +0x008
@@ -2747,9 +2748,9 @@ _POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
     "ThreadsProcessingDeferrals" / At(0x108, T_long),  # +0x108
     "PendingFreeDepth" / At(0x10c, T_long),  # +0x10c
     "ListHeads" / At(0x140, Array(256, _LIST_ENTRY_1)),  # +0x140
-    variant="_POOL_DESCRIPTOR_1", digest="ba1d07f88fb85717")
+), variant="_POOL_DESCRIPTOR_1", digest="ba1d07f88fb85717")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -2761,14 +2762,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "SessionHeapInitialized" / At(0x000, Bits(8, 1, T_unsigned_long)),  # +0x000
     "SessionHeapDestroyed" / At(0x000, Bits(9, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(10, 22, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="585a9821dabda9c1")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="585a9821dabda9c1")
 
-_unnamed_9 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_9 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_9", digest="d5f1abfcd3b00617")
+), variant="_unnamed_9", digest="d5f1abfcd3b00617")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _unnamed_9),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -2819,14 +2820,14 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct",
     "ServerSilo" / At(0x2070, Ptr("_EJOB")),  # +0x2070
     "CreateTime" / At(0x2078, T_unsigned_long_long),  # +0x2078
     "PoolTags" / At(0x3000, Array(8192, T_unsigned_char)),  # +0x3000
-    variant="_MM_SESSION_SPACE_1", digest="ddc0d89f15cff303")
+), variant="_MM_SESSION_SPACE_1", digest="ddc0d89f15cff303")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -2850,16 +2851,16 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
+), variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
     "Reserved" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_short),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -2892,9 +2893,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
     "WaitObjectFlagMask" / At(0x070, T_unsigned_long),  # +0x070
     "WaitObjectFlagOffset" / At(0x074, T_unsigned_short),  # +0x074
     "WaitObjectPointerOffset" / At(0x076, T_unsigned_short),  # +0x076
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -2907,9 +2908,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
     "TypeLock" / At(0x0b8, _EX_PUSH_LOCK_1),  # +0x0b8
     "Key" / At(0x0c0, T_unsigned_long),  # +0x0c0
     "CallbackList" / At(0x0c8, _LIST_ENTRY_1),  # +0x0c8
-    variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
+), variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
 
-_PEB_1 = Record("_PEB", 0x7b8, "struct",
+_PEB_1 = Record("_PEB", 0x7b8, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -3022,9 +3023,9 @@ _PEB_1 = Record("_PEB", 0x7b8, "struct",
     "CloudFileDiagFlags" / At(0x7ac, T_unsigned_long),  # +0x7ac
     "PlaceholderCompatibilityMode" / At(0x7b0, T_char),  # +0x7b0
     "PlaceholderCompatibilityModeReserved" / At(0x7b1, Array(7, T_char)),  # +0x7b1
-    variant="_PEB_1", digest="bcd4d5203ba8123a")
+), variant="_PEB_1", digest="bcd4d5203ba8123a")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3034,28 +3035,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -3089,46 +3090,46 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "
     "PackageDependencyData" / At(0x400, Ptr("void", 8, "base")),  # +0x400
     "ProcessGroupId" / At(0x408, T_unsigned_long),  # +0x408
     "LoaderThreads" / At(0x40c, T_unsigned_long),  # +0x40c
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="c60c7227c8e8db7d")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="c60c7227c8e8db7d")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(30, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01e, T_unsigned_char),  # +0x01e
-    variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
+), variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_TEB_1 = Record("_TEB", 0x1838, "struct",
+_TEB_1 = Record("_TEB", 0x1838, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -3255,14 +3256,14 @@ _TEB_1 = Record("_TEB", 0x1838, "struct",
     "ReservedForWdf" / At(0x1818, Ptr("void", 8, "base")),  # +0x1818
     "ReservedForCrt" / At(0x1820, T_unsigned_long_long),  # +0x1820
     "EffectiveContainerId" / At(0x1828, _GUID_1),  # +0x1828
-    variant="_TEB_1", digest="b35268ac26e3e942")
+), variant="_TEB_1", digest="b35268ac26e3e942")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x498, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x498, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -3311,7 +3312,7 @@ _TOKEN_1 = Record("_TOKEN", 0x498, "struct",
     "BnoIsolationHandlesEntry" / At(0x480, Ptr("_SEP_CACHED_HANDLES_ENTRY")),  # +0x480
     "SessionObject" / At(0x488, Ptr("void", 8, "base")),  # +0x488
     "VariablePart" / At(0x490, T_unsigned_long_long),  # +0x490
-    variant="_TOKEN_1", digest="e9aa12cc2e051744")
+), variant="_TOKEN_1", digest="e9aa12cc2e051744")
 
 
 # ---- per-build tables: PDB name -> variant

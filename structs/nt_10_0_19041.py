@@ -5,7 +5,8 @@ Layouts derived from Volatility ISF symbol tables of Microsoft's public kernel P
 published by JPCERTCC/Windows-Symbol-Tables (BSD-3-Clause; see LICENSE-JPCERTCC beside this file).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 10.0.19041.329 ... 10.0.19041.3570 (36)
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -288,33 +289,33 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct",
+LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct", lambda: (
     "Flink" / At(0x000, T_unsigned_long),  # +0x000
     "Blink" / At(0x004, T_unsigned_long),  # +0x004
-    variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
+), variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
 
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct",
+_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct", lambda: (
     "ActiveFrame" / At(0x000, Ptr("_RTL_ACTIVATION_CONTEXT_STACK_FRAME")),  # +0x000
     "FrameListCache" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
     "NextCookieSequenceNumber" / At(0x01c, T_unsigned_long),  # +0x01c
     "StackId" / At(0x020, T_unsigned_long),  # +0x020
-    variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
+), variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
 
-_ACTIVATION_CONTEXT_STACK32_1 = Record("_ACTIVATION_CONTEXT_STACK32", 0x18, "struct",
+_ACTIVATION_CONTEXT_STACK32_1 = Record("_ACTIVATION_CONTEXT_STACK32", 0x18, "struct", lambda: (
     "ActiveFrame" / At(0x000, T_unsigned_long),  # +0x000
     "FrameListCache" / At(0x004, LIST_ENTRY32_1),  # +0x004
     "Flags" / At(0x00c, T_unsigned_long),  # +0x00c
     "NextCookieSequenceNumber" / At(0x010, T_unsigned_long),  # +0x010
     "StackId" / At(0x014, T_unsigned_long),  # +0x014
-    variant="_ACTIVATION_CONTEXT_STACK32_1", digest="070c6672df073278")
+), variant="_ACTIVATION_CONTEXT_STACK32_1", digest="070c6672df073278")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -322,52 +323,52 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct",
+_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "List" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
+), variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct",
+_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct", lambda: (
     "UniqueProcess" / At(0x000, T_unsigned_long),  # +0x000
     "UniqueThread" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
+), variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
 
-_CM_COMPONENT_HASH_1 = Record("_CM_COMPONENT_HASH", 0x4, "struct",
+_CM_COMPONENT_HASH_1 = Record("_CM_COMPONENT_HASH", 0x4, "struct", lambda: (
     "Hash" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_CM_COMPONENT_HASH_1", digest="903486e34981ef59")
+), variant="_CM_COMPONENT_HASH_1", digest="903486e34981ef59")
 
-_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct",
+_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct", lambda: (
     "OwnerCount" / At(0x000, T_unsigned_long),  # +0x000
     "OwnerTable" / At(0x008, Ptr("_CM_KCB_UOW", 8, "struct", 1)),  # +0x008
-    variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
+), variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
 
-_CM_TRANS_PTR_1 = Record("_CM_TRANS_PTR", 0x8, "union",
+_CM_TRANS_PTR_1 = Record("_CM_TRANS_PTR", 0x8, "union", lambda: (
     "TransPtr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "LightWeight" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
-    variant="_CM_TRANS_PTR_1", digest="289da1bbe57b970c")
+), variant="_CM_TRANS_PTR_1", digest="289da1bbe57b970c")
 
-_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x68, "struct",
+_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x68, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_long),  # +0x000
     "KeyControlBlock" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "NotifyBlock" / At(0x010, Ptr("_CM_NOTIFY_BLOCK")),  # +0x010
@@ -380,32 +381,32 @@ _CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x68, "struct",
     "ContextListHead" / At(0x048, _LIST_ENTRY_1),  # +0x048
     "EnumerationResumeContext" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "RestrictedAccessMask" / At(0x060, T_unsigned_long),  # +0x060
-    variant="_CM_KEY_BODY_1", digest="a102c4b2ec3c3e0f")
+), variant="_CM_KEY_BODY_1", digest="a102c4b2ec3c3e0f")
 
-_anonymous_1 = Record("<anonymous-tag>", 0x8, "struct",
+_anonymous_1 = Record("<anonymous-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_anonymous_1", digest="90ac810088de31cb")
+), variant="_anonymous_1", digest="90ac810088de31cb")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _anonymous_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="2390f5a74ef34c84")
+), variant="_LARGE_INTEGER_1", digest="2390f5a74ef34c84")
 
-_CM_PATH_HASH_1 = Record("_CM_PATH_HASH", 0x4, "struct",
+_CM_PATH_HASH_1 = Record("_CM_PATH_HASH", 0x4, "struct", lambda: (
     "Hash" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_CM_PATH_HASH_1", digest="b859045d6eeb1eda")
+), variant="_CM_PATH_HASH_1", digest="b859045d6eeb1eda")
 
-_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct",
+_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct", lambda: (
     "ConvKey" / At(0x000, _CM_PATH_HASH_1),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_KEY_HASH")),  # +0x008
     "KeyHive" / At(0x010, Ptr("_HHIVE")),  # +0x010
     "KeyCell" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_CM_KEY_HASH_1", digest="fe33f80f3100f414")
+), variant="_CM_KEY_HASH_1", digest="fe33f80f3100f414")
 
-_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x138, "struct",
+_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x138, "struct", lambda: (
     "RefCount" / At(0x000, T_unsigned_long_long),  # +0x000
     "ExtFlags" / At(0x008, Bits(0, 16, T_unsigned_long)),  # +0x008
     "Freed" / At(0x008, Bits(16, 1, T_unsigned_long)),  # +0x008
@@ -462,16 +463,16 @@ _CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x138, "struct",
     "FullKCBNameStale" / At(0x128, Bits(0, 1, T_unsigned_long_long)),  # +0x128
     "Reserved" / At(0x128, Bits(1, 63, T_unsigned_long_long)),  # +0x128
     "SequenceNumber" / At(0x130, T_unsigned_long_long),  # +0x130
-    variant="_CM_KEY_CONTROL_BLOCK_1", digest="12534c1b7323b18b")
+), variant="_CM_KEY_CONTROL_BLOCK_1", digest="12534c1b7323b18b")
 
-_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct",
+_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct", lambda: (
     "ConvKey" / At(0x000, _CM_COMPONENT_HASH_1),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_NAME_HASH")),  # +0x008
     "NameLength" / At(0x010, T_unsigned_short),  # +0x010
     "Name" / At(0x012, Array(1, T_wchar)),  # +0x012
-    variant="_CM_NAME_HASH_1", digest="fb0434bb4a7911ad")
+), variant="_CM_NAME_HASH_1", digest="fb0434bb4a7911ad")
 
-_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
+_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct", lambda: (
     "Compressed" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "RefCount" / At(0x000, Bits(1, 31, T_unsigned_long)),  # +0x000
     "ConvKey" / At(0x008, _CM_COMPONENT_HASH_1),  # +0x008
@@ -479,14 +480,14 @@ _CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
     "NextHash" / At(0x010, Ptr("_CM_KEY_HASH")),  # +0x010
     "NameLength" / At(0x018, T_unsigned_short),  # +0x018
     "Name" / At(0x01a, Array(1, T_wchar)),  # +0x01a
-    variant="_CM_NAME_CONTROL_BLOCK_1", digest="5bbb92c8d716ee85")
+), variant="_CM_NAME_CONTROL_BLOCK_1", digest="5bbb92c8d716ee85")
 
-_M128A_1 = Record("_M128A", 0x10, "struct",
+_M128A_1 = Record("_M128A", 0x10, "struct", lambda: (
     "Low" / At(0x000, T_unsigned_long_long),  # +0x000
     "High" / At(0x008, T_long_long),  # +0x008
-    variant="_M128A_1", digest="0efc05f3f4219f32")
+), variant="_M128A_1", digest="0efc05f3f4219f32")
 
-_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
+_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_short),  # +0x000
     "StatusWord" / At(0x002, T_unsigned_short),  # +0x002
     "TagWord" / At(0x004, T_unsigned_char),  # +0x004
@@ -503,9 +504,9 @@ _XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
     "FloatRegisters" / At(0x020, Array(8, _M128A_1)),  # +0x020
     "XmmRegisters" / At(0x0a0, Array(16, _M128A_1)),  # +0x0a0
     "Reserved4" / At(0x1a0, Array(96, T_unsigned_char)),  # +0x1a0
-    variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
+), variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct", lambda: (
     "P1Home" / At(0x000, T_unsigned_long_long),  # +0x000
     "P2Home" / At(0x008, T_unsigned_long_long),  # +0x008
     "P3Home" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -570,9 +571,9 @@ _CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
     "LastBranchFromRip" / At(0x4b8, T_unsigned_long_long),  # +0x4b8
     "LastExceptionToRip" / At(0x4c0, T_unsigned_long_long),  # +0x4c0
     "LastExceptionFromRip" / At(0x4c8, T_unsigned_long_long),  # +0x4c8
-    variant="_CONTEXT_1", digest="65baaff0cabff959")
+), variant="_CONTEXT_1", digest="65baaff0cabff959")
 
-_anonymous_2 = Record("<anonymous-tag>", 0x10, "struct",
+_anonymous_2 = Record("<anonymous-tag>", 0x10, "struct", lambda: (
     "ImageRelocationStartBit" / At(0x000, T_unsigned_long),  # +0x000
     "NumberOfSystemCacheViews" / At(0x000, T_unsigned_long),  # +0x000
     "WritableUserReferences" / At(0x004, T_long),  # +0x004
@@ -586,13 +587,13 @@ _anonymous_2 = Record("<anonymous-tag>", 0x10, "struct",
     "FlushInProgressCount" / At(0x008, T_unsigned_long),  # +0x008
     "NumberOfSubsections" / At(0x008, T_unsigned_long),  # +0x008
     "SeImageStub" / At(0x008, Ptr("_MI_IMAGE_SECURITY_REFERENCE")),  # +0x008
-    variant="_anonymous_2", digest="3fe642c0ea4d6e2d")
+), variant="_anonymous_2", digest="3fe642c0ea4d6e2d")
 
-_anonymous_3 = Record("<anonymous-tag>", 0x10, "union",
+_anonymous_3 = Record("<anonymous-tag>", 0x10, "union", lambda: (
     "e2" / At(0x000, _anonymous_2),  # +0x000
-    variant="_anonymous_3", digest="3e3df8e96f4dcf00")
+), variant="_anonymous_3", digest="3e3df8e96f4dcf00")
 
-_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
+_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct", lambda: (
     "BeingDeleted" / At(0x000, Bits(0, 1, T_unsigned_int)),  # +0x000
     "BeingCreated" / At(0x000, Bits(1, 1, T_unsigned_int)),  # +0x000
     "BeingPurged" / At(0x000, Bits(2, 1, T_unsigned_int)),  # +0x000
@@ -620,38 +621,38 @@ _MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
     "PreferredFsCompressionBoundary" / At(0x000, Bits(29, 1, T_unsigned_int)),  # +0x000
     "UsingFileExtents" / At(0x000, Bits(30, 1, T_unsigned_int)),  # +0x000
     "PageSize64K" / At(0x000, Bits(31, 1, T_unsigned_int)),  # +0x000
-    variant="_MMSECTION_FLAGS_1", digest="26483d1b1585d80e")
+), variant="_MMSECTION_FLAGS_1", digest="26483d1b1585d80e")
 
-_anonymous_4 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_4 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_anonymous_4", digest="5d78579035c835e7")
+), variant="_anonymous_4", digest="5d78579035c835e7")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_anonymous_5 = Record("<anonymous-tag>", 0x8, "union",
+_anonymous_5 = Record("<anonymous-tag>", 0x8, "union", lambda: (
     "ImageCrossPartitionCharge" / At(0x000, T_unsigned_long_long),  # +0x000
     "CommittedPageCount" / At(0x000, Bits(0, 36, T_unsigned_long_long)),  # +0x000
     "IoAttributionContext" / At(0x000, Bits(0, 61, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(61, 3, T_unsigned_long_long)),  # +0x000
-    variant="_anonymous_5", digest="d46b2788908e6745")
+), variant="_anonymous_5", digest="d46b2788908e6745")
 
-_MMSECTION_FLAGS2_1 = Record("_MMSECTION_FLAGS2", 0x4, "struct",
+_MMSECTION_FLAGS2_1 = Record("_MMSECTION_FLAGS2", 0x4, "struct", lambda: (
     "PartitionId" / At(0x000, Bits(0, 10, T_unsigned_short)),  # +0x000
     "NoCrossPartitionAccess" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
     "SubsectionCrossPartitionReferenceOverflow" / At(0x002, Bits(1, 1, T_unsigned_char)),  # +0x002
-    variant="_MMSECTION_FLAGS2_1", digest="5cb328b9176849a5")
+), variant="_MMSECTION_FLAGS2_1", digest="5cb328b9176849a5")
 
-_anonymous_6 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_6 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS2_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_anonymous_6", digest="ecf12155f5ebe1a3")
+), variant="_anonymous_6", digest="ecf12155f5ebe1a3")
 
-_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
+_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct", lambda: (
     "Segment" / At(0x000, Ptr("_SEGMENT")),  # +0x000
     "AweContext" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "ListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
@@ -669,31 +670,31 @@ _CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
     "FileObjectLock" / At(0x068, _EX_PUSH_LOCK_1),  # +0x068
     "LockedPages" / At(0x070, T_unsigned_long_long),  # +0x070
     "u3" / At(0x078, _anonymous_5),  # +0x078
-    variant="_CONTROL_AREA_1", digest="9f7f5d2b14f76acd")
+), variant="_CONTROL_AREA_1", digest="9f7f5d2b14f76acd")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("wchar", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
+), variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="230e8ce30f1bb577")
+), variant="_CURDIR_1", digest="230e8ce30f1bb577")
 
-_DBGK_SILOSTATE_1 = Record("_DBGK_SILOSTATE", 0x20, "struct",
+_DBGK_SILOSTATE_1 = Record("_DBGK_SILOSTATE", 0x20, "struct", lambda: (
     "ErrorPortLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ErrorPort" / At(0x008, Ptr("_DBGKP_ERROR_PORT")),  # +0x008
     "ErrorProcess" / At(0x010, Ptr("_EPROCESS")),  # +0x010
     "ErrorPortRegisteredEvent" / At(0x018, Ptr("_KEVENT")),  # +0x018
-    variant="_DBGK_SILOSTATE_1", digest="e340cb68d50b7b4d")
+), variant="_DBGK_SILOSTATE_1", digest="e340cb68d50b7b4d")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KDPC_1 = Record("_KDPC", 0x40, "struct",
+_KDPC_1 = Record("_KDPC", 0x40, "struct", lambda: (
     "TargetInfoAsUlong" / At(0x000, T_unsigned_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
@@ -705,9 +706,9 @@ _KDPC_1 = Record("_KDPC", 0x40, "struct",
     "SystemArgument1" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "SystemArgument2" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "DpcData" / At(0x038, Ptr("void", 8, "base")),  # +0x038
-    variant="_KDPC_1", digest="196cf91fa76fcbd3")
+), variant="_KDPC_1", digest="196cf91fa76fcbd3")
 
-_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
+_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
@@ -715,9 +716,9 @@ _KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
     "Busy" / At(0x020, T_unsigned_char),  # +0x020
     "Reserved" / At(0x020, Bits(0, 8, T_long_long)),  # +0x020
     "Hint" / At(0x020, Bits(8, 56, T_long_long)),  # +0x020
-    variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
+), variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -777,19 +778,19 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "UmsPrimary" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="89faa7ed52f398e2")
+), variant="_DISPATCHER_HEADER_1", digest="89faa7ed52f398e2")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="524990f5e9bcee28")
+), variant="_KEVENT_1", digest="524990f5e9bcee28")
 
-_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct",
+_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct", lambda: (
     "DeviceListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "SortKey" / At(0x010, T_unsigned_long),  # +0x010
     "Inserted" / At(0x014, T_unsigned_char),  # +0x014
-    variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
+), variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
 
-_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
+_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct", lambda: (
     "DmaWaitEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitQueueEntry" / At(0x000, _KDEVICE_QUEUE_ENTRY_1),  # +0x000
     "NumberOfChannels" / At(0x010, T_unsigned_long),  # +0x010
@@ -804,14 +805,14 @@ _WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
     "DeviceObject" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "CurrentIrp" / At(0x038, Ptr("void", 8, "base")),  # +0x038
     "BufferChainingDpc" / At(0x040, Ptr("_KDPC")),  # +0x040
-    variant="_WAIT_CONTEXT_BLOCK_1", digest="cc50c2579400e8ba")
+), variant="_WAIT_CONTEXT_BLOCK_1", digest="cc50c2579400e8ba")
 
-_anonymous_7 = Record("<anonymous-tag>", 0x48, "union",
+_anonymous_7 = Record("<anonymous-tag>", 0x48, "union", lambda: (
     "ListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Wcb" / At(0x000, _WAIT_CONTEXT_BLOCK_1),  # +0x000
-    variant="_anonymous_7", digest="c873d433fb36618c")
+), variant="_anonymous_7", digest="c873d433fb36618c")
 
-_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
+_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "ReferenceCount" / At(0x004, T_long),  # +0x004
@@ -837,64 +838,64 @@ _DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
     "Spare1" / At(0x132, T_unsigned_short),  # +0x132
     "DeviceObjectExtension" / At(0x138, Ptr("_DEVOBJ_EXTENSION")),  # +0x138
     "Reserved" / At(0x140, Ptr("void", 8, "base")),  # +0x140
-    variant="_DEVICE_OBJECT_1", digest="ee9965b2d372b487")
+), variant="_DEVICE_OBJECT_1", digest="ee9965b2d372b487")
 
-_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union",
+_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union", lambda: (
     "UpdateMask" / At(0x000, T_unsigned_long),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "DesiredState" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
+), variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct",
+_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct", lambda: (
     "List" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WorkerRoutine" / At(0x010, Ptr("<function>", 8, "function")),  # +0x010
     "Parameter" / At(0x018, Ptr("void", 8, "base")),  # +0x018
-    variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
+), variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Min" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "Encoded" / At(0x008, Bits(0, 1, T_unsigned_char)),  # +0x008
-    variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
+), variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
 
-_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct",
+_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct", lambda: (
     "ListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Lock" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
+), variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(20, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="220652141d407d45")
+), variant="_KAFFINITY_EX_1", digest="220652141d407d45")
 
-_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct",
+_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x040, T_unsigned_long_long),  # +0x040
-    variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
+), variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadyTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -908,23 +909,23 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
     "OtherTransferCount" / At(0x050, T_long_long),  # +0x050
     "KernelWaitTime" / At(0x058, T_unsigned_long_long),  # +0x058
     "UserWaitTime" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
+), variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
+_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct", lambda: (
     "FreeListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "VolumeTreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ReservedForParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -932,18 +933,18 @@ _PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
     "Rundown" / At(0x020, _EX_RUNDOWN_REF_1),  # +0x020
     "IoControl" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "VolumeIoAttribution" / At(0x030, Ptr("void", 8, "base")),  # +0x030
-    variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
+), variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "IoQoSPriorityBoosted" / At(0x008, Bits(2, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(3, 29, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
+), variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -961,26 +962,26 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="60a1783cfc90689b")
+), variant="_ERESOURCE_1", digest="60a1783cfc90689b")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct",
+_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct", lambda: (
     "RateControlQuotaReference" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "OverQuotaHistory" / At(0x008, _RTL_BITMAP_1),  # +0x008
     "BitMapBuffer" / At(0x018, Ptr("unsigned char", 8, "base")),  # +0x018
     "BitMapBufferSize" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
+), variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_EJOB_1 = Record("_EJOB", 0x640, "struct",
+_EJOB_1 = Record("_EJOB", 0x640, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -1136,19 +1137,19 @@ _EJOB_1 = Record("_EJOB", 0x640, "struct",
     "EnergyTrackingState" / At(0x628, _JOBOBJECT_ENERGY_TRACKING_STATE_1),  # +0x628
     "KernelWaitTime" / At(0x630, T_unsigned_long_long),  # +0x630
     "UserWaitTime" / At(0x638, T_unsigned_long_long),  # +0x638
-    variant="_EJOB_1", digest="0b72b1851dd47bf7")
+), variant="_EJOB_1", digest="0b72b1851dd47bf7")
 
-_anonymous_8 = Record("<anonymous-tag>", 0x8, "struct",
+_anonymous_8 = Record("<anonymous-tag>", 0x8, "struct", lambda: (
     "SecureProcess" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
-    variant="_anonymous_8", digest="afea332457ea6a1e")
+), variant="_anonymous_8", digest="afea332457ea6a1e")
 
-_anonymous_9 = Record("<anonymous-tag>", 0x8, "union",
+_anonymous_9 = Record("<anonymous-tag>", 0x8, "union", lambda: (
     "Flags" / At(0x000, _anonymous_8),  # +0x000
     "SecureHandle" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_anonymous_9", digest="3841c215f21239b8")
+), variant="_anonymous_9", digest="3841c215f21239b8")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -1159,15 +1160,15 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x438, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x438, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -1222,20 +1223,20 @@ _KPROCESS_1 = Record("_KPROCESS", 0x438, "struct",
     "KernelWaitTime" / At(0x3e8, T_unsigned_long_long),  # +0x3e8
     "UserWaitTime" / At(0x3f0, T_unsigned_long_long),  # +0x3f0
     "EndPadding" / At(0x3f8, Array(8, T_unsigned_long_long)),  # +0x3f8
-    variant="_KPROCESS_1", digest="15f72b55665ec006")
+), variant="_KPROCESS_1", digest="15f72b55665ec006")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
+_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct", lambda: (
     "WorkingSetLock" / At(0x000, T_long),  # +0x000
     "GoodCitizenWaiting" / At(0x004, T_long),  # +0x004
     "ReleasedCommitDebt" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1247,9 +1248,9 @@ _MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
     "ActualWslePages" / At(0x038, T_unsigned_long_long),  # +0x038
     "WorkingSetCoreLock" / At(0x040, T_unsigned_long_long),  # +0x040
     "ShadowMapping" / At(0x048, Ptr("void", 8, "base")),  # +0x048
-    variant="_MMSUPPORT_SHARED_1", digest="3a5c1d0d4e59f5af")
+), variant="_MMSUPPORT_SHARED_1", digest="3a5c1d0d4e59f5af")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "u1" / At(0x000, T_unsigned_short),  # +0x000
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Reserved0" / At(0x000, Bits(3, 3, T_unsigned_char)),  # +0x000
@@ -1267,9 +1268,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "ForceTrim" / At(0x003, Bits(3, 1, T_unsigned_char)),  # +0x003
     "NewMaximum" / At(0x003, Bits(4, 1, T_unsigned_char)),  # +0x003
     "CommitReleaseState" / At(0x003, Bits(5, 2, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
+), variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
 
-_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
+_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct", lambda: (
     "NextPageColor" / At(0x000, T_unsigned_long),  # +0x000
     "PageFaultCount" / At(0x004, T_unsigned_long),  # +0x004
     "TrimmedPageCount" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1289,18 +1290,18 @@ _MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
     "PartitionId" / At(0x0ae, T_unsigned_short),  # +0x0ae
     "SelfmapLock" / At(0x0b0, T_unsigned_long_long),  # +0x0b0
     "Flags" / At(0x0b8, _MMSUPPORT_FLAGS_1),  # +0x0b8
-    variant="_MMSUPPORT_INSTANCE_1", digest="451befada761b070")
+), variant="_MMSUPPORT_INSTANCE_1", digest="451befada761b070")
 
-_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct",
+_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct", lambda: (
     "Instance" / At(0x000, _MMSUPPORT_INSTANCE_1),  # +0x000
     "Shared" / At(0x0c0, _MMSUPPORT_SHARED_1),  # +0x0c0
-    variant="_MMSUPPORT_FULL_1", digest="6bfffe0ecf73e5ea")
+), variant="_MMSUPPORT_FULL_1", digest="6bfffe0ecf73e5ea")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_anonymous_10 = Record("<anonymous-tag>", 0x4, "struct",
+_anonymous_10 = Record("<anonymous-tag>", 0x4, "struct", lambda: (
     "ControlFlowGuardEnabled" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardExportSuppressionEnabled" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardStrict" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -1333,9 +1334,9 @@ _anonymous_10 = Record("<anonymous-tag>", 0x4, "struct",
     "EnableModuleTamperingProtectionNoInherit" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "RestrictIndirectBranchPrediction" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "IsolateSecurityDomain" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_anonymous_10", digest="74dc2a597a403c09")
+), variant="_anonymous_10", digest="74dc2a597a403c09")
 
-_anonymous_11 = Record("<anonymous-tag>", 0x4, "struct",
+_anonymous_11 = Record("<anonymous-tag>", 0x4, "struct", lambda: (
     "EnableExportAddressFilter" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "AuditExportAddressFilter" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "EnableExportAddressFilterPlus" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -1356,9 +1357,9 @@ _anonymous_11 = Record("<anonymous-tag>", 0x4, "struct",
     "UserCetSetContextIpValidation" / At(0x000, Bits(17, 1, T_unsigned_long)),  # +0x000
     "AuditUserCetSetContextIpValidation" / At(0x000, Bits(18, 1, T_unsigned_long)),  # +0x000
     "AuditUserCetSetContextIpValidationLogged" / At(0x000, Bits(19, 1, T_unsigned_long)),  # +0x000
-    variant="_anonymous_11", digest="83481f47efde09c6")
+), variant="_anonymous_11", digest="83481f47efde09c6")
 
-_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union",
+_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union", lambda: (
     "All" / At(0x000, T_unsigned_long_long),  # +0x000
     "DelayMs" / At(0x000, Bits(0, 30, T_unsigned_long_long)),  # +0x000
     "CoalescingWindowMs" / At(0x000, Bits(30, 30, T_unsigned_long_long)),  # +0x000
@@ -1366,16 +1367,16 @@ _PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUE
     "NewTimerWheel" / At(0x000, Bits(61, 1, T_unsigned_long_long)),  # +0x000
     "Retry" / At(0x000, Bits(62, 1, T_unsigned_long_long)),  # +0x000
     "Locked" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
+), variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
 
-_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct",
+_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long)),  # +0x008
     "WakeFilter" / At(0x024, _JOBOBJECT_WAKE_FILTER_1),  # +0x024
     "NoWakeCounter" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
+), variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
 
-_EPROCESS_1 = Record("_EPROCESS", 0xa40, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0xa40, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -1607,9 +1608,9 @@ _EPROCESS_1 = Record("_EPROCESS", 0xa40, "struct",
     "MmHotPatchContext" / At(0x9f8, Ptr("void", 8, "base")),  # +0x9f8
     "DynamicEHContinuationTargetsTree" / At(0xa00, _RTL_AVL_TREE_1),  # +0xa00
     "DynamicEHContinuationTargetsLock" / At(0xa08, _EX_PUSH_LOCK_1),  # +0xa08
-    variant="_EPROCESS_1", digest="f2c1787464981892")
+), variant="_EPROCESS_1", digest="f2c1787464981892")
 
-_SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "struct",
+_SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "struct", lambda: (
     "LsaProcessHandle" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "LsaCommandPortHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SepRmThreadHandle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1621,31 +1622,31 @@ _SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "s
     "RmViewPortMemory" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "LsaCommandPortMemoryDelta" / At(0x048, T_long),  # +0x048
     "LsaCommandPortActive" / At(0x04c, T_unsigned_char),  # +0x04c
-    variant="_SEP_RM_LSA_CONNECTION_STATE_1", digest="0091622038c112e1")
+), variant="_SEP_RM_LSA_CONNECTION_STATE_1", digest="0091622038c112e1")
 
-_OBJECT_NAMESPACE_LOOKUPTABLE_1 = Record("_OBJECT_NAMESPACE_LOOKUPTABLE", 0x260, "struct",
+_OBJECT_NAMESPACE_LOOKUPTABLE_1 = Record("_OBJECT_NAMESPACE_LOOKUPTABLE", 0x260, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, _LIST_ENTRY_1)),  # +0x000
     "Lock" / At(0x250, _EX_PUSH_LOCK_1),  # +0x250
     "NumberOfPrivateSpaces" / At(0x258, T_unsigned_long),  # +0x258
-    variant="_OBJECT_NAMESPACE_LOOKUPTABLE_1", digest="38c28c274c9bce02")
+), variant="_OBJECT_NAMESPACE_LOOKUPTABLE_1", digest="38c28c274c9bce02")
 
-_OBP_SYSTEM_DOS_DEVICE_STATE_1 = Record("_OBP_SYSTEM_DOS_DEVICE_STATE", 0x6c, "struct",
+_OBP_SYSTEM_DOS_DEVICE_STATE_1 = Record("_OBP_SYSTEM_DOS_DEVICE_STATE", 0x6c, "struct", lambda: (
     "GlobalDeviceMap" / At(0x000, T_unsigned_long),  # +0x000
     "LocalDeviceCount" / At(0x004, Array(26, T_unsigned_long)),  # +0x004
-    variant="_OBP_SYSTEM_DOS_DEVICE_STATE_1", digest="52d5fd288586e714")
+), variant="_OBP_SYSTEM_DOS_DEVICE_STATE_1", digest="52d5fd288586e714")
 
-_OBP_SILODRIVERSTATE_1 = Record("_OBP_SILODRIVERSTATE", 0x2e0, "struct",
+_OBP_SILODRIVERSTATE_1 = Record("_OBP_SILODRIVERSTATE", 0x2e0, "struct", lambda: (
     "SystemDeviceMap" / At(0x000, Ptr("_DEVICE_MAP")),  # +0x000
     "SystemDosDeviceState" / At(0x008, _OBP_SYSTEM_DOS_DEVICE_STATE_1),  # +0x008
     "DeviceMapLock" / At(0x078, _EX_PUSH_LOCK_1),  # +0x078
     "PrivateNamespaceLookupTable" / At(0x080, _OBJECT_NAMESPACE_LOOKUPTABLE_1),  # +0x080
-    variant="_OBP_SILODRIVERSTATE_1", digest="17617d2b457459a5")
+), variant="_OBP_SILODRIVERSTATE_1", digest="17617d2b457459a5")
 
-_WNF_LOCK_1 = Record("_WNF_LOCK", 0x8, "struct",
+_WNF_LOCK_1 = Record("_WNF_LOCK", 0x8, "struct", lambda: (
     "PushLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
-    variant="_WNF_LOCK_1", digest="a5dae054b5c4dfdb")
+), variant="_WNF_LOCK_1", digest="a5dae054b5c4dfdb")
 
-_WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct",
+_WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct", lambda: (
     "ScopeMap" / At(0x000, Ptr("_WNF_SCOPE_MAP")),  # +0x000
     "PermanentNameStoreRootKey" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "PersistentNameStoreRootKey" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1653,18 +1654,18 @@ _WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct",
     "PermanentNameSequenceNumberLock" / At(0x020, _WNF_LOCK_1),  # +0x020
     "PermanentNameSequenceNumberPool" / At(0x028, T_long_long),  # +0x028
     "RuntimeNameSequenceNumber" / At(0x030, T_long_long),  # +0x030
-    variant="_WNF_SILODRIVERSTATE_1", digest="30e2ed5753138396")
+), variant="_WNF_SILODRIVERSTATE_1", digest="30e2ed5753138396")
 
-_SEP_SILOSTATE_1 = Record("_SEP_SILOSTATE", 0x30, "struct",
+_SEP_SILOSTATE_1 = Record("_SEP_SILOSTATE", 0x30, "struct", lambda: (
     "SystemLogonSession" / At(0x000, Ptr("_SEP_LOGON_SESSION_REFERENCES")),  # +0x000
     "AnonymousLogonSession" / At(0x008, Ptr("_SEP_LOGON_SESSION_REFERENCES")),  # +0x008
     "AnonymousLogonToken" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "AnonymousLogonTokenNoEveryone" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "UncSystemPaths" / At(0x020, Ptr("_UNICODE_STRING")),  # +0x020
     "NgenPaths" / At(0x028, Ptr("_CI_NGEN_PATHS")),  # +0x028
-    variant="_SEP_SILOSTATE_1", digest="98b1375fd7ee27db")
+), variant="_SEP_SILOSTATE_1", digest="98b1375fd7ee27db")
 
-_ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x490, "struct",
+_ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x490, "struct", lambda: (
     "ObSiloState" / At(0x000, _OBP_SILODRIVERSTATE_1),  # +0x000
     "SeSiloState" / At(0x2e0, _SEP_SILOSTATE_1),  # +0x2e0
     "SeRmSiloState" / At(0x310, _SEP_RM_LSA_CONNECTION_STATE_1),  # +0x310
@@ -1691,26 +1692,26 @@ _ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x490, "struct",
     "UserSharedSection" / At(0x460, Ptr("void", 8, "base")),  # +0x460
     "TerminateWorkItem" / At(0x468, _WORK_QUEUE_ITEM_1),  # +0x468
     "IsDownlevelContainer" / At(0x488, T_unsigned_char),  # +0x488
-    variant="_ESERVERSILO_GLOBALS_1", digest="0b1d32918e4e6fe9")
+), variant="_ESERVERSILO_GLOBALS_1", digest="0b1d32918e4e6fe9")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="02afd82c2e127371")
+), variant="_KSEMAPHORE_1", digest="02afd82c2e127371")
 
-_anonymous_12 = Record("<anonymous-tag>", 0x8, "struct",
+_anonymous_12 = Record("<anonymous-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_anonymous_12", digest="7d5ffbb37a70d466")
+), variant="_anonymous_12", digest="7d5ffbb37a70d466")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _anonymous_12),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="60ce623c41a5c1a6")
+), variant="_ULARGE_INTEGER_1", digest="60ce623c41a5c1a6")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -1718,9 +1719,9 @@ _KTIMER_1 = Record("_KTIMER", 0x40, "struct",
     "Processor" / At(0x038, T_unsigned_short),  # +0x038
     "TimerType" / At(0x03a, T_unsigned_short),  # +0x03a
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="18047cd9c3e10f7b")
+), variant="_KTIMER_1", digest="18047cd9c3e10f7b")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "InProgressFlags" / At(0x028, T_unsigned_char),  # +0x028
@@ -1730,9 +1731,9 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
     "UserApcPendingAll" / At(0x02a, T_unsigned_char),  # +0x02a
     "SpecialUserApcPending" / At(0x02a, Bits(0, 1, T_unsigned_char)),  # +0x02a
     "UserApcPending" / At(0x02a, Bits(1, 1, T_unsigned_char)),  # +0x02a
-    variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
+), variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x010, T_unsigned_char),  # +0x010
     "BlockState" / At(0x011, T_unsigned_char),  # +0x011
@@ -1742,15 +1743,15 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "Thread" / At(0x018, Ptr("_KTHREAD")),  # +0x018
     "Object" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SparePtr" / At(0x028, Ptr("void", 8, "base")),  # +0x028
-    variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
+), variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long_long),  # +0x000
     "Group" / At(0x008, T_unsigned_short),  # +0x008
     "Reserved" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
-    variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
+), variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1768,9 +1769,9 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="5c2255b587e6fac1")
+), variant="_KAPC_1", digest="5c2255b587e6fac1")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1778,9 +1779,9 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x430, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x430, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -1985,16 +1986,16 @@ _KTHREAD_1 = Record("_KTHREAD", 0x430, "struct",
     "SchedulerAssistPriorityFloor" / At(0x400, T_long),  # +0x400
     "Spare28" / At(0x404, T_unsigned_long),  # +0x404
     "EndPadding" / At(0x408, Array(5, T_unsigned_long_long)),  # +0x408
-    variant="_KTHREAD_1", digest="39e9907d1ba2e4f3")
+), variant="_KTHREAD_1", digest="39e9907d1ba2e4f3")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
+_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct", lambda: (
     "LockState" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "CrossThreadReleasable" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Busy" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
@@ -2003,9 +2004,9 @@ _KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
     "SessionId" / At(0x008, T_unsigned_long),  # +0x008
     "SessionState" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SessionPad" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
+), variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
 
-_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union",
+_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long),  # +0x000
     "AllBoosts" / At(0x000, Bits(0, 17, T_unsigned_long)),  # +0x000
     "CpuBoostsBitmap" / At(0x000, Bits(0, 15, T_unsigned_short)),  # +0x000
@@ -2014,9 +2015,9 @@ _KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x4, "union",
     "IoQoSBoost" / At(0x002, Bits(0, 1, T_unsigned_short)),  # +0x002
     "IoNormalPriorityWaiterCount" / At(0x002, Bits(1, 8, T_unsigned_short)),  # +0x002
     "IoQoSWaiterCount" / At(0x002, Bits(9, 7, T_unsigned_short)),  # +0x002
-    variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="9c7493c27d6d407c")
+), variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="9c7493c27d6d407c")
 
-_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
+_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct", lambda: (
     "FreeListEntry" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "TreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "EntryFlags" / At(0x018, T_unsigned_long),  # +0x018
@@ -2048,9 +2049,9 @@ _KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
     "EntryLock" / At(0x050, T_unsigned_long_long),  # +0x050
     "BoostBitmap" / At(0x058, _KLOCK_ENTRY_BOOST_BITMAP_1),  # +0x058
     "SparePad" / At(0x05c, T_unsigned_long),  # +0x05c
-    variant="_KLOCK_ENTRY_1", digest="cdb17d3182f763ef")
+), variant="_KLOCK_ENTRY_1", digest="cdb17d3182f763ef")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x898, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x898, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x430, _LARGE_INTEGER_1),  # +0x430
     "ExitTime" / At(0x438, _LARGE_INTEGER_1),  # +0x438
@@ -2171,27 +2172,27 @@ _ETHREAD_1 = Record("_ETHREAD", 0x898, "struct",
     "DisownedOwnerEntryListHead" / At(0x640, _LIST_ENTRY_1),  # +0x640
     "LockEntries" / At(0x650, Array(6, _KLOCK_ENTRY_1)),  # +0x650
     "CmDbgInfo" / At(0x890, Ptr("void", 8, "base")),  # +0x890
-    variant="_ETHREAD_1", digest="eca77304aa4d19fc")
+), variant="_ETHREAD_1", digest="eca77304aa4d19fc")
 
-_EWOW64PROCESS_1 = Record("_EWOW64PROCESS", 0x10, "struct",
+_EWOW64PROCESS_1 = Record("_EWOW64PROCESS", 0x10, "struct", lambda: (
     "Peb" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Machine" / At(0x008, T_unsigned_short),  # +0x008
     "NtdllType" / At(0x00c, _SYSTEM_DLL_TYPE_1),  # +0x00c
-    variant="_EWOW64PROCESS_1", digest="183c2c014666e9a0")
+), variant="_EWOW64PROCESS_1", digest="183c2c014666e9a0")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
+), variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
 
-_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct",
+_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct", lambda: (
     "FsBytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "FsBytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
+), variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -2222,36 +2223,36 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("void", 8, "base")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="b941b8c1945652e6")
+), variant="_FILE_OBJECT_1", digest="b941b8c1945652e6")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
+), variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
 
-_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct",
+_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x004, T_unsigned_long),  # +0x004
     "Buffer" / At(0x008, Array(310, T_unsigned_long)),  # +0x008
-    variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
+), variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
 
-_anonymous_13 = Record("<anonymous-tag>", 0x10, "struct",
+_anonymous_13 = Record("<anonymous-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 48, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x008, Bits(0, 4, T_unsigned_long_long)),  # +0x008
     "NextEntry" / At(0x008, Bits(4, 60, T_unsigned_long_long)),  # +0x008
-    variant="_anonymous_13", digest="64e9041d95cb36a8")
+), variant="_anonymous_13", digest="64e9041d95cb36a8")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "HeaderX64" / At(0x000, _anonymous_13),  # +0x000
     "Region" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_SLIST_HEADER_1", digest="7945b23002050b38")
+), variant="_SLIST_HEADER_1", digest="7945b23002050b38")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -2274,24 +2275,24 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="f3f6dcccacf06db4")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="f3f6dcccacf06db4")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x008
     "LastFreeHandleEntry" / At(0x010, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x010
     "HandleCount" / At(0x018, T_long),  # +0x018
     "HighWaterMark" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -2309,9 +2310,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(32, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x060, Ptr("_HANDLE_TRACE_DEBUG_INFO")),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
+), variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "LowValue" / At(0x000, T_long_long),  # +0x000
     "RefCountField" / At(0x000, T_long_long),  # +0x000
@@ -2327,51 +2328,51 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
     "NoRightsUpgrade" / At(0x008, Bits(25, 1, T_unsigned_long)),  # +0x008
     "Spare1" / At(0x008, Bits(26, 6, T_unsigned_long)),  # +0x008
     "Spare2" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
 
-_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct",
+_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct", lambda: (
     "Profile" / At(0x000, Array(20, T_unsigned_long)),  # +0x000
     "TotalIrps" / At(0x050, T_unsigned_long),  # +0x050
-    variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
+), variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
 
-_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct",
+_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct", lambda: (
     "Pad" / At(0x000, Array(3, T_unsigned_short)),  # +0x000
     "Limit" / At(0x006, T_unsigned_short),  # +0x006
     "Base" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
+), variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
 
-_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct",
+_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct", lambda: (
     "ListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "LastEntry" / At(0x008, Ptr("_SINGLE_LIST_ENTRY")),  # +0x008
-    variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
+), variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct", lambda: (
     "DpcList" / At(0x000, _KDPC_LIST_1),  # +0x000
     "DpcLock" / At(0x010, T_unsigned_long_long),  # +0x010
     "DpcQueueDepth" / At(0x018, T_long),  # +0x018
     "DpcCount" / At(0x01c, T_unsigned_long),  # +0x01c
     "ActiveDpc" / At(0x020, Ptr("_KDPC")),  # +0x020
-    variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
+), variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
 
-_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct",
+_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct", lambda: (
     "EntropyCount" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Array(64, T_unsigned_long)),  # +0x004
     "Dpc" / At(0x108, _KDPC_1),  # +0x108
     "LastDeliveredBuffer" / At(0x148, T_unsigned_long),  # +0x148
-    variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
+), variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
 
-_KGATE_1 = Record("_KGATE", 0x18, "struct",
+_KGATE_1 = Record("_KGATE", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="d6d7c739344431ce")
+), variant="_KGATE_1", digest="d6d7c739344431ce")
 
-_anonymous_14 = Record("<anonymous-tag>", 0x2, "union",
+_anonymous_14 = Record("<anonymous-tag>", 0x2, "union", lambda: (
     "EntireField" / At(0x000, T_unsigned_short),  # +0x000
     "SignatureLevel" / At(0x000, Bits(0, 4, T_unsigned_short)),  # +0x000
     "SignatureType" / At(0x000, Bits(4, 3, T_unsigned_short)),  # +0x000
     "Unused" / At(0x000, Bits(7, 9, T_unsigned_short)),  # +0x000
-    variant="_anonymous_14", digest="630a7cd087327c13")
+), variant="_anonymous_14", digest="630a7cd087327c13")
 
-_KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct",
+_KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "ExceptionTable" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "ExceptionTableSize" / At(0x018, T_unsigned_long),  # +0x018
@@ -2393,19 +2394,19 @@ _KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct",
     "Spare" / At(0x090, Ptr("void", 8, "base")),  # +0x090
     "SizeOfImageNotRounded" / At(0x098, T_unsigned_long),  # +0x098
     "TimeDateStamp" / At(0x09c, T_unsigned_long),  # +0x09c
-    variant="_KLDR_DATA_TABLE_ENTRY_1", digest="328a09e788527701")
+), variant="_KLDR_DATA_TABLE_ENTRY_1", digest="328a09e788527701")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE")),  # +0x000
     "Lock" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
 
-_KLOCK_QUEUE_HANDLE_1 = Record("_KLOCK_QUEUE_HANDLE", 0x18, "struct",
+_KLOCK_QUEUE_HANDLE_1 = Record("_KLOCK_QUEUE_HANDLE", 0x18, "struct", lambda: (
     "LockQueue" / At(0x000, _KSPIN_LOCK_QUEUE_1),  # +0x000
     "OldIrql" / At(0x010, T_unsigned_char),  # +0x010
-    variant="_KLOCK_QUEUE_HANDLE_1", digest="0b3c089d1787ca92")
+), variant="_KLOCK_QUEUE_HANDLE_1", digest="0b3c089d1787ca92")
 
-_MACHINE_FRAME_1 = Record("_MACHINE_FRAME", 0x28, "struct",
+_MACHINE_FRAME_1 = Record("_MACHINE_FRAME", 0x28, "struct", lambda: (
     "Rip" / At(0x000, T_unsigned_long_long),  # +0x000
     "SegCs" / At(0x008, T_unsigned_short),  # +0x008
     "Fill1" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
@@ -2414,18 +2415,18 @@ _MACHINE_FRAME_1 = Record("_MACHINE_FRAME", 0x28, "struct",
     "Rsp" / At(0x018, T_unsigned_long_long),  # +0x018
     "SegSs" / At(0x020, T_unsigned_short),  # +0x020
     "Fill3" / At(0x022, Array(3, T_unsigned_short)),  # +0x022
-    variant="_MACHINE_FRAME_1", digest="4c902ced015cd74f")
+), variant="_MACHINE_FRAME_1", digest="4c902ced015cd74f")
 
-_MACHINE_CHECK_CONTEXT_1 = Record("_MACHINE_CHECK_CONTEXT", 0x50, "struct",
+_MACHINE_CHECK_CONTEXT_1 = Record("_MACHINE_CHECK_CONTEXT", 0x50, "struct", lambda: (
     "MachineFrame" / At(0x000, _MACHINE_FRAME_1),  # +0x000
     "Rax" / At(0x028, T_unsigned_long_long),  # +0x028
     "Rcx" / At(0x030, T_unsigned_long_long),  # +0x030
     "Rdx" / At(0x038, T_unsigned_long_long),  # +0x038
     "GsBase" / At(0x040, T_unsigned_long_long),  # +0x040
     "Cr3" / At(0x048, T_unsigned_long_long),  # +0x048
-    variant="_MACHINE_CHECK_CONTEXT_1", digest="0f6b26739ea9b85e")
+), variant="_MACHINE_CHECK_CONTEXT_1", digest="0f6b26739ea9b85e")
 
-_anonymous_15 = Record("<anonymous-tag>", 0x38, "struct",
+_anonymous_15 = Record("<anonymous-tag>", 0x38, "struct", lambda: (
     "UpdateCycle" / At(0x000, T_unsigned_long),  # +0x000
     "PairLocal" / At(0x004, T_short),  # +0x004
     "PairLocalLow" / At(0x004, T_unsigned_char),  # +0x004
@@ -2441,41 +2442,41 @@ _anonymous_15 = Record("<anonymous-tag>", 0x38, "struct",
     "LocalDomain" / At(0x020, T_unsigned_long_long),  # +0x020
     "RemoteDomain" / At(0x028, T_unsigned_long_long),  # +0x028
     "Thread" / At(0x030, Ptr("_KTHREAD")),  # +0x030
-    variant="_anonymous_15", digest="1890d56ee23910db")
+), variant="_anonymous_15", digest="1890d56ee23910db")
 
-_KSTATIC_AFFINITY_BLOCK_1 = Record("_KSTATIC_AFFINITY_BLOCK", 0x2a0, "struct",
+_KSTATIC_AFFINITY_BLOCK_1 = Record("_KSTATIC_AFFINITY_BLOCK", 0x2a0, "struct", lambda: (
     "KeFlushTbAffinity" / At(0x000, _KAFFINITY_EX_1),  # +0x000
     "KeFlushWbAffinity" / At(0x000, _KAFFINITY_EX_1),  # +0x000
     "KeSyncContextAffinity" / At(0x000, _KAFFINITY_EX_1),  # +0x000
     "KeFlushTbDeepIdleAffinity" / At(0x0a8, _KAFFINITY_EX_1),  # +0x0a8
     "KeIpiSendAffinity" / At(0x150, _KAFFINITY_EX_1),  # +0x150
     "KeIpiSendIpiSet" / At(0x1f8, _KAFFINITY_EX_1),  # +0x1f8
-    variant="_KSTATIC_AFFINITY_BLOCK_1", digest="47415b0f8ccb6f20")
+), variant="_KSTATIC_AFFINITY_BLOCK_1", digest="47415b0f8ccb6f20")
 
-_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct",
+_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct", lambda: (
     "CurrentPacket" / At(0x000, Array(3, Ptr("void", 8, "base"))),  # +0x000
     "WorkerRoutine" / At(0x018, Ptr("<function>", 8, "function")),  # +0x018
-    variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
+), variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
 
-_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct",
+_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct", lambda: (
     "Next" / At(0x000, Ptr("_REQUEST_MAILBOX")),  # +0x000
     "RequestSummary" / At(0x008, T_unsigned_long_long),  # +0x008
     "RequestPacket" / At(0x010, _KREQUEST_PACKET_1),  # +0x010
     "NodeTargetCountAddr" / At(0x030, Ptr("long", 8, "base")),  # +0x030
     "NodeTargetCount" / At(0x038, T_long),  # +0x038
-    variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
+), variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
 
-_KSECURE_FAULT_INFORMATION_1 = Record("_KSECURE_FAULT_INFORMATION", 0x10, "struct",
+_KSECURE_FAULT_INFORMATION_1 = Record("_KSECURE_FAULT_INFORMATION", 0x10, "struct", lambda: (
     "FaultCode" / At(0x000, T_unsigned_long_long),  # +0x000
     "FaultVa" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_KSECURE_FAULT_INFORMATION_1", digest="70e95af635d959c4")
+), variant="_KSECURE_FAULT_INFORMATION_1", digest="70e95af635d959c4")
 
-_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct",
+_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct", lambda: (
     "InterruptTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "PerformanceCounter" / At(0x008, _LARGE_INTEGER_1),  # +0x008
-    variant="_KTIMER_EXPIRATION_TRACE_1", digest="8375335ec527a7ca")
+), variant="_KTIMER_EXPIRATION_TRACE_1", digest="8375335ec527a7ca")
 
-_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
+_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct", lambda: (
     "SpinLockAcquireCount" / At(0x000, T_unsigned_long),  # +0x000
     "SpinLockContentionCount" / At(0x004, T_unsigned_long),  # +0x004
     "SpinLockSpinCount" / At(0x008, T_unsigned_long),  # +0x008
@@ -2522,14 +2523,14 @@ _SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
     "ExBoostSharedOwners" / At(0x0ac, T_unsigned_long),  # +0x0ac
     "ExEtwSynchTrackingNotificationsCount" / At(0x0b0, T_unsigned_long),  # +0x0b0
     "ExEtwSynchTrackingNotificationsAccountedCount" / At(0x0b4, T_unsigned_long),  # +0x0b4
-    variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
+), variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE")),  # +0x000
     "L" / At(0x008, Ptr("_GENERAL_LOOKASIDE")),  # +0x008
-    variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
+), variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
 
-_PROC_PERF_CHECK_CONTEXT_1 = Record("_PROC_PERF_CHECK_CONTEXT", 0x40, "struct",
+_PROC_PERF_CHECK_CONTEXT_1 = Record("_PROC_PERF_CHECK_CONTEXT", 0x40, "struct", lambda: (
     "Domain" / At(0x000, Ptr("_PROC_PERF_DOMAIN")),  # +0x000
     "Constraint" / At(0x008, Ptr("_PROC_PERF_CONSTRAINT")),  # +0x008
     "PerfCheck" / At(0x010, Ptr("_PROC_PERF_CHECK")),  # +0x010
@@ -2542,23 +2543,23 @@ _PROC_PERF_CHECK_CONTEXT_1 = Record("_PROC_PERF_CHECK_CONTEXT", 0x40, "struct",
     "AveragePerformancePercent" / At(0x036, T_unsigned_short),  # +0x036
     "RelativePerformance" / At(0x038, T_unsigned_long),  # +0x038
     "NtProcessor" / At(0x03c, T_unsigned_char),  # +0x03c
-    variant="_PROC_PERF_CHECK_CONTEXT_1", digest="0e9f0067c1967db4")
+), variant="_PROC_PERF_CHECK_CONTEXT_1", digest="0e9f0067c1967db4")
 
-_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union",
+_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union", lambda: (
     "AsLong" / At(0x000, T_long),  # +0x000
     "RefCount" / At(0x000, Bits(0, 24, T_long)),  # +0x000
     "State" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
+), variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="61248b745f49eac3")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="61248b745f49eac3")
 
-_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
+_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "CyclesLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "CyclesActive" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2577,23 +2578,23 @@ _PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
     "StallTime" / At(0x080, T_unsigned_long_long),  # +0x080
     "KernelTimesIndex" / At(0x088, T_unsigned_char),  # +0x088
     "CounterDiscardsIdleTime" / At(0x089, T_unsigned_char),  # +0x089
-    variant="_PROC_FEEDBACK_1", digest="697a16f4469157c2")
+), variant="_PROC_FEEDBACK_1", digest="697a16f4469157c2")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct",
+_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct", lambda: (
     "PromotePercent" / At(0x000, T_unsigned_char),  # +0x000
     "DemotePercent" / At(0x001, T_unsigned_char),  # +0x001
     "PromotePercentBase" / At(0x002, T_unsigned_char),  # +0x002
     "DemotePercentBase" / At(0x003, T_unsigned_char),  # +0x003
     "AllowScaling" / At(0x004, T_unsigned_char),  # +0x004
     "ForceLightIdle" / At(0x005, T_unsigned_char),  # +0x005
-    variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
+), variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x200, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x200, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES")),  # +0x000
     "IdleAccounting" / At(0x008, Ptr("_PROC_IDLE_ACCOUNTING")),  # +0x008
     "IdleTimeLast" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2640,9 +2641,9 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x200, "struct",
     "HwFeedbackPerformanceClass" / At(0x1fd, T_unsigned_char),  # +0x1fd
     "HwFeedbackEfficiencyClass" / At(0x1fe, T_unsigned_char),  # +0x1fe
     "HeteroCoreType" / At(0x1ff, T_unsigned_char),  # +0x1ff
-    variant="_PROCESSOR_POWER_STATE_1", digest="a8d8f321bc7fe48a")
+), variant="_PROCESSOR_POWER_STATE_1", digest="a8d8f321bc7fe48a")
 
-_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct",
+_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "ReadySummary" / At(0x008, T_unsigned_long),  # +0x008
     "ReadyListHead" / At(0x010, Array(32, _LIST_ENTRY_1)),  # +0x010
@@ -2656,9 +2657,9 @@ _KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct",
     "Affinity" / At(0x258, T_unsigned_long_long),  # +0x258
     "ReadyThreadCount" / At(0x260, T_unsigned_long),  # +0x260
     "ReadyQueueExpectedRunTime" / At(0x268, T_unsigned_long_long),  # +0x268
-    variant="_KSHARED_READY_QUEUE_1", digest="b93ee692c1c54345")
+), variant="_KSHARED_READY_QUEUE_1", digest="b93ee692c1c54345")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long_long),  # +0x000
     "Cr2" / At(0x008, T_unsigned_long_long),  # +0x008
     "Cr3" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2689,40 +2690,40 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
     "Xcr0" / At(0x0d8, T_unsigned_long_long),  # +0x0d8
     "MsrFsBase" / At(0x0e0, T_unsigned_long_long),  # +0x0e0
     "SpecialPadding0" / At(0x0e8, T_unsigned_long_long),  # +0x0e8
-    variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
+), variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct", lambda: (
     "SpecialRegisters" / At(0x000, _KSPECIAL_REGISTERS_1),  # +0x000
     "ContextFrame" / At(0x0f0, _CONTEXT_1),  # +0x0f0
-    variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
+), variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
 
-_KPRCBFLAG_1 = Record("_KPRCBFLAG", 0x4, "union",
+_KPRCBFLAG_1 = Record("_KPRCBFLAG", 0x4, "union", lambda: (
     "PrcbFlags" / At(0x000, T_long),  # +0x000
     "BamQosLevel" / At(0x000, Bits(0, 8, T_unsigned_long)),  # +0x000
     "PendingQosUpdate" / At(0x000, Bits(8, 2, T_unsigned_long)),  # +0x000
     "CacheIsolationEnabled" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "TracepointActive" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "PrcbFlagsReserved" / At(0x000, Bits(12, 20, T_unsigned_long)),  # +0x000
-    variant="_KPRCBFLAG_1", digest="dcf2e3c578926799")
+), variant="_KPRCBFLAG_1", digest="dcf2e3c578926799")
 
-_KTIMER_TABLE_STATE_1 = Record("_KTIMER_TABLE_STATE", 0x18, "struct",
+_KTIMER_TABLE_STATE_1 = Record("_KTIMER_TABLE_STATE", 0x18, "struct", lambda: (
     "LastTimerExpiration" / At(0x000, Array(2, T_unsigned_long_long)),  # +0x000
     "LastTimerHand" / At(0x010, Array(2, T_unsigned_long)),  # +0x010
-    variant="_KTIMER_TABLE_STATE_1", digest="8b548f37fec0e577")
+), variant="_KTIMER_TABLE_STATE_1", digest="8b548f37fec0e577")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Entry" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Time" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
-    variant="_KTIMER_TABLE_ENTRY_1", digest="dccfeee1fb879b6b")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="dccfeee1fb879b6b")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x4218, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x4218, "struct", lambda: (
     "TimerExpiry" / At(0x0000, Array(64, Ptr("_KTIMER"))),  # +0x0000
     "TimerEntries" / At(0x0200, Array(2, Array(256, _KTIMER_TABLE_ENTRY_1))),  # +0x0200
     "TableState" / At(0x4200, _KTIMER_TABLE_STATE_1),  # +0x4200
-    variant="_KTIMER_TABLE_1", digest="fee34f25c0a99698")
+), variant="_KTIMER_TABLE_1", digest="fee34f25c0a99698")
 
-_KPRCB_1 = Record("_KPRCB", 0xaf00, "struct",
+_KPRCB_1 = Record("_KPRCB", 0xaf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -3074,9 +3075,9 @@ _KPRCB_1 = Record("_KPRCB", 0xaf00, "struct",
     "PrcbPad141" / At(0x9ec0, Array(504, T_unsigned_long_long)),  # +0x9ec0
     "PrcbPad141a" / At(0xae80, Array(64, T_unsigned_char)),  # +0xae80
     "RequestMailbox" / At(0xaec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xaec0
-    variant="_KPRCB_1", digest="41e84c2ee4c9de6f")
+), variant="_KPRCB_1", digest="41e84c2ee4c9de6f")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -3085,9 +3086,9 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KPCR_1 = Record("_KPCR", 0xb080, "struct",
+_KPCR_1 = Record("_KPCR", 0xb080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -3115,9 +3116,9 @@ _KPCR_1 = Record("_KPCR", 0xb080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_1),  # +0x180
-    variant="_KPCR_1", digest="2973fb82bee8633e")
+), variant="_KPCR_1", digest="2973fb82bee8633e")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -3177,29 +3178,29 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x120, "struct",
     "ReferenceCount" / At(0x114, T_unsigned_long),  # +0x114
     "DependentLoadFlags" / At(0x118, T_unsigned_long),  # +0x118
     "SigningLevel" / At(0x11c, T_unsigned_char),  # +0x11c
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="8610722a960b3050")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="8610722a960b3050")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct",
+_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct", lambda: (
     "Function" / At(0x000, Ptr("<function>", 8, "function")),  # +0x000
     "FunctionValue" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
+), variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
 
-_MI_SUBSECTION_ENTRY1_1 = Record("_MI_SUBSECTION_ENTRY1", 0x4, "struct",
+_MI_SUBSECTION_ENTRY1_1 = Record("_MI_SUBSECTION_ENTRY1", 0x4, "struct", lambda: (
     "CrossPartitionReferences" / At(0x000, Bits(0, 30, T_unsigned_long)),  # +0x000
     "SubsectionMappedLarge" / At(0x000, Bits(30, 2, T_unsigned_long)),  # +0x000
-    variant="_MI_SUBSECTION_ENTRY1_1", digest="54da61c681b47524")
+), variant="_MI_SUBSECTION_ENTRY1_1", digest="54da61c681b47524")
 
-_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct",
+_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
+), variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_EX_1),  # +0x000
     "BasePte" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
@@ -3213,14 +3214,14 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct",
     "LowestBitEverAllocated" / At(0x048, T_unsigned_long_long),  # +0x048
     "CachedPtes" / At(0x050, Ptr("_MI_CACHED_PTES")),  # +0x050
     "TotalFreeSystemPtes" / At(0x058, T_unsigned_long_long),  # +0x058
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="5d2ff192501f9159")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="5d2ff192501f9159")
 
-_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct",
+_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct", lambda: (
     "Length" / At(0x000, Bits(0, 12, T_unsigned_long_long)),  # +0x000
     "Vpn" / At(0x000, Bits(12, 52, T_unsigned_long_long)),  # +0x000
-    variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
+), variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -3230,9 +3231,9 @@ _MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
     "Unused1" / At(0x000, Bits(12, 3, T_unsigned_long_long)),  # +0x000
     "ExecutePrivilege" / At(0x000, Bits(15, 1, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="078df6311c88859b")
+), variant="_MMPTE_SUBSECTION_1", digest="078df6311c88859b")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -3242,9 +3243,9 @@ _MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(12, 16, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(28, 36, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
+), variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3263,9 +3264,9 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "WsleAge" / At(0x000, Bits(56, 4, T_unsigned_long_long)),  # +0x000
     "WsleProtection" / At(0x000, Bits(60, 3, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="377a69b03ac03c02")
+), variant="_MMPTE_HARDWARE_1", digest="377a69b03ac03c02")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileReserved" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "PageFileAllocated" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3279,9 +3280,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "ShadowStack" / At(0x000, Bits(26, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(27, 5, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="578e0507de0a2f77")
+), variant="_MMPTE_SOFTWARE_1", digest="578e0507de0a2f77")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "DemandFillProto" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "HiberVerifyConverted" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3292,9 +3293,9 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Combined" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
+), variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -3304,9 +3305,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "PageFileLow" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(16, 16, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
+), variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3317,9 +3318,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 36, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(48, 16, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="ced27554d562a69d")
+), variant="_MMPTE_TRANSITION_1", digest="ced27554d562a69d")
 
-_anonymous_16 = Record("<anonymous-tag>", 0x8, "union",
+_anonymous_16 = Record("<anonymous-tag>", 0x8, "union", lambda: (
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
     "Long" / At(0x000, T_unsigned_long_long),  # +0x000
@@ -3329,21 +3330,21 @@ _anonymous_16 = Record("<anonymous-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_anonymous_16", digest="c5406566107b60d2")
+), variant="_anonymous_16", digest="c5406566107b60d2")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _anonymous_16),  # +0x000
-    variant="_MMPTE_1", digest="f8ca93c9774a4a5c")
+), variant="_MMPTE_1", digest="f8ca93c9774a4a5c")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x008, Ptr("_EX_PUSH_LOCK")),  # +0x008
     "ViewRoot" / At(0x010, _RTL_AVL_TREE_1),  # +0x010
     "ViewCount" / At(0x018, T_unsigned_long),  # +0x018
     "BitmapFailures" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
+), variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
 
-_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
+_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct", lambda: (
     "SubsectionAccessed" / At(0x000, Bits(0, 1, T_unsigned_short)),  # +0x000
     "Protection" / At(0x000, Bits(1, 5, T_unsigned_short)),  # +0x000
     "StartingSector4132" / At(0x000, Bits(6, 10, T_unsigned_short)),  # +0x000
@@ -3352,16 +3353,16 @@ _MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
     "Spare" / At(0x002, Bits(2, 1, T_unsigned_short)),  # +0x002
     "OnDereferenceList" / At(0x002, Bits(3, 1, T_unsigned_short)),  # +0x002
     "SectorEndOffset" / At(0x002, Bits(4, 12, T_unsigned_short)),  # +0x002
-    variant="_MMSUBSECTION_FLAGS_1", digest="8bdd872c82a34688")
+), variant="_MMSUBSECTION_FLAGS_1", digest="8bdd872c82a34688")
 
-_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct",
+_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct", lambda: (
     "PageFaultCount" / At(0x000, T_unsigned_long),  # +0x000
     "WorkingSetSize" / At(0x008, T_unsigned_long_long),  # +0x008
     "WorkingSetLeafSize" / At(0x010, T_unsigned_long_long),  # +0x010
     "PeakWorkingSetSize" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
+), variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
 
-_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
+_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct", lambda: (
     "FileOffset" / At(0x000, Bits(0, 24, T_unsigned_long)),  # +0x000
     "Large" / At(0x000, Bits(24, 1, T_unsigned_long)),  # +0x000
     "TrimBehind" / At(0x000, Bits(25, 1, T_unsigned_long)),  # +0x000
@@ -3369,24 +3370,24 @@ _MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
     "NoValidationNeeded" / At(0x000, Bits(27, 1, T_unsigned_long)),  # +0x000
     "PrivateDemandZero" / At(0x000, Bits(28, 1, T_unsigned_long)),  # +0x000
     "Spare" / At(0x000, Bits(29, 3, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS2_1", digest="96e18f63bb09c456")
+), variant="_MMVAD_FLAGS2_1", digest="96e18f63bb09c456")
 
-_anonymous_17 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_17 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "LongFlags2" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags2" / At(0x000, _MMVAD_FLAGS2_1),  # +0x000
-    variant="_anonymous_17", digest="13ba68ce9c60429a")
+), variant="_anonymous_17", digest="13ba68ce9c60429a")
 
-_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct",
+_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct", lambda: (
     "CommitCharge" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "MemCommit" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
+), variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
 
-_anonymous_18 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_18 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "LongFlags1" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags1" / At(0x000, _MMVAD_FLAGS1_1),  # +0x000
-    variant="_anonymous_18", digest="2f5cbca980a38898")
+), variant="_anonymous_18", digest="2f5cbca980a38898")
 
-_MM_GRAPHICS_VAD_FLAGS_1 = Record("_MM_GRAPHICS_VAD_FLAGS", 0x4, "struct",
+_MM_GRAPHICS_VAD_FLAGS_1 = Record("_MM_GRAPHICS_VAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3403,9 +3404,9 @@ _MM_GRAPHICS_VAD_FLAGS_1 = Record("_MM_GRAPHICS_VAD_FLAGS", 0x4, "struct",
     "GraphicsUseCoherentBus" / At(0x000, Bits(25, 1, T_unsigned_long)),  # +0x000
     "GraphicsNoCache" / At(0x000, Bits(26, 1, T_unsigned_long)),  # +0x000
     "GraphicsPageProtection" / At(0x000, Bits(27, 3, T_unsigned_long)),  # +0x000
-    variant="_MM_GRAPHICS_VAD_FLAGS_1", digest="0cf32af3b5f256dd")
+), variant="_MM_GRAPHICS_VAD_FLAGS_1", digest="0cf32af3b5f256dd")
 
-_MM_SHARED_VAD_FLAGS_1 = Record("_MM_SHARED_VAD_FLAGS", 0x4, "struct",
+_MM_SHARED_VAD_FLAGS_1 = Record("_MM_SHARED_VAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3417,9 +3418,9 @@ _MM_SHARED_VAD_FLAGS_1 = Record("_MM_SHARED_VAD_FLAGS", 0x4, "struct",
     "PrivateMemoryAlwaysClear" / At(0x000, Bits(20, 1, T_unsigned_long)),  # +0x000
     "PrivateFixup" / At(0x000, Bits(21, 1, T_unsigned_long)),  # +0x000
     "HotPatchAllowed" / At(0x000, Bits(22, 1, T_unsigned_long)),  # +0x000
-    variant="_MM_SHARED_VAD_FLAGS_1", digest="1c6e846686fe26c4")
+), variant="_MM_SHARED_VAD_FLAGS_1", digest="1c6e846686fe26c4")
 
-_MM_PRIVATE_VAD_FLAGS_1 = Record("_MM_PRIVATE_VAD_FLAGS", 0x4, "struct",
+_MM_PRIVATE_VAD_FLAGS_1 = Record("_MM_PRIVATE_VAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3436,9 +3437,9 @@ _MM_PRIVATE_VAD_FLAGS_1 = Record("_MM_PRIVATE_VAD_FLAGS", 0x4, "struct",
     "Enclave" / At(0x000, Bits(25, 1, T_unsigned_long)),  # +0x000
     "ShadowStack" / At(0x000, Bits(26, 1, T_unsigned_long)),  # +0x000
     "PhysicalMemoryPfnsReferenced" / At(0x000, Bits(27, 1, T_unsigned_long)),  # +0x000
-    variant="_MM_PRIVATE_VAD_FLAGS_1", digest="1fc55ef5bd828899")
+), variant="_MM_PRIVATE_VAD_FLAGS_1", digest="1fc55ef5bd828899")
 
-_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
+_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3448,18 +3449,18 @@ _MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
     "PreferredNode" / At(0x000, Bits(12, 6, T_unsigned_long)),  # +0x000
     "PageSize" / At(0x000, Bits(18, 2, T_unsigned_long)),  # +0x000
     "PrivateMemory" / At(0x000, Bits(20, 1, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS_1", digest="d7b6b9e5ff757495")
+), variant="_MMVAD_FLAGS_1", digest="d7b6b9e5ff757495")
 
-_anonymous_19 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_19 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "GraphicsVadFlags" / At(0x000, _MM_GRAPHICS_VAD_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "PrivateVadFlags" / At(0x000, _MM_PRIVATE_VAD_FLAGS_1),  # +0x000
     "SharedVadFlags" / At(0x000, _MM_SHARED_VAD_FLAGS_1),  # +0x000
     "VadFlags" / At(0x000, _MMVAD_FLAGS_1),  # +0x000
     "VolatileVadLong" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_anonymous_19", digest="d26377c78caaf222")
+), variant="_anonymous_19", digest="d26377c78caaf222")
 
-_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
+_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct", lambda: (
     "NextVad" / At(0x000, Ptr("_MMVAD_SHORT")),  # +0x000
     "VadNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ExtraCreateInfo" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3474,14 +3475,14 @@ _MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
     "u" / At(0x030, _anonymous_19),  # +0x030
     "u1" / At(0x034, _anonymous_18),  # +0x034
     "EventList" / At(0x038, Ptr("_MI_VAD_EVENT_BLOCK")),  # +0x038
-    variant="_MMVAD_SHORT_1", digest="7f30fe3957dfd307")
+), variant="_MMVAD_SHORT_1", digest="7f30fe3957dfd307")
 
-_anonymous_20 = Record("<anonymous-tag>", 0x8, "union",
+_anonymous_20 = Record("<anonymous-tag>", 0x8, "union", lambda: (
     "ExtendedInfo" / At(0x000, Ptr("_MMEXTEND_INFO")),  # +0x000
     "SequentialVa" / At(0x000, _MI_VAD_SEQUENTIAL_INFO_1),  # +0x000
-    variant="_anonymous_20", digest="c2867d7b93b7a233")
+), variant="_anonymous_20", digest="c2867d7b93b7a233")
 
-_MMVAD_1 = Record("_MMVAD", 0x88, "struct",
+_MMVAD_1 = Record("_MMVAD", 0x88, "struct", lambda: (
     "Core" / At(0x000, _MMVAD_SHORT_1),  # +0x000
     "u2" / At(0x040, _anonymous_17),  # +0x040
     "Subsection" / At(0x048, Ptr("_SUBSECTION")),  # +0x048
@@ -3491,24 +3492,24 @@ _MMVAD_1 = Record("_MMVAD", 0x88, "struct",
     "VadsProcess" / At(0x070, Ptr("_EPROCESS")),  # +0x070
     "u4" / At(0x078, _anonymous_20),  # +0x078
     "FileObject" / At(0x080, Ptr("_FILE_OBJECT")),  # +0x080
-    variant="_MMVAD_1", digest="1dddac677978dba7")
+), variant="_MMVAD_1", digest="1dddac677978dba7")
 
-_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct",
+_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct", lambda: (
     "NextPteToTrim" / At(0x000, Ptr("_MMPTE")),  # +0x000
     "NextPteToAge" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextPteToAccessClear" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "LastAccessClearingRemainder" / At(0x018, T_unsigned_long),  # +0x018
     "LastAgingRemainder" / At(0x01c, T_unsigned_long),  # +0x01c
     "LockedEntries" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
+), variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x18, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x18, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "MaximumSize" / At(0x008, T_unsigned_long_long),  # +0x008
     "AllocatedPagedPool" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_MM_PAGED_POOL_INFO_1", digest="7c663efc61beb213")
+), variant="_MM_PAGED_POOL_INFO_1", digest="7c663efc61beb213")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3520,14 +3521,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "SessionHeapDestroyed" / At(0x000, Bits(8, 1, T_unsigned_long)),  # +0x000
     "LeakedPoolDeliberately" / At(0x000, Bits(9, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(10, 22, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="61ac38dee65e77cb")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="61ac38dee65e77cb")
 
-_anonymous_21 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_21 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_anonymous_21", digest="d5ac5a2812af242a")
+), variant="_anonymous_21", digest="d5ac5a2812af242a")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _anonymous_21),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -3575,9 +3576,9 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct",
     "ServerSilo" / At(0x0418, Ptr("_EJOB")),  # +0x0418
     "CreateTime" / At(0x0420, T_unsigned_long_long),  # +0x0420
     "PoolTags" / At(0x1000, Array(16384, T_unsigned_char)),  # +0x1000
-    variant="_MM_SESSION_SPACE_1", digest="98c9052e843abcf9")
+), variant="_MM_SESSION_SPACE_1", digest="98c9052e843abcf9")
 
-_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
+_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct", lambda: (
     "ExceptionList" / At(0x000, T_unsigned_long),  # +0x000
     "StackBase" / At(0x004, T_unsigned_long),  # +0x004
     "StackLimit" / At(0x008, T_unsigned_long),  # +0x008
@@ -3586,9 +3587,9 @@ _NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
     "Version" / At(0x010, T_unsigned_long),  # +0x010
     "ArbitraryUserPointer" / At(0x014, T_unsigned_long),  # +0x014
     "Self" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_NT_TIB32_1", digest="2465d710e974b87a")
+), variant="_NT_TIB32_1", digest="2465d710e974b87a")
 
-_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
+_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, Ptr("_OBJECT_DIRECTORY_ENTRY"))),  # +0x000
     "Lock" / At(0x128, _EX_PUSH_LOCK_1),  # +0x128
     "DeviceMap" / At(0x130, Ptr("_DEVICE_MAP")),  # +0x130
@@ -3597,26 +3598,26 @@ _OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
     "SessionObject" / At(0x148, Ptr("void", 8, "base")),  # +0x148
     "Flags" / At(0x150, T_unsigned_long),  # +0x150
     "SessionId" / At(0x154, T_unsigned_long),  # +0x154
-    variant="_OBJECT_DIRECTORY_1", digest="8708689e7094cb03")
+), variant="_OBJECT_DIRECTORY_1", digest="8708689e7094cb03")
 
-_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct",
+_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct", lambda: (
     "ChainLink" / At(0x000, Ptr("_OBJECT_DIRECTORY_ENTRY")),  # +0x000
     "Object" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "HashValue" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
+), variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
 
-_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct",
+_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct", lambda: (
     "Process" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "HandleCount" / At(0x008, Bits(0, 24, T_unsigned_long)),  # +0x008
     "LockCount" / At(0x008, Bits(24, 8, T_unsigned_long)),  # +0x008
-    variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
+), variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3640,52 +3641,52 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
+), variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
 
-_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct",
+_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct", lambda: (
     "SecurityDescriptor" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
+), variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
 
-_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct",
+_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "CreatorUniqueProcess" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "CreatorBackTraceIndex" / At(0x018, T_unsigned_short),  # +0x018
     "Reserved1" / At(0x01a, T_unsigned_short),  # +0x01a
     "Reserved2" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="8b99f6e9694340d1")
+), variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="8b99f6e9694340d1")
 
-_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct",
+_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct", lambda: (
     "HandleCountDataBase" / At(0x000, Ptr("_OBJECT_HANDLE_COUNT_DATABASE")),  # +0x000
     "SingleEntry" / At(0x000, _OBJECT_HANDLE_COUNT_ENTRY_1),  # +0x000
-    variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
+), variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
     "Reserved" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
 
-_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct",
+_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct", lambda: (
     "ExclusiveProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
+), variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
 
-_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct",
+_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct", lambda: (
     "PagedPoolCharge" / At(0x000, T_unsigned_long),  # +0x000
     "NonPagedPoolCharge" / At(0x004, T_unsigned_long),  # +0x004
     "SecurityDescriptorCharge" / At(0x008, T_unsigned_long),  # +0x008
     "Reserved1" / At(0x00c, T_unsigned_long),  # +0x00c
     "SecurityDescriptorQuotaBlock" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "Reserved2" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="725b34e4369f6255")
+), variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="725b34e4369f6255")
 
-_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct",
+_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct", lambda: (
     "Name" / At(0x000, _UNICODE_STRING_1),  # +0x000
-    variant="_OBJECT_NAME_INFORMATION_1", digest="44b0722c9aba9bed")
+), variant="_OBJECT_NAME_INFORMATION_1", digest="44b0722c9aba9bed")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_short),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -3718,9 +3719,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
     "WaitObjectFlagMask" / At(0x070, T_unsigned_long),  # +0x070
     "WaitObjectFlagOffset" / At(0x074, T_unsigned_short),  # +0x074
     "WaitObjectPointerOffset" / At(0x076, T_unsigned_short),  # +0x076
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -3733,9 +3734,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
     "TypeLock" / At(0x0b8, _EX_PUSH_LOCK_1),  # +0x0b8
     "Key" / At(0x0c0, T_unsigned_long),  # +0x0c0
     "CallbackList" / At(0x0c8, _LIST_ENTRY_1),  # +0x0c8
-    variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
+), variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
 
-_PEB_1 = Record("_PEB", 0x7c8, "struct",
+_PEB_1 = Record("_PEB", 0x7c8, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -3851,15 +3852,15 @@ _PEB_1 = Record("_PEB", 0x7c8, "struct",
     "SixtySecondEnabled" / At(0x7c0, Bits(0, 1, T_unsigned_long)),  # +0x7c0
     "Reserved" / At(0x7c0, Bits(1, 31, T_unsigned_long)),  # +0x7c0
     "NtGlobalFlag2" / At(0x7c4, T_unsigned_long),  # +0x7c4
-    variant="_PEB_1", digest="cde086739f9e35a1")
+), variant="_PEB_1", digest="cde086739f9e35a1")
 
-_STRING32_1 = Record("_STRING32", 0x8, "struct",
+_STRING32_1 = Record("_STRING32", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_STRING32_1", digest="acbfab945c83bb53")
+), variant="_STRING32_1", digest="acbfab945c83bb53")
 
-_PEB32_1 = Record("_PEB32", 0x480, "struct",
+_PEB32_1 = Record("_PEB32", 0x480, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -3968,9 +3969,9 @@ _PEB32_1 = Record("_PEB32", 0x480, "struct",
     "SixtySecondEnabled" / At(0x474, Bits(0, 1, T_unsigned_long)),  # +0x474
     "Reserved" / At(0x474, Bits(1, 31, T_unsigned_long)),  # +0x474
     "NtGlobalFlag2" / At(0x478, T_unsigned_long),  # +0x478
-    variant="_PEB32_1", digest="6f56a07ae32f5cc1")
+), variant="_PEB32_1", digest="6f56a07ae32f5cc1")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3980,28 +3981,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x440, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x440, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -4040,9 +4041,9 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x440, "
     "DefaultThreadpoolCpuSetMasks" / At(0x430, Ptr("unsigned long long", 8, "base")),  # +0x430
     "DefaultThreadpoolCpuSetMaskCount" / At(0x438, T_unsigned_long),  # +0x438
     "DefaultThreadpoolThreadMaximum" / At(0x43c, T_unsigned_long),  # +0x43c
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="f5ca4bd838138d3c")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="f5ca4bd838138d3c")
 
-_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
+_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct", lambda: (
     "Short0" / At(0x000, T_unsigned_short),  # +0x000
     "TotalNumberOfPtes4132" / At(0x000, Bits(0, 10, T_unsigned_short)),  # +0x000
     "Spare0" / At(0x000, Bits(10, 1, T_unsigned_short)),  # +0x000
@@ -4060,19 +4061,19 @@ _SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
     "ForceCollision" / At(0x003, Bits(0, 1, T_unsigned_char)),  # +0x003
     "ImageSigningType" / At(0x003, Bits(1, 3, T_unsigned_char)),  # +0x003
     "ImageSigningLevel" / At(0x003, Bits(4, 4, T_unsigned_char)),  # +0x003
-    variant="_SEGMENT_FLAGS_1", digest="16117ecdb25bce5a")
+), variant="_SEGMENT_FLAGS_1", digest="16117ecdb25bce5a")
 
-_anonymous_22 = Record("<anonymous-tag>", 0x8, "union",
+_anonymous_22 = Record("<anonymous-tag>", 0x8, "union", lambda: (
     "FirstMappedVa" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImageInformation" / At(0x000, Ptr("_MI_SECTION_IMAGE_INFORMATION")),  # +0x000
-    variant="_anonymous_22", digest="cf2b0c0ab9db9b0c")
+), variant="_anonymous_22", digest="cf2b0c0ab9db9b0c")
 
-_anonymous_23 = Record("<anonymous-tag>", 0x8, "union",
+_anonymous_23 = Record("<anonymous-tag>", 0x8, "union", lambda: (
     "CreatingProcessId" / At(0x000, T_unsigned_long),  # +0x000
     "ImageCommitment" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_anonymous_23", digest="ee09ee646afc7ded")
+), variant="_anonymous_23", digest="ee09ee646afc7ded")
 
-_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
+_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "TotalNumberOfPtes" / At(0x008, T_unsigned_long),  # +0x008
     "SegmentFlags" / At(0x00c, _SEGMENT_FLAGS_1),  # +0x00c
@@ -4084,56 +4085,56 @@ _SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
     "u1" / At(0x030, _anonymous_23),  # +0x030
     "u2" / At(0x038, _anonymous_22),  # +0x038
     "PrototypePte" / At(0x040, Ptr("_MMPTE")),  # +0x040
-    variant="_SEGMENT_1", digest="adb20f5b0faf9c25")
+), variant="_SEGMENT_1", digest="adb20f5b0faf9c25")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(30, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01e, T_unsigned_char),  # +0x01e
-    variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
+), variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_anonymous_24 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_24 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "SubsectionFlags" / At(0x000, _MMSUBSECTION_FLAGS_1),  # +0x000
-    variant="_anonymous_24", digest="3a7fe83fbe5bede3")
+), variant="_anonymous_24", digest="3a7fe83fbe5bede3")
 
-_anonymous_25 = Record("<anonymous-tag>", 0x4, "union",
+_anonymous_25 = Record("<anonymous-tag>", 0x4, "union", lambda: (
     "EntireField" / At(0x000, T_unsigned_long),  # +0x000
     "e1" / At(0x000, _MI_SUBSECTION_ENTRY1_1),  # +0x000
-    variant="_anonymous_25", digest="bc0b3e4b54efc296")
+), variant="_anonymous_25", digest="bc0b3e4b54efc296")
 
-_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
+_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "SubsectionBase" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextSubsection" / At(0x010, Ptr("_SUBSECTION")),  # +0x010
@@ -4148,9 +4149,9 @@ _SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
     "UnusedPtes" / At(0x034, Bits(0, 30, T_unsigned_long)),  # +0x034
     "ExtentQueryNeeded" / At(0x034, Bits(30, 1, T_unsigned_long)),  # +0x034
     "DirtyPages" / At(0x034, Bits(31, 1, T_unsigned_long)),  # +0x034
-    variant="_SUBSECTION_1", digest="cec540491431c76c")
+), variant="_SUBSECTION_1", digest="cec540491431c76c")
 
-_TEB_1 = Record("_TEB", 0x1838, "struct",
+_TEB_1 = Record("_TEB", 0x1838, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -4278,9 +4279,9 @@ _TEB_1 = Record("_TEB", 0x1838, "struct",
     "ReservedForWdf" / At(0x1818, Ptr("void", 8, "base")),  # +0x1818
     "ReservedForCrt" / At(0x1820, T_unsigned_long_long),  # +0x1820
     "EffectiveContainerId" / At(0x1828, _GUID_1),  # +0x1828
-    variant="_TEB_1", digest="955449b8081a8700")
+), variant="_TEB_1", digest="955449b8081a8700")
 
-_TEB32_1 = Record("_TEB32", 0x1000, "struct",
+_TEB32_1 = Record("_TEB32", 0x1000, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB32_1),  # +0x000
     "EnvironmentPointer" / At(0x01c, T_unsigned_long),  # +0x01c
     "ClientId" / At(0x020, _CLIENT_ID32_1),  # +0x020
@@ -4398,14 +4399,14 @@ _TEB32_1 = Record("_TEB32", 0x1000, "struct",
     "ReservedForWdf" / At(0xfe4, T_unsigned_long),  # +0xfe4
     "ReservedForCrt" / At(0xfe8, T_unsigned_long_long),  # +0xfe8
     "EffectiveContainerId" / At(0xff0, _GUID_1),  # +0xff0
-    variant="_TEB32_1", digest="0baf15a52550a1f8")
+), variant="_TEB32_1", digest="0baf15a52550a1f8")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x498, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x498, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -4454,9 +4455,9 @@ _TOKEN_1 = Record("_TOKEN", 0x498, "struct",
     "BnoIsolationHandlesEntry" / At(0x480, Ptr("_SEP_CACHED_HANDLES_ENTRY")),  # +0x480
     "SessionObject" / At(0x488, Ptr("void", 8, "base")),  # +0x488
     "VariablePart" / At(0x490, T_unsigned_long_long),  # +0x490
-    variant="_TOKEN_1", digest="d84f5b1d0b3b17fe")
+), variant="_TOKEN_1", digest="d84f5b1d0b3b17fe")
 
-_EPROCESS_2 = Record("_EPROCESS", 0xa40, "struct",
+_EPROCESS_2 = Record("_EPROCESS", 0xa40, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -4689,14 +4690,14 @@ _EPROCESS_2 = Record("_EPROCESS", 0xa40, "struct",
     "MmHotPatchContext" / At(0x9f8, Ptr("void", 8, "base")),  # +0x9f8
     "DynamicEHContinuationTargetsTree" / At(0xa00, _RTL_AVL_TREE_1),  # +0xa00
     "DynamicEHContinuationTargetsLock" / At(0xa08, _EX_PUSH_LOCK_1),  # +0xa08
-    variant="_EPROCESS_2", digest="21e2fc33299cacdf")
+), variant="_EPROCESS_2", digest="21e2fc33299cacdf")
 
-_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct",
+_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct", lambda: (
     "Tree" / At(0x000, _RTL_AVL_TREE_1),  # +0x000
     "Lock" / At(0x008, _EX_PUSH_LOCK_1),  # +0x008
-    variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
+), variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
 
-_anonymous_26 = Record("<anonymous-tag>", 0x4, "struct",
+_anonymous_26 = Record("<anonymous-tag>", 0x4, "struct", lambda: (
     "EnableExportAddressFilter" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "AuditExportAddressFilter" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "EnableExportAddressFilterPlus" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -4729,9 +4730,9 @@ _anonymous_26 = Record("<anonymous-tag>", 0x4, "struct",
     "Reserved5" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "CetDynamicApisOutOfProcOnly" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "UserCetSetContextIpValidationRelaxedMode" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_anonymous_26", digest="c9ec1749bd444082")
+), variant="_anonymous_26", digest="c9ec1749bd444082")
 
-_EPROCESS_3 = Record("_EPROCESS", 0xa40, "struct",
+_EPROCESS_3 = Record("_EPROCESS", 0xa40, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -4965,9 +4966,9 @@ _EPROCESS_3 = Record("_EPROCESS", 0xa40, "struct",
     "DynamicEHContinuationTargetsTree" / At(0xa00, _RTL_AVL_TREE_1),  # +0xa00
     "DynamicEHContinuationTargetsLock" / At(0xa08, _EX_PUSH_LOCK_1),  # +0xa08
     "DynamicEnforcedCetCompatibleRanges" / At(0xa10, _PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1),  # +0xa10
-    variant="_EPROCESS_3", digest="59319b03f852ddc2")
+), variant="_EPROCESS_3", digest="59319b03f852ddc2")
 
-_SEGMENT_FLAGS_2 = Record("_SEGMENT_FLAGS", 0x4, "struct",
+_SEGMENT_FLAGS_2 = Record("_SEGMENT_FLAGS", 0x4, "struct", lambda: (
     "Short0" / At(0x000, T_unsigned_short),  # +0x000
     "TotalNumberOfPtes4132" / At(0x000, Bits(0, 10, T_unsigned_short)),  # +0x000
     "Spare0" / At(0x000, Bits(10, 1, T_unsigned_short)),  # +0x000
@@ -4985,9 +4986,9 @@ _SEGMENT_FLAGS_2 = Record("_SEGMENT_FLAGS", 0x4, "struct",
     "ForceCollision" / At(0x003, Bits(0, 1, T_unsigned_char)),  # +0x003
     "ImageSigningType" / At(0x003, Bits(1, 3, T_unsigned_char)),  # +0x003
     "ImageSigningLevel" / At(0x003, Bits(4, 4, T_unsigned_char)),  # +0x003
-    variant="_SEGMENT_FLAGS_2", digest="a5a2899d65d38657")
+), variant="_SEGMENT_FLAGS_2", digest="a5a2899d65d38657")
 
-_SEGMENT_2 = Record("_SEGMENT", 0x48, "struct",
+_SEGMENT_2 = Record("_SEGMENT", 0x48, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "TotalNumberOfPtes" / At(0x008, T_unsigned_long),  # +0x008
     "SegmentFlags" / At(0x00c, _SEGMENT_FLAGS_2),  # +0x00c
@@ -4999,9 +5000,9 @@ _SEGMENT_2 = Record("_SEGMENT", 0x48, "struct",
     "u1" / At(0x030, _anonymous_23),  # +0x030
     "u2" / At(0x038, _anonymous_22),  # +0x038
     "PrototypePte" / At(0x040, Ptr("_MMPTE")),  # +0x040
-    variant="_SEGMENT_2", digest="1a88f43e8fd5aad6")
+), variant="_SEGMENT_2", digest="1a88f43e8fd5aad6")
 
-_ESERVERSILO_GLOBALS_2 = Record("_ESERVERSILO_GLOBALS", 0x498, "struct",
+_ESERVERSILO_GLOBALS_2 = Record("_ESERVERSILO_GLOBALS", 0x498, "struct", lambda: (
     "ObSiloState" / At(0x000, _OBP_SILODRIVERSTATE_1),  # +0x000
     "SeSiloState" / At(0x2e0, _SEP_SILOSTATE_1),  # +0x2e0
     "SeRmSiloState" / At(0x310, _SEP_RM_LSA_CONNECTION_STATE_1),  # +0x310
@@ -5030,9 +5031,9 @@ _ESERVERSILO_GLOBALS_2 = Record("_ESERVERSILO_GLOBALS", 0x498, "struct",
     "UserSharedSection" / At(0x468, Ptr("void", 8, "base")),  # +0x468
     "TerminateWorkItem" / At(0x470, _WORK_QUEUE_ITEM_1),  # +0x470
     "IsDownlevelContainer" / At(0x490, T_unsigned_char),  # +0x490
-    variant="_ESERVERSILO_GLOBALS_2", digest="7498b36616d82685")
+), variant="_ESERVERSILO_GLOBALS_2", digest="7498b36616d82685")
 
-_EPROCESS_4 = Record("_EPROCESS", 0xa40, "struct",
+_EPROCESS_4 = Record("_EPROCESS", 0xa40, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -5267,9 +5268,9 @@ _EPROCESS_4 = Record("_EPROCESS", 0xa40, "struct",
     "DynamicEHContinuationTargetsLock" / At(0xa08, _EX_PUSH_LOCK_1),  # +0xa08
     "DynamicEnforcedCetCompatibleRanges" / At(0xa10, _PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1),  # +0xa10
     "DisabledComponentFlags" / At(0xa20, T_unsigned_long),  # +0xa20
-    variant="_EPROCESS_4", digest="2a8842cbb8b557a2")
+), variant="_EPROCESS_4", digest="2a8842cbb8b557a2")
 
-_EPROCESS_5 = Record("_EPROCESS", 0xa40, "struct",
+_EPROCESS_5 = Record("_EPROCESS", 0xa40, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -5505,9 +5506,9 @@ _EPROCESS_5 = Record("_EPROCESS", 0xa40, "struct",
     "DynamicEnforcedCetCompatibleRanges" / At(0xa10, _PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1),  # +0xa10
     "DisabledComponentFlags" / At(0xa20, T_unsigned_long),  # +0xa20
     "PathRedirectionHashes" / At(0xa28, Ptr("unsigned long", 8, "base")),  # +0xa28
-    variant="_EPROCESS_5", digest="aadb808cee3ce9bc")
+), variant="_EPROCESS_5", digest="aadb808cee3ce9bc")
 
-_ESERVERSILO_GLOBALS_3 = Record("_ESERVERSILO_GLOBALS", 0x4a0, "struct",
+_ESERVERSILO_GLOBALS_3 = Record("_ESERVERSILO_GLOBALS", 0x4a0, "struct", lambda: (
     "ObSiloState" / At(0x000, _OBP_SILODRIVERSTATE_1),  # +0x000
     "SeSiloState" / At(0x2e0, _SEP_SILOSTATE_1),  # +0x2e0
     "SeRmSiloState" / At(0x310, _SEP_RM_LSA_CONNECTION_STATE_1),  # +0x310
@@ -5537,9 +5538,9 @@ _ESERVERSILO_GLOBALS_3 = Record("_ESERVERSILO_GLOBALS", 0x4a0, "struct",
     "UserSharedSection" / At(0x470, Ptr("void", 8, "base")),  # +0x470
     "TerminateWorkItem" / At(0x478, _WORK_QUEUE_ITEM_1),  # +0x478
     "IsDownlevelContainer" / At(0x498, T_unsigned_char),  # +0x498
-    variant="_ESERVERSILO_GLOBALS_3", digest="8baf78cbf2f22179")
+), variant="_ESERVERSILO_GLOBALS_3", digest="8baf78cbf2f22179")
 
-_KPRCB_2 = Record("_KPRCB", 0xaf00, "struct",
+_KPRCB_2 = Record("_KPRCB", 0xaf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -5893,9 +5894,9 @@ _KPRCB_2 = Record("_KPRCB", 0xaf00, "struct",
     "PrcbPad141" / At(0x9ec0, Array(504, T_unsigned_long_long)),  # +0x9ec0
     "PrcbPad141a" / At(0xae80, Array(64, T_unsigned_char)),  # +0xae80
     "RequestMailbox" / At(0xaec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xaec0
-    variant="_KPRCB_2", digest="df7c6915ef096df6")
+), variant="_KPRCB_2", digest="df7c6915ef096df6")
 
-_KPCR_2 = Record("_KPCR", 0xb080, "struct",
+_KPCR_2 = Record("_KPCR", 0xb080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -5923,9 +5924,9 @@ _KPCR_2 = Record("_KPCR", 0xb080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_2),  # +0x180
-    variant="_KPCR_2", digest="d3a9ab96b63cc627")
+), variant="_KPCR_2", digest="d3a9ab96b63cc627")
 
-_KPRCB_3 = Record("_KPRCB", 0xaf00, "struct",
+_KPRCB_3 = Record("_KPRCB", 0xaf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -6283,9 +6284,9 @@ _KPRCB_3 = Record("_KPRCB", 0xaf00, "struct",
     "PrcbPad141" / At(0x9ec0, Array(504, T_unsigned_long_long)),  # +0x9ec0
     "PrcbPad141a" / At(0xae80, Array(64, T_unsigned_char)),  # +0xae80
     "RequestMailbox" / At(0xaec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xaec0
-    variant="_KPRCB_3", digest="c063e28bcafe8397")
+), variant="_KPRCB_3", digest="c063e28bcafe8397")
 
-_KPCR_3 = Record("_KPCR", 0xb080, "struct",
+_KPCR_3 = Record("_KPCR", 0xb080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -6313,9 +6314,9 @@ _KPCR_3 = Record("_KPCR", 0xb080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_3),  # +0x180
-    variant="_KPCR_3", digest="42a478471e68a673")
+), variant="_KPCR_3", digest="42a478471e68a673")
 
-_KAPC_2 = Record("_KAPC", 0x58, "struct",
+_KAPC_2 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "AllFlags" / At(0x001, T_unsigned_char),  # +0x001
     "CallbackDataContext" / At(0x001, Bits(0, 1, T_unsigned_char)),  # +0x001
@@ -6335,9 +6336,9 @@ _KAPC_2 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_2", digest="67b71eb52495d360")
+), variant="_KAPC_2", digest="67b71eb52495d360")
 
-_KTHREAD_2 = Record("_KTHREAD", 0x430, "struct",
+_KTHREAD_2 = Record("_KTHREAD", 0x430, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -6542,9 +6543,9 @@ _KTHREAD_2 = Record("_KTHREAD", 0x430, "struct",
     "ResourceIndex" / At(0x408, T_unsigned_char),  # +0x408
     "Spare31" / At(0x409, Array(3, T_unsigned_char)),  # +0x409
     "EndPadding" / At(0x410, Array(4, T_unsigned_long_long)),  # +0x410
-    variant="_KTHREAD_2", digest="c223197fcfb3b655")
+), variant="_KTHREAD_2", digest="c223197fcfb3b655")
 
-_ETHREAD_2 = Record("_ETHREAD", 0x898, "struct",
+_ETHREAD_2 = Record("_ETHREAD", 0x898, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_2),  # +0x000
     "CreateTime" / At(0x430, _LARGE_INTEGER_1),  # +0x430
     "ExitTime" / At(0x438, _LARGE_INTEGER_1),  # +0x438
@@ -6665,7 +6666,7 @@ _ETHREAD_2 = Record("_ETHREAD", 0x898, "struct",
     "DisownedOwnerEntryListHead" / At(0x640, _LIST_ENTRY_1),  # +0x640
     "LockEntries" / At(0x650, Array(6, _KLOCK_ENTRY_1)),  # +0x650
     "CmDbgInfo" / At(0x890, Ptr("void", 8, "base")),  # +0x890
-    variant="_ETHREAD_2", digest="013e02ace8483989")
+), variant="_ETHREAD_2", digest="013e02ace8483989")
 
 
 # ---- per-build tables: PDB name -> variant

@@ -5,7 +5,8 @@ Layouts derived from Volatility ISF symbol tables of Microsoft's public kernel P
 published by JPCERTCC/Windows-Symbol-Tables (BSD-3-Clause; see LICENSE-JPCERTCC beside this file).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 10.0.20348.288 ... 10.0.20348.2529 (34)
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -318,33 +319,33 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct",
+LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct", lambda: (
     "Flink" / At(0x000, T_unsigned_long),  # +0x000
     "Blink" / At(0x004, T_unsigned_long),  # +0x004
-    variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
+), variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
 
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct",
+_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct", lambda: (
     "ActiveFrame" / At(0x000, Ptr("_RTL_ACTIVATION_CONTEXT_STACK_FRAME")),  # +0x000
     "FrameListCache" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
     "NextCookieSequenceNumber" / At(0x01c, T_unsigned_long),  # +0x01c
     "StackId" / At(0x020, T_unsigned_long),  # +0x020
-    variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
+), variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
 
-_ACTIVATION_CONTEXT_STACK32_1 = Record("_ACTIVATION_CONTEXT_STACK32", 0x18, "struct",
+_ACTIVATION_CONTEXT_STACK32_1 = Record("_ACTIVATION_CONTEXT_STACK32", 0x18, "struct", lambda: (
     "ActiveFrame" / At(0x000, T_unsigned_long),  # +0x000
     "FrameListCache" / At(0x004, LIST_ENTRY32_1),  # +0x004
     "Flags" / At(0x00c, T_unsigned_long),  # +0x00c
     "NextCookieSequenceNumber" / At(0x010, T_unsigned_long),  # +0x010
     "StackId" / At(0x014, T_unsigned_long),  # +0x014
-    variant="_ACTIVATION_CONTEXT_STACK32_1", digest="070c6672df073278")
+), variant="_ACTIVATION_CONTEXT_STACK32_1", digest="070c6672df073278")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -352,52 +353,52 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct",
+_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "List" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
+), variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct",
+_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct", lambda: (
     "UniqueProcess" / At(0x000, T_unsigned_long),  # +0x000
     "UniqueThread" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
+), variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
 
-_CM_COMPONENT_HASH_1 = Record("_CM_COMPONENT_HASH", 0x4, "struct",
+_CM_COMPONENT_HASH_1 = Record("_CM_COMPONENT_HASH", 0x4, "struct", lambda: (
     "Hash" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_CM_COMPONENT_HASH_1", digest="903486e34981ef59")
+), variant="_CM_COMPONENT_HASH_1", digest="903486e34981ef59")
 
-_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct",
+_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct", lambda: (
     "OwnerCount" / At(0x000, T_unsigned_long),  # +0x000
     "OwnerTable" / At(0x008, Ptr("_CM_KCB_UOW", 8, "struct", 1)),  # +0x008
-    variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
+), variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
 
-_CM_TRANS_PTR_1 = Record("_CM_TRANS_PTR", 0x8, "union",
+_CM_TRANS_PTR_1 = Record("_CM_TRANS_PTR", 0x8, "union", lambda: (
     "TransPtr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "LightWeight" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
-    variant="_CM_TRANS_PTR_1", digest="289da1bbe57b970c")
+), variant="_CM_TRANS_PTR_1", digest="289da1bbe57b970c")
 
-_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x70, "struct",
+_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x70, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_long),  # +0x000
     "KeyControlBlock" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "NotifyBlock" / At(0x010, Ptr("_CM_NOTIFY_BLOCK")),  # +0x010
@@ -412,32 +413,32 @@ _CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x70, "struct",
     "RestrictedAccessMask" / At(0x060, T_unsigned_long),  # +0x060
     "LastSearchedIndex" / At(0x064, T_unsigned_long),  # +0x064
     "LockedMemoryMdls" / At(0x068, Ptr("void", 8, "base")),  # +0x068
-    variant="_CM_KEY_BODY_1", digest="7af85ccd81d5cef1")
+), variant="_CM_KEY_BODY_1", digest="7af85ccd81d5cef1")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_CM_PATH_HASH_1 = Record("_CM_PATH_HASH", 0x4, "struct",
+_CM_PATH_HASH_1 = Record("_CM_PATH_HASH", 0x4, "struct", lambda: (
     "Hash" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_CM_PATH_HASH_1", digest="b859045d6eeb1eda")
+), variant="_CM_PATH_HASH_1", digest="b859045d6eeb1eda")
 
-_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct",
+_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct", lambda: (
     "ConvKey" / At(0x000, _CM_PATH_HASH_1),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_KEY_HASH")),  # +0x008
     "KeyHive" / At(0x010, Ptr("_HHIVE")),  # +0x010
     "KeyCell" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_CM_KEY_HASH_1", digest="fe33f80f3100f414")
+), variant="_CM_KEY_HASH_1", digest="fe33f80f3100f414")
 
-_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x138, "struct",
+_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x138, "struct", lambda: (
     "RefCount" / At(0x000, T_unsigned_long_long),  # +0x000
     "ExtFlags" / At(0x008, Bits(0, 16, T_unsigned_long)),  # +0x008
     "Freed" / At(0x008, Bits(16, 1, T_unsigned_long)),  # +0x008
@@ -494,16 +495,16 @@ _CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x138, "struct",
     "FullKCBNameStale" / At(0x128, Bits(0, 1, T_unsigned_long_long)),  # +0x128
     "Reserved" / At(0x128, Bits(1, 63, T_unsigned_long_long)),  # +0x128
     "SequenceNumber" / At(0x130, T_unsigned_long_long),  # +0x130
-    variant="_CM_KEY_CONTROL_BLOCK_1", digest="03823935e17e7c4c")
+), variant="_CM_KEY_CONTROL_BLOCK_1", digest="03823935e17e7c4c")
 
-_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct",
+_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct", lambda: (
     "ConvKey" / At(0x000, _CM_COMPONENT_HASH_1),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_NAME_HASH")),  # +0x008
     "NameLength" / At(0x010, T_unsigned_short),  # +0x010
     "Name" / At(0x012, Array(1, T_wchar)),  # +0x012
-    variant="_CM_NAME_HASH_1", digest="fb0434bb4a7911ad")
+), variant="_CM_NAME_HASH_1", digest="fb0434bb4a7911ad")
 
-_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
+_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct", lambda: (
     "Compressed" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "RefCount" / At(0x000, Bits(1, 31, T_unsigned_long)),  # +0x000
     "ConvKey" / At(0x008, _CM_COMPONENT_HASH_1),  # +0x008
@@ -511,14 +512,14 @@ _CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
     "NextHash" / At(0x010, Ptr("_CM_KEY_HASH")),  # +0x010
     "NameLength" / At(0x018, T_unsigned_short),  # +0x018
     "Name" / At(0x01a, Array(1, T_wchar)),  # +0x01a
-    variant="_CM_NAME_CONTROL_BLOCK_1", digest="5bbb92c8d716ee85")
+), variant="_CM_NAME_CONTROL_BLOCK_1", digest="5bbb92c8d716ee85")
 
-_M128A_1 = Record("_M128A", 0x10, "struct",
+_M128A_1 = Record("_M128A", 0x10, "struct", lambda: (
     "Low" / At(0x000, T_unsigned_long_long),  # +0x000
     "High" / At(0x008, T_long_long),  # +0x008
-    variant="_M128A_1", digest="0efc05f3f4219f32")
+), variant="_M128A_1", digest="0efc05f3f4219f32")
 
-_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
+_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_short),  # +0x000
     "StatusWord" / At(0x002, T_unsigned_short),  # +0x002
     "TagWord" / At(0x004, T_unsigned_char),  # +0x004
@@ -535,9 +536,9 @@ _XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
     "FloatRegisters" / At(0x020, Array(8, _M128A_1)),  # +0x020
     "XmmRegisters" / At(0x0a0, Array(16, _M128A_1)),  # +0x0a0
     "Reserved4" / At(0x1a0, Array(96, T_unsigned_char)),  # +0x1a0
-    variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
+), variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct", lambda: (
     "P1Home" / At(0x000, T_unsigned_long_long),  # +0x000
     "P2Home" / At(0x008, T_unsigned_long_long),  # +0x008
     "P3Home" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -602,9 +603,9 @@ _CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
     "LastBranchFromRip" / At(0x4b8, T_unsigned_long_long),  # +0x4b8
     "LastExceptionToRip" / At(0x4c0, T_unsigned_long_long),  # +0x4c0
     "LastExceptionFromRip" / At(0x4c8, T_unsigned_long_long),  # +0x4c8
-    variant="_CONTEXT_1", digest="65baaff0cabff959")
+), variant="_CONTEXT_1", digest="65baaff0cabff959")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_2 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "ImageRelocationStartBit" / At(0x000, T_unsigned_long),  # +0x000
     "NumberOfSystemCacheViews" / At(0x000, T_unsigned_long),  # +0x000
     "WritableUserReferences" / At(0x004, T_long),  # +0x004
@@ -618,13 +619,13 @@ _unnamed_2 = Record("<unnamed-tag>", 0x10, "struct",
     "FlushInProgressCount" / At(0x008, T_unsigned_long),  # +0x008
     "NumberOfSubsections" / At(0x008, T_unsigned_long),  # +0x008
     "SeImageStub" / At(0x008, Ptr("_MI_IMAGE_SECURITY_REFERENCE")),  # +0x008
-    variant="_unnamed_2", digest="1a93b3126342f0fe")
+), variant="_unnamed_2", digest="1a93b3126342f0fe")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x10, "union",
+_unnamed_3 = Record("<unnamed-tag>", 0x10, "union", lambda: (
     "e2" / At(0x000, _unnamed_2),  # +0x000
-    variant="_unnamed_3", digest="2ffe006f8b29abb8")
+), variant="_unnamed_3", digest="2ffe006f8b29abb8")
 
-_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
+_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct", lambda: (
     "BeingDeleted" / At(0x000, Bits(0, 1, T_unsigned_int)),  # +0x000
     "BeingCreated" / At(0x000, Bits(1, 1, T_unsigned_int)),  # +0x000
     "BeingPurged" / At(0x000, Bits(2, 1, T_unsigned_int)),  # +0x000
@@ -651,39 +652,39 @@ _MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
     "SystemVaAllocated" / At(0x000, Bits(29, 1, T_unsigned_int)),  # +0x000
     "PreferredFsCompressionBoundary" / At(0x000, Bits(30, 1, T_unsigned_int)),  # +0x000
     "PageSize64K" / At(0x000, Bits(31, 1, T_unsigned_int)),  # +0x000
-    variant="_MMSECTION_FLAGS_1", digest="293ee199ff6307ed")
+), variant="_MMSECTION_FLAGS_1", digest="293ee199ff6307ed")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_4 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_4", digest="3b84bc47b90efd62")
+), variant="_unnamed_4", digest="3b84bc47b90efd62")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_5 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "ImageCrossPartitionCharge" / At(0x000, T_unsigned_long_long),  # +0x000
     "CommittedPageCount" / At(0x000, Bits(0, 36, T_unsigned_long_long)),  # +0x000
     "IoAttributionContext" / At(0x000, Bits(0, 61, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(61, 3, T_unsigned_long_long)),  # +0x000
-    variant="_unnamed_5", digest="8706e74876aaa233")
+), variant="_unnamed_5", digest="8706e74876aaa233")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_MMSECTION_FLAGS2_1 = Record("_MMSECTION_FLAGS2", 0x4, "struct",
+_MMSECTION_FLAGS2_1 = Record("_MMSECTION_FLAGS2", 0x4, "struct", lambda: (
     "PartitionId" / At(0x000, Bits(0, 10, T_unsigned_short)),  # +0x000
     "NoCrossPartitionAccess" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
     "SubsectionCrossPartitionReferenceOverflow" / At(0x002, Bits(1, 1, T_unsigned_char)),  # +0x002
     "UsingFileExtents" / At(0x002, Bits(2, 2, T_unsigned_char)),  # +0x002
-    variant="_MMSECTION_FLAGS2_1", digest="b79a9e368f18ae44")
+), variant="_MMSECTION_FLAGS2_1", digest="b79a9e368f18ae44")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_6 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS2_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_6", digest="f6443dcf56e88f48")
+), variant="_unnamed_6", digest="f6443dcf56e88f48")
 
-_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
+_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct", lambda: (
     "Segment" / At(0x000, Ptr("_SEGMENT")),  # +0x000
     "AweContext" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "ListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
@@ -701,9 +702,9 @@ _CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
     "FileObjectLock" / At(0x068, _EX_PUSH_LOCK_1),  # +0x068
     "LockedPages" / At(0x070, T_unsigned_long_long),  # +0x070
     "u3" / At(0x078, _unnamed_5),  # +0x078
-    variant="_CONTROL_AREA_1", digest="e75decefe1b6346b")
+), variant="_CONTROL_AREA_1", digest="e75decefe1b6346b")
 
-_CPTABLEINFO_1 = Record("_CPTABLEINFO", 0x40, "struct",
+_CPTABLEINFO_1 = Record("_CPTABLEINFO", 0x40, "struct", lambda: (
     "CodePage" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumCharacterSize" / At(0x002, T_unsigned_short),  # +0x002
     "DefaultChar" / At(0x004, T_unsigned_short),  # +0x004
@@ -716,31 +717,31 @@ _CPTABLEINFO_1 = Record("_CPTABLEINFO", 0x40, "struct",
     "WideCharTable" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "DBCSRanges" / At(0x030, Ptr("wchar", 8, "base")),  # +0x030
     "DBCSOffsets" / At(0x038, Ptr("wchar", 8, "base")),  # +0x038
-    variant="_CPTABLEINFO_1", digest="6320bb574405d591")
+), variant="_CPTABLEINFO_1", digest="6320bb574405d591")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("wchar", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
+), variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="230e8ce30f1bb577")
+), variant="_CURDIR_1", digest="230e8ce30f1bb577")
 
-_DBGK_SILOSTATE_1 = Record("_DBGK_SILOSTATE", 0x20, "struct",
+_DBGK_SILOSTATE_1 = Record("_DBGK_SILOSTATE", 0x20, "struct", lambda: (
     "ErrorPortLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ErrorPort" / At(0x008, Ptr("_DBGKP_ERROR_PORT")),  # +0x008
     "ErrorProcess" / At(0x010, Ptr("_EPROCESS")),  # +0x010
     "ErrorPortRegisteredEvent" / At(0x018, Ptr("_KEVENT")),  # +0x018
-    variant="_DBGK_SILOSTATE_1", digest="e340cb68d50b7b4d")
+), variant="_DBGK_SILOSTATE_1", digest="e340cb68d50b7b4d")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KDPC_1 = Record("_KDPC", 0x40, "struct",
+_KDPC_1 = Record("_KDPC", 0x40, "struct", lambda: (
     "TargetInfoAsUlong" / At(0x000, T_unsigned_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
@@ -752,9 +753,9 @@ _KDPC_1 = Record("_KDPC", 0x40, "struct",
     "SystemArgument1" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "SystemArgument2" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "DpcData" / At(0x038, Ptr("void", 8, "base")),  # +0x038
-    variant="_KDPC_1", digest="196cf91fa76fcbd3")
+), variant="_KDPC_1", digest="196cf91fa76fcbd3")
 
-_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
+_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
@@ -762,15 +763,15 @@ _KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
     "Busy" / At(0x020, T_unsigned_char),  # +0x020
     "Reserved" / At(0x020, Bits(0, 8, T_long_long)),  # +0x020
     "Hint" / At(0x020, Bits(8, 56, T_long_long)),  # +0x020
-    variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
+), variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
 
-_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct",
+_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct", lambda: (
     "DeviceListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "SortKey" / At(0x010, T_unsigned_long),  # +0x010
     "Inserted" / At(0x014, T_unsigned_char),  # +0x014
-    variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
+), variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
 
-_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
+_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct", lambda: (
     "DmaWaitEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitQueueEntry" / At(0x000, _KDEVICE_QUEUE_ENTRY_1),  # +0x000
     "NumberOfChannels" / At(0x010, T_unsigned_long),  # +0x010
@@ -785,14 +786,14 @@ _WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
     "DeviceObject" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "CurrentIrp" / At(0x038, Ptr("void", 8, "base")),  # +0x038
     "BufferChainingDpc" / At(0x040, Ptr("_KDPC")),  # +0x040
-    variant="_WAIT_CONTEXT_BLOCK_1", digest="cc50c2579400e8ba")
+), variant="_WAIT_CONTEXT_BLOCK_1", digest="cc50c2579400e8ba")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x48, "union",
+_unnamed_7 = Record("<unnamed-tag>", 0x48, "union", lambda: (
     "ListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Wcb" / At(0x000, _WAIT_CONTEXT_BLOCK_1),  # +0x000
-    variant="_unnamed_7", digest="8011afbd5a91dd5f")
+), variant="_unnamed_7", digest="8011afbd5a91dd5f")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -852,13 +853,13 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "Reserved5" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="f436e749b01c1903")
+), variant="_DISPATCHER_HEADER_1", digest="f436e749b01c1903")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="97d7aaa752bcb927")
+), variant="_KEVENT_1", digest="97d7aaa752bcb927")
 
-_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
+_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "ReferenceCount" / At(0x004, T_long),  # +0x004
@@ -884,57 +885,57 @@ _DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
     "Spare1" / At(0x132, T_unsigned_short),  # +0x132
     "DeviceObjectExtension" / At(0x138, Ptr("_DEVOBJ_EXTENSION")),  # +0x138
     "Reserved" / At(0x140, Ptr("void", 8, "base")),  # +0x140
-    variant="_DEVICE_OBJECT_1", digest="d25012fab73347ea")
+), variant="_DEVICE_OBJECT_1", digest="d25012fab73347ea")
 
-_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union",
+_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union", lambda: (
     "UpdateMask" / At(0x000, T_unsigned_long),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "DesiredState" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
+), variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct",
+_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct", lambda: (
     "List" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WorkerRoutine" / At(0x010, Ptr("<function>", 8, "function")),  # +0x010
     "Parameter" / At(0x018, Ptr("void", 8, "base")),  # +0x018
-    variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
+), variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Min" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "Encoded" / At(0x008, Bits(0, 1, T_unsigned_char)),  # +0x008
-    variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
+), variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
 
-_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct",
+_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct", lambda: (
     "ListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Lock" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
+), variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
 
-_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct",
+_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x040, T_unsigned_long_long),  # +0x040
-    variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
+), variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadyTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -948,23 +949,23 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
     "OtherTransferCount" / At(0x050, T_long_long),  # +0x050
     "KernelWaitTime" / At(0x058, T_unsigned_long_long),  # +0x058
     "UserWaitTime" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
+), variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
+_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct", lambda: (
     "FreeListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "VolumeTreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ReservedForParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -972,18 +973,18 @@ _PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
     "Rundown" / At(0x020, _EX_RUNDOWN_REF_1),  # +0x020
     "IoControl" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "VolumeIoAttribution" / At(0x030, Ptr("void", 8, "base")),  # +0x030
-    variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
+), variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "IoQoSPriorityBoosted" / At(0x008, Bits(2, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(3, 29, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
+), variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -1001,34 +1002,34 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="60a1783cfc90689b")
+), variant="_ERESOURCE_1", digest="60a1783cfc90689b")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct",
+_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct", lambda: (
     "RateControlQuotaReference" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "OverQuotaHistory" / At(0x008, _RTL_BITMAP_1),  # +0x008
     "BitMapBuffer" / At(0x018, Ptr("unsigned char", 8, "base")),  # +0x018
     "BitMapBufferSize" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
+), variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x108, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x108, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(1, T_unsigned_long_long)),  # +0x008
     "StaticBitmap" / At(0x008, Array(32, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="f4f4a315680514c6")
+), variant="_KAFFINITY_EX_1", digest="f4f4a315680514c6")
 
-_EJOB_1 = Record("_EJOB", 0x700, "struct",
+_EJOB_1 = Record("_EJOB", 0x700, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -1184,29 +1185,29 @@ _EJOB_1 = Record("_EJOB", 0x700, "struct",
     "EnergyTrackingState" / At(0x6e8, _JOBOBJECT_ENERGY_TRACKING_STATE_1),  # +0x6e8
     "KernelWaitTime" / At(0x6f0, T_unsigned_long_long),  # +0x6f0
     "UserWaitTime" / At(0x6f8, T_unsigned_long_long),  # +0x6f8
-    variant="_EJOB_1", digest="d09282183e7f7dd6")
+), variant="_EJOB_1", digest="d09282183e7f7dd6")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct",
+_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct", lambda: (
     "Tree" / At(0x000, _RTL_AVL_TREE_1),  # +0x000
     "Lock" / At(0x008, _EX_PUSH_LOCK_1),  # +0x008
-    variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
+), variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_8 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "EnableExportAddressFilter" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "AuditExportAddressFilter" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "EnableExportAddressFilterPlus" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -1239,9 +1240,9 @@ _unnamed_8 = Record("<unnamed-tag>", 0x4, "struct",
     "AuditPointerAuthUserIpLogged" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "CetDynamicApisOutOfProcOnly" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "UserCetSetContextIpValidationRelaxedMode" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_8", digest="4e592358d2b9c171")
+), variant="_unnamed_8", digest="4e592358d2b9c171")
 
-_unnamed_9 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_9 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "ControlFlowGuardEnabled" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardExportSuppressionEnabled" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardStrict" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -1274,9 +1275,9 @@ _unnamed_9 = Record("<unnamed-tag>", 0x4, "struct",
     "EnableModuleTamperingProtectionNoInherit" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "RestrictIndirectBranchPrediction" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "IsolateSecurityDomain" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_9", digest="4ed09aa7a40406be")
+), variant="_unnamed_9", digest="4ed09aa7a40406be")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -1287,25 +1288,25 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_unnamed_10 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_10 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "SecureProcess" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
-    variant="_unnamed_10", digest="97a24a8d5cdda13c")
+), variant="_unnamed_10", digest="97a24a8d5cdda13c")
 
-_unnamed_11 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_11 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Flags" / At(0x000, _unnamed_10),  # +0x000
     "SecureHandle" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_11", digest="6e321fb5019ab6a9")
+), variant="_unnamed_11", digest="6e321fb5019ab6a9")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x438, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x438, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -1362,32 +1363,32 @@ _KPROCESS_1 = Record("_KPROCESS", 0x438, "struct",
     "Spare3" / At(0x412, Array(3, T_unsigned_short)),  # +0x412
     "UserCetLogging" / At(0x418, Ptr("void", 8, "base")),  # +0x418
     "EndPadding" / At(0x420, Array(3, T_unsigned_long_long)),  # +0x420
-    variant="_KPROCESS_1", digest="a80eacd7e2cef924")
+), variant="_KPROCESS_1", digest="a80eacd7e2cef924")
 
-_KE_PROCESS_CONCURRENCY_COUNT_1 = Record("_KE_PROCESS_CONCURRENCY_COUNT", 0x4, "union",
+_KE_PROCESS_CONCURRENCY_COUNT_1 = Record("_KE_PROCESS_CONCURRENCY_COUNT", 0x4, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long),  # +0x000
     "Fraction" / At(0x000, Bits(0, 20, T_unsigned_long)),  # +0x000
     "Count" / At(0x000, Bits(20, 12, T_unsigned_long)),  # +0x000
-    variant="_KE_PROCESS_CONCURRENCY_COUNT_1", digest="8247af4e96781314")
+), variant="_KE_PROCESS_CONCURRENCY_COUNT_1", digest="8247af4e96781314")
 
-_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1 = Record("_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS", 0x8, "struct",
+_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1 = Record("_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS", 0x8, "struct", lambda: (
     "Low" / At(0x000, _KE_PROCESS_CONCURRENCY_COUNT_1),  # +0x000
     "High" / At(0x004, _KE_PROCESS_CONCURRENCY_COUNT_1),  # +0x004
-    variant="_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1", digest="4892059590f0be69")
+), variant="_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1", digest="4892059590f0be69")
 
-_unnamed_12 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_12 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "AllFlags" / At(0x000, T_unsigned_long),  # +0x000
     "ConcurrencyCountFixed" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_12", digest="5a93d52c66149b89")
+), variant="_unnamed_12", digest="5a93d52c66149b89")
 
-_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1 = Record("_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK", 0x118, "struct",
+_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1 = Record("_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK", 0x118, "struct", lambda: (
     "ExpectedConcurrencyCount" / At(0x000, _KE_PROCESS_CONCURRENCY_COUNT_1),  # +0x000
     "Breakpoints" / At(0x004, _KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1),  # +0x004
     "AssignmentFlags" / At(0x00c, _unnamed_12),  # +0x00c
     "IdealProcessorSets" / At(0x010, _KAFFINITY_EX_1),  # +0x010
-    variant="_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1", digest="b5c1f364893f1676")
+), variant="_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1", digest="b5c1f364893f1676")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "u1" / At(0x000, T_unsigned_short),  # +0x000
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Reserved0" / At(0x000, Bits(3, 3, T_unsigned_char)),  # +0x000
@@ -1405,9 +1406,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "ForceTrim" / At(0x003, Bits(3, 1, T_unsigned_char)),  # +0x003
     "NewMaximum" / At(0x003, Bits(4, 1, T_unsigned_char)),  # +0x003
     "CommitReleaseState" / At(0x003, Bits(5, 2, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
+), variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
 
-_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
+_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct", lambda: (
     "NextPageColor" / At(0x000, T_unsigned_long),  # +0x000
     "PageFaultCount" / At(0x004, T_unsigned_long),  # +0x004
     "TrimmedPageCount" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1428,9 +1429,9 @@ _MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
     "SelfmapLock" / At(0x0b0, T_unsigned_long_long),  # +0x0b0
     "Flags" / At(0x0b8, _MMSUPPORT_FLAGS_1),  # +0x0b8
     "InterlockedFlags" / At(0x0bc, T_long),  # +0x0bc
-    variant="_MMSUPPORT_INSTANCE_1", digest="84103ec086997f37")
+), variant="_MMSUPPORT_INSTANCE_1", digest="84103ec086997f37")
 
-_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
+_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct", lambda: (
     "WorkingSetLock" / At(0x000, T_long),  # +0x000
     "GoodCitizenWaiting" / At(0x004, T_long),  # +0x004
     "ReleasedCommitDebt" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1442,14 +1443,14 @@ _MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
     "ActualWslePages" / At(0x038, T_unsigned_long_long),  # +0x038
     "WorkingSetCoreLock" / At(0x040, T_long),  # +0x040
     "ShadowMapping" / At(0x048, Ptr("void", 8, "base")),  # +0x048
-    variant="_MMSUPPORT_SHARED_1", digest="c797d40e26de49c5")
+), variant="_MMSUPPORT_SHARED_1", digest="c797d40e26de49c5")
 
-_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct",
+_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct", lambda: (
     "Instance" / At(0x000, _MMSUPPORT_INSTANCE_1),  # +0x000
     "Shared" / At(0x0c0, _MMSUPPORT_SHARED_1),  # +0x0c0
-    variant="_MMSUPPORT_FULL_1", digest="d63a90f471ce4142")
+), variant="_MMSUPPORT_FULL_1", digest="d63a90f471ce4142")
 
-_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union",
+_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union", lambda: (
     "All" / At(0x000, T_unsigned_long_long),  # +0x000
     "DelayMs" / At(0x000, Bits(0, 30, T_unsigned_long_long)),  # +0x000
     "CoalescingWindowMs" / At(0x000, Bits(30, 30, T_unsigned_long_long)),  # +0x000
@@ -1457,16 +1458,16 @@ _PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUE
     "NewTimerWheel" / At(0x000, Bits(61, 1, T_unsigned_long_long)),  # +0x000
     "Retry" / At(0x000, Bits(62, 1, T_unsigned_long_long)),  # +0x000
     "Locked" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
+), variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
 
-_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct",
+_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long)),  # +0x008
     "WakeFilter" / At(0x024, _JOBOBJECT_WAKE_FILTER_1),  # +0x024
     "NoWakeCounter" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
+), variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
 
-_EPROCESS_1 = Record("_EPROCESS", 0xb80, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0xb80, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -1705,13 +1706,13 @@ _EPROCESS_1 = Record("_EPROCESS", 0xb80, "struct",
     "DynamicEnforcedCetCompatibleRanges" / At(0xb28, _PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1),  # +0xb28
     "DisabledComponentFlags" / At(0xb38, T_unsigned_long),  # +0xb38
     "EnableOptionalXStateFeaturesLock" / At(0xb40, _EX_PUSH_LOCK_1),  # +0xb40
-    variant="_EPROCESS_1", digest="3128eee033c8a4db")
+), variant="_EPROCESS_1", digest="3128eee033c8a4db")
 
-_WNF_LOCK_1 = Record("_WNF_LOCK", 0x8, "struct",
+_WNF_LOCK_1 = Record("_WNF_LOCK", 0x8, "struct", lambda: (
     "PushLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
-    variant="_WNF_LOCK_1", digest="a5dae054b5c4dfdb")
+), variant="_WNF_LOCK_1", digest="a5dae054b5c4dfdb")
 
-_WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct",
+_WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct", lambda: (
     "ScopeMap" / At(0x000, Ptr("_WNF_SCOPE_MAP")),  # +0x000
     "PermanentNameStoreRootKey" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "PersistentNameStoreRootKey" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1719,18 +1720,18 @@ _WNF_SILODRIVERSTATE_1 = Record("_WNF_SILODRIVERSTATE", 0x38, "struct",
     "PermanentNameSequenceNumberLock" / At(0x020, _WNF_LOCK_1),  # +0x020
     "PermanentNameSequenceNumberPool" / At(0x028, T_long_long),  # +0x028
     "RuntimeNameSequenceNumber" / At(0x030, T_long_long),  # +0x030
-    variant="_WNF_SILODRIVERSTATE_1", digest="30e2ed5753138396")
+), variant="_WNF_SILODRIVERSTATE_1", digest="30e2ed5753138396")
 
-_SEP_SILOSTATE_1 = Record("_SEP_SILOSTATE", 0x30, "struct",
+_SEP_SILOSTATE_1 = Record("_SEP_SILOSTATE", 0x30, "struct", lambda: (
     "SystemLogonSession" / At(0x000, Ptr("_SEP_LOGON_SESSION_REFERENCES")),  # +0x000
     "AnonymousLogonSession" / At(0x008, Ptr("_SEP_LOGON_SESSION_REFERENCES")),  # +0x008
     "AnonymousLogonToken" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "AnonymousLogonTokenNoEveryone" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "UncSystemPaths" / At(0x020, Ptr("_UNICODE_STRING")),  # +0x020
     "NgenPaths" / At(0x028, Ptr("_CI_NGEN_PATHS")),  # +0x028
-    variant="_SEP_SILOSTATE_1", digest="98b1375fd7ee27db")
+), variant="_SEP_SILOSTATE_1", digest="98b1375fd7ee27db")
 
-_RTL_NLS_STATE_1 = Record("_RTL_NLS_STATE", 0xb8, "struct",
+_RTL_NLS_STATE_1 = Record("_RTL_NLS_STATE", 0xb8, "struct", lambda: (
     "DefaultAcpTableInfo" / At(0x000, _CPTABLEINFO_1),  # +0x000
     "DefaultOemTableInfo" / At(0x040, _CPTABLEINFO_1),  # +0x040
     "ActiveCodePageData" / At(0x080, Ptr("wchar", 8, "base")),  # +0x080
@@ -1740,27 +1741,27 @@ _RTL_NLS_STATE_1 = Record("_RTL_NLS_STATE", 0xb8, "struct",
     "CaseMappingData" / At(0x0a0, Ptr("wchar", 8, "base")),  # +0x0a0
     "UnicodeUpcaseTable844" / At(0x0a8, Ptr("wchar", 8, "base")),  # +0x0a8
     "UnicodeLowercaseTable844" / At(0x0b0, Ptr("wchar", 8, "base")),  # +0x0b0
-    variant="_RTL_NLS_STATE_1", digest="bde28a052b4cd901")
+), variant="_RTL_NLS_STATE_1", digest="bde28a052b4cd901")
 
-_OBJECT_NAMESPACE_LOOKUPTABLE_1 = Record("_OBJECT_NAMESPACE_LOOKUPTABLE", 0x260, "struct",
+_OBJECT_NAMESPACE_LOOKUPTABLE_1 = Record("_OBJECT_NAMESPACE_LOOKUPTABLE", 0x260, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, _LIST_ENTRY_1)),  # +0x000
     "Lock" / At(0x250, _EX_PUSH_LOCK_1),  # +0x250
     "NumberOfPrivateSpaces" / At(0x258, T_unsigned_long),  # +0x258
-    variant="_OBJECT_NAMESPACE_LOOKUPTABLE_1", digest="38c28c274c9bce02")
+), variant="_OBJECT_NAMESPACE_LOOKUPTABLE_1", digest="38c28c274c9bce02")
 
-_OBP_SYSTEM_DOS_DEVICE_STATE_1 = Record("_OBP_SYSTEM_DOS_DEVICE_STATE", 0x6c, "struct",
+_OBP_SYSTEM_DOS_DEVICE_STATE_1 = Record("_OBP_SYSTEM_DOS_DEVICE_STATE", 0x6c, "struct", lambda: (
     "GlobalDeviceMap" / At(0x000, T_unsigned_long),  # +0x000
     "LocalDeviceCount" / At(0x004, Array(26, T_unsigned_long)),  # +0x004
-    variant="_OBP_SYSTEM_DOS_DEVICE_STATE_1", digest="52d5fd288586e714")
+), variant="_OBP_SYSTEM_DOS_DEVICE_STATE_1", digest="52d5fd288586e714")
 
-_OBP_SILODRIVERSTATE_1 = Record("_OBP_SILODRIVERSTATE", 0x2e0, "struct",
+_OBP_SILODRIVERSTATE_1 = Record("_OBP_SILODRIVERSTATE", 0x2e0, "struct", lambda: (
     "SystemDeviceMap" / At(0x000, _EX_FAST_REF_1),  # +0x000
     "SystemDosDeviceState" / At(0x008, _OBP_SYSTEM_DOS_DEVICE_STATE_1),  # +0x008
     "DeviceMapLock" / At(0x078, _EX_PUSH_LOCK_1),  # +0x078
     "PrivateNamespaceLookupTable" / At(0x080, _OBJECT_NAMESPACE_LOOKUPTABLE_1),  # +0x080
-    variant="_OBP_SILODRIVERSTATE_1", digest="f43e2d3b301ad48c")
+), variant="_OBP_SILODRIVERSTATE_1", digest="f43e2d3b301ad48c")
 
-_SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "struct",
+_SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "struct", lambda: (
     "LsaProcessHandle" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "LsaCommandPortHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SepRmThreadHandle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1772,9 +1773,9 @@ _SEP_RM_LSA_CONNECTION_STATE_1 = Record("_SEP_RM_LSA_CONNECTION_STATE", 0x50, "s
     "RmViewPortMemory" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "LsaCommandPortMemoryDelta" / At(0x048, T_long),  # +0x048
     "LsaCommandPortActive" / At(0x04c, T_unsigned_char),  # +0x04c
-    variant="_SEP_RM_LSA_CONNECTION_STATE_1", digest="f7d3f33f00ffd3f1")
+), variant="_SEP_RM_LSA_CONNECTION_STATE_1", digest="f7d3f33f00ffd3f1")
 
-_ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x558, "struct",
+_ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x558, "struct", lambda: (
     "ObSiloState" / At(0x000, _OBP_SILODRIVERSTATE_1),  # +0x000
     "SeSiloState" / At(0x2e0, _SEP_SILOSTATE_1),  # +0x2e0
     "SeRmSiloState" / At(0x310, _SEP_RM_LSA_CONNECTION_STATE_1),  # +0x310
@@ -1804,9 +1805,9 @@ _ESERVERSILO_GLOBALS_1 = Record("_ESERVERSILO_GLOBALS", 0x558, "struct",
     "UserSharedSection" / At(0x528, Ptr("void", 8, "base")),  # +0x528
     "TerminateWorkItem" / At(0x530, _WORK_QUEUE_ITEM_1),  # +0x530
     "IsDownlevelContainer" / At(0x550, T_unsigned_char),  # +0x550
-    variant="_ESERVERSILO_GLOBALS_1", digest="f85909b42c849452")
+), variant="_ESERVERSILO_GLOBALS_1", digest="f85909b42c849452")
 
-_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x8, "union",
+_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x8, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long_long),  # +0x000
     "AllBoosts" / At(0x000, Bits(0, 32, T_unsigned_long)),  # +0x000
     "CpuBoostsBitmap" / At(0x000, Bits(0, 30, T_unsigned_long)),  # +0x000
@@ -1815,9 +1816,9 @@ _KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x8, "union",
     "IoNormalPriorityWaiterCount" / At(0x004, Bits(0, 8, T_unsigned_long)),  # +0x004
     "Reserved" / At(0x004, Bits(0, 32, T_unsigned_long)),  # +0x004
     "IoQoSWaiterCount" / At(0x004, Bits(8, 7, T_unsigned_long)),  # +0x004
-    variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="524d0a29a45dd75c")
+), variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="524d0a29a45dd75c")
 
-_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
+_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct", lambda: (
     "LockState" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "CrossThreadReleasable" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Busy" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
@@ -1826,9 +1827,9 @@ _KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
     "SessionId" / At(0x008, T_unsigned_long),  # +0x008
     "SessionState" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SessionPad" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
+), variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
 
-_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
+_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct", lambda: (
     "FreeListEntry" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "TreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "EntryFlags" / At(0x018, T_unsigned_long),  # +0x018
@@ -1859,21 +1860,21 @@ _KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
     "WaiterTree" / At(0x040, _RTL_RB_TREE_1),  # +0x040
     "EntryLock" / At(0x050, T_unsigned_long_long),  # +0x050
     "BoostBitmap" / At(0x058, _KLOCK_ENTRY_BOOST_BITMAP_1),  # +0x058
-    variant="_KLOCK_ENTRY_1", digest="3d173c52cfc80ab5")
+), variant="_KLOCK_ENTRY_1", digest="3d173c52cfc80ab5")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="65e68a61a689db95")
+), variant="_KSEMAPHORE_1", digest="65e68a61a689db95")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "InProgressFlags" / At(0x028, T_unsigned_char),  # +0x028
@@ -1883,9 +1884,9 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
     "UserApcPendingAll" / At(0x02a, T_unsigned_char),  # +0x02a
     "SpecialUserApcPending" / At(0x02a, Bits(0, 1, T_unsigned_char)),  # +0x02a
     "UserApcPending" / At(0x02a, Bits(1, 1, T_unsigned_char)),  # +0x02a
-    variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
+), variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1903,9 +1904,9 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="5c2255b587e6fac1")
+), variant="_KAPC_1", digest="5c2255b587e6fac1")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1913,21 +1914,21 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_unnamed_13 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_13 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_13", digest="66d4b3569580fde7")
+), variant="_unnamed_13", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_13),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -1935,16 +1936,16 @@ _KTIMER_1 = Record("_KTIMER", 0x40, "struct",
     "Processor" / At(0x038, T_unsigned_short),  # +0x038
     "TimerType" / At(0x03a, T_unsigned_short),  # +0x03a
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="9f02608cc4a3e8a7")
+), variant="_KTIMER_1", digest="9f02608cc4a3e8a7")
 
-_KERNEL_SHADOW_STACK_LIMIT_1 = Record("_KERNEL_SHADOW_STACK_LIMIT", 0x8, "union",
+_KERNEL_SHADOW_STACK_LIMIT_1 = Record("_KERNEL_SHADOW_STACK_LIMIT", 0x8, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long_long),  # +0x000
     "ShadowStackType" / At(0x000, Bits(0, 3, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(3, 9, T_unsigned_long_long)),  # +0x000
     "ShadowStackLimitPfn" / At(0x000, Bits(12, 52, T_unsigned_long_long)),  # +0x000
-    variant="_KERNEL_SHADOW_STACK_LIMIT_1", digest="eadb32555c79dda9")
+), variant="_KERNEL_SHADOW_STACK_LIMIT_1", digest="eadb32555c79dda9")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x010, T_unsigned_char),  # +0x010
     "BlockState" / At(0x011, T_unsigned_char),  # +0x011
@@ -1955,9 +1956,9 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "Thread" / At(0x018, Ptr("_KTHREAD")),  # +0x018
     "Object" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SparePtr" / At(0x028, Ptr("void", 8, "base")),  # +0x028
-    variant="_KWAIT_BLOCK_1", digest="f10673350198336c")
+), variant="_KWAIT_BLOCK_1", digest="f10673350198336c")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x480, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x480, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -2171,9 +2172,9 @@ _KTHREAD_1 = Record("_KTHREAD", 0x480, "struct",
     "SystemAffinityTokenListHead" / At(0x430, _SINGLE_LIST_ENTRY_1),  # +0x430
     "IptSaveArea" / At(0x438, Ptr("void", 8, "base")),  # +0x438
     "EndPadding" / At(0x440, Array(8, T_unsigned_long_long)),  # +0x440
-    variant="_KTHREAD_1", digest="d02ff688b9d9270e")
+), variant="_KTHREAD_1", digest="d02ff688b9d9270e")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x8f0, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x8f0, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x480, _LARGE_INTEGER_1),  # +0x480
     "ExitTime" / At(0x488, _LARGE_INTEGER_1),  # +0x488
@@ -2296,26 +2297,26 @@ _ETHREAD_1 = Record("_ETHREAD", 0x8f0, "struct",
     "LockEntries" / At(0x6a0, Array(6, _KLOCK_ENTRY_1)),  # +0x6a0
     "CmThreadInfo" / At(0x8e0, Ptr("void", 8, "base")),  # +0x8e0
     "FlsData" / At(0x8e8, Ptr("void", 8, "base")),  # +0x8e8
-    variant="_ETHREAD_1", digest="053f1ef75e0affe9")
+), variant="_ETHREAD_1", digest="053f1ef75e0affe9")
 
-_EWOW64PROCESS_1 = Record("_EWOW64PROCESS", 0x10, "struct",
+_EWOW64PROCESS_1 = Record("_EWOW64PROCESS", 0x10, "struct", lambda: (
     "Peb" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "NtdllType" / At(0x008, _SYSTEM_DLL_TYPE_1),  # +0x008
-    variant="_EWOW64PROCESS_1", digest="af9f3e638705c30a")
+), variant="_EWOW64PROCESS_1", digest="af9f3e638705c30a")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
+), variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
 
-_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct",
+_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct", lambda: (
     "FsBytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "FsBytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
+), variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -2346,36 +2347,36 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("void", 8, "base")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="80b54a6e876f22fc")
+), variant="_FILE_OBJECT_1", digest="80b54a6e876f22fc")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
+), variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
 
-_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct",
+_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x004, T_unsigned_long),  # +0x004
     "Buffer" / At(0x008, Array(310, T_unsigned_long)),  # +0x008
-    variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
+), variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
 
-_unnamed_14 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_14 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 48, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x008, Bits(0, 4, T_unsigned_long_long)),  # +0x008
     "NextEntry" / At(0x008, Bits(4, 60, T_unsigned_long_long)),  # +0x008
-    variant="_unnamed_14", digest="31c8e98d94d22f62")
+), variant="_unnamed_14", digest="31c8e98d94d22f62")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "HeaderX64" / At(0x000, _unnamed_14),  # +0x000
     "Region" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
+), variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -2398,24 +2399,24 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x008
     "LastFreeHandleEntry" / At(0x010, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x010
     "HandleCount" / At(0x018, T_long),  # +0x018
     "HighWaterMark" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -2433,9 +2434,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(32, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x060, Ptr("_HANDLE_TRACE_DEBUG_INFO")),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
+), variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "LowValue" / At(0x000, T_long_long),  # +0x000
     "RefCountField" / At(0x000, T_long_long),  # +0x000
@@ -2451,36 +2452,36 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
     "NoRightsUpgrade" / At(0x008, Bits(25, 1, T_unsigned_long)),  # +0x008
     "Spare1" / At(0x008, Bits(26, 6, T_unsigned_long)),  # +0x008
     "Spare2" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
 
-_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct",
+_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct", lambda: (
     "Profile" / At(0x000, Array(20, T_unsigned_long)),  # +0x000
     "TotalIrps" / At(0x050, T_unsigned_long),  # +0x050
-    variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
+), variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
 
-_KCLOCK_INCREMENT_TRACE_1 = Record("_KCLOCK_INCREMENT_TRACE", 0x20, "struct",
+_KCLOCK_INCREMENT_TRACE_1 = Record("_KCLOCK_INCREMENT_TRACE", 0x20, "struct", lambda: (
     "ActualIncrement" / At(0x000, T_unsigned_long),  # +0x000
     "RequestedIncrement" / At(0x004, T_unsigned_long),  # +0x004
     "InterruptTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "PerformanceCounter" / At(0x010, T_unsigned_long_long),  # +0x010
     "OneShot" / At(0x018, T_unsigned_char),  # +0x018
-    variant="_KCLOCK_INCREMENT_TRACE_1", digest="b0e3a60bc52abba1")
+), variant="_KCLOCK_INCREMENT_TRACE_1", digest="b0e3a60bc52abba1")
 
-_KCLOCK_TICK_TRACE_1 = Record("_KCLOCK_TICK_TRACE", 0x28, "struct",
+_KCLOCK_TICK_TRACE_1 = Record("_KCLOCK_TICK_TRACE", 0x28, "struct", lambda: (
     "PerformanceCounter" / At(0x000, T_unsigned_long_long),  # +0x000
     "PreInterruptTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "PostInterruptTime" / At(0x010, T_unsigned_long_long),  # +0x010
     "TimeStampCounter" / At(0x018, T_unsigned_long_long),  # +0x018
     "IsClockOwner" / At(0x020, T_unsigned_char),  # +0x020
-    variant="_KCLOCK_TICK_TRACE_1", digest="879eb16fafad7e80")
+), variant="_KCLOCK_TICK_TRACE_1", digest="879eb16fafad7e80")
 
-_KCLOCK_TIMER_DEADLINE_ENTRY_1 = Record("_KCLOCK_TIMER_DEADLINE_ENTRY", 0x10, "struct",
+_KCLOCK_TIMER_DEADLINE_ENTRY_1 = Record("_KCLOCK_TIMER_DEADLINE_ENTRY", 0x10, "struct", lambda: (
     "DueTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "TolerableDelay" / At(0x008, T_unsigned_long),  # +0x008
     "Valid" / At(0x00c, T_unsigned_char),  # +0x00c
-    variant="_KCLOCK_TIMER_DEADLINE_ENTRY_1", digest="9c5a3987764bd1ea")
+), variant="_KCLOCK_TIMER_DEADLINE_ENTRY_1", digest="9c5a3987764bd1ea")
 
-_KCLOCK_TIMER_STATE_1 = Record("_KCLOCK_TIMER_STATE", 0x518, "struct",
+_KCLOCK_TIMER_STATE_1 = Record("_KCLOCK_TIMER_STATE", 0x518, "struct", lambda: (
     "NextTickDueTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "TimeIncrement" / At(0x008, T_unsigned_long),  # +0x008
     "LastRequestedTimeIncrement" / At(0x00c, T_unsigned_long),  # +0x00c
@@ -2492,20 +2493,20 @@ _KCLOCK_TIMER_STATE_1 = Record("_KCLOCK_TIMER_STATE", 0x518, "struct",
     "ClockIncrementTraceIndex" / At(0x090, T_unsigned_long),  # +0x090
     "ClockTickTraces" / At(0x098, Array(16, _KCLOCK_TICK_TRACE_1)),  # +0x098
     "ClockIncrementTraces" / At(0x318, Array(16, _KCLOCK_INCREMENT_TRACE_1)),  # +0x318
-    variant="_KCLOCK_TIMER_STATE_1", digest="273d0dfc657e9d02")
+), variant="_KCLOCK_TIMER_STATE_1", digest="273d0dfc657e9d02")
 
-_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct",
+_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct", lambda: (
     "Pad" / At(0x000, Array(3, T_unsigned_short)),  # +0x000
     "Limit" / At(0x006, T_unsigned_short),  # +0x006
     "Base" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
+), variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
 
-_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct",
+_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct", lambda: (
     "ListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "LastEntry" / At(0x008, Ptr("_SINGLE_LIST_ENTRY")),  # +0x008
-    variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
+), variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x30, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x30, "struct", lambda: (
     "DpcList" / At(0x000, _KDPC_LIST_1),  # +0x000
     "DpcLock" / At(0x010, T_unsigned_long_long),  # +0x010
     "DpcQueueDepth" / At(0x018, T_long),  # +0x018
@@ -2513,28 +2514,28 @@ _KDPC_DATA_1 = Record("_KDPC_DATA", 0x30, "struct",
     "ActiveDpc" / At(0x020, Ptr("_KDPC")),  # +0x020
     "LongDpcPresent" / At(0x028, T_unsigned_long),  # +0x028
     "Padding" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_KDPC_DATA_1", digest="9bf0fa7bc489c39d")
+), variant="_KDPC_DATA_1", digest="9bf0fa7bc489c39d")
 
-_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct",
+_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct", lambda: (
     "EntropyCount" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Array(64, T_unsigned_long)),  # +0x004
     "Dpc" / At(0x108, _KDPC_1),  # +0x108
     "LastDeliveredBuffer" / At(0x148, T_unsigned_long),  # +0x148
-    variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
+), variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
 
-_KGATE_1 = Record("_KGATE", 0x18, "struct",
+_KGATE_1 = Record("_KGATE", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="b64fc2ca2399c343")
+), variant="_KGATE_1", digest="b64fc2ca2399c343")
 
-_unnamed_15 = Record("<unnamed-tag>", 0x2, "union",
+_unnamed_15 = Record("<unnamed-tag>", 0x2, "union", lambda: (
     "EntireField" / At(0x000, T_unsigned_short),  # +0x000
     "SignatureLevel" / At(0x000, Bits(0, 4, T_unsigned_short)),  # +0x000
     "SignatureType" / At(0x000, Bits(4, 3, T_unsigned_short)),  # +0x000
     "Frozen" / At(0x000, Bits(7, 2, T_unsigned_short)),  # +0x000
     "Unused" / At(0x000, Bits(9, 7, T_unsigned_short)),  # +0x000
-    variant="_unnamed_15", digest="22c3084270539fec")
+), variant="_unnamed_15", digest="22c3084270539fec")
 
-_KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct",
+_KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "ExceptionTable" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "ExceptionTableSize" / At(0x018, T_unsigned_long),  # +0x018
@@ -2556,19 +2557,19 @@ _KLDR_DATA_TABLE_ENTRY_1 = Record("_KLDR_DATA_TABLE_ENTRY", 0xa0, "struct",
     "Spare" / At(0x090, Ptr("void", 8, "base")),  # +0x090
     "SizeOfImageNotRounded" / At(0x098, T_unsigned_long),  # +0x098
     "TimeDateStamp" / At(0x09c, T_unsigned_long),  # +0x09c
-    variant="_KLDR_DATA_TABLE_ENTRY_1", digest="0c78c5ca30d2eedb")
+), variant="_KLDR_DATA_TABLE_ENTRY_1", digest="0c78c5ca30d2eedb")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE")),  # +0x000
     "Lock" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
 
-_KLOCK_QUEUE_HANDLE_1 = Record("_KLOCK_QUEUE_HANDLE", 0x18, "struct",
+_KLOCK_QUEUE_HANDLE_1 = Record("_KLOCK_QUEUE_HANDLE", 0x18, "struct", lambda: (
     "LockQueue" / At(0x000, _KSPIN_LOCK_QUEUE_1),  # +0x000
     "OldIrql" / At(0x010, T_unsigned_char),  # +0x010
-    variant="_KLOCK_QUEUE_HANDLE_1", digest="0b3c089d1787ca92")
+), variant="_KLOCK_QUEUE_HANDLE_1", digest="0b3c089d1787ca92")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -2577,35 +2578,35 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KSTATIC_AFFINITY_BLOCK_1 = Record("_KSTATIC_AFFINITY_BLOCK", 0x420, "struct",
+_KSTATIC_AFFINITY_BLOCK_1 = Record("_KSTATIC_AFFINITY_BLOCK", 0x420, "struct", lambda: (
     "KeFlushTbAffinity" / At(0x000, _KAFFINITY_EX_1),  # +0x000
     "KeFlushWbAffinity" / At(0x000, _KAFFINITY_EX_1),  # +0x000
     "KeSyncContextAffinity" / At(0x000, _KAFFINITY_EX_1),  # +0x000
     "KeFlushTbDeepIdleAffinity" / At(0x108, _KAFFINITY_EX_1),  # +0x108
     "KeIpiSendAffinity" / At(0x210, _KAFFINITY_EX_1),  # +0x210
     "KeIpiSendIpiSet" / At(0x318, _KAFFINITY_EX_1),  # +0x318
-    variant="_KSTATIC_AFFINITY_BLOCK_1", digest="001de0f97f20d0a1")
+), variant="_KSTATIC_AFFINITY_BLOCK_1", digest="001de0f97f20d0a1")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Entry" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Time" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
-    variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
 
-_KTIMER_TABLE_STATE_1 = Record("_KTIMER_TABLE_STATE", 0x18, "struct",
+_KTIMER_TABLE_STATE_1 = Record("_KTIMER_TABLE_STATE", 0x18, "struct", lambda: (
     "LastTimerExpiration" / At(0x000, Array(2, T_unsigned_long_long)),  # +0x000
     "LastTimerHand" / At(0x010, Array(2, T_unsigned_long)),  # +0x010
-    variant="_KTIMER_TABLE_STATE_1", digest="8b548f37fec0e577")
+), variant="_KTIMER_TABLE_STATE_1", digest="8b548f37fec0e577")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x4218, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x4218, "struct", lambda: (
     "TimerExpiry" / At(0x0000, Array(64, Ptr("_KTIMER"))),  # +0x0000
     "TimerEntries" / At(0x0200, Array(2, Array(256, _KTIMER_TABLE_ENTRY_1))),  # +0x0200
     "TableState" / At(0x4200, _KTIMER_TABLE_STATE_1),  # +0x4200
-    variant="_KTIMER_TABLE_1", digest="0d404825e512c8e4")
+), variant="_KTIMER_TABLE_1", digest="0d404825e512c8e4")
 
-_MACHINE_FRAME_1 = Record("_MACHINE_FRAME", 0x28, "struct",
+_MACHINE_FRAME_1 = Record("_MACHINE_FRAME", 0x28, "struct", lambda: (
     "Rip" / At(0x000, T_unsigned_long_long),  # +0x000
     "SegCs" / At(0x008, T_unsigned_short),  # +0x008
     "Fill1" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
@@ -2614,18 +2615,18 @@ _MACHINE_FRAME_1 = Record("_MACHINE_FRAME", 0x28, "struct",
     "Rsp" / At(0x018, T_unsigned_long_long),  # +0x018
     "SegSs" / At(0x020, T_unsigned_short),  # +0x020
     "Fill3" / At(0x022, Array(3, T_unsigned_short)),  # +0x022
-    variant="_MACHINE_FRAME_1", digest="4c902ced015cd74f")
+), variant="_MACHINE_FRAME_1", digest="4c902ced015cd74f")
 
-_MACHINE_CHECK_CONTEXT_1 = Record("_MACHINE_CHECK_CONTEXT", 0x50, "struct",
+_MACHINE_CHECK_CONTEXT_1 = Record("_MACHINE_CHECK_CONTEXT", 0x50, "struct", lambda: (
     "MachineFrame" / At(0x000, _MACHINE_FRAME_1),  # +0x000
     "Rax" / At(0x028, T_unsigned_long_long),  # +0x028
     "Rcx" / At(0x030, T_unsigned_long_long),  # +0x030
     "Rdx" / At(0x038, T_unsigned_long_long),  # +0x038
     "GsBase" / At(0x040, T_unsigned_long_long),  # +0x040
     "Cr3" / At(0x048, T_unsigned_long_long),  # +0x048
-    variant="_MACHINE_CHECK_CONTEXT_1", digest="0f6b26739ea9b85e")
+), variant="_MACHINE_CHECK_CONTEXT_1", digest="0f6b26739ea9b85e")
 
-_KPRCBFLAG_1 = Record("_KPRCBFLAG", 0x4, "union",
+_KPRCBFLAG_1 = Record("_KPRCBFLAG", 0x4, "union", lambda: (
     "PrcbFlags" / At(0x000, T_long),  # +0x000
     "BamQosLevel" / At(0x000, Bits(0, 8, T_unsigned_long)),  # +0x000
     "PendingQosUpdate" / At(0x000, Bits(8, 2, T_unsigned_long)),  # +0x000
@@ -2633,19 +2634,19 @@ _KPRCBFLAG_1 = Record("_KPRCBFLAG", 0x4, "union",
     "TracepointActive" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "LongDpcRunning" / At(0x000, Bits(12, 1, T_unsigned_long)),  # +0x000
     "PrcbFlagsReserved" / At(0x000, Bits(13, 19, T_unsigned_long)),  # +0x000
-    variant="_KPRCBFLAG_1", digest="5d4b2cc7eccc6629")
+), variant="_KPRCBFLAG_1", digest="5d4b2cc7eccc6629")
 
-_KSECURE_FAULT_INFORMATION_1 = Record("_KSECURE_FAULT_INFORMATION", 0x10, "struct",
+_KSECURE_FAULT_INFORMATION_1 = Record("_KSECURE_FAULT_INFORMATION", 0x10, "struct", lambda: (
     "FaultCode" / At(0x000, T_unsigned_long_long),  # +0x000
     "FaultVa" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_KSECURE_FAULT_INFORMATION_1", digest="70e95af635d959c4")
+), variant="_KSECURE_FAULT_INFORMATION_1", digest="70e95af635d959c4")
 
-_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct",
+_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct", lambda: (
     "InterruptTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "PerformanceCounter" / At(0x008, _LARGE_INTEGER_1),  # +0x008
-    variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
+), variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
 
-_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
+_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct", lambda: (
     "SpinLockAcquireCount" / At(0x000, T_unsigned_long),  # +0x000
     "SpinLockContentionCount" / At(0x004, T_unsigned_long),  # +0x004
     "SpinLockSpinCount" / At(0x008, T_unsigned_long),  # +0x008
@@ -2692,23 +2693,23 @@ _SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
     "ExBoostSharedOwners" / At(0x0ac, T_unsigned_long),  # +0x0ac
     "ExEtwSynchTrackingNotificationsCount" / At(0x0b0, T_unsigned_long),  # +0x0b0
     "ExEtwSynchTrackingNotificationsAccountedCount" / At(0x0b4, T_unsigned_long),  # +0x0b4
-    variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
+), variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE")),  # +0x000
     "L" / At(0x008, Ptr("_GENERAL_LOOKASIDE")),  # +0x008
-    variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
+), variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
 
-_KSOFTWARE_INTERRUPT_BATCH_1 = Record("_KSOFTWARE_INTERRUPT_BATCH", 0x110, "struct",
+_KSOFTWARE_INTERRUPT_BATCH_1 = Record("_KSOFTWARE_INTERRUPT_BATCH", 0x110, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "TargetType" / At(0x001, T_unsigned_char),  # +0x001
     "ReservedBatchInProgress" / At(0x002, T_unsigned_char),  # +0x002
     "Spare" / At(0x003, T_unsigned_char),  # +0x003
     "SingleTargetIndex" / At(0x004, T_unsigned_long),  # +0x004
     "MultipleTargetAffinity" / At(0x008, _KAFFINITY_EX_1),  # +0x008
-    variant="_KSOFTWARE_INTERRUPT_BATCH_1", digest="a8769dd30e6a6ec8")
+), variant="_KSOFTWARE_INTERRUPT_BATCH_1", digest="a8769dd30e6a6ec8")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long_long),  # +0x000
     "Cr2" / At(0x008, T_unsigned_long_long),  # +0x008
     "Cr3" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2739,31 +2740,31 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
     "Xcr0" / At(0x0d8, T_unsigned_long_long),  # +0x0d8
     "MsrFsBase" / At(0x0e0, T_unsigned_long_long),  # +0x0e0
     "SpecialPadding0" / At(0x0e8, T_unsigned_long_long),  # +0x0e8
-    variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
+), variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct", lambda: (
     "SpecialRegisters" / At(0x000, _KSPECIAL_REGISTERS_1),  # +0x000
     "ContextFrame" / At(0x0f0, _CONTEXT_1),  # +0x0f0
-    variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
+), variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
 
-_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct",
+_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct", lambda: (
     "CurrentPacket" / At(0x000, Array(3, Ptr("void", 8, "base"))),  # +0x000
     "WorkerRoutine" / At(0x018, Ptr("<function>", 8, "function")),  # +0x018
-    variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
+), variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
 
-_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct",
+_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct", lambda: (
     "Next" / At(0x000, Ptr("_REQUEST_MAILBOX")),  # +0x000
     "RequestSummary" / At(0x008, T_unsigned_long_long),  # +0x008
     "RequestPacket" / At(0x010, _KREQUEST_PACKET_1),  # +0x010
     "SubNodeTargetCountAddr" / At(0x030, Ptr("long", 8, "base")),  # +0x030
     "SubNodeTargetCount" / At(0x038, T_long),  # +0x038
-    variant="_REQUEST_MAILBOX_1", digest="bdd9d506526c1120")
+), variant="_REQUEST_MAILBOX_1", digest="bdd9d506526c1120")
 
-_KPRIORITY_STATE_1 = Record("_KPRIORITY_STATE", 0x1, "struct",
+_KPRIORITY_STATE_1 = Record("_KPRIORITY_STATE", 0x1, "struct", lambda: (
     "Priority" / At(0x000, T_unsigned_char),  # +0x000
-    variant="_KPRIORITY_STATE_1", digest="18976e1d032b590c")
+), variant="_KPRIORITY_STATE_1", digest="18976e1d032b590c")
 
-_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct",
+_KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "ReadySummary" / At(0x008, T_unsigned_long),  # +0x008
     "ReadyListHead" / At(0x010, Array(32, _LIST_ENTRY_1)),  # +0x010
@@ -2778,9 +2779,9 @@ _KSHARED_READY_QUEUE_1 = Record("_KSHARED_READY_QUEUE", 0x270, "struct",
     "Affinity" / At(0x258, T_unsigned_long_long),  # +0x258
     "ReadyThreadCount" / At(0x260, T_unsigned_long),  # +0x260
     "ReadyQueueExpectedRunTime" / At(0x268, T_unsigned_long_long),  # +0x268
-    variant="_KSHARED_READY_QUEUE_1", digest="e3461254d107ccdd")
+), variant="_KSHARED_READY_QUEUE_1", digest="e3461254d107ccdd")
 
-_unnamed_16 = Record("<unnamed-tag>", 0x38, "struct",
+_unnamed_16 = Record("<unnamed-tag>", 0x38, "struct", lambda: (
     "UpdateCycle" / At(0x000, T_unsigned_long),  # +0x000
     "PairLocal" / At(0x004, T_short),  # +0x004
     "PairLocalLow" / At(0x004, T_unsigned_char),  # +0x004
@@ -2796,23 +2797,23 @@ _unnamed_16 = Record("<unnamed-tag>", 0x38, "struct",
     "LocalDomain" / At(0x020, T_unsigned_long_long),  # +0x020
     "RemoteDomain" / At(0x028, T_unsigned_long_long),  # +0x028
     "Thread" / At(0x030, Ptr("_KTHREAD")),  # +0x030
-    variant="_unnamed_16", digest="eda39ad261752d1f")
+), variant="_unnamed_16", digest="eda39ad261752d1f")
 
-_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union",
+_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union", lambda: (
     "AsLong" / At(0x000, T_long),  # +0x000
     "RefCount" / At(0x000, Bits(0, 24, T_long)),  # +0x000
     "State" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
+), variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
 
-_PROC_PERF_CHECK_CONTEXT_1 = Record("_PROC_PERF_CHECK_CONTEXT", 0x48, "struct",
+_PROC_PERF_CHECK_CONTEXT_1 = Record("_PROC_PERF_CHECK_CONTEXT", 0x48, "struct", lambda: (
     "Domain" / At(0x000, Ptr("_PROC_PERF_DOMAIN")),  # +0x000
     "Constraint" / At(0x008, Ptr("_PROC_PERF_CONSTRAINT")),  # +0x008
     "PerfCheck" / At(0x010, Ptr("_PROC_PERF_CHECK")),  # +0x010
@@ -2826,14 +2827,14 @@ _PROC_PERF_CHECK_CONTEXT_1 = Record("_PROC_PERF_CHECK_CONTEXT", 0x48, "struct",
     "AveragePerformancePercent" / At(0x03a, T_unsigned_short),  # +0x03a
     "RelativePerformance" / At(0x03c, T_unsigned_long),  # +0x03c
     "NtProcessor" / At(0x040, T_unsigned_char),  # +0x040
-    variant="_PROC_PERF_CHECK_CONTEXT_1", digest="8ba9ae665cfed9b8")
+), variant="_PROC_PERF_CHECK_CONTEXT_1", digest="8ba9ae665cfed9b8")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
+_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "CyclesLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "CyclesActive" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2853,18 +2854,18 @@ _PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x90, "struct",
     "KernelTimesIndex" / At(0x088, T_unsigned_char),  # +0x088
     "CounterDiscardsIdleTime" / At(0x089, T_unsigned_char),  # +0x089
     "CounterReadOptimize" / At(0x08a, T_unsigned_char),  # +0x08a
-    variant="_PROC_FEEDBACK_1", digest="b650f569af3bfb8f")
+), variant="_PROC_FEEDBACK_1", digest="b650f569af3bfb8f")
 
-_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct",
+_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x6, "struct", lambda: (
     "PromotePercent" / At(0x000, T_unsigned_char),  # +0x000
     "DemotePercent" / At(0x001, T_unsigned_char),  # +0x001
     "PromotePercentBase" / At(0x002, T_unsigned_char),  # +0x002
     "DemotePercentBase" / At(0x003, T_unsigned_char),  # +0x003
     "AllowScaling" / At(0x004, T_unsigned_char),  # +0x004
     "ForceLightIdle" / At(0x005, T_unsigned_char),  # +0x005
-    variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
+), variant="_PROC_IDLE_POLICY_1", digest="ca9d59db7671b40a")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x210, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x210, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES")),  # +0x000
     "IdleAccounting" / At(0x008, Ptr("_PROC_IDLE_ACCOUNTING")),  # +0x008
     "IdleTimeLast" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2912,9 +2913,9 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x210, "struct",
     "HwFeedbackPerformanceClass" / At(0x20d, T_unsigned_char),  # +0x20d
     "HwFeedbackEfficiencyClass" / At(0x20e, T_unsigned_char),  # +0x20e
     "HeteroCoreType" / At(0x20f, T_unsigned_char),  # +0x20f
-    variant="_PROCESSOR_POWER_STATE_1", digest="fca39ba6a5782fac")
+), variant="_PROCESSOR_POWER_STATE_1", digest="fca39ba6a5782fac")
 
-_KPRCB_1 = Record("_KPRCB", 0xbf00, "struct",
+_KPRCB_1 = Record("_KPRCB", 0xbf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -3285,9 +3286,9 @@ _KPRCB_1 = Record("_KPRCB", 0xbf00, "struct",
     "PrcbPad141" / At(0xaec0, Array(504, T_unsigned_long_long)),  # +0xaec0
     "PrcbPad141a" / At(0xbe80, Array(64, T_unsigned_char)),  # +0xbe80
     "RequestMailbox" / At(0xbec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xbec0
-    variant="_KPRCB_1", digest="8349c8df68d290ba")
+), variant="_KPRCB_1", digest="8349c8df68d290ba")
 
-_KPCR_1 = Record("_KPCR", 0xc080, "struct",
+_KPCR_1 = Record("_KPCR", 0xc080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -3315,9 +3316,9 @@ _KPCR_1 = Record("_KPCR", 0xc080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_1),  # +0x180
-    variant="_KPCR_1", digest="cb72a363532a8e7c")
+), variant="_KPCR_1", digest="cb72a363532a8e7c")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -3381,29 +3382,29 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct",
     "CheckSum" / At(0x120, T_unsigned_long),  # +0x120
     "ActivePatchImageBase" / At(0x128, Ptr("void", 8, "base")),  # +0x128
     "HotPatchState" / At(0x130, _LDR_HOT_PATCH_STATE_1),  # +0x130
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="679fb840018c4787")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="679fb840018c4787")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct",
+_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct", lambda: (
     "Function" / At(0x000, Ptr("<function>", 8, "function")),  # +0x000
     "FunctionValue" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
+), variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
 
-_MI_SUBSECTION_ENTRY1_1 = Record("_MI_SUBSECTION_ENTRY1", 0x4, "struct",
+_MI_SUBSECTION_ENTRY1_1 = Record("_MI_SUBSECTION_ENTRY1", 0x4, "struct", lambda: (
     "CrossPartitionReferences" / At(0x000, Bits(0, 30, T_unsigned_long)),  # +0x000
     "SubsectionMappedLarge" / At(0x000, Bits(30, 2, T_unsigned_long)),  # +0x000
-    variant="_MI_SUBSECTION_ENTRY1_1", digest="54da61c681b47524")
+), variant="_MI_SUBSECTION_ENTRY1_1", digest="54da61c681b47524")
 
-_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct",
+_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
+), variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_EX_1),  # +0x000
     "BasePte" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
@@ -3417,14 +3418,14 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x60, "struct",
     "LowestBitEverAllocated" / At(0x048, T_unsigned_long_long),  # +0x048
     "CachedPtes" / At(0x050, Ptr("_MI_CACHED_PTES")),  # +0x050
     "TotalFreeSystemPtes" / At(0x058, T_unsigned_long_long),  # +0x058
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="dcd9e820fe602390")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="dcd9e820fe602390")
 
-_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct",
+_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct", lambda: (
     "Length" / At(0x000, Bits(0, 12, T_unsigned_long_long)),  # +0x000
     "Vpn" / At(0x000, Bits(12, 52, T_unsigned_long_long)),  # +0x000
-    variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
+), variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -3434,9 +3435,9 @@ _MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(12, 16, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(28, 36, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
+), variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "OnStandbyLookaside" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3447,9 +3448,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 40, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(52, 12, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="3816b5cd9717d1f8")
+), variant="_MMPTE_TRANSITION_1", digest="3816b5cd9717d1f8")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "DemandFillProto" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "HiberVerifyConverted" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3460,9 +3461,9 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Combined" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
+), variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -3472,9 +3473,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "PageFileLow" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(16, 16, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
+), variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 2, T_unsigned_long_long)),  # +0x000
     "OnStandbyLookaside" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
@@ -3485,9 +3486,9 @@ _MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
     "Unused2" / At(0x000, Bits(12, 3, T_unsigned_long_long)),  # +0x000
     "ExecutePrivilege" / At(0x000, Bits(15, 1, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="9a784a457bc091cc")
+), variant="_MMPTE_SUBSECTION_1", digest="9a784a457bc091cc")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileReserved" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "PageFileAllocated" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3502,9 +3503,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "OnStandbyLookaside" / At(0x000, Bits(27, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(28, 4, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="c4903fcff2b748fa")
+), variant="_MMPTE_SOFTWARE_1", digest="c4903fcff2b748fa")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -3522,9 +3523,9 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "WsleAge" / At(0x000, Bits(56, 4, T_unsigned_long_long)),  # +0x000
     "WsleProtection" / At(0x000, Bits(60, 3, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="cac1f124d62cc107")
+), variant="_MMPTE_HARDWARE_1", digest="cac1f124d62cc107")
 
-_unnamed_17 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_17 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
     "Long" / At(0x000, T_unsigned_long_long),  # +0x000
@@ -3534,21 +3535,21 @@ _unnamed_17 = Record("<unnamed-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_17", digest="5d5036faed3d9b4c")
+), variant="_unnamed_17", digest="5d5036faed3d9b4c")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _unnamed_17),  # +0x000
-    variant="_MMPTE_1", digest="3e5dfa4cb6f17b95")
+), variant="_MMPTE_1", digest="3e5dfa4cb6f17b95")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x20, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x008, Ptr("_EX_PUSH_LOCK")),  # +0x008
     "ViewRoot" / At(0x010, _RTL_AVL_TREE_1),  # +0x010
     "ViewCount" / At(0x018, T_unsigned_long),  # +0x018
     "BitmapFailures" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
+), variant="_MMSESSION_1", digest="bef18aa0cd903f6d")
 
-_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
+_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct", lambda: (
     "SubsectionAccessed" / At(0x000, Bits(0, 1, T_unsigned_short)),  # +0x000
     "Protection" / At(0x000, Bits(1, 5, T_unsigned_short)),  # +0x000
     "StartingSector4132" / At(0x000, Bits(6, 10, T_unsigned_short)),  # +0x000
@@ -3557,21 +3558,21 @@ _MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
     "Spare" / At(0x002, Bits(2, 1, T_unsigned_short)),  # +0x002
     "OnDereferenceList" / At(0x002, Bits(3, 1, T_unsigned_short)),  # +0x002
     "SectorEndOffset" / At(0x002, Bits(4, 12, T_unsigned_short)),  # +0x002
-    variant="_MMSUBSECTION_FLAGS_1", digest="8bdd872c82a34688")
+), variant="_MMSUBSECTION_FLAGS_1", digest="8bdd872c82a34688")
 
-_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct",
+_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct", lambda: (
     "PageFaultCount" / At(0x000, T_unsigned_long),  # +0x000
     "WorkingSetSize" / At(0x008, T_unsigned_long_long),  # +0x008
     "WorkingSetLeafSize" / At(0x010, T_unsigned_long_long),  # +0x010
     "PeakWorkingSetSize" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
+), variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
 
-_unnamed_18 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_18 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "ExtendedInfo" / At(0x000, Ptr("_MMEXTEND_INFO")),  # +0x000
     "SequentialVa" / At(0x000, _MI_VAD_SEQUENTIAL_INFO_1),  # +0x000
-    variant="_unnamed_18", digest="9cc74113466a3a2f")
+), variant="_unnamed_18", digest="9cc74113466a3a2f")
 
-_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
+_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct", lambda: (
     "FileOffset" / At(0x000, Bits(0, 24, T_unsigned_long)),  # +0x000
     "Large" / At(0x000, Bits(24, 1, T_unsigned_long)),  # +0x000
     "TrimBehind" / At(0x000, Bits(25, 1, T_unsigned_long)),  # +0x000
@@ -3579,19 +3580,19 @@ _MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
     "NoValidationNeeded" / At(0x000, Bits(27, 1, T_unsigned_long)),  # +0x000
     "PrivateDemandZero" / At(0x000, Bits(28, 1, T_unsigned_long)),  # +0x000
     "Spare" / At(0x000, Bits(29, 3, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS2_1", digest="96e18f63bb09c456")
+), variant="_MMVAD_FLAGS2_1", digest="96e18f63bb09c456")
 
-_unnamed_19 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_19 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags2" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags2" / At(0x000, _MMVAD_FLAGS2_1),  # +0x000
-    variant="_unnamed_19", digest="9eb09d2b307ce294")
+), variant="_unnamed_19", digest="9eb09d2b307ce294")
 
-_unnamed_20 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_20 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "EventListULongPtr" / At(0x000, T_unsigned_long_long),  # +0x000
     "StartingVpnHigher" / At(0x000, Bits(0, 4, T_unsigned_char)),  # +0x000
-    variant="_unnamed_20", digest="072158c790f75c11")
+), variant="_unnamed_20", digest="072158c790f75c11")
 
-_MM_SHARED_VAD_FLAGS_1 = Record("_MM_SHARED_VAD_FLAGS", 0x4, "struct",
+_MM_SHARED_VAD_FLAGS_1 = Record("_MM_SHARED_VAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3603,9 +3604,9 @@ _MM_SHARED_VAD_FLAGS_1 = Record("_MM_SHARED_VAD_FLAGS", 0x4, "struct",
     "PrivateMemoryAlwaysClear" / At(0x000, Bits(21, 1, T_unsigned_long)),  # +0x000
     "PrivateFixup" / At(0x000, Bits(22, 1, T_unsigned_long)),  # +0x000
     "HotPatchState" / At(0x000, Bits(23, 2, T_unsigned_long)),  # +0x000
-    variant="_MM_SHARED_VAD_FLAGS_1", digest="131123deb25d517b")
+), variant="_MM_SHARED_VAD_FLAGS_1", digest="131123deb25d517b")
 
-_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
+_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3615,9 +3616,9 @@ _MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
     "PreferredNode" / At(0x000, Bits(12, 7, T_unsigned_long)),  # +0x000
     "PageSize" / At(0x000, Bits(19, 2, T_unsigned_long)),  # +0x000
     "PrivateMemory" / At(0x000, Bits(21, 1, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS_1", digest="461a0c24c3cfa07e")
+), variant="_MMVAD_FLAGS_1", digest="461a0c24c3cfa07e")
 
-_MM_GRAPHICS_VAD_FLAGS_1 = Record("_MM_GRAPHICS_VAD_FLAGS", 0x4, "struct",
+_MM_GRAPHICS_VAD_FLAGS_1 = Record("_MM_GRAPHICS_VAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3634,9 +3635,9 @@ _MM_GRAPHICS_VAD_FLAGS_1 = Record("_MM_GRAPHICS_VAD_FLAGS", 0x4, "struct",
     "GraphicsUseCoherentBus" / At(0x000, Bits(26, 1, T_unsigned_long)),  # +0x000
     "GraphicsNoCache" / At(0x000, Bits(27, 1, T_unsigned_long)),  # +0x000
     "GraphicsPageProtection" / At(0x000, Bits(28, 3, T_unsigned_long)),  # +0x000
-    variant="_MM_GRAPHICS_VAD_FLAGS_1", digest="a76913d214c2920d")
+), variant="_MM_GRAPHICS_VAD_FLAGS_1", digest="a76913d214c2920d")
 
-_MM_PRIVATE_VAD_FLAGS_1 = Record("_MM_PRIVATE_VAD_FLAGS", 0x4, "struct",
+_MM_PRIVATE_VAD_FLAGS_1 = Record("_MM_PRIVATE_VAD_FLAGS", 0x4, "struct", lambda: (
     "Lock" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "LockContended" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3653,28 +3654,28 @@ _MM_PRIVATE_VAD_FLAGS_1 = Record("_MM_PRIVATE_VAD_FLAGS", 0x4, "struct",
     "Enclave" / At(0x000, Bits(26, 1, T_unsigned_long)),  # +0x000
     "ShadowStack" / At(0x000, Bits(27, 1, T_unsigned_long)),  # +0x000
     "PhysicalMemoryPfnsReferenced" / At(0x000, Bits(28, 1, T_unsigned_long)),  # +0x000
-    variant="_MM_PRIVATE_VAD_FLAGS_1", digest="ddad9b208c490044")
+), variant="_MM_PRIVATE_VAD_FLAGS_1", digest="ddad9b208c490044")
 
-_unnamed_21 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_21 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "GraphicsVadFlags" / At(0x000, _MM_GRAPHICS_VAD_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "PrivateVadFlags" / At(0x000, _MM_PRIVATE_VAD_FLAGS_1),  # +0x000
     "SharedVadFlags" / At(0x000, _MM_SHARED_VAD_FLAGS_1),  # +0x000
     "VadFlags" / At(0x000, _MMVAD_FLAGS_1),  # +0x000
     "VolatileVadLong" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_21", digest="6fb3e7ee39461082")
+), variant="_unnamed_21", digest="6fb3e7ee39461082")
 
-_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct",
+_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct", lambda: (
     "CommitCharge" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "MemCommit" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
+), variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
 
-_unnamed_22 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_22 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags1" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags1" / At(0x000, _MMVAD_FLAGS1_1),  # +0x000
-    variant="_unnamed_22", digest="737ef63df461c619")
+), variant="_unnamed_22", digest="737ef63df461c619")
 
-_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
+_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct", lambda: (
     "NextVad" / At(0x000, Ptr("_MMVAD_SHORT")),  # +0x000
     "VadNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ExtraCreateInfo" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3689,9 +3690,9 @@ _MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
     "u" / At(0x030, _unnamed_21),  # +0x030
     "u1" / At(0x034, _unnamed_22),  # +0x034
     "u5" / At(0x038, _unnamed_20),  # +0x038
-    variant="_MMVAD_SHORT_1", digest="eb7be196dc852a8b")
+), variant="_MMVAD_SHORT_1", digest="eb7be196dc852a8b")
 
-_MMVAD_1 = Record("_MMVAD", 0x88, "struct",
+_MMVAD_1 = Record("_MMVAD", 0x88, "struct", lambda: (
     "Core" / At(0x000, _MMVAD_SHORT_1),  # +0x000
     "u2" / At(0x040, _unnamed_19),  # +0x040
     "Subsection" / At(0x048, Ptr("_SUBSECTION")),  # +0x048
@@ -3701,24 +3702,24 @@ _MMVAD_1 = Record("_MMVAD", 0x88, "struct",
     "VadsProcess" / At(0x070, Ptr("_EPROCESS")),  # +0x070
     "u4" / At(0x078, _unnamed_18),  # +0x078
     "FileObject" / At(0x080, Ptr("_FILE_OBJECT")),  # +0x080
-    variant="_MMVAD_1", digest="37d1a088071ff7df")
+), variant="_MMVAD_1", digest="37d1a088071ff7df")
 
-_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct",
+_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct", lambda: (
     "NextPteToTrim" / At(0x000, Ptr("_MMPTE")),  # +0x000
     "NextPteToAge" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextPteToAccessClear" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "LastAccessClearingRemainder" / At(0x018, T_unsigned_long),  # +0x018
     "LastAgingRemainder" / At(0x01c, T_unsigned_long),  # +0x01c
     "LockedEntries" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
+), variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x18, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x18, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "MaximumSize" / At(0x008, T_unsigned_long_long),  # +0x008
     "AllocatedPagedPool" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_MM_PAGED_POOL_INFO_1", digest="7c663efc61beb213")
+), variant="_MM_PAGED_POOL_INFO_1", digest="7c663efc61beb213")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -3730,14 +3731,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "SessionHeapDestroyed" / At(0x000, Bits(8, 1, T_unsigned_long)),  # +0x000
     "LeakedPoolDeliberately" / At(0x000, Bits(9, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(10, 22, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="61ac38dee65e77cb")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="61ac38dee65e77cb")
 
-_unnamed_23 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_23 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_23", digest="69e203137cb8b07f")
+), variant="_unnamed_23", digest="69e203137cb8b07f")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _unnamed_23),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -3785,9 +3786,9 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x5000, "struct",
     "ServerSilo" / At(0x0418, Ptr("_EJOB")),  # +0x0418
     "CreateTime" / At(0x0420, T_unsigned_long_long),  # +0x0420
     "PoolTags" / At(0x1000, Array(16384, T_unsigned_char)),  # +0x1000
-    variant="_MM_SESSION_SPACE_1", digest="1ab879407cfdcc93")
+), variant="_MM_SESSION_SPACE_1", digest="1ab879407cfdcc93")
 
-_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
+_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct", lambda: (
     "ExceptionList" / At(0x000, T_unsigned_long),  # +0x000
     "StackBase" / At(0x004, T_unsigned_long),  # +0x004
     "StackLimit" / At(0x008, T_unsigned_long),  # +0x008
@@ -3796,9 +3797,9 @@ _NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
     "Version" / At(0x010, T_unsigned_long),  # +0x010
     "ArbitraryUserPointer" / At(0x014, T_unsigned_long),  # +0x014
     "Self" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_NT_TIB32_1", digest="2465d710e974b87a")
+), variant="_NT_TIB32_1", digest="2465d710e974b87a")
 
-_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
+_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, Ptr("_OBJECT_DIRECTORY_ENTRY"))),  # +0x000
     "Lock" / At(0x128, _EX_PUSH_LOCK_1),  # +0x128
     "DeviceMap" / At(0x130, Ptr("_DEVICE_MAP")),  # +0x130
@@ -3807,26 +3808,26 @@ _OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
     "SessionObject" / At(0x148, Ptr("void", 8, "base")),  # +0x148
     "Flags" / At(0x150, T_unsigned_long),  # +0x150
     "SessionId" / At(0x154, T_unsigned_long),  # +0x154
-    variant="_OBJECT_DIRECTORY_1", digest="8708689e7094cb03")
+), variant="_OBJECT_DIRECTORY_1", digest="8708689e7094cb03")
 
-_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct",
+_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct", lambda: (
     "ChainLink" / At(0x000, Ptr("_OBJECT_DIRECTORY_ENTRY")),  # +0x000
     "Object" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "HashValue" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
+), variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
 
-_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct",
+_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct", lambda: (
     "Process" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "HandleCount" / At(0x008, Bits(0, 24, T_unsigned_long)),  # +0x008
     "LockCount" / At(0x008, Bits(24, 8, T_unsigned_long)),  # +0x008
-    variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
+), variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3850,52 +3851,52 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
+), variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
 
-_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct",
+_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct", lambda: (
     "SecurityDescriptor" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
+), variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
 
-_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct",
+_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "CreatorUniqueProcess" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "CreatorBackTraceIndex" / At(0x018, T_unsigned_short),  # +0x018
     "Reserved1" / At(0x01a, T_unsigned_short),  # +0x01a
     "Reserved2" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="8b99f6e9694340d1")
+), variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="8b99f6e9694340d1")
 
-_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct",
+_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct", lambda: (
     "HandleCountDataBase" / At(0x000, Ptr("_OBJECT_HANDLE_COUNT_DATABASE")),  # +0x000
     "SingleEntry" / At(0x000, _OBJECT_HANDLE_COUNT_ENTRY_1),  # +0x000
-    variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
+), variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
     "Reserved" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
 
-_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct",
+_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct", lambda: (
     "ExclusiveProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
+), variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
 
-_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct",
+_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct", lambda: (
     "PagedPoolCharge" / At(0x000, T_unsigned_long),  # +0x000
     "NonPagedPoolCharge" / At(0x004, T_unsigned_long),  # +0x004
     "SecurityDescriptorCharge" / At(0x008, T_unsigned_long),  # +0x008
     "Reserved1" / At(0x00c, T_unsigned_long),  # +0x00c
     "SecurityDescriptorQuotaBlock" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "Reserved2" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="725b34e4369f6255")
+), variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="725b34e4369f6255")
 
-_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct",
+_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct", lambda: (
     "Name" / At(0x000, _UNICODE_STRING_1),  # +0x000
-    variant="_OBJECT_NAME_INFORMATION_1", digest="44b0722c9aba9bed")
+), variant="_OBJECT_NAME_INFORMATION_1", digest="44b0722c9aba9bed")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_short),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -3928,9 +3929,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
     "WaitObjectFlagMask" / At(0x070, T_unsigned_long),  # +0x070
     "WaitObjectFlagOffset" / At(0x074, T_unsigned_short),  # +0x074
     "WaitObjectPointerOffset" / At(0x076, T_unsigned_short),  # +0x076
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -3943,9 +3944,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
     "TypeLock" / At(0x0b8, _EX_PUSH_LOCK_1),  # +0x0b8
     "Key" / At(0x0c0, T_unsigned_long),  # +0x0c0
     "CallbackList" / At(0x0c8, _LIST_ENTRY_1),  # +0x0c8
-    variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
+), variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
 
-_PEB_1 = Record("_PEB", 0x7d0, "struct",
+_PEB_1 = Record("_PEB", 0x7d0, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -4068,15 +4069,15 @@ _PEB_1 = Record("_PEB", 0x7d0, "struct",
     "Reserved" / At(0x7c0, Bits(1, 31, T_unsigned_long)),  # +0x7c0
     "NtGlobalFlag2" / At(0x7c4, T_unsigned_long),  # +0x7c4
     "ExtendedFeatureDisableMask" / At(0x7c8, T_unsigned_long_long),  # +0x7c8
-    variant="_PEB_1", digest="1b87910ce33fdf69")
+), variant="_PEB_1", digest="1b87910ce33fdf69")
 
-_STRING32_1 = Record("_STRING32", 0x8, "struct",
+_STRING32_1 = Record("_STRING32", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_STRING32_1", digest="acbfab945c83bb53")
+), variant="_STRING32_1", digest="acbfab945c83bb53")
 
-_PEB32_1 = Record("_PEB32", 0x488, "struct",
+_PEB32_1 = Record("_PEB32", 0x488, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -4192,9 +4193,9 @@ _PEB32_1 = Record("_PEB32", 0x488, "struct",
     "Reserved" / At(0x474, Bits(1, 31, T_unsigned_long)),  # +0x474
     "NtGlobalFlag2" / At(0x478, T_unsigned_long),  # +0x478
     "ExtendedFeatureDisableMask" / At(0x480, T_unsigned_long_long),  # +0x480
-    variant="_PEB32_1", digest="0adc0865758283a0")
+), variant="_PEB32_1", digest="0adc0865758283a0")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -4204,28 +4205,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x440, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x440, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -4264,14 +4265,14 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x440, "
     "DefaultThreadpoolCpuSetMasks" / At(0x430, Ptr("unsigned long long", 8, "base")),  # +0x430
     "DefaultThreadpoolCpuSetMaskCount" / At(0x438, T_unsigned_long),  # +0x438
     "DefaultThreadpoolThreadMaximum" / At(0x43c, T_unsigned_long),  # +0x43c
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="f5ca4bd838138d3c")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="f5ca4bd838138d3c")
 
-_unnamed_24 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_24 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "FirstMappedVa" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImageInformation" / At(0x000, Ptr("_MI_SECTION_IMAGE_INFORMATION")),  # +0x000
-    variant="_unnamed_24", digest="1791735d388ba01c")
+), variant="_unnamed_24", digest="1791735d388ba01c")
 
-_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
+_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct", lambda: (
     "Short0" / At(0x000, T_unsigned_short),  # +0x000
     "TotalNumberOfPtes4132" / At(0x000, Bits(0, 10, T_unsigned_short)),  # +0x000
     "Spare0" / At(0x000, Bits(10, 1, T_unsigned_short)),  # +0x000
@@ -4289,14 +4290,14 @@ _SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
     "ForceCollision" / At(0x003, Bits(0, 1, T_unsigned_char)),  # +0x003
     "ImageSigningType" / At(0x003, Bits(1, 3, T_unsigned_char)),  # +0x003
     "ImageSigningLevel" / At(0x003, Bits(4, 4, T_unsigned_char)),  # +0x003
-    variant="_SEGMENT_FLAGS_1", digest="a5a2899d65d38657")
+), variant="_SEGMENT_FLAGS_1", digest="a5a2899d65d38657")
 
-_unnamed_25 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_25 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "CreatingProcessId" / At(0x000, T_unsigned_long),  # +0x000
     "ImageCommitment" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_25", digest="dd1f53ed0afc4631")
+), variant="_unnamed_25", digest="dd1f53ed0afc4631")
 
-_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
+_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "TotalNumberOfPtes" / At(0x008, T_unsigned_long),  # +0x008
     "SegmentFlags" / At(0x00c, _SEGMENT_FLAGS_1),  # +0x00c
@@ -4308,56 +4309,56 @@ _SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
     "u1" / At(0x030, _unnamed_25),  # +0x030
     "u2" / At(0x038, _unnamed_24),  # +0x038
     "PrototypePte" / At(0x040, Ptr("_MMPTE")),  # +0x040
-    variant="_SEGMENT_1", digest="776639dd6a6ec37f")
+), variant="_SEGMENT_1", digest="776639dd6a6ec37f")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(30, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01e, T_unsigned_char),  # +0x01e
-    variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
+), variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_unnamed_26 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_26 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "EntireField" / At(0x000, T_unsigned_long),  # +0x000
     "e1" / At(0x000, _MI_SUBSECTION_ENTRY1_1),  # +0x000
-    variant="_unnamed_26", digest="8d5819ce978ec16e")
+), variant="_unnamed_26", digest="8d5819ce978ec16e")
 
-_unnamed_27 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_27 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "SubsectionFlags" / At(0x000, _MMSUBSECTION_FLAGS_1),  # +0x000
-    variant="_unnamed_27", digest="97d84062f42d67d7")
+), variant="_unnamed_27", digest="97d84062f42d67d7")
 
-_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
+_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "SubsectionBase" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextSubsection" / At(0x010, Ptr("_SUBSECTION")),  # +0x010
@@ -4372,9 +4373,9 @@ _SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
     "UnusedPtes" / At(0x034, Bits(0, 30, T_unsigned_long)),  # +0x034
     "ExtentQueryNeeded" / At(0x034, Bits(30, 1, T_unsigned_long)),  # +0x034
     "DirtyPages" / At(0x034, Bits(31, 1, T_unsigned_long)),  # +0x034
-    variant="_SUBSECTION_1", digest="41d3e6256cbd4778")
+), variant="_SUBSECTION_1", digest="41d3e6256cbd4778")
 
-_TEB_1 = Record("_TEB", 0x1850, "struct",
+_TEB_1 = Record("_TEB", 0x1850, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -4506,9 +4507,9 @@ _TEB_1 = Record("_TEB", 0x1850, "struct",
     "DelayBackoff" / At(0x1840, T_unsigned_long),  # +0x1840
     "Padding8" / At(0x1844, Array(4, T_unsigned_char)),  # +0x1844
     "ExtendedFeatureDisableMask" / At(0x1848, T_unsigned_long_long),  # +0x1848
-    variant="_TEB_1", digest="0e41efabf75eff90")
+), variant="_TEB_1", digest="0e41efabf75eff90")
 
-_TEB32_1 = Record("_TEB32", 0x1018, "struct",
+_TEB32_1 = Record("_TEB32", 0x1018, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB32_1),  # +0x0000
     "EnvironmentPointer" / At(0x001c, T_unsigned_long),  # +0x001c
     "ClientId" / At(0x0020, _CLIENT_ID32_1),  # +0x0020
@@ -4629,14 +4630,14 @@ _TEB32_1 = Record("_TEB32", 0x1018, "struct",
     "LastSleepCounter" / At(0x1000, T_unsigned_long_long),  # +0x1000
     "DelayBackoff" / At(0x1008, T_unsigned_long),  # +0x1008
     "ExtendedFeatureDisableMask" / At(0x1010, T_unsigned_long_long),  # +0x1010
-    variant="_TEB32_1", digest="829dc7546a8d6e80")
+), variant="_TEB32_1", digest="829dc7546a8d6e80")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x498, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x498, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -4685,9 +4686,9 @@ _TOKEN_1 = Record("_TOKEN", 0x498, "struct",
     "BnoIsolationHandlesEntry" / At(0x480, Ptr("_SEP_CACHED_HANDLES_ENTRY")),  # +0x480
     "SessionObject" / At(0x488, Ptr("void", 8, "base")),  # +0x488
     "VariablePart" / At(0x490, T_unsigned_long_long),  # +0x490
-    variant="_TOKEN_1", digest="e9aa12cc2e051744")
+), variant="_TOKEN_1", digest="e9aa12cc2e051744")
 
-_KPRCB_2 = Record("_KPRCB", 0xbf00, "struct",
+_KPRCB_2 = Record("_KPRCB", 0xbf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -5060,9 +5061,9 @@ _KPRCB_2 = Record("_KPRCB", 0xbf00, "struct",
     "PrcbPad141" / At(0xaec0, Array(504, T_unsigned_long_long)),  # +0xaec0
     "PrcbPad141a" / At(0xbe80, Array(64, T_unsigned_char)),  # +0xbe80
     "RequestMailbox" / At(0xbec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xbec0
-    variant="_KPRCB_2", digest="10db9c82d84a0c00")
+), variant="_KPRCB_2", digest="10db9c82d84a0c00")
 
-_KPCR_2 = Record("_KPCR", 0xc080, "struct",
+_KPCR_2 = Record("_KPCR", 0xc080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -5090,9 +5091,9 @@ _KPCR_2 = Record("_KPCR", 0xc080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_2),  # +0x180
-    variant="_KPCR_2", digest="942e38eddf893b8e")
+), variant="_KPCR_2", digest="942e38eddf893b8e")
 
-_EPROCESS_2 = Record("_EPROCESS", 0xb80, "struct",
+_EPROCESS_2 = Record("_EPROCESS", 0xb80, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -5332,14 +5333,14 @@ _EPROCESS_2 = Record("_EPROCESS", 0xb80, "struct",
     "DisabledComponentFlags" / At(0xb38, T_unsigned_long),  # +0xb38
     "EnableOptionalXStateFeaturesLock" / At(0xb40, _EX_PUSH_LOCK_1),  # +0xb40
     "PathRedirectionHashes" / At(0xb48, Ptr("unsigned long", 8, "base")),  # +0xb48
-    variant="_EPROCESS_2", digest="652f98d3c7a62e05")
+), variant="_EPROCESS_2", digest="652f98d3c7a62e05")
 
-_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1 = Record("_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT", 0x8, "struct",
+_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1 = Record("_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT", 0x8, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_long),  # +0x000
     "Slot" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1", digest="8c0797fdbeb2a146")
+), variant="_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1", digest="8c0797fdbeb2a146")
 
-_EPROCESS_3 = Record("_EPROCESS", 0xb80, "struct",
+_EPROCESS_3 = Record("_EPROCESS", 0xb80, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -5582,9 +5583,9 @@ _EPROCESS_3 = Record("_EPROCESS", 0xb80, "struct",
     "SyscallProvider" / At(0xb50, Ptr("_PS_SYSCALL_PROVIDER")),  # +0xb50
     "SyscallProviderProcessLinks" / At(0xb58, _LIST_ENTRY_1),  # +0xb58
     "SyscallProviderDispatchContext" / At(0xb68, _PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1),  # +0xb68
-    variant="_EPROCESS_3", digest="5a781c58193a230e")
+), variant="_EPROCESS_3", digest="5a781c58193a230e")
 
-_ESERVERSILO_GLOBALS_2 = Record("_ESERVERSILO_GLOBALS", 0x560, "struct",
+_ESERVERSILO_GLOBALS_2 = Record("_ESERVERSILO_GLOBALS", 0x560, "struct", lambda: (
     "ObSiloState" / At(0x000, _OBP_SILODRIVERSTATE_1),  # +0x000
     "SeSiloState" / At(0x2e0, _SEP_SILOSTATE_1),  # +0x2e0
     "SeRmSiloState" / At(0x310, _SEP_RM_LSA_CONNECTION_STATE_1),  # +0x310
@@ -5615,9 +5616,9 @@ _ESERVERSILO_GLOBALS_2 = Record("_ESERVERSILO_GLOBALS", 0x560, "struct",
     "UserSharedSection" / At(0x530, Ptr("void", 8, "base")),  # +0x530
     "TerminateWorkItem" / At(0x538, _WORK_QUEUE_ITEM_1),  # +0x538
     "IsDownlevelContainer" / At(0x558, T_unsigned_char),  # +0x558
-    variant="_ESERVERSILO_GLOBALS_2", digest="ab3b81a056d272eb")
+), variant="_ESERVERSILO_GLOBALS_2", digest="ab3b81a056d272eb")
 
-_KPRCB_3 = Record("_KPRCB", 0xbf00, "struct",
+_KPRCB_3 = Record("_KPRCB", 0xbf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -5995,9 +5996,9 @@ _KPRCB_3 = Record("_KPRCB", 0xbf00, "struct",
     "PrcbPad141" / At(0xaec0, Array(504, T_unsigned_long_long)),  # +0xaec0
     "PrcbPad141a" / At(0xbe80, Array(64, T_unsigned_char)),  # +0xbe80
     "RequestMailbox" / At(0xbec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xbec0
-    variant="_KPRCB_3", digest="effe6092b2fe1f18")
+), variant="_KPRCB_3", digest="effe6092b2fe1f18")
 
-_KPCR_3 = Record("_KPCR", 0xc080, "struct",
+_KPCR_3 = Record("_KPCR", 0xc080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -6025,9 +6026,9 @@ _KPCR_3 = Record("_KPCR", 0xc080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_3),  # +0x180
-    variant="_KPCR_3", digest="0af337444d7802b0")
+), variant="_KPCR_3", digest="0af337444d7802b0")
 
-_KPRCB_4 = Record("_KPRCB", 0xbf00, "struct",
+_KPRCB_4 = Record("_KPRCB", 0xbf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -6407,9 +6408,9 @@ _KPRCB_4 = Record("_KPRCB", 0xbf00, "struct",
     "PrcbPad141" / At(0xaec0, Array(504, T_unsigned_long_long)),  # +0xaec0
     "PrcbPad141a" / At(0xbe80, Array(64, T_unsigned_char)),  # +0xbe80
     "RequestMailbox" / At(0xbec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xbec0
-    variant="_KPRCB_4", digest="194c12c5b65f9172")
+), variant="_KPRCB_4", digest="194c12c5b65f9172")
 
-_KPCR_4 = Record("_KPCR", 0xc080, "struct",
+_KPCR_4 = Record("_KPCR", 0xc080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -6437,17 +6438,17 @@ _KPCR_4 = Record("_KPCR", 0xc080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_4),  # +0x180
-    variant="_KPCR_4", digest="2a25794441cc0395")
+), variant="_KPCR_4", digest="2a25794441cc0395")
 
-_CRITICAL_PROCESS_EXCEPTION_DATA_1 = Record("_CRITICAL_PROCESS_EXCEPTION_DATA", 0x30, "struct",
+_CRITICAL_PROCESS_EXCEPTION_DATA_1 = Record("_CRITICAL_PROCESS_EXCEPTION_DATA", 0x30, "struct", lambda: (
     "ReportId" / At(0x000, _GUID_1),  # +0x000
     "ModuleName" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "ModuleTimestamp" / At(0x020, T_unsigned_long),  # +0x020
     "ModuleSize" / At(0x024, T_unsigned_long),  # +0x024
     "Offset" / At(0x028, T_unsigned_long_long),  # +0x028
-    variant="_CRITICAL_PROCESS_EXCEPTION_DATA_1", digest="c93e0417d480a8ef")
+), variant="_CRITICAL_PROCESS_EXCEPTION_DATA_1", digest="c93e0417d480a8ef")
 
-_ESERVERSILO_GLOBALS_3 = Record("_ESERVERSILO_GLOBALS", 0x5a8, "struct",
+_ESERVERSILO_GLOBALS_3 = Record("_ESERVERSILO_GLOBALS", 0x5a8, "struct", lambda: (
     "ObSiloState" / At(0x000, _OBP_SILODRIVERSTATE_1),  # +0x000
     "SeSiloState" / At(0x2e0, _SEP_SILOSTATE_1),  # +0x2e0
     "SeRmSiloState" / At(0x310, _SEP_RM_LSA_CONNECTION_STATE_1),  # +0x310
@@ -6482,9 +6483,9 @@ _ESERVERSILO_GLOBALS_3 = Record("_ESERVERSILO_GLOBALS", 0x5a8, "struct",
     "CriticalProcessStatus" / At(0x560, T_long),  # +0x560
     "CriticalProcessName" / At(0x564, Array(15, T_unsigned_char)),  # +0x564
     "CriticalProcessExceptionData" / At(0x578, _CRITICAL_PROCESS_EXCEPTION_DATA_1),  # +0x578
-    variant="_ESERVERSILO_GLOBALS_3", digest="4d64d44ed5edf8e3")
+), variant="_ESERVERSILO_GLOBALS_3", digest="4d64d44ed5edf8e3")
 
-_KAPC_2 = Record("_KAPC", 0x58, "struct",
+_KAPC_2 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "AllFlags" / At(0x001, T_unsigned_char),  # +0x001
     "CallbackDataContext" / At(0x001, Bits(0, 1, T_unsigned_char)),  # +0x001
@@ -6504,9 +6505,9 @@ _KAPC_2 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_2", digest="67b71eb52495d360")
+), variant="_KAPC_2", digest="67b71eb52495d360")
 
-_KTHREAD_2 = Record("_KTHREAD", 0x480, "struct",
+_KTHREAD_2 = Record("_KTHREAD", 0x480, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -6720,9 +6721,9 @@ _KTHREAD_2 = Record("_KTHREAD", 0x480, "struct",
     "ResourceIndex" / At(0x440, T_unsigned_char),  # +0x440
     "Spare31" / At(0x441, Array(3, T_unsigned_char)),  # +0x441
     "EndPadding" / At(0x448, Array(7, T_unsigned_long_long)),  # +0x448
-    variant="_KTHREAD_2", digest="2f688cc0b4a5fa55")
+), variant="_KTHREAD_2", digest="2f688cc0b4a5fa55")
 
-_ETHREAD_2 = Record("_ETHREAD", 0x8f0, "struct",
+_ETHREAD_2 = Record("_ETHREAD", 0x8f0, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_2),  # +0x000
     "CreateTime" / At(0x480, _LARGE_INTEGER_1),  # +0x480
     "ExitTime" / At(0x488, _LARGE_INTEGER_1),  # +0x488
@@ -6845,9 +6846,9 @@ _ETHREAD_2 = Record("_ETHREAD", 0x8f0, "struct",
     "LockEntries" / At(0x6a0, Array(6, _KLOCK_ENTRY_1)),  # +0x6a0
     "CmThreadInfo" / At(0x8e0, Ptr("void", 8, "base")),  # +0x8e0
     "FlsData" / At(0x8e8, Ptr("void", 8, "base")),  # +0x8e8
-    variant="_ETHREAD_2", digest="a0a9c2f8376da432")
+), variant="_ETHREAD_2", digest="a0a9c2f8376da432")
 
-_CM_KEY_BODY_2 = Record("_CM_KEY_BODY", 0x70, "struct",
+_CM_KEY_BODY_2 = Record("_CM_KEY_BODY", 0x70, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_long),  # +0x000
     "AccessCheckedLayerHeight" / At(0x004, T_unsigned_short),  # +0x004
     "KeyControlBlock" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
@@ -6863,9 +6864,9 @@ _CM_KEY_BODY_2 = Record("_CM_KEY_BODY", 0x70, "struct",
     "RestrictedAccessMask" / At(0x060, T_unsigned_long),  # +0x060
     "LastSearchedIndex" / At(0x064, T_unsigned_long),  # +0x064
     "LockedMemoryMdls" / At(0x068, Ptr("void", 8, "base")),  # +0x068
-    variant="_CM_KEY_BODY_2", digest="295310c001d004b0")
+), variant="_CM_KEY_BODY_2", digest="295310c001d004b0")
 
-_KPRCB_5 = Record("_KPRCB", 0xbf00, "struct",
+_KPRCB_5 = Record("_KPRCB", 0xbf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -7245,9 +7246,9 @@ _KPRCB_5 = Record("_KPRCB", 0xbf00, "struct",
     "PrcbPad141" / At(0xaec0, Array(504, T_unsigned_long_long)),  # +0xaec0
     "PrcbPad141a" / At(0xbe80, Array(64, T_unsigned_char)),  # +0xbe80
     "RequestMailbox" / At(0xbec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xbec0
-    variant="_KPRCB_5", digest="dbfec345001fce75")
+), variant="_KPRCB_5", digest="dbfec345001fce75")
 
-_KPCR_5 = Record("_KPCR", 0xc080, "struct",
+_KPCR_5 = Record("_KPCR", 0xc080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -7275,9 +7276,9 @@ _KPCR_5 = Record("_KPCR", 0xc080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_5),  # +0x180
-    variant="_KPCR_5", digest="83dfc3d961a85102")
+), variant="_KPCR_5", digest="83dfc3d961a85102")
 
-_KPROCESS_2 = Record("_KPROCESS", 0x438, "struct",
+_KPROCESS_2 = Record("_KPROCESS", 0x438, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -7334,9 +7335,9 @@ _KPROCESS_2 = Record("_KPROCESS", 0x438, "struct",
     "Spare3" / At(0x412, Array(3, T_unsigned_short)),  # +0x412
     "UserCetLogging" / At(0x418, Ptr("void", 8, "base")),  # +0x418
     "EndPadding" / At(0x420, Array(3, T_unsigned_long_long)),  # +0x420
-    variant="_KPROCESS_2", digest="d1cea4d5bfe01616")
+), variant="_KPROCESS_2", digest="d1cea4d5bfe01616")
 
-_EPROCESS_4 = Record("_EPROCESS", 0xb80, "struct",
+_EPROCESS_4 = Record("_EPROCESS", 0xb80, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_2),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -7582,9 +7583,9 @@ _EPROCESS_4 = Record("_EPROCESS", 0xb80, "struct",
     "KernelTimeHigh" / At(0xb70, T_unsigned_long),  # +0xb70
     "UserTimeHigh" / At(0xb74, T_unsigned_long),  # +0xb74
     "ReadyTimeHigh" / At(0xb78, T_unsigned_long),  # +0xb78
-    variant="_EPROCESS_4", digest="ef6e7ab8bcec96eb")
+), variant="_EPROCESS_4", digest="ef6e7ab8bcec96eb")
 
-_KPRCB_6 = Record("_KPRCB", 0xbf00, "struct",
+_KPRCB_6 = Record("_KPRCB", 0xbf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -7969,9 +7970,9 @@ _KPRCB_6 = Record("_KPRCB", 0xbf00, "struct",
     "PrcbPad141" / At(0xaec0, Array(504, T_unsigned_long_long)),  # +0xaec0
     "PrcbPad141a" / At(0xbe80, Array(64, T_unsigned_char)),  # +0xbe80
     "RequestMailbox" / At(0xbec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xbec0
-    variant="_KPRCB_6", digest="9dda82d77e16772d")
+), variant="_KPRCB_6", digest="9dda82d77e16772d")
 
-_KPCR_6 = Record("_KPCR", 0xc080, "struct",
+_KPCR_6 = Record("_KPCR", 0xc080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -7999,14 +8000,14 @@ _KPCR_6 = Record("_KPCR", 0xc080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_6),  # +0x180
-    variant="_KPCR_6", digest="169d85dce7bc1d2c")
+), variant="_KPCR_6", digest="169d85dce7bc1d2c")
 
-_PROCESS_NETWORK_COUNTERS_1 = Record("_PROCESS_NETWORK_COUNTERS", 0x10, "struct",
+_PROCESS_NETWORK_COUNTERS_1 = Record("_PROCESS_NETWORK_COUNTERS", 0x10, "struct", lambda: (
     "BytesIn" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesOut" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROCESS_NETWORK_COUNTERS_1", digest="3c58fbdeb4653bb4")
+), variant="_PROCESS_NETWORK_COUNTERS_1", digest="3c58fbdeb4653bb4")
 
-_EJOB_2 = Record("_EJOB", 0x710, "struct",
+_EJOB_2 = Record("_EJOB", 0x710, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -8163,9 +8164,9 @@ _EJOB_2 = Record("_EJOB", 0x710, "struct",
     "EnergyTrackingState" / At(0x6f8, _JOBOBJECT_ENERGY_TRACKING_STATE_1),  # +0x6f8
     "KernelWaitTime" / At(0x700, T_unsigned_long_long),  # +0x700
     "UserWaitTime" / At(0x708, T_unsigned_long_long),  # +0x708
-    variant="_EJOB_2", digest="369d1344551dc2b3")
+), variant="_EJOB_2", digest="369d1344551dc2b3")
 
-_EPROCESS_5 = Record("_EPROCESS", 0xbc0, "struct",
+_EPROCESS_5 = Record("_EPROCESS", 0xbc0, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_2),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -8412,9 +8413,9 @@ _EPROCESS_5 = Record("_EPROCESS", 0xbc0, "struct",
     "UserTimeHigh" / At(0xb74, T_unsigned_long),  # +0xb74
     "ReadyTimeHigh" / At(0xb78, T_unsigned_long),  # +0xb78
     "NetworkCounters" / At(0xb80, Ptr("_PROCESS_NETWORK_COUNTERS")),  # +0xb80
-    variant="_EPROCESS_5", digest="b66ba054a294421b")
+), variant="_EPROCESS_5", digest="b66ba054a294421b")
 
-_KPRCB_7 = Record("_KPRCB", 0xbf00, "struct",
+_KPRCB_7 = Record("_KPRCB", 0xbf00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -8801,9 +8802,9 @@ _KPRCB_7 = Record("_KPRCB", 0xbf00, "struct",
     "PrcbPad141" / At(0xaec0, Array(504, T_unsigned_long_long)),  # +0xaec0
     "PrcbPad141a" / At(0xbe80, Array(64, T_unsigned_char)),  # +0xbe80
     "RequestMailbox" / At(0xbec0, Array(1, _REQUEST_MAILBOX_1)),  # +0xbec0
-    variant="_KPRCB_7", digest="48c3155f42c9682b")
+), variant="_KPRCB_7", digest="48c3155f42c9682b")
 
-_KPCR_7 = Record("_KPCR", 0xc080, "struct",
+_KPCR_7 = Record("_KPCR", 0xc080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -8831,7 +8832,7 @@ _KPCR_7 = Record("_KPCR", 0xc080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_7),  # +0x180
-    variant="_KPCR_7", digest="c6b1e52cd7a84d23")
+), variant="_KPCR_7", digest="c6b1e52cd7a84d23")
 
 
 # ---- per-build tables: PDB name -> variant

@@ -5,7 +5,8 @@ Types-only layouts converted from public C headers generated from Microsoft's pu
 (see NOTICE-derived beside this file and index.json `source` for the header set and licence).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 10.0.22631.2428
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -177,20 +178,20 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct",
+_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct", lambda: (
     "ActiveFrame" / At(0x000, Ptr("_RTL_ACTIVATION_CONTEXT_STACK_FRAME")),  # +0x000
     "FrameListCache" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
     "NextCookieSequenceNumber" / At(0x01c, T_unsigned_long),  # +0x01c
     "StackId" / At(0x020, T_unsigned_long),  # +0x020
-    variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
+), variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -198,25 +199,25 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_M128A_1 = Record("_M128A", 0x10, "struct",
+_M128A_1 = Record("_M128A", 0x10, "struct", lambda: (
     "Low" / At(0x000, T_unsigned_long_long),  # +0x000
     "High" / At(0x008, T_long_long),  # +0x008
-    variant="_M128A_1", digest="0efc05f3f4219f32")
+), variant="_M128A_1", digest="0efc05f3f4219f32")
 
-_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
+_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_short),  # +0x000
     "StatusWord" / At(0x002, T_unsigned_short),  # +0x002
     "TagWord" / At(0x004, T_unsigned_char),  # +0x004
@@ -233,9 +234,9 @@ _XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
     "FloatRegisters" / At(0x020, Array(8, _M128A_1)),  # +0x020
     "XmmRegisters" / At(0x0a0, Array(16, _M128A_1)),  # +0x0a0
     "Reserved4" / At(0x1a0, Array(96, T_unsigned_char)),  # +0x1a0
-    variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
+), variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct", lambda: (
     "P1Home" / At(0x000, T_unsigned_long_long),  # +0x000
     "P2Home" / At(0x008, T_unsigned_long_long),  # +0x008
     "P3Home" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -300,20 +301,20 @@ _CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
     "LastBranchFromRip" / At(0x4b8, T_unsigned_long_long),  # +0x4b8
     "LastExceptionToRip" / At(0x4c0, T_unsigned_long_long),  # +0x4c0
     "LastExceptionFromRip" / At(0x4c8, T_unsigned_long_long),  # +0x4c8
-    variant="_CONTEXT_1", digest="65baaff0cabff959")
+), variant="_CONTEXT_1", digest="65baaff0cabff959")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("wchar", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
+), variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="230e8ce30f1bb577")
+), variant="_CURDIR_1", digest="230e8ce30f1bb577")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -373,57 +374,57 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "Reserved5" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="f436e749b01c1903")
+), variant="_DISPATCHER_HEADER_1", digest="f436e749b01c1903")
 
-_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union",
+_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union", lambda: (
     "UpdateMask" / At(0x000, T_unsigned_long),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "DesiredState" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
+), variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct",
+_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct", lambda: (
     "List" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WorkerRoutine" / At(0x010, Ptr("<function>", 8, "function")),  # +0x010
     "Parameter" / At(0x018, Ptr("void", 8, "base")),  # +0x018
-    variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
+), variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Min" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "Encoded" / At(0x008, Bits(0, 1, T_unsigned_char)),  # +0x008
-    variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
+), variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
 
-_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct",
+_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct", lambda: (
     "ListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Lock" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
+), variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
 
-_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct",
+_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x040, T_unsigned_long_long),  # +0x040
-    variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
+), variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadyTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -437,23 +438,23 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
     "OtherTransferCount" / At(0x050, T_long_long),  # +0x050
     "KernelWaitTime" / At(0x058, T_unsigned_long_long),  # +0x058
     "UserWaitTime" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
+), variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
+_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct", lambda: (
     "FreeListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "VolumeTreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ReservedForParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -461,18 +462,18 @@ _PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
     "Rundown" / At(0x020, _EX_RUNDOWN_REF_1),  # +0x020
     "IoControl" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "VolumeIoAttribution" / At(0x030, Ptr("void", 8, "base")),  # +0x030
-    variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
+), variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "IoQoSPriorityBoosted" / At(0x008, Bits(2, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(3, 29, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
+), variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -490,50 +491,50 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="60a1783cfc90689b")
+), variant="_ERESOURCE_1", digest="60a1783cfc90689b")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="97d7aaa752bcb927")
+), variant="_KEVENT_1", digest="97d7aaa752bcb927")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct",
+_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct", lambda: (
     "RateControlQuotaReference" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "OverQuotaHistory" / At(0x008, _RTL_BITMAP_1),  # +0x008
     "BitMapBuffer" / At(0x018, Ptr("unsigned char", 8, "base")),  # +0x018
     "BitMapBufferSize" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
+), variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x108, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x108, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(1, T_unsigned_long_long)),  # +0x008
     "StaticBitmap" / At(0x008, Array(32, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="f4f4a315680514c6")
+), variant="_KAFFINITY_EX_1", digest="f4f4a315680514c6")
 
-_EJOB_1 = Record("_EJOB", 0x710, "struct",
+_EJOB_1 = Record("_EJOB", 0x710, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -693,29 +694,29 @@ _EJOB_1 = Record("_EJOB", 0x710, "struct",
     "EnergyTrackingState" / At(0x6f8, _JOBOBJECT_ENERGY_TRACKING_STATE_1),  # +0x6f8
     "KernelWaitTime" / At(0x700, T_unsigned_long_long),  # +0x700
     "UserWaitTime" / At(0x708, T_unsigned_long_long),  # +0x708
-    variant="_EJOB_1", digest="3c97c75d1b58c76b")
+), variant="_EJOB_1", digest="3c97c75d1b58c76b")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct",
+_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct", lambda: (
     "Tree" / At(0x000, _RTL_AVL_TREE_1),  # +0x000
     "Lock" / At(0x008, _EX_PUSH_LOCK_1),  # +0x008
-    variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
+), variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -726,29 +727,29 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_2 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "SecureProcess" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
-    variant="_unnamed_2", digest="97a24a8d5cdda13c")
+), variant="_unnamed_2", digest="97a24a8d5cdda13c")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_3 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Flags" / At(0x000, _unnamed_2),  # +0x000
     "SecureHandle" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_3", digest="6e321fb5019ab6a9")
+), variant="_unnamed_3", digest="6e321fb5019ab6a9")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x438, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x438, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -806,9 +807,9 @@ _KPROCESS_1 = Record("_KPROCESS", 0x438, "struct",
     "UserCetLogging" / At(0x418, Ptr("void", 8, "base")),  # +0x418
     "CpuPartitionList" / At(0x420, _LIST_ENTRY_1),  # +0x420
     "EndPadding" / At(0x430, Array(1, T_unsigned_long_long)),  # +0x430
-    variant="_KPROCESS_1", digest="48fad8f87c7189d5")
+), variant="_KPROCESS_1", digest="48fad8f87c7189d5")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_4 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "EnableExportAddressFilter" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "AuditExportAddressFilter" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "EnableExportAddressFilterPlus" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -841,9 +842,9 @@ _unnamed_4 = Record("<unnamed-tag>", 0x4, "struct",
     "AuditPointerAuthUserIpLogged" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "CetDynamicApisOutOfProcOnly" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "UserCetSetContextIpValidationRelaxedMode" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_4", digest="4e592358d2b9c171")
+), variant="_unnamed_4", digest="4e592358d2b9c171")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_5 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "ControlFlowGuardEnabled" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardExportSuppressionEnabled" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardStrict" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -876,50 +877,50 @@ _unnamed_5 = Record("<unnamed-tag>", 0x4, "struct",
     "EnableModuleTamperingProtectionNoInherit" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "RestrictIndirectBranchPrediction" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "IsolateSecurityDomain" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_5", digest="4ed09aa7a40406be")
+), variant="_unnamed_5", digest="4ed09aa7a40406be")
 
-_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1 = Record("_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT", 0x8, "struct",
+_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1 = Record("_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT", 0x8, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_long),  # +0x000
     "Slot" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1", digest="8c0797fdbeb2a146")
+), variant="_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1", digest="8c0797fdbeb2a146")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "RestrictCoreSharing" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DisallowFsctlSystemCalls" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "AuditDisallowFsctlSystemCalls" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
     "MitigationFlags3Spare" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_unnamed_6", digest="a4bc3d7e0fdaef46")
+), variant="_unnamed_6", digest="a4bc3d7e0fdaef46")
 
-_KE_PROCESS_CONCURRENCY_COUNT_1 = Record("_KE_PROCESS_CONCURRENCY_COUNT", 0x4, "union",
+_KE_PROCESS_CONCURRENCY_COUNT_1 = Record("_KE_PROCESS_CONCURRENCY_COUNT", 0x4, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long),  # +0x000
     "Fraction" / At(0x000, Bits(0, 20, T_unsigned_long)),  # +0x000
     "Count" / At(0x000, Bits(20, 12, T_unsigned_long)),  # +0x000
-    variant="_KE_PROCESS_CONCURRENCY_COUNT_1", digest="8247af4e96781314")
+), variant="_KE_PROCESS_CONCURRENCY_COUNT_1", digest="8247af4e96781314")
 
-_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1 = Record("_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS", 0x8, "struct",
+_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1 = Record("_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS", 0x8, "struct", lambda: (
     "Low" / At(0x000, _KE_PROCESS_CONCURRENCY_COUNT_1),  # +0x000
     "High" / At(0x004, _KE_PROCESS_CONCURRENCY_COUNT_1),  # +0x004
-    variant="_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1", digest="4892059590f0be69")
+), variant="_KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1", digest="4892059590f0be69")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_7 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "AllFlags" / At(0x000, T_unsigned_long),  # +0x000
     "ConcurrencyCountFixed" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_7", digest="5a93d52c66149b89")
+), variant="_unnamed_7", digest="5a93d52c66149b89")
 
-_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1 = Record("_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK", 0x118, "struct",
+_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1 = Record("_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK", 0x118, "struct", lambda: (
     "ExpectedConcurrencyCount" / At(0x000, _KE_PROCESS_CONCURRENCY_COUNT_1),  # +0x000
     "Breakpoints" / At(0x004, _KE_IDEAL_PROCESSOR_SET_BREAKPOINTS_1),  # +0x004
     "AssignmentFlags" / At(0x00c, _unnamed_7),  # +0x00c
     "IdealProcessorSets" / At(0x010, _KAFFINITY_EX_1),  # +0x010
-    variant="_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1", digest="b5c1f364893f1676")
+), variant="_KE_IDEAL_PROCESSOR_ASSIGNMENT_BLOCK_1", digest="b5c1f364893f1676")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "u1" / At(0x000, T_unsigned_short),  # +0x000
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Reserved0" / At(0x000, Bits(3, 3, T_unsigned_char)),  # +0x000
@@ -937,9 +938,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "ForceTrim" / At(0x003, Bits(3, 1, T_unsigned_char)),  # +0x003
     "NewMaximum" / At(0x003, Bits(4, 1, T_unsigned_char)),  # +0x003
     "CommitReleaseState" / At(0x003, Bits(5, 2, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
+), variant="_MMSUPPORT_FLAGS_1", digest="ccd7270827cd26dc")
 
-_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
+_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct", lambda: (
     "NextPageColor" / At(0x000, T_unsigned_long),  # +0x000
     "PageFaultCount" / At(0x004, T_unsigned_long),  # +0x004
     "TrimmedPageCount" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -960,9 +961,9 @@ _MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
     "SelfmapLock" / At(0x0b0, T_unsigned_long_long),  # +0x0b0
     "Flags" / At(0x0b8, _MMSUPPORT_FLAGS_1),  # +0x0b8
     "InterlockedFlags" / At(0x0bc, T_long),  # +0x0bc
-    variant="_MMSUPPORT_INSTANCE_1", digest="84103ec086997f37")
+), variant="_MMSUPPORT_INSTANCE_1", digest="84103ec086997f37")
 
-_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
+_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct", lambda: (
     "WorkingSetLock" / At(0x000, T_long),  # +0x000
     "GoodCitizenWaiting" / At(0x004, T_long),  # +0x004
     "ReleasedCommitDebt" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -974,14 +975,14 @@ _MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
     "ActualWslePages" / At(0x038, T_unsigned_long_long),  # +0x038
     "WorkingSetCoreLock" / At(0x040, T_long),  # +0x040
     "ShadowMapping" / At(0x048, Ptr("void", 8, "base")),  # +0x048
-    variant="_MMSUPPORT_SHARED_1", digest="c797d40e26de49c5")
+), variant="_MMSUPPORT_SHARED_1", digest="c797d40e26de49c5")
 
-_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct",
+_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct", lambda: (
     "Instance" / At(0x000, _MMSUPPORT_INSTANCE_1),  # +0x000
     "Shared" / At(0x0c0, _MMSUPPORT_SHARED_1),  # +0x0c0
-    variant="_MMSUPPORT_FULL_1", digest="d63a90f471ce4142")
+), variant="_MMSUPPORT_FULL_1", digest="d63a90f471ce4142")
 
-_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union",
+_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union", lambda: (
     "All" / At(0x000, T_unsigned_long_long),  # +0x000
     "DelayMs" / At(0x000, Bits(0, 30, T_unsigned_long_long)),  # +0x000
     "CoalescingWindowMs" / At(0x000, Bits(30, 30, T_unsigned_long_long)),  # +0x000
@@ -989,16 +990,16 @@ _PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUE
     "NewTimerWheel" / At(0x000, Bits(61, 1, T_unsigned_long_long)),  # +0x000
     "Retry" / At(0x000, Bits(62, 1, T_unsigned_long_long)),  # +0x000
     "Locked" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
+), variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
 
-_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct",
+_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long)),  # +0x008
     "WakeFilter" / At(0x024, _JOBOBJECT_WAKE_FILTER_1),  # +0x024
     "NoWakeCounter" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
+), variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
 
-_EPROCESS_1 = Record("_EPROCESS", 0xb80, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0xb80, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x438, _EX_PUSH_LOCK_1),  # +0x438
     "UniqueProcessId" / At(0x440, Ptr("void", 8, "base")),  # +0x440
@@ -1247,9 +1248,9 @@ _EPROCESS_1 = Record("_EPROCESS", 0xb80, "struct",
     "SyscallProviderDispatchContext" / At(0xb68, _PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1),  # +0xb68
     "MitigationFlags3" / At(0xb70, T_unsigned_long),  # +0xb70
     "MitigationFlags3Values" / At(0xb70, _unnamed_6),  # +0xb70
-    variant="_EPROCESS_1", digest="4919ad2a721e9986")
+), variant="_EPROCESS_1", digest="4919ad2a721e9986")
 
-_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
+_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct", lambda: (
     "LockState" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "CrossThreadReleasable" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Busy" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
@@ -1258,9 +1259,9 @@ _KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
     "SessionId" / At(0x008, T_unsigned_long),  # +0x008
     "SessionState" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SessionPad" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
+), variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="61ec776712bcbb1f")
 
-_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x8, "union",
+_KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x8, "union", lambda: (
     "AllBoosts" / At(0x000, T_unsigned_long),  # +0x000
     "AllFields" / At(0x000, T_unsigned_long_long),  # +0x000
     "CpuBoostsBitmap" / At(0x000, Bits(0, 30, T_unsigned_long)),  # +0x000
@@ -1269,9 +1270,9 @@ _KLOCK_ENTRY_BOOST_BITMAP_1 = Record("_KLOCK_ENTRY_BOOST_BITMAP", 0x8, "union",
     "WaiterCounts" / At(0x004, T_unsigned_long),  # +0x004
     "IoNormalPriorityWaiterCount" / At(0x004, Bits(0, 8, T_unsigned_long)),  # +0x004
     "IoQoSWaiterCount" / At(0x004, Bits(8, 7, T_unsigned_long)),  # +0x004
-    variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="c613ad964f942603")
+), variant="_KLOCK_ENTRY_BOOST_BITMAP_1", digest="c613ad964f942603")
 
-_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
+_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct", lambda: (
     "CrossThreadReleasableAndBusyByte" / At(0x000, T_unsigned_char),  # +0x000
     "LockState" / At(0x000, _KLOCK_ENTRY_LOCK_STATE_1),  # +0x000
     "LockUnsafe" / At(0x000, Ptr("void", 8, "base")),  # +0x000
@@ -1298,9 +1299,9 @@ _KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
     "WaiterTree" / At(0x040, _RTL_RB_TREE_1),  # +0x040
     "EntryLock" / At(0x050, T_unsigned_long_long),  # +0x050
     "BoostBitmap" / At(0x058, _KLOCK_ENTRY_BOOST_BITMAP_1),  # +0x058
-    variant="_KLOCK_ENTRY_1", digest="1cd97931736be3bc")
+), variant="_KLOCK_ENTRY_1", digest="1cd97931736be3bc")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "InProgressFlags" / At(0x028, T_unsigned_char),  # +0x028
@@ -1310,9 +1311,9 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
     "UserApcPendingAll" / At(0x02a, T_unsigned_char),  # +0x02a
     "SpecialUserApcPending" / At(0x02a, Bits(0, 1, T_unsigned_char)),  # +0x02a
     "UserApcPending" / At(0x02a, Bits(1, 1, T_unsigned_char)),  # +0x02a
-    variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
+), variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1320,21 +1321,21 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_8 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_8", digest="66d4b3569580fde7")
+), variant="_unnamed_8", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_8),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -1342,9 +1343,9 @@ _KTIMER_1 = Record("_KTIMER", 0x40, "struct",
     "Processor" / At(0x038, T_unsigned_short),  # +0x038
     "TimerType" / At(0x03a, T_unsigned_short),  # +0x03a
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="9f02608cc4a3e8a7")
+), variant="_KTIMER_1", digest="9f02608cc4a3e8a7")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "AllFlags" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1359,16 +1360,16 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="b84d9f78ab673b7b")
+), variant="_KAPC_1", digest="b84d9f78ab673b7b")
 
-_KERNEL_SHADOW_STACK_LIMIT_1 = Record("_KERNEL_SHADOW_STACK_LIMIT", 0x8, "union",
+_KERNEL_SHADOW_STACK_LIMIT_1 = Record("_KERNEL_SHADOW_STACK_LIMIT", 0x8, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long_long),  # +0x000
     "ShadowStackType" / At(0x000, Bits(0, 3, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(3, 9, T_unsigned_long_long)),  # +0x000
     "ShadowStackLimitPfn" / At(0x000, Bits(12, 52, T_unsigned_long_long)),  # +0x000
-    variant="_KERNEL_SHADOW_STACK_LIMIT_1", digest="eadb32555c79dda9")
+), variant="_KERNEL_SHADOW_STACK_LIMIT_1", digest="eadb32555c79dda9")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x010, T_unsigned_char),  # +0x010
     "BlockState" / At(0x011, T_unsigned_char),  # +0x011
@@ -1379,9 +1380,9 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "Thread" / At(0x018, Ptr("_KTHREAD")),  # +0x018
     "Object" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SparePtr" / At(0x028, Ptr("void", 8, "base")),  # +0x028
-    variant="_KWAIT_BLOCK_1", digest="f10673350198336c")
+), variant="_KWAIT_BLOCK_1", digest="f10673350198336c")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x480, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x480, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -1608,21 +1609,21 @@ _KTHREAD_1 = Record("_KTHREAD", 0x480, "struct",
     "Spare31" / At(0x463, Array(1, T_unsigned_char)),  # +0x463
     "Spare32" / At(0x464, T_unsigned_long),  # +0x464
     "EndPadding" / At(0x468, Array(3, T_unsigned_long_long)),  # +0x468
-    variant="_KTHREAD_1", digest="64bfcaa7bb0d6770")
+), variant="_KTHREAD_1", digest="64bfcaa7bb0d6770")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="65e68a61a689db95")
+), variant="_KSEMAPHORE_1", digest="65e68a61a689db95")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x900, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x900, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x480, _LARGE_INTEGER_1),  # +0x480
     "ExitTime" / At(0x488, _LARGE_INTEGER_1),  # +0x488
@@ -1753,16 +1754,16 @@ _ETHREAD_1 = Record("_ETHREAD", 0x900, "struct",
     "LastExpectedRunTime" / At(0x8f0, T_unsigned_long),  # +0x8f0
     "LastSoftParkElectionRunTime" / At(0x8f4, T_unsigned_long),  # +0x8f4
     "LastSoftParkElectionGeneration" / At(0x8f8, T_unsigned_long_long),  # +0x8f8
-    variant="_ETHREAD_1", digest="2d5937ed2a509220")
+), variant="_ETHREAD_1", digest="2d5937ed2a509220")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
+), variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -1793,31 +1794,31 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("void", 8, "base")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="80b54a6e876f22fc")
+), variant="_FILE_OBJECT_1", digest="80b54a6e876f22fc")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
+), variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x008
     "LastFreeHandleEntry" / At(0x010, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x010
     "HandleCount" / At(0x018, T_long),  # +0x018
     "HighWaterMark" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1835,9 +1836,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(32, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x060, Ptr("_HANDLE_TRACE_DEBUG_INFO")),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
+), variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "LowValue" / At(0x000, T_long_long),  # +0x000
     "RefCountField" / At(0x000, T_long_long),  # +0x000
@@ -1853,19 +1854,19 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
     "NoRightsUpgrade" / At(0x008, Bits(25, 1, T_unsigned_long)),  # +0x008
     "Spare1" / At(0x008, Bits(26, 6, T_unsigned_long)),  # +0x008
     "Spare2" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
 
-_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct",
+_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct", lambda: (
     "Pad" / At(0x000, Array(3, T_unsigned_short)),  # +0x000
     "Limit" / At(0x006, T_unsigned_short),  # +0x006
     "Base" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
+), variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
 
-_KGATE_1 = Record("_KGATE", 0x18, "struct",
+_KGATE_1 = Record("_KGATE", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="b64fc2ca2399c343")
+), variant="_KGATE_1", digest="b64fc2ca2399c343")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1874,9 +1875,9 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KPCR_1 = Record("_KPCR", 0x178, "struct",
+_KPCR_1 = Record("_KPCR", 0x178, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -1903,9 +1904,9 @@ _KPCR_1 = Record("_KPCR", 0x178, "struct",
     "KdVersionBlock" / At(0x108, Ptr("void", 8, "base")),  # +0x108
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
-    variant="_KPCR_1", digest="f14ae477d21b57d5")
+), variant="_KPCR_1", digest="f14ae477d21b57d5")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long_long),  # +0x000
     "Cr2" / At(0x008, T_unsigned_long_long),  # +0x008
     "Cr3" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1936,14 +1937,14 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xf0, "struct",
     "Xcr0" / At(0x0d8, T_unsigned_long_long),  # +0x0d8
     "MsrFsBase" / At(0x0e0, T_unsigned_long_long),  # +0x0e0
     "SpecialPadding0" / At(0x0e8, T_unsigned_long_long),  # +0x0e8
-    variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
+), variant="_KSPECIAL_REGISTERS_1", digest="26b767683e65e2ce")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5c0, "struct", lambda: (
     "SpecialRegisters" / At(0x000, _KSPECIAL_REGISTERS_1),  # +0x000
     "ContextFrame" / At(0x0f0, _CONTEXT_1),  # +0x0f0
-    variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
+), variant="_KPROCESSOR_STATE_1", digest="b98e8e2571d20909")
 
-_KPRCB_1 = Record("_KPRCB", 0x700, "struct",
+_KPRCB_1 = Record("_KPRCB", 0x700, "struct", lambda: (
     "MxCsr" / At(0x000, T_unsigned_long),  # +0x000
     "LegacyNumber" / At(0x004, T_unsigned_char),  # +0x004
     "ReservedMustBeZero" / At(0x005, T_unsigned_char),  # +0x005
@@ -1997,9 +1998,9 @@ _KPRCB_1 = Record("_KPRCB", 0x700, "struct",
     "ProcessorFlags" / At(0x6cc, T_unsigned_long),  # +0x6cc
     "PrcbPad12a" / At(0x6d0, T_unsigned_long_long),  # +0x6d0
     "PrcbPad12" / At(0x6d8, Array(3, T_unsigned_long_long)),  # +0x6d8
-    variant="_KPRCB_1", digest="c96c749afe5dbab1")
+), variant="_KPRCB_1", digest="c96c749afe5dbab1")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -2063,19 +2064,19 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct",
     "CheckSum" / At(0x120, T_unsigned_long),  # +0x120
     "ActivePatchImageBase" / At(0x128, Ptr("void", 8, "base")),  # +0x128
     "HotPatchState" / At(0x130, _LDR_HOT_PATCH_STATE_1),  # +0x130
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="679fb840018c4787")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="679fb840018c4787")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct",
+_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct", lambda: (
     "Function" / At(0x000, Ptr("<function>", 8, "function")),  # +0x000
     "FunctionValue" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
+), variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -2085,9 +2086,9 @@ _MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(12, 16, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(28, 36, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
+), variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "OnStandbyLookaside" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2098,9 +2099,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 40, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(52, 12, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="3816b5cd9717d1f8")
+), variant="_MMPTE_TRANSITION_1", digest="3816b5cd9717d1f8")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "DemandFillProto" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "HiberVerifyConverted" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2111,9 +2112,9 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Combined" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
+), variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -2123,9 +2124,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "PageFileLow" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(16, 16, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
+), variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 2, T_unsigned_long_long)),  # +0x000
     "OnStandbyLookaside" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
@@ -2136,9 +2137,9 @@ _MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
     "Unused2" / At(0x000, Bits(12, 3, T_unsigned_long_long)),  # +0x000
     "ExecutePrivilege" / At(0x000, Bits(15, 1, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="9a784a457bc091cc")
+), variant="_MMPTE_SUBSECTION_1", digest="9a784a457bc091cc")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileReserved" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "PageFileAllocated" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2153,9 +2154,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "OnStandbyLookaside" / At(0x000, Bits(27, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(28, 4, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="c4903fcff2b748fa")
+), variant="_MMPTE_SOFTWARE_1", digest="c4903fcff2b748fa")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2173,9 +2174,9 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "WsleAge" / At(0x000, Bits(56, 4, T_unsigned_long_long)),  # +0x000
     "WsleProtection" / At(0x000, Bits(60, 3, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="cac1f124d62cc107")
+), variant="_MMPTE_HARDWARE_1", digest="cac1f124d62cc107")
 
-_unnamed_9 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_9 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
     "Long" / At(0x000, T_unsigned_long_long),  # +0x000
@@ -2185,42 +2186,42 @@ _unnamed_9 = Record("<unnamed-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_9", digest="5d5036faed3d9b4c")
+), variant="_unnamed_9", digest="5d5036faed3d9b4c")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _unnamed_9),  # +0x000
-    variant="_MMPTE_1", digest="3e5dfa4cb6f17b95")
+), variant="_MMPTE_1", digest="3e5dfa4cb6f17b95")
 
-_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct",
+_MMSUPPORT_AGGREGATION_1 = Record("_MMSUPPORT_AGGREGATION", 0x20, "struct", lambda: (
     "PageFaultCount" / At(0x000, T_unsigned_long),  # +0x000
     "WorkingSetSize" / At(0x008, T_unsigned_long_long),  # +0x008
     "WorkingSetLeafSize" / At(0x010, T_unsigned_long_long),  # +0x010
     "PeakWorkingSetSize" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
+), variant="_MMSUPPORT_AGGREGATION_1", digest="b577756a39ac819a")
 
-_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct",
+_MMWSL_INSTANCE_1 = Record("_MMWSL_INSTANCE", 0x28, "struct", lambda: (
     "NextPteToTrim" / At(0x000, Ptr("_MMPTE")),  # +0x000
     "NextPteToAge" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextPteToAccessClear" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "LastAccessClearingRemainder" / At(0x018, T_unsigned_long),  # +0x018
     "LastAgingRemainder" / At(0x01c, T_unsigned_long),  # +0x01c
     "LockedEntries" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
+), variant="_MMWSL_INSTANCE_1", digest="3723aec4a37a5924")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "WsInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
     "ObjectInitialized" / At(0x000, Bits(3, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(4, 28, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="810b63525ec4bba2")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="810b63525ec4bba2")
 
-_unnamed_10 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_10 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_10", digest="85a410af7bb8683a")
+), variant="_unnamed_10", digest="85a410af7bb8683a")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x340, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x340, "struct", lambda: (
     "ReferenceCount" / At(0x000, T_long),  # +0x000
     "u" / At(0x004, _unnamed_10),  # +0x004
     "SessionId" / At(0x008, T_unsigned_long),  # +0x008
@@ -2249,14 +2250,14 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x340, "struct",
     "IoNotificationEvent" / At(0x2f8, _KEVENT_1),  # +0x2f8
     "ServerSilo" / At(0x310, Ptr("_EJOB")),  # +0x310
     "CreateTime" / At(0x318, T_unsigned_long_long),  # +0x318
-    variant="_MM_SESSION_SPACE_1", digest="ecd11e9b314e0cc4")
+), variant="_MM_SESSION_SPACE_1", digest="ecd11e9b314e0cc4")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -2280,16 +2281,16 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
+), variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
     "Reserved" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_short),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -2322,9 +2323,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
     "WaitObjectFlagMask" / At(0x070, T_unsigned_long),  # +0x070
     "WaitObjectFlagOffset" / At(0x074, T_unsigned_short),  # +0x074
     "WaitObjectPointerOffset" / At(0x076, T_unsigned_short),  # +0x076
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="b388cefad4a639c9")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -2337,9 +2338,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
     "TypeLock" / At(0x0b8, _EX_PUSH_LOCK_1),  # +0x0b8
     "Key" / At(0x0c0, T_unsigned_long),  # +0x0c0
     "CallbackList" / At(0x0c8, _LIST_ENTRY_1),  # +0x0c8
-    variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
+), variant="_OBJECT_TYPE_1", digest="3ebc6b625568a5b2")
 
-_PEB_1 = Record("_PEB", 0x7d0, "struct",
+_PEB_1 = Record("_PEB", 0x7d0, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -2463,9 +2464,9 @@ _PEB_1 = Record("_PEB", 0x7d0, "struct",
     "Reserved" / At(0x7c0, Bits(1, 31, T_unsigned_long)),  # +0x7c0
     "NtGlobalFlag2" / At(0x7c4, T_unsigned_long),  # +0x7c4
     "ExtendedFeatureDisableMask" / At(0x7c8, T_unsigned_long_long),  # +0x7c8
-    variant="_PEB_1", digest="db357fcfd7f9840f")
+), variant="_PEB_1", digest="db357fcfd7f9840f")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -2475,28 +2476,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x448, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x448, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -2536,46 +2537,46 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x448, "
     "DefaultThreadpoolCpuSetMaskCount" / At(0x438, T_unsigned_long),  # +0x438
     "DefaultThreadpoolThreadMaximum" / At(0x43c, T_unsigned_long),  # +0x43c
     "HeapMemoryTypeMask" / At(0x440, T_unsigned_long),  # +0x440
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="eee8e6936d13dc5a")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="eee8e6936d13dc5a")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(30, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01e, T_unsigned_char),  # +0x01e
-    variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
+), variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_TEB_1 = Record("_TEB", 0x1850, "struct",
+_TEB_1 = Record("_TEB", 0x1850, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -2707,14 +2708,14 @@ _TEB_1 = Record("_TEB", 0x1850, "struct",
     "SpinCallCount" / At(0x1840, T_unsigned_long),  # +0x1840
     "Padding8" / At(0x1844, Array(4, T_unsigned_char)),  # +0x1844
     "ExtendedFeatureDisableMask" / At(0x1848, T_unsigned_long_long),  # +0x1848
-    variant="_TEB_1", digest="42da4e9eb081f97b")
+), variant="_TEB_1", digest="42da4e9eb081f97b")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x498, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x498, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -2763,7 +2764,7 @@ _TOKEN_1 = Record("_TOKEN", 0x498, "struct",
     "BnoIsolationHandlesEntry" / At(0x480, Ptr("_SEP_CACHED_HANDLES_ENTRY")),  # +0x480
     "SessionObject" / At(0x488, Ptr("void", 8, "base")),  # +0x488
     "VariablePart" / At(0x490, T_unsigned_long_long),  # +0x490
-    variant="_TOKEN_1", digest="e9aa12cc2e051744")
+), variant="_TOKEN_1", digest="e9aa12cc2e051744")
 
 
 # ---- per-build tables: PDB name -> variant

@@ -5,7 +5,8 @@ Types-only layouts converted from public C headers generated from Microsoft's pu
 (see NOTICE-derived beside this file and index.json `source` for the header set and licence).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 10.0.26100
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -166,20 +167,20 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct",
+_ACTIVATION_CONTEXT_STACK_1 = Record("_ACTIVATION_CONTEXT_STACK", 0x28, "struct", lambda: (
     "ActiveFrame" / At(0x000, Ptr("_RTL_ACTIVATION_CONTEXT_STACK_FRAME")),  # +0x000
     "FrameListCache" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
     "NextCookieSequenceNumber" / At(0x01c, T_unsigned_long),  # +0x01c
     "StackId" / At(0x020, T_unsigned_long),  # +0x020
-    variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
+), variant="_ACTIVATION_CONTEXT_STACK_1", digest="fc83be6777ec1a52")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -187,31 +188,31 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("wchar", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
+), variant="_UNICODE_STRING_1", digest="ad9ad22bec065c28")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="230e8ce30f1bb577")
+), variant="_CURDIR_1", digest="230e8ce30f1bb577")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -271,62 +272,62 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "Reserved5" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="f436e749b01c1903")
+), variant="_DISPATCHER_HEADER_1", digest="f436e749b01c1903")
 
-_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union",
+_JOBOBJECT_ENERGY_TRACKING_STATE_1 = Record("_JOBOBJECT_ENERGY_TRACKING_STATE", 0x8, "union", lambda: (
     "UpdateMask" / At(0x000, T_unsigned_long),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "DesiredState" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
+), variant="_JOBOBJECT_ENERGY_TRACKING_STATE_1", digest="057a0eb77aebc8e4")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct",
+_WORK_QUEUE_ITEM_1 = Record("_WORK_QUEUE_ITEM", 0x20, "struct", lambda: (
     "List" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WorkerRoutine" / At(0x010, Ptr("<function>", 8, "function")),  # +0x010
     "Parameter" / At(0x018, Ptr("void", 8, "base")),  # +0x018
-    variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
+), variant="_WORK_QUEUE_ITEM_1", digest="13d467f48fb06864")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Min" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "Encoded" / At(0x008, Bits(0, 1, T_unsigned_char)),  # +0x008
-    variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
+), variant="_RTL_RB_TREE_1", digest="17a5f6666421eb89")
 
-_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct",
+_PS_PROPERTY_SET_1 = Record("_PS_PROPERTY_SET", 0x18, "struct", lambda: (
     "ListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Lock" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
+), variant="_PS_PROPERTY_SET_1", digest="1902d6b5dd9acd57")
 
-_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct",
+_PS_JOB_WAKE_INFORMATION_1 = Record("_PS_JOB_WAKE_INFORMATION", 0x48, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x040, T_unsigned_long_long),  # +0x040
-    variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
+), variant="_PS_JOB_WAKE_INFORMATION_1", digest="3657534aa245f04d")
 
-_PROCESS_NETWORK_COUNTERS_1 = Record("_PROCESS_NETWORK_COUNTERS", 0x10, "struct",
+_PROCESS_NETWORK_COUNTERS_1 = Record("_PROCESS_NETWORK_COUNTERS", 0x10, "struct", lambda: (
     "BytesIn" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesOut" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROCESS_NETWORK_COUNTERS_1", digest="3c58fbdeb4653bb4")
+), variant="_PROCESS_NETWORK_COUNTERS_1", digest="3c58fbdeb4653bb4")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadyTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -340,23 +341,23 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x68, "struct",
     "OtherTransferCount" / At(0x050, T_long_long),  # +0x050
     "KernelWaitTime" / At(0x058, T_unsigned_long_long),  # +0x058
     "UserWaitTime" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
+), variant="_EPROCESS_VALUES_1", digest="5146fe7513aced96")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
+_PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct", lambda: (
     "FreeListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "VolumeTreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "ReservedForParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -364,59 +365,59 @@ _PS_IO_CONTROL_ENTRY_1 = Record("_PS_IO_CONTROL_ENTRY", 0x38, "struct",
     "Rundown" / At(0x020, _EX_RUNDOWN_REF_1),  # +0x020
     "IoControl" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "VolumeIoAttribution" / At(0x030, Ptr("void", 8, "base")),  # +0x030
-    variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
+), variant="_PS_IO_CONTROL_ENTRY_1", digest="53f5441295dddad6")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="97d7aaa752bcb927")
+), variant="_KEVENT_1", digest="97d7aaa752bcb927")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct",
+_JOB_RATE_CONTROL_HEADER_1 = Record("_JOB_RATE_CONTROL_HEADER", 0x28, "struct", lambda: (
     "RateControlQuotaReference" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "OverQuotaHistory" / At(0x008, _RTL_BITMAP_1),  # +0x008
     "BitMapBuffer" / At(0x018, Ptr("unsigned char", 8, "base")),  # +0x018
     "BitMapBufferSize" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
+), variant="_JOB_RATE_CONTROL_HEADER_1", digest="ad7c1c074f7f4334")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x108, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x108, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(1, T_unsigned_long_long)),  # +0x008
     "StaticBitmap" / At(0x008, Array(32, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="f4f4a315680514c6")
+), variant="_KAFFINITY_EX_1", digest="f4f4a315680514c6")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "IoQoSPriorityBoosted" / At(0x008, Bits(2, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(3, 29, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
+), variant="_OWNER_ENTRY_1", digest="d61432ac4841bfce")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -436,9 +437,9 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="f778a3b2df5666cc")
+), variant="_ERESOURCE_1", digest="f778a3b2df5666cc")
 
-_EJOB_1 = Record("_EJOB", 0x728, "struct",
+_EJOB_1 = Record("_EJOB", 0x728, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -601,19 +602,19 @@ _EJOB_1 = Record("_EJOB", 0x728, "struct",
     "EnergyTrackingState" / At(0x710, _JOBOBJECT_ENERGY_TRACKING_STATE_1),  # +0x710
     "KernelWaitTime" / At(0x718, T_unsigned_long_long),  # +0x718
     "UserWaitTime" / At(0x720, T_unsigned_long_long),  # +0x720
-    variant="_EJOB_1", digest="9a4b4b4fbd90454d")
+), variant="_EJOB_1", digest="9a4b4b4fbd90454d")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_2 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "SecureProcess" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "TrustedApp" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
-    variant="_unnamed_2", digest="1886d8b419db141f")
+), variant="_unnamed_2", digest="1886d8b419db141f")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_3 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Flags" / At(0x000, _unnamed_2),  # +0x000
     "SecureHandle" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_3", digest="1a293791811ec52c")
+), variant="_unnamed_3", digest="1a293791811ec52c")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -624,28 +625,28 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_KAB_UM_PROCESS_CONTEXT_1 = Record("_KAB_UM_PROCESS_CONTEXT", 0x10, "struct",
+_KAB_UM_PROCESS_CONTEXT_1 = Record("_KAB_UM_PROCESS_CONTEXT", 0x10, "struct", lambda: (
     "Trees" / At(0x000, Ptr("_KAB_UM_PROCESS_TREE")),  # +0x000
     "TreeCount" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_KAB_UM_PROCESS_CONTEXT_1", digest="635a3ec37cdf8cfb")
+), variant="_KAB_UM_PROCESS_CONTEXT_1", digest="635a3ec37cdf8cfb")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KGROUP_MASK_1 = Record("_KGROUP_MASK", 0x10, "struct",
+_KGROUP_MASK_1 = Record("_KGROUP_MASK", 0x10, "struct", lambda: (
     "Masks" / At(0x000, Array(2, T_unsigned_long_long)),  # +0x000
-    variant="_KGROUP_MASK_1", digest="e479d791539e2b56")
+), variant="_KGROUP_MASK_1", digest="e479d791539e2b56")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x1c8, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x1c8, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -708,16 +709,16 @@ _KPROCESS_1 = Record("_KPROCESS", 0x1c8, "struct",
     "UserCetLogging" / At(0x1a8, Ptr("void", 8, "base")),  # +0x1a8
     "CpuPartitionList" / At(0x1b0, _LIST_ENTRY_1),  # +0x1b0
     "AvailableCpuState" / At(0x1c0, Ptr("_KPROCESS_AVAILABLE_CPU_STATE")),  # +0x1c0
-    variant="_KPROCESS_1", digest="15dfe21432ae8a82")
+), variant="_KPROCESS_1", digest="15dfe21432ae8a82")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
+_MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct", lambda: (
     "WorkingSetLockArray" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ReleasedCommitDebt" / At(0x008, T_unsigned_long_long),  # +0x008
     "ResetPagesRepurposedCount" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -728,9 +729,9 @@ _MMSUPPORT_SHARED_1 = Record("_MMSUPPORT_SHARED", 0x80, "struct",
     "ActualWslePages" / At(0x038, T_unsigned_long_long),  # +0x038
     "WorkingSetCoreLock" / At(0x040, T_long),  # +0x040
     "ShadowMapping" / At(0x048, Ptr("void", 8, "base")),  # +0x048
-    variant="_MMSUPPORT_SHARED_1", digest="a5812904115ca6ae")
+), variant="_MMSUPPORT_SHARED_1", digest="a5812904115ca6ae")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "EntireFlags" / At(0x000, T_unsigned_long),  # +0x000
     "u1" / At(0x000, T_unsigned_short),  # +0x000
     "WorkingSetType" / At(0x000, Bits(0, 4, T_unsigned_char)),  # +0x000
@@ -749,9 +750,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "ForceTrim" / At(0x003, Bits(3, 1, T_unsigned_char)),  # +0x003
     "CommitReleaseState" / At(0x003, Bits(4, 2, T_unsigned_char)),  # +0x003
     "Reserved2" / At(0x003, Bits(6, 2, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="0f7dfbdb97143ed7")
+), variant="_MMSUPPORT_FLAGS_1", digest="0f7dfbdb97143ed7")
 
-_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
+_MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct", lambda: (
     "NextPageColor" / At(0x000, T_unsigned_long),  # +0x000
     "PageFaultCount" / At(0x004, T_unsigned_long),  # +0x004
     "TrimmedPageCount" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -772,48 +773,48 @@ _MMSUPPORT_INSTANCE_1 = Record("_MMSUPPORT_INSTANCE", 0xc0, "struct",
     "SelfmapLock" / At(0x0b0, T_unsigned_long_long),  # +0x0b0
     "Flags" / At(0x0b8, _MMSUPPORT_FLAGS_1),  # +0x0b8
     "InterlockedFlags" / At(0x0bc, T_unsigned_long),  # +0x0bc
-    variant="_MMSUPPORT_INSTANCE_1", digest="ccb6e23f7e85e147")
+), variant="_MMSUPPORT_INSTANCE_1", digest="ccb6e23f7e85e147")
 
-_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct",
+_MMSUPPORT_FULL_1 = Record("_MMSUPPORT_FULL", 0x140, "struct", lambda: (
     "Instance" / At(0x000, _MMSUPPORT_INSTANCE_1),  # +0x000
     "Shared" / At(0x0c0, _MMSUPPORT_SHARED_1),  # +0x0c0
-    variant="_MMSUPPORT_FULL_1", digest="33b379a42ef233fe")
+), variant="_MMSUPPORT_FULL_1", digest="33b379a42ef233fe")
 
-_PROCESS_EXECUTION_STATE_1 = Record("_PROCESS_EXECUTION_STATE", 0x1, "union",
+_PROCESS_EXECUTION_STATE_1 = Record("_PROCESS_EXECUTION_STATE", 0x1, "union", lambda: (
     "State" / At(0x000, T_char),  # +0x000
     "ProcessFrozen" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
     "ProcessSwapped" / At(0x000, Bits(1, 1, T_unsigned_char)),  # +0x000
     "ProcessGraphicsFreezeOptimized" / At(0x000, Bits(2, 1, T_unsigned_char)),  # +0x000
     "Reserved" / At(0x000, Bits(3, 5, T_unsigned_char)),  # +0x000
-    variant="_PROCESS_EXECUTION_STATE_1", digest="1fb71dbd4a47ac8f")
+), variant="_PROCESS_EXECUTION_STATE_1", digest="1fb71dbd4a47ac8f")
 
-_PROCESS_EXECUTION_TRANSITION_1 = Record("_PROCESS_EXECUTION_TRANSITION", 0x2, "union",
+_PROCESS_EXECUTION_TRANSITION_1 = Record("_PROCESS_EXECUTION_TRANSITION", 0x2, "union", lambda: (
     "TransitionState" / At(0x000, T_short),  # +0x000
     "InProgress" / At(0x000, Bits(0, 1, T_unsigned_short)),  # +0x000
     "Reserved" / At(0x000, Bits(1, 7, T_unsigned_short)),  # +0x000
-    variant="_PROCESS_EXECUTION_TRANSITION_1", digest="e4a3b88c0c406c03")
+), variant="_PROCESS_EXECUTION_TRANSITION_1", digest="e4a3b88c0c406c03")
 
-_PROCESS_EXECUTION_1 = Record("_PROCESS_EXECUTION", 0x4, "union",
+_PROCESS_EXECUTION_1 = Record("_PROCESS_EXECUTION", 0x4, "union", lambda: (
     "State" / At(0x000, T_long),  # +0x000
     "Transition" / At(0x000, _PROCESS_EXECUTION_TRANSITION_1),  # +0x000
     "Current" / At(0x002, _PROCESS_EXECUTION_STATE_1),  # +0x002
     "Requested" / At(0x003, _PROCESS_EXECUTION_STATE_1),  # +0x003
-    variant="_PROCESS_EXECUTION_1", digest="3b864b43ab1235c3")
+), variant="_PROCESS_EXECUTION_1", digest="3b864b43ab1235c3")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct",
+_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1 = Record("_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES", 0x10, "struct", lambda: (
     "Tree" / At(0x000, _RTL_AVL_TREE_1),  # +0x000
     "Lock" / At(0x008, _EX_PUSH_LOCK_1),  # +0x008
-    variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
+), variant="_PS_DYNAMIC_ENFORCED_ADDRESS_RANGES_1", digest="448ec16d0eefc693")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_4 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "ControlFlowGuardEnabled" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardExportSuppressionEnabled" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "ControlFlowGuardStrict" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -846,9 +847,9 @@ _unnamed_4 = Record("<unnamed-tag>", 0x4, "struct",
     "EnableModuleTamperingProtectionNoInherit" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "RestrictIndirectBranchPrediction" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "IsolateSecurityDomain" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_4", digest="4ed09aa7a40406be")
+), variant="_unnamed_4", digest="4ed09aa7a40406be")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_5 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "EnableExportAddressFilter" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "AuditExportAddressFilter" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "EnableExportAddressFilterPlus" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -881,9 +882,9 @@ _unnamed_5 = Record("<unnamed-tag>", 0x4, "struct",
     "AuditPointerAuthUserIpLogged" / At(0x000, Bits(29, 1, T_unsigned_long)),  # +0x000
     "CetDynamicApisOutOfProcOnly" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "UserCetSetContextIpValidationRelaxedMode" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_unnamed_5", digest="6997debac961dfe0")
+), variant="_unnamed_5", digest="6997debac961dfe0")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "SystemModuleInformation" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "SystemModuleInformationEx" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "SystemLocksInformation" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -912,27 +913,27 @@ _unnamed_6 = Record("<unnamed-tag>", 0x4, "struct",
     "SysDbgGetTriageDump" / At(0x000, Bits(25, 1, T_unsigned_long)),  # +0x000
     "SysDbgGetLiveKernelDump" / At(0x000, Bits(26, 1, T_unsigned_long)),  # +0x000
     "SyscallUsageValuesSpare" / At(0x000, Bits(27, 5, T_unsigned_long)),  # +0x000
-    variant="_unnamed_6", digest="821b2b6419eae0c7")
+), variant="_unnamed_6", digest="821b2b6419eae0c7")
 
-_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1 = Record("_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT", 0x8, "struct",
+_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1 = Record("_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT", 0x8, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_long),  # +0x000
     "Slot" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1", digest="8c0797fdbeb2a146")
+), variant="_PSP_SYSCALL_PROVIDER_DISPATCH_CONTEXT_1", digest="8c0797fdbeb2a146")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_7 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "RestrictCoreSharing" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DisallowFsctlSystemCalls" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "AuditDisallowFsctlSystemCalls" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
     "MitigationFlags3Spare" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_unnamed_7", digest="a4bc3d7e0fdaef46")
+), variant="_unnamed_7", digest="a4bc3d7e0fdaef46")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union",
+_PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUES", 0x8, "union", lambda: (
     "All" / At(0x000, T_unsigned_long_long),  # +0x000
     "DelayMs" / At(0x000, Bits(0, 30, T_unsigned_long_long)),  # +0x000
     "CoalescingWindowMs" / At(0x000, Bits(30, 30, T_unsigned_long_long)),  # +0x000
@@ -940,16 +941,16 @@ _PS_INTERLOCKED_TIMER_DELAY_VALUES_1 = Record("_PS_INTERLOCKED_TIMER_DELAY_VALUE
     "NewTimerWheel" / At(0x000, Bits(61, 1, T_unsigned_long_long)),  # +0x000
     "Retry" / At(0x000, Bits(62, 1, T_unsigned_long_long)),  # +0x000
     "Locked" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
+), variant="_PS_INTERLOCKED_TIMER_DELAY_VALUES_1", digest="e0d610c9440f2d44")
 
-_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct",
+_PS_PROCESS_WAKE_INFORMATION_1 = Record("_PS_PROCESS_WAKE_INFORMATION", 0x30, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(7, T_unsigned_long)),  # +0x008
     "WakeFilter" / At(0x024, _JOBOBJECT_WAKE_FILTER_1),  # +0x024
     "NoWakeCounter" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
+), variant="_PS_PROCESS_WAKE_INFORMATION_1", digest="f481bf5d8aaf6d37")
 
-_EPROCESS_1 = Record("_EPROCESS", 0x840, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0x840, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x1c8, _EX_PUSH_LOCK_1),  # +0x1c8
     "UniqueProcessId" / At(0x1d0, Ptr("void", 8, "base")),  # +0x1d0
@@ -1210,20 +1211,20 @@ _EPROCESS_1 = Record("_EPROCESS", 0x840, "struct",
     "NetworkCounters" / At(0x7f0, Ptr("_PROCESS_NETWORK_COUNTERS")),  # +0x7f0
     "Execution" / At(0x7f8, _PROCESS_EXECUTION_1),  # +0x7f8
     "ThreadIndexTable" / At(0x800, Ptr("void", 8, "base")),  # +0x800
-    variant="_EPROCESS_1", digest="e16c3c841e1979cb")
+), variant="_EPROCESS_1", digest="e16c3c841e1979cb")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long_long),  # +0x000
     "Group" / At(0x008, T_unsigned_short),  # +0x008
     "Reserved" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
-    variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
+), variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="65e68a61a689db95")
+), variant="_KSEMAPHORE_1", digest="65e68a61a689db95")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "AllFlags" / At(0x001, T_unsigned_char),  # +0x001
     "CallbackDataContext" / At(0x001, Bits(0, 1, T_unsigned_char)),  # +0x001
@@ -1243,9 +1244,9 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="67b71eb52495d360")
+), variant="_KAPC_1", digest="67b71eb52495d360")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "InProgressFlags" / At(0x028, T_unsigned_char),  # +0x028
@@ -1255,9 +1256,9 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
     "UserApcPendingAll" / At(0x02a, T_unsigned_char),  # +0x02a
     "SpecialUserApcPending" / At(0x02a, Bits(0, 1, T_unsigned_char)),  # +0x02a
     "UserApcPending" / At(0x02a, Bits(1, 1, T_unsigned_char)),  # +0x02a
-    variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
+), variant="_KAPC_STATE_1", digest="19ed2b7a74223c77")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1265,21 +1266,21 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_8 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_8", digest="66d4b3569580fde7")
+), variant="_unnamed_8", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_8),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -1287,16 +1288,16 @@ _KTIMER_1 = Record("_KTIMER", 0x40, "struct",
     "Processor" / At(0x038, T_unsigned_short),  # +0x038
     "TimerType" / At(0x03a, T_unsigned_short),  # +0x03a
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="9f02608cc4a3e8a7")
+), variant="_KTIMER_1", digest="9f02608cc4a3e8a7")
 
-_KERNEL_SHADOW_STACK_LIMIT_1 = Record("_KERNEL_SHADOW_STACK_LIMIT", 0x8, "union",
+_KERNEL_SHADOW_STACK_LIMIT_1 = Record("_KERNEL_SHADOW_STACK_LIMIT", 0x8, "union", lambda: (
     "AllFields" / At(0x000, T_unsigned_long_long),  # +0x000
     "ShadowStackType" / At(0x000, Bits(0, 3, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(3, 9, T_unsigned_long_long)),  # +0x000
     "ShadowStackLimitPfn" / At(0x000, Bits(12, 52, T_unsigned_long_long)),  # +0x000
-    variant="_KERNEL_SHADOW_STACK_LIMIT_1", digest="eadb32555c79dda9")
+), variant="_KERNEL_SHADOW_STACK_LIMIT_1", digest="eadb32555c79dda9")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x010, T_unsigned_char),  # +0x010
     "BlockState" / At(0x011, T_unsigned_char),  # +0x011
@@ -1307,9 +1308,9 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "Thread" / At(0x018, Ptr("_KTHREAD")),  # +0x018
     "Object" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SparePtr" / At(0x028, Ptr("void", 8, "base")),  # +0x028
-    variant="_KWAIT_BLOCK_1", digest="f10673350198336c")
+), variant="_KWAIT_BLOCK_1", digest="f10673350198336c")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x4c0, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x4c0, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -1544,21 +1545,21 @@ _KTHREAD_1 = Record("_KTHREAD", 0x4c0, "struct",
     "UserAbEntries" / At(0x478, Ptr("_KLOCK_ENTRIES")),  # +0x478
     "KcsanThread" / At(0x480, T_unsigned_long_long),  # +0x480
     "Padding" / At(0x488, Array(7, T_unsigned_long_long)),  # +0x488
-    variant="_KTHREAD_1", digest="8d4087db827884d4")
+), variant="_KTHREAD_1", digest="8d4087db827884d4")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_RTL_THREAD_RNG_STATE_1 = Record("_RTL_THREAD_RNG_STATE", 0x10, "union",
+_RTL_THREAD_RNG_STATE_1 = Record("_RTL_THREAD_RNG_STATE", 0x10, "union", lambda: (
     "State32" / At(0x000, Array(4, T_unsigned_long)),  # +0x000
     "State64" / At(0x000, Array(2, T_unsigned_long_long)),  # +0x000
-    variant="_RTL_THREAD_RNG_STATE_1", digest="ab839d953b2b25a4")
+), variant="_RTL_THREAD_RNG_STATE_1", digest="ab839d953b2b25a4")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x788, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x788, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x4c0, _LARGE_INTEGER_1),  # +0x4c0
     "ExitTime" / At(0x4c8, _LARGE_INTEGER_1),  # +0x4c8
@@ -1706,16 +1707,16 @@ _ETHREAD_1 = Record("_ETHREAD", 0x788, "struct",
     "UpdateTebSpareLong2" / At(0x774, T_unsigned_long),  # +0x774
     "Win32kThreadLock" / At(0x778, T_unsigned_long_long),  # +0x778
     "ThreadIndex" / At(0x780, Ptr("void", 8, "base")),  # +0x780
-    variant="_ETHREAD_1", digest="554a8bef9d49d199")
+), variant="_ETHREAD_1", digest="554a8bef9d49d199")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
+), variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -1746,32 +1747,32 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("_IOP_FILE_OBJECT_EXTENSION")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="79861b99990a46e6")
+), variant="_FILE_OBJECT_1", digest="79861b99990a46e6")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 30, T_unsigned_long)),  # +0x000
     "InProcessing" / At(0x000, Bits(30, 1, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="652931fe6811ea96")
+), variant="_GDI_TEB_BATCH_1", digest="652931fe6811ea96")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x008
     "LastFreeHandleEntry" / At(0x010, Ptr("_HANDLE_TABLE_ENTRY", 8, "union")),  # +0x010
     "HandleCount" / At(0x018, T_long),  # +0x018
     "HighWaterMark" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="091c4327e08df491")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1789,9 +1790,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(32, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x060, Ptr("_HANDLE_TRACE_DEBUG_INFO")),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
+), variant="_HANDLE_TABLE_1", digest="0d77f49ee4676f8f")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "LowValue" / At(0x000, T_long_long),  # +0x000
     "RefCountField" / At(0x000, T_long_long),  # +0x000
@@ -1807,9 +1808,9 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "union",
     "NoRightsUpgrade" / At(0x008, Bits(25, 1, T_unsigned_long)),  # +0x008
     "Spare1" / At(0x008, Bits(26, 6, T_unsigned_long)),  # +0x008
     "Spare2" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="4b1b304e37ff7860")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1818,9 +1819,9 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KPCR_1 = Record("_KPCR", 0x178, "struct",
+_KPCR_1 = Record("_KPCR", 0x178, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -1847,9 +1848,9 @@ _KPCR_1 = Record("_KPCR", 0x178, "struct",
     "KdVersionBlock" / At(0x108, Ptr("void", 8, "base")),  # +0x108
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
-    variant="_KPCR_1", digest="f14ae477d21b57d5")
+), variant="_KPCR_1", digest="f14ae477d21b57d5")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -1915,19 +1916,19 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x138, "struct",
     "CheckSum" / At(0x120, T_unsigned_long),  # +0x120
     "ActivePatchImageBase" / At(0x128, Ptr("void", 8, "base")),  # +0x128
     "HotPatchState" / At(0x130, _LDR_HOT_PATCH_STATE_1),  # +0x130
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="a55617b198be38ec")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="a55617b198be38ec")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -1951,16 +1952,16 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
+), variant="_OBJECT_HEADER_1", digest="4e7c4472f2e63f4c")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
     "Reserved" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="b445e8009a74d87a")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_short),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -1994,9 +1995,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
     "WaitObjectFlagMask" / At(0x070, T_unsigned_long),  # +0x070
     "WaitObjectFlagOffset" / At(0x074, T_unsigned_short),  # +0x074
     "WaitObjectPointerOffset" / At(0x076, T_unsigned_short),  # +0x076
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="40c0fa954a9bcd0c")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="40c0fa954a9bcd0c")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xe0, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xe0, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -2011,9 +2012,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xe0, "struct",
     "CallbackList" / At(0x0c8, _LIST_ENTRY_1),  # +0x0c8
     "SeMandatoryLabelMask" / At(0x0d8, T_unsigned_long),  # +0x0d8
     "SeTrustConstraintMask" / At(0x0dc, T_unsigned_long),  # +0x0dc
-    variant="_OBJECT_TYPE_1", digest="d4876cb89b445cd7")
+), variant="_OBJECT_TYPE_1", digest="d4876cb89b445cd7")
 
-_PEB_1 = Record("_PEB", 0x7d0, "struct",
+_PEB_1 = Record("_PEB", 0x7d0, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -2137,9 +2138,9 @@ _PEB_1 = Record("_PEB", 0x7d0, "struct",
     "Reserved" / At(0x7c0, Bits(1, 31, T_unsigned_long)),  # +0x7c0
     "NtGlobalFlag2" / At(0x7c4, T_unsigned_long),  # +0x7c4
     "ExtendedFeatureDisableMask" / At(0x7c8, T_unsigned_long_long),  # +0x7c8
-    variant="_PEB_1", digest="db357fcfd7f9840f")
+), variant="_PEB_1", digest="db357fcfd7f9840f")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -2149,28 +2150,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x448, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x448, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -2210,46 +2211,46 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x448, "
     "DefaultThreadpoolCpuSetMaskCount" / At(0x438, T_unsigned_long),  # +0x438
     "DefaultThreadpoolThreadMaximum" / At(0x43c, T_unsigned_long),  # +0x43c
     "HeapMemoryTypeMask" / At(0x440, T_unsigned_long),  # +0x440
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="eee8e6936d13dc5a")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="eee8e6936d13dc5a")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(30, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="145e9b8e4505aca1")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1f, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01e, T_unsigned_char),  # +0x01e
-    variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
+), variant="_SEP_AUDIT_POLICY_1", digest="7b638436a2ba1054")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_TEB_1 = Record("_TEB", 0x1878, "struct",
+_TEB_1 = Record("_TEB", 0x1878, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -2387,14 +2388,14 @@ _TEB_1 = Record("_TEB", 0x1878, "struct",
     "HeapWalkContext" / At(0x1858, Ptr("void", 8, "base")),  # +0x1858
     "PrimaryGroupAffinity" / At(0x1860, _GROUP_AFFINITY_1),  # +0x1860
     "Rcu" / At(0x1870, Array(2, T_unsigned_long)),  # +0x1870
-    variant="_TEB_1", digest="2ffd99700831de05")
+), variant="_TEB_1", digest="2ffd99700831de05")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x498, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x498, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -2443,7 +2444,7 @@ _TOKEN_1 = Record("_TOKEN", 0x498, "struct",
     "BnoIsolationHandlesEntry" / At(0x480, Ptr("_SEP_CACHED_HANDLES_ENTRY")),  # +0x480
     "SessionObject" / At(0x488, Ptr("void", 8, "base")),  # +0x488
     "VariablePart" / At(0x490, T_unsigned_long_long),  # +0x490
-    variant="_TOKEN_1", digest="e9aa12cc2e051744")
+), variant="_TOKEN_1", digest="e9aa12cc2e051744")
 
 
 # ---- per-build tables: PDB name -> variant

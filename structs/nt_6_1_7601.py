@@ -5,7 +5,8 @@ Layouts derived from Volatility ISF symbol tables of Microsoft's public kernel P
 published by JPCERTCC/Windows-Symbol-Tables (BSD-3-Clause; see LICENSE-JPCERTCC beside this file).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 6.1.7601.24540
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -175,17 +176,17 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct",
+LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct", lambda: (
     "Flink" / At(0x000, T_unsigned_long),  # +0x000
     "Blink" / At(0x004, T_unsigned_long),  # +0x004
-    variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
+), variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
 
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -193,49 +194,49 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CACHED_CHILD_LIST_1 = Record("_CACHED_CHILD_LIST", 0x10, "struct",
+_CACHED_CHILD_LIST_1 = Record("_CACHED_CHILD_LIST", 0x10, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "RealKcb" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "ValueList" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_CACHED_CHILD_LIST_1", digest="ce145d9048c608a2")
+), variant="_CACHED_CHILD_LIST_1", digest="ce145d9048c608a2")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct",
+_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "List" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
+), variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct",
+_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct", lambda: (
     "UniqueProcess" / At(0x000, T_unsigned_long),  # +0x000
     "UniqueThread" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
+), variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
 
-_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct",
+_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct", lambda: (
     "OwnerCount" / At(0x000, T_unsigned_long),  # +0x000
     "OwnerTable" / At(0x008, Ptr("_CM_KCB_UOW", 8, "struct", 1)),  # +0x008
-    variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
+), variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
 
-_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct",
+_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_long),  # +0x000
     "KeyControlBlock" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "NotifyBlock" / At(0x010, Ptr("_CM_NOTIFY_BLOCK")),  # +0x010
@@ -246,28 +247,28 @@ _CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct",
     "KtmTrans" / At(0x038, Ptr("void", 8, "base")),  # +0x038
     "KtmUow" / At(0x040, Ptr("_GUID")),  # +0x040
     "ContextListHead" / At(0x048, _LIST_ENTRY_1),  # +0x048
-    variant="_CM_KEY_BODY_1", digest="940a19995b435baf")
+), variant="_CM_KEY_BODY_1", digest="940a19995b435baf")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct",
+_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct", lambda: (
     "ConvKey" / At(0x000, T_unsigned_long),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_KEY_HASH")),  # +0x008
     "KeyHive" / At(0x010, Ptr("_HHIVE")),  # +0x010
     "KeyCell" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_CM_KEY_HASH_1", digest="b42978b736b1c5c2")
+), variant="_CM_KEY_HASH_1", digest="b42978b736b1c5c2")
 
-_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct",
+_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct", lambda: (
     "RefCount" / At(0x000, T_unsigned_long),  # +0x000
     "ExtFlags" / At(0x004, Bits(0, 16, T_unsigned_long)),  # +0x004
     "PrivateAlloc" / At(0x004, Bits(16, 1, T_unsigned_long)),  # +0x004
@@ -316,16 +317,16 @@ _CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct",
     "TransValueCache" / At(0x110, _CHILD_LIST_1),  # +0x110
     "TransValueListOwner" / At(0x118, Ptr("_CM_TRANS")),  # +0x118
     "FullKCBName" / At(0x120, Ptr("_UNICODE_STRING")),  # +0x120
-    variant="_CM_KEY_CONTROL_BLOCK_1", digest="4666e6032174636c")
+), variant="_CM_KEY_CONTROL_BLOCK_1", digest="4666e6032174636c")
 
-_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct",
+_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct", lambda: (
     "ConvKey" / At(0x000, T_unsigned_long),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_NAME_HASH")),  # +0x008
     "NameLength" / At(0x010, T_unsigned_short),  # +0x010
     "Name" / At(0x012, Array(1, T_wchar)),  # +0x012
-    variant="_CM_NAME_HASH_1", digest="bcde52106797640d")
+), variant="_CM_NAME_HASH_1", digest="bcde52106797640d")
 
-_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
+_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct", lambda: (
     "Compressed" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "RefCount" / At(0x000, Bits(1, 31, T_unsigned_long)),  # +0x000
     "ConvKey" / At(0x008, T_unsigned_long),  # +0x008
@@ -333,14 +334,14 @@ _CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
     "NextHash" / At(0x010, Ptr("_CM_KEY_HASH")),  # +0x010
     "NameLength" / At(0x018, T_unsigned_short),  # +0x018
     "Name" / At(0x01a, Array(1, T_wchar)),  # +0x01a
-    variant="_CM_NAME_CONTROL_BLOCK_1", digest="509a6451d3a10556")
+), variant="_CM_NAME_CONTROL_BLOCK_1", digest="509a6451d3a10556")
 
-_M128A_1 = Record("_M128A", 0x10, "struct",
+_M128A_1 = Record("_M128A", 0x10, "struct", lambda: (
     "Low" / At(0x000, T_unsigned_long_long),  # +0x000
     "High" / At(0x008, T_long_long),  # +0x008
-    variant="_M128A_1", digest="0efc05f3f4219f32")
+), variant="_M128A_1", digest="0efc05f3f4219f32")
 
-_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
+_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_short),  # +0x000
     "StatusWord" / At(0x002, T_unsigned_short),  # +0x002
     "TagWord" / At(0x004, T_unsigned_char),  # +0x004
@@ -357,9 +358,9 @@ _XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
     "FloatRegisters" / At(0x020, Array(8, _M128A_1)),  # +0x020
     "XmmRegisters" / At(0x0a0, Array(16, _M128A_1)),  # +0x0a0
     "Reserved4" / At(0x1a0, Array(96, T_unsigned_char)),  # +0x1a0
-    variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
+), variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct", lambda: (
     "P1Home" / At(0x000, T_unsigned_long_long),  # +0x000
     "P2Home" / At(0x008, T_unsigned_long_long),  # +0x008
     "P3Home" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -424,9 +425,9 @@ _CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
     "LastBranchFromRip" / At(0x4b8, T_unsigned_long_long),  # +0x4b8
     "LastExceptionToRip" / At(0x4c0, T_unsigned_long_long),  # +0x4c0
     "LastExceptionFromRip" / At(0x4c8, T_unsigned_long_long),  # +0x4c8
-    variant="_CONTEXT_1", digest="65baaff0cabff959")
+), variant="_CONTEXT_1", digest="65baaff0cabff959")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_2 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "ImageRelocationStartBit" / At(0x000, T_unsigned_long),  # +0x000
     "NumberOfSystemCacheViews" / At(0x000, T_unsigned_long),  # +0x000
     "WritableUserReferences" / At(0x004, T_long),  # +0x004
@@ -436,13 +437,13 @@ _unnamed_2 = Record("<unnamed-tag>", 0x10, "struct",
     "ImageActive" / At(0x004, Bits(31, 1, T_unsigned_long)),  # +0x004
     "SeImageStub" / At(0x008, Ptr("_MI_IMAGE_SECURITY_REFERENCE")),  # +0x008
     "SubsectionRoot" / At(0x008, Ptr("_MM_SUBSECTION_AVL_TABLE")),  # +0x008
-    variant="_unnamed_2", digest="6e4db3f599cfd43a")
+), variant="_unnamed_2", digest="6e4db3f599cfd43a")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x10, "union",
+_unnamed_3 = Record("<unnamed-tag>", 0x10, "union", lambda: (
     "e2" / At(0x000, _unnamed_2),  # +0x000
-    variant="_unnamed_3", digest="0b77f05b42161c44")
+), variant="_unnamed_3", digest="0b77f05b42161c44")
 
-_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
+_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct", lambda: (
     "BeingDeleted" / At(0x000, Bits(0, 1, T_unsigned_int)),  # +0x000
     "BeingCreated" / At(0x000, Bits(1, 1, T_unsigned_int)),  # +0x000
     "BeingPurged" / At(0x000, Bits(2, 1, T_unsigned_int)),  # +0x000
@@ -470,20 +471,20 @@ _MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
     "AttemptingDelete" / At(0x000, Bits(24, 1, T_unsigned_int)),  # +0x000
     "UserWritable" / At(0x000, Bits(25, 1, T_unsigned_int)),  # +0x000
     "PreferredNode" / At(0x000, Bits(26, 6, T_unsigned_int)),  # +0x000
-    variant="_MMSECTION_FLAGS_1", digest="801fc1607b7be4e6")
+), variant="_MMSECTION_FLAGS_1", digest="801fc1607b7be4e6")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_4 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_4", digest="6b66738e91b4e4ca")
+), variant="_unnamed_4", digest="6b66738e91b4e4ca")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
+_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct", lambda: (
     "Segment" / At(0x000, Ptr("_SEGMENT")),  # +0x000
     "DereferenceList" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "NumberOfSectionReferences" / At(0x018, T_unsigned_long_long),  # +0x018
@@ -500,20 +501,20 @@ _CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x80, "struct",
     "u2" / At(0x058, _unnamed_3),  # +0x058
     "LockedPages" / At(0x068, T_unsigned_long_long),  # +0x068
     "ViewList" / At(0x070, _LIST_ENTRY_1),  # +0x070
-    variant="_CONTROL_AREA_1", digest="b29a8df11a13c5c3")
+), variant="_CONTROL_AREA_1", digest="b29a8df11a13c5c3")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("unsigned short", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="3a3da215a6c78ed5")
+), variant="_UNICODE_STRING_1", digest="3a3da215a6c78ed5")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="d31f749013052626")
+), variant="_CURDIR_1", digest="d31f749013052626")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Abandoned" / At(0x001, T_unsigned_char),  # +0x001
@@ -543,13 +544,13 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "UmsPrimary" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="1125297b7b21b815")
+), variant="_DISPATCHER_HEADER_1", digest="1125297b7b21b815")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="1ef6e10a729ffa82")
+), variant="_KEVENT_1", digest="1ef6e10a729ffa82")
 
-_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
+_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
@@ -557,15 +558,15 @@ _KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
     "Busy" / At(0x020, T_unsigned_char),  # +0x020
     "Reserved" / At(0x020, Bits(0, 8, T_long_long)),  # +0x020
     "Hint" / At(0x020, Bits(8, 56, T_long_long)),  # +0x020
-    variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
+), variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
 
-_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct",
+_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct", lambda: (
     "DeviceListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "SortKey" / At(0x010, T_unsigned_long),  # +0x010
     "Inserted" / At(0x014, T_unsigned_char),  # +0x014
-    variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
+), variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
 
-_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
+_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct", lambda: (
     "WaitQueueEntry" / At(0x000, _KDEVICE_QUEUE_ENTRY_1),  # +0x000
     "DeviceRoutine" / At(0x018, Ptr("<function>", 8, "function")),  # +0x018
     "DeviceContext" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -573,14 +574,14 @@ _WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
     "DeviceObject" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "CurrentIrp" / At(0x038, Ptr("void", 8, "base")),  # +0x038
     "BufferChainingDpc" / At(0x040, Ptr("_KDPC")),  # +0x040
-    variant="_WAIT_CONTEXT_BLOCK_1", digest="ee930453b48e2a1b")
+), variant="_WAIT_CONTEXT_BLOCK_1", digest="ee930453b48e2a1b")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x48, "union",
+_unnamed_5 = Record("<unnamed-tag>", 0x48, "union", lambda: (
     "ListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Wcb" / At(0x000, _WAIT_CONTEXT_BLOCK_1),  # +0x000
-    variant="_unnamed_5", digest="a06115772afb8b3c")
+), variant="_unnamed_5", digest="a06115772afb8b3c")
 
-_KDPC_1 = Record("_KDPC", 0x40, "struct",
+_KDPC_1 = Record("_KDPC", 0x40, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
     "Number" / At(0x002, T_unsigned_short),  # +0x002
@@ -590,9 +591,9 @@ _KDPC_1 = Record("_KDPC", 0x40, "struct",
     "SystemArgument1" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "SystemArgument2" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "DpcData" / At(0x038, Ptr("void", 8, "base")),  # +0x038
-    variant="_KDPC_1", digest="ff3441d7e1f572e2")
+), variant="_KDPC_1", digest="ff3441d7e1f572e2")
 
-_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
+_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "ReferenceCount" / At(0x004, T_long),  # +0x004
@@ -618,24 +619,24 @@ _DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
     "Spare1" / At(0x132, T_unsigned_short),  # +0x132
     "DeviceObjectExtension" / At(0x138, Ptr("_DEVOBJ_EXTENSION")),  # +0x138
     "Reserved" / At(0x140, Ptr("void", 8, "base")),  # +0x140
-    variant="_DEVICE_OBJECT_1", digest="59cea33aa297d086")
+), variant="_DEVICE_OBJECT_1", digest="59cea33aa297d086")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x28, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0x28, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(4, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="78f1b90b83b676f7")
+), variant="_KAFFINITY_EX_1", digest="78f1b90b83b676f7")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(2, 30, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="7870ecf0691bfa76")
+), variant="_OWNER_ENTRY_1", digest="7870ecf0691bfa76")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -651,9 +652,9 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="90e2415b8ec5ba8b")
+), variant="_ERESOURCE_1", digest="90e2415b8ec5ba8b")
 
-_EJOB_1 = Record("_EJOB", 0x1c8, "struct",
+_EJOB_1 = Record("_EJOB", 0x1c8, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -696,13 +697,13 @@ _EJOB_1 = Record("_EJOB", 0x1c8, "struct",
     "JobSetLinks" / At(0x1b0, _LIST_ENTRY_1),  # +0x1b0
     "MemberLevel" / At(0x1c0, T_unsigned_long),  # +0x1c0
     "JobFlags" / At(0x1c4, T_unsigned_long),  # +0x1c4
-    variant="_EJOB_1", digest="d42e9e3058e3cf99")
+), variant="_EJOB_1", digest="d42e9e3058e3cf99")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMiddle" / At(0x000, Bits(0, 8, T_unsigned_long)),  # +0x000
     "Type" / At(0x000, Bits(8, 5, T_unsigned_long)),  # +0x000
     "Dpl" / At(0x000, Bits(13, 2, T_unsigned_long)),  # +0x000
@@ -713,16 +714,16 @@ _unnamed_6 = Record("<unnamed-tag>", 0x4, "struct",
     "DefaultBig" / At(0x000, Bits(22, 1, T_unsigned_long)),  # +0x000
     "Granularity" / At(0x000, Bits(23, 1, T_unsigned_long)),  # +0x000
     "BaseHigh" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_unnamed_6", digest="0c936b5096ed1509")
+), variant="_unnamed_6", digest="0c936b5096ed1509")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_7 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMiddle" / At(0x000, T_unsigned_char),  # +0x000
     "Flags1" / At(0x001, T_unsigned_char),  # +0x001
     "Flags2" / At(0x002, T_unsigned_char),  # +0x002
     "BaseHigh" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_unnamed_7", digest="4e9cbd7a8168d5b2")
+), variant="_unnamed_7", digest="4e9cbd7a8168d5b2")
 
-_KGDTENTRY64_1 = Record("_KGDTENTRY64", 0x10, "union",
+_KGDTENTRY64_1 = Record("_KGDTENTRY64", 0x10, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "LimitLow" / At(0x000, T_unsigned_short),  # +0x000
     "BaseLow" / At(0x002, T_unsigned_short),  # +0x002
@@ -730,19 +731,19 @@ _KGDTENTRY64_1 = Record("_KGDTENTRY64", 0x10, "union",
     "Bytes" / At(0x004, _unnamed_7),  # +0x004
     "BaseUpper" / At(0x008, T_unsigned_long),  # +0x008
     "MustBeZero" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KGDTENTRY64_1", digest="8dda918b23e09510")
+), variant="_KGDTENTRY64_1", digest="8dda918b23e09510")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_KGATE_1 = Record("_KGATE", 0x18, "struct",
+_KGATE_1 = Record("_KGATE", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="422867e2c47771c5")
+), variant="_KGATE_1", digest="422867e2c47771c5")
 
-_KGUARDED_MUTEX_1 = Record("_KGUARDED_MUTEX", 0x38, "struct",
+_KGUARDED_MUTEX_1 = Record("_KGUARDED_MUTEX", 0x38, "struct", lambda: (
     "Count" / At(0x000, T_long),  # +0x000
     "Owner" / At(0x008, Ptr("_KTHREAD")),  # +0x008
     "Contention" / At(0x010, T_unsigned_long),  # +0x010
@@ -750,9 +751,9 @@ _KGUARDED_MUTEX_1 = Record("_KGUARDED_MUTEX", 0x38, "struct",
     "CombinedApcDisable" / At(0x030, T_unsigned_long),  # +0x030
     "KernelApcDisable" / At(0x030, T_short),  # +0x030
     "SpecialApcDisable" / At(0x032, T_short),  # +0x032
-    variant="_KGUARDED_MUTEX_1", digest="a0a613a10e202520")
+), variant="_KGUARDED_MUTEX_1", digest="a0a613a10e202520")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
     "ExecuteEnable" / At(0x000, Bits(1, 1, T_unsigned_char)),  # +0x000
@@ -762,13 +763,13 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="bb51b0ce8c61d7fc")
+), variant="_KEXECUTE_OPTIONS_1", digest="bb51b0ce8c61d7fc")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x160, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x160, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -810,36 +811,36 @@ _KPROCESS_1 = Record("_KPROCESS", 0x160, "struct",
     "Spare3" / At(0x119, Array(71, T_unsigned_char)),  # +0x119
     "LdtBaseAddress" / At(0x120, Ptr("void", 8, "base")),  # +0x120
     "LdtProcessLock" / At(0x128, _KGUARDED_MUTEX_1),  # +0x128
-    variant="_KPROCESS_1", digest="b53c40b5589780a7")
+), variant="_KPROCESS_1", digest="b53c40b5589780a7")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_8 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Parent" / At(0x000, Ptr("_MMADDRESS_NODE")),  # +0x000
     "Balance" / At(0x000, Bits(0, 2, T_long_long)),  # +0x000
-    variant="_unnamed_8", digest="ab7ffa90e83c3f77")
+), variant="_unnamed_8", digest="ab7ffa90e83c3f77")
 
-_MMADDRESS_NODE_1 = Record("_MMADDRESS_NODE", 0x28, "struct",
+_MMADDRESS_NODE_1 = Record("_MMADDRESS_NODE", 0x28, "struct", lambda: (
     "u1" / At(0x000, _unnamed_8),  # +0x000
     "LeftChild" / At(0x008, Ptr("_MMADDRESS_NODE")),  # +0x008
     "RightChild" / At(0x010, Ptr("_MMADDRESS_NODE")),  # +0x010
     "StartingVpn" / At(0x018, T_unsigned_long_long),  # +0x018
     "EndingVpn" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_MMADDRESS_NODE_1", digest="cc97c931477e1c21")
+), variant="_MMADDRESS_NODE_1", digest="cc97c931477e1c21")
 
-_MM_AVL_TABLE_1 = Record("_MM_AVL_TABLE", 0x40, "struct",
+_MM_AVL_TABLE_1 = Record("_MM_AVL_TABLE", 0x40, "struct", lambda: (
     "BalancedRoot" / At(0x000, _MMADDRESS_NODE_1),  # +0x000
     "DepthOfTree" / At(0x028, Bits(0, 5, T_unsigned_long_long)),  # +0x028
     "Unused" / At(0x028, Bits(5, 3, T_unsigned_long_long)),  # +0x028
     "NumberGenericTableElements" / At(0x028, Bits(8, 56, T_unsigned_long_long)),  # +0x028
     "NodeHint" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "NodeFreeHint" / At(0x038, Ptr("void", 8, "base")),  # +0x038
-    variant="_MM_AVL_TABLE_1", digest="b8c661cdd6ce08db")
+), variant="_MM_AVL_TABLE_1", digest="b8c661cdd6ce08db")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "ModwriterAttached" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "TrimHard" / At(0x000, Bits(4, 1, T_unsigned_char)),  # +0x000
@@ -855,9 +856,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "VmExiting" / At(0x003, Bits(1, 1, T_unsigned_char)),  # +0x003
     "ExpansionFailed" / At(0x003, Bits(2, 1, T_unsigned_char)),  # +0x003
     "Available" / At(0x003, Bits(3, 5, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="0c2594fad02a63d7")
+), variant="_MMSUPPORT_FLAGS_1", digest="0c2594fad02a63d7")
 
-_MMSUPPORT_1 = Record("_MMSUPPORT", 0x90, "struct",
+_MMSUPPORT_1 = Record("_MMSUPPORT", 0x90, "struct", lambda: (
     "WorkingSetMutex" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ExitGate" / At(0x008, Ptr("_KGATE")),  # +0x008
     "AccessLog" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -880,9 +881,9 @@ _MMSUPPORT_1 = Record("_MMSUPPORT", 0x90, "struct",
     "Spare" / At(0x07c, Array(2, T_unsigned_long)),  # +0x07c
     "Flags" / At(0x084, _MMSUPPORT_FLAGS_1),  # +0x084
     "ShadowMapping" / At(0x088, Ptr("void", 8, "base")),  # +0x088
-    variant="_MMSUPPORT_1", digest="f9dcfbbf5f9b5733")
+), variant="_MMSUPPORT_1", digest="f9dcfbbf5f9b5733")
 
-_EPROCESS_1 = Record("_EPROCESS", 0x4f8, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0x4f8, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x160, _EX_PUSH_LOCK_1),  # +0x160
     "CreateTime" / At(0x168, _LARGE_INTEGER_1),  # +0x168
@@ -1028,9 +1029,9 @@ _EPROCESS_1 = Record("_EPROCESS", 0x4f8, "struct",
     "CreateUnbiasedInterruptTime" / At(0x4e0, T_unsigned_long_long),  # +0x4e0
     "SecurityDomain" / At(0x4e8, T_unsigned_long_long),  # +0x4e8
     "HighestUserAddress" / At(0x4f0, Ptr("void", 8, "base")),  # +0x4f0
-    variant="_EPROCESS_1", digest="9e49f9c971731e73")
+), variant="_EPROCESS_1", digest="9e49f9c971731e73")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1047,30 +1048,30 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="1904509d26042f73")
+), variant="_KAPC_1", digest="1904509d26042f73")
 
-_unnamed_9 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_9 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_9", digest="66d4b3569580fde7")
+), variant="_unnamed_9", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_9),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
     "Dpc" / At(0x030, Ptr("_KDPC")),  # +0x030
     "Processor" / At(0x038, T_unsigned_long),  # +0x038
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="323ff3a5cba23d34")
+), variant="_KTIMER_1", digest="323ff3a5cba23d34")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Thread" / At(0x010, Ptr("_KTHREAD")),  # +0x010
     "Object" / At(0x018, Ptr("void", 8, "base")),  # +0x018
@@ -1079,15 +1080,15 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "WaitType" / At(0x02a, T_unsigned_char),  # +0x02a
     "BlockState" / At(0x02b, T_unsigned_char),  # +0x02b
     "SpareLong" / At(0x02c, T_long),  # +0x02c
-    variant="_KWAIT_BLOCK_1", digest="3afc04e731bb2a0c")
+), variant="_KWAIT_BLOCK_1", digest="3afc04e731bb2a0c")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long_long),  # +0x000
     "Group" / At(0x008, T_unsigned_short),  # +0x008
     "Reserved" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
-    variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
+), variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 2, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(2, 1, T_unsigned_char)),  # +0x000
@@ -1096,22 +1097,22 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "UserApc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Unused" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="5120bd38a170ad24")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="5120bd38a170ad24")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="88b1ee6fc7eb99e3")
+), variant="_KSEMAPHORE_1", digest="88b1ee6fc7eb99e3")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "KernelApcInProgress" / At(0x028, T_unsigned_char),  # +0x028
     "KernelApcPending" / At(0x029, T_unsigned_char),  # +0x029
     "UserApcPending" / At(0x02a, T_unsigned_char),  # +0x02a
-    variant="_KAPC_STATE_1", digest="92e5ce7967e16bd0")
+), variant="_KAPC_STATE_1", digest="92e5ce7967e16bd0")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x368, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x368, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "CycleTime" / At(0x018, T_unsigned_long_long),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -1242,16 +1243,16 @@ _KTHREAD_1 = Record("_KTHREAD", 0x368, "struct",
     "ThreadCounters" / At(0x350, Ptr("_KTHREAD_COUNTERS")),  # +0x350
     "StateSaveArea" / At(0x358, Ptr("_XSAVE_FORMAT")),  # +0x358
     "XStateSave" / At(0x360, Ptr("_XSTATE_SAVE")),  # +0x360
-    variant="_KTHREAD_1", digest="56e8587d91217609")
+), variant="_KTHREAD_1", digest="56e8587d91217609")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x4a8, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x4a8, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x368, _LARGE_INTEGER_1),  # +0x368
     "ExitTime" / At(0x370, _LARGE_INTEGER_1),  # +0x370
@@ -1341,9 +1342,9 @@ _ETHREAD_1 = Record("_ETHREAD", 0x4a8, "struct",
     "ReservedForSynchTracking" / At(0x490, Ptr("void", 8, "base")),  # +0x490
     "CmCallbackListHead" / At(0x498, _SINGLE_LIST_ENTRY_1),  # +0x498
     "KernelStackReference" / At(0x4a0, T_unsigned_long),  # +0x4a0
-    variant="_ETHREAD_1", digest="b3d67d4118bea534")
+), variant="_ETHREAD_1", digest="b3d67d4118bea534")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -1374,38 +1375,38 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("void", 8, "base")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="378616d7b801b4ef")
+), variant="_FILE_OBJECT_1", digest="378616d7b801b4ef")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, T_unsigned_long),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="aec20ff1abbb37c2")
+), variant="_GDI_TEB_BATCH_1", digest="aec20ff1abbb37c2")
 
-_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct",
+_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct", lambda: (
     "Offset" / At(0x000, T_unsigned_long),  # +0x000
     "HDC" / At(0x004, T_unsigned_long),  # +0x004
     "Buffer" / At(0x008, Array(310, T_unsigned_long)),  # +0x008
-    variant="_GDI_TEB_BATCH32_1", digest="de4486ccb8140112")
+), variant="_GDI_TEB_BATCH32_1", digest="de4486ccb8140112")
 
-_unnamed_10 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_10 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 48, T_unsigned_long_long)),  # +0x000
     "HeaderType" / At(0x008, Bits(0, 1, T_unsigned_long_long)),  # +0x008
     "Reserved" / At(0x008, Bits(1, 3, T_unsigned_long_long)),  # +0x008
     "NextEntry" / At(0x008, Bits(4, 60, T_unsigned_long_long)),  # +0x008
-    variant="_unnamed_10", digest="438c48ae9cc7d802")
+), variant="_unnamed_10", digest="438c48ae9cc7d802")
 
-_unnamed_11 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_11 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 48, T_unsigned_long_long)),  # +0x000
     "HeaderType" / At(0x008, Bits(0, 1, T_unsigned_long_long)),  # +0x008
     "Init" / At(0x008, Bits(1, 1, T_unsigned_long_long)),  # +0x008
     "Reserved" / At(0x008, Bits(2, 2, T_unsigned_long_long)),  # +0x008
     "NextEntry" / At(0x008, Bits(4, 60, T_unsigned_long_long)),  # +0x008
-    variant="_unnamed_11", digest="46a76e278ba6a65a")
+), variant="_unnamed_11", digest="46a76e278ba6a65a")
 
-_unnamed_12 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_12 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 9, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(25, 39, T_unsigned_long_long)),  # +0x000
@@ -1413,17 +1414,17 @@ _unnamed_12 = Record("<unnamed-tag>", 0x10, "struct",
     "Init" / At(0x008, Bits(1, 1, T_unsigned_long_long)),  # +0x008
     "Reserved" / At(0x008, Bits(2, 59, T_unsigned_long_long)),  # +0x008
     "Region" / At(0x008, Bits(61, 3, T_unsigned_long_long)),  # +0x008
-    variant="_unnamed_12", digest="9df20e5ef69dd6c1")
+), variant="_unnamed_12", digest="9df20e5ef69dd6c1")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "Header16" / At(0x000, _unnamed_11),  # +0x000
     "Header8" / At(0x000, _unnamed_12),  # +0x000
     "HeaderX64" / At(0x000, _unnamed_10),  # +0x000
     "Region" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_SLIST_HEADER_1", digest="56cf5e1976c02af8")
+), variant="_SLIST_HEADER_1", digest="56cf5e1976c02af8")
 
-_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
+_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -1446,9 +1447,9 @@ _GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_1", digest="e1a145cd334f387f")
+), variant="_GENERAL_LOOKASIDE_1", digest="e1a145cd334f387f")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -1471,23 +1472,23 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="4e236168d174dea5")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="4e236168d174dea5")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x68, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x68, "struct", lambda: (
     "TableCode" / At(0x000, T_unsigned_long_long),  # +0x000
     "QuotaProcess" / At(0x008, Ptr("_EPROCESS")),  # +0x008
     "UniqueProcessId" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1503,9 +1504,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x68, "struct",
     "HandleCount" / At(0x058, T_unsigned_long),  # +0x058
     "NextHandleNeedingPool" / At(0x05c, T_unsigned_long),  # +0x05c
     "HandleCountHighWatermark" / At(0x060, T_unsigned_long),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="39e303e0ac12ab15")
+), variant="_HANDLE_TABLE_1", digest="39e303e0ac12ab15")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "struct",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "struct", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "ObAttributes" / At(0x000, T_unsigned_long),  # +0x000
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
@@ -1514,22 +1515,22 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "struct",
     "GrantedAccessIndex" / At(0x008, T_unsigned_short),  # +0x008
     "NextFreeTableEntry" / At(0x008, T_unsigned_long),  # +0x008
     "CreatorBackTraceIndex" / At(0x00a, T_unsigned_short),  # +0x00a
-    variant="_HANDLE_TABLE_ENTRY_1", digest="a792c06739c70134")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="a792c06739c70134")
 
-_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct",
+_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct", lambda: (
     "Pad" / At(0x000, Array(3, T_unsigned_short)),  # +0x000
     "Limit" / At(0x006, T_unsigned_short),  # +0x006
     "Base" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
+), variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x20, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x20, "struct", lambda: (
     "DpcListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "DpcLock" / At(0x010, T_unsigned_long_long),  # +0x010
     "DpcQueueDepth" / At(0x018, T_long),  # +0x018
     "DpcCount" / At(0x01c, T_unsigned_long),  # +0x01c
-    variant="_KDPC_DATA_1", digest="859910d0a3aeb60c")
+), variant="_KDPC_DATA_1", digest="859910d0a3aeb60c")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -1538,38 +1539,38 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE")),  # +0x000
     "Lock" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
 
-_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct",
+_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct", lambda: (
     "CurrentPacket" / At(0x000, Array(3, Ptr("void", 8, "base"))),  # +0x000
     "WorkerRoutine" / At(0x018, Ptr("<function>", 8, "function")),  # +0x018
-    variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
+), variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
 
-_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct",
+_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct", lambda: (
     "Next" / At(0x000, Ptr("_REQUEST_MAILBOX")),  # +0x000
     "RequestSummary" / At(0x008, T_long_long),  # +0x008
     "RequestPacket" / At(0x010, _KREQUEST_PACKET_1),  # +0x010
-    variant="_REQUEST_MAILBOX_1", digest="4782b0aa1af1f8fc")
+), variant="_REQUEST_MAILBOX_1", digest="4782b0aa1af1f8fc")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x100, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x100, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES")),  # +0x000
     "IdleTimeLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "IdleTimeTotal" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1597,20 +1598,20 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x100, "struct",
     "OverUtilizedHistory" / At(0x0f4, T_unsigned_long),  # +0x0f4
     "AffinityCount" / At(0x0f8, T_unsigned_long),  # +0x0f8
     "AffinityHistory" / At(0x0fc, T_unsigned_long),  # +0x0fc
-    variant="_PROCESSOR_POWER_STATE_1", digest="7c61d5bc461c62ee")
+), variant="_PROCESSOR_POWER_STATE_1", digest="7c61d5bc461c62ee")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Entry" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Time" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
-    variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct", lambda: (
     "TimerExpiry" / At(0x000, Array(64, Ptr("_KTIMER"))),  # +0x000
     "TimerEntries" / At(0x200, Array(256, _KTIMER_TABLE_ENTRY_1)),  # +0x200
-    variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
+), variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xd8, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xd8, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long_long),  # +0x000
     "Cr2" / At(0x008, T_unsigned_long_long),  # +0x008
     "Cr3" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1638,19 +1639,19 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xd8, "struct",
     "MsrLStar" / At(0x0c0, T_unsigned_long_long),  # +0x0c0
     "MsrCStar" / At(0x0c8, T_unsigned_long_long),  # +0x0c8
     "MsrSyscallMask" / At(0x0d0, T_unsigned_long_long),  # +0x0d0
-    variant="_KSPECIAL_REGISTERS_1", digest="89e092c0ce672fd5")
+), variant="_KSPECIAL_REGISTERS_1", digest="89e092c0ce672fd5")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5b0, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5b0, "struct", lambda: (
     "SpecialRegisters" / At(0x000, _KSPECIAL_REGISTERS_1),  # +0x000
     "ContextFrame" / At(0x0e0, _CONTEXT_1),  # +0x0e0
-    variant="_KPROCESSOR_STATE_1", digest="9a9827a82f04dcdc")
+), variant="_KPROCESSOR_STATE_1", digest="9a9827a82f04dcdc")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE")),  # +0x000
     "L" / At(0x008, Ptr("_GENERAL_LOOKASIDE")),  # +0x008
-    variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
+), variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
 
-_KPRCB_1 = Record("_KPRCB", 0x6f00, "struct",
+_KPRCB_1 = Record("_KPRCB", 0x6f00, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -1923,9 +1924,9 @@ _KPRCB_1 = Record("_KPRCB", 0x6f00, "struct",
     "PrcbPad139" / At(0x5e9e, T_unsigned_short),  # +0x5e9e
     "PrcbPad140" / At(0x5ea0, Array(508, T_unsigned_long_long)),  # +0x5ea0
     "RequestMailbox" / At(0x6e80, Array(1, _REQUEST_MAILBOX_1)),  # +0x6e80
-    variant="_KPRCB_1", digest="d8bdcfd52945c23f")
+), variant="_KPRCB_1", digest="d8bdcfd52945c23f")
 
-_KPCR_1 = Record("_KPCR", 0x7080, "struct",
+_KPCR_1 = Record("_KPCR", 0x7080, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -1953,9 +1954,9 @@ _KPCR_1 = Record("_KPCR", 0x7080, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_1),  # +0x180
-    variant="_KPCR_1", digest="2eb351ec485e72c2")
+), variant="_KPCR_1", digest="2eb351ec485e72c2")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0xe0, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0xe0, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -1980,14 +1981,14 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0xe0, "struct",
     "ContextInformation" / At(0x0c8, Ptr("void", 8, "base")),  # +0x0c8
     "OriginalBase" / At(0x0d0, T_unsigned_long_long),  # +0x0d0
     "LoadTime" / At(0x0d8, _LARGE_INTEGER_1),  # +0x0d8
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="13067537f3ae921b")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="13067537f3ae921b")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "WriteThrough" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -1998,9 +1999,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 36, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(48, 16, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="035e3a072e8f922f")
+), variant="_MMPTE_TRANSITION_1", digest="035e3a072e8f922f")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "ReadOnly" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -2009,9 +2010,9 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(11, 5, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="31e5b725252ba3b7")
+), variant="_MMPTE_PROTOTYPE_1", digest="31e5b725252ba3b7")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -2021,9 +2022,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "PageFileLow" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(16, 16, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
+), variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 2, T_unsigned_long_long)),  # +0x000
     "InStore" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
@@ -2035,9 +2036,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "UsedPageTableEntries" / At(0x000, Bits(16, 10, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(26, 6, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="7fcc2e3a07b69c7d")
+), variant="_MMPTE_SOFTWARE_1", digest="7fcc2e3a07b69c7d")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -2045,9 +2046,9 @@ _MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(11, 5, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="c4fb7345f4c352c7")
+), variant="_MMPTE_SUBSECTION_1", digest="c4fb7345f4c352c7")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -2057,9 +2058,9 @@ _MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(12, 20, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="cc581c4d4d820f4b")
+), variant="_MMPTE_LIST_1", digest="cc581c4d4d820f4b")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2076,9 +2077,9 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "reserved1" / At(0x000, Bits(48, 4, T_unsigned_long_long)),  # +0x000
     "SoftwareWsIndex" / At(0x000, Bits(52, 11, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="d0987c74bc88cc91")
+), variant="_MMPTE_HARDWARE_1", digest="d0987c74bc88cc91")
 
-_unnamed_13 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_13 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
     "Long" / At(0x000, T_unsigned_long_long),  # +0x000
@@ -2088,32 +2089,32 @@ _unnamed_13 = Record("<unnamed-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_13", digest="c3aec286c6eb09e2")
+), variant="_unnamed_13", digest="c3aec286c6eb09e2")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _unnamed_13),  # +0x000
-    variant="_MMPTE_1", digest="b75da5bbaff65e12")
+), variant="_MMPTE_1", digest="b75da5bbaff65e12")
 
-_MI_SPECIAL_POOL_PTE_LIST_1 = Record("_MI_SPECIAL_POOL_PTE_LIST", 0x10, "struct",
+_MI_SPECIAL_POOL_PTE_LIST_1 = Record("_MI_SPECIAL_POOL_PTE_LIST", 0x10, "struct", lambda: (
     "FreePteHead" / At(0x000, _MMPTE_1),  # +0x000
     "FreePteTail" / At(0x008, _MMPTE_1),  # +0x008
-    variant="_MI_SPECIAL_POOL_PTE_LIST_1", digest="70bd52b8f76a2e29")
+), variant="_MI_SPECIAL_POOL_PTE_LIST_1", digest="70bd52b8f76a2e29")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x48, "struct",
+_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x48, "struct", lambda: (
     "PteBase" / At(0x000, Ptr("_MMPTE")),  # +0x000
     "Lock" / At(0x008, T_unsigned_long_long),  # +0x008
     "Paged" / At(0x010, _MI_SPECIAL_POOL_PTE_LIST_1),  # +0x010
     "NonPaged" / At(0x020, _MI_SPECIAL_POOL_PTE_LIST_1),  # +0x020
     "PagesInUse" / At(0x030, T_long_long),  # +0x030
     "SpecialPoolPdes" / At(0x038, _RTL_BITMAP_1),  # +0x038
-    variant="_MI_SPECIAL_POOL_1", digest="7af312a5b7fe3b0e")
+), variant="_MI_SPECIAL_POOL_1", digest="7af312a5b7fe3b0e")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x48, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x48, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_1),  # +0x000
     "Flags" / At(0x010, T_unsigned_long),  # +0x010
     "Hint" / At(0x014, T_unsigned_long),  # +0x014
@@ -2126,9 +2127,9 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x48, "struct",
     "PteFailures" / At(0x03c, T_unsigned_long),  # +0x03c
     "GlobalMutex" / At(0x040, Ptr("_KGUARDED_MUTEX")),  # +0x040
     "SpinLock" / At(0x040, T_unsigned_long_long),  # +0x040
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="3b79965ff2e1e0f8")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="3b79965ff2e1e0f8")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x58, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x58, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _KGUARDED_MUTEX_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x038, Ptr("_KGUARDED_MUTEX")),  # +0x038
     "SystemSpaceViewTable" / At(0x040, Ptr("_MMVIEW")),  # +0x040
@@ -2136,9 +2137,9 @@ _MMSESSION_1 = Record("_MMSESSION", 0x58, "struct",
     "SystemSpaceHashEntries" / At(0x04c, T_unsigned_long),  # +0x04c
     "SystemSpaceHashKey" / At(0x050, T_unsigned_long),  # +0x050
     "BitmapFailures" / At(0x054, T_unsigned_long),  # +0x054
-    variant="_MMSESSION_1", digest="6aa3fe01653c288d")
+), variant="_MMSESSION_1", digest="6aa3fe01653c288d")
 
-_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
+_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct", lambda: (
     "SubsectionAccessed" / At(0x000, Bits(0, 1, T_unsigned_short)),  # +0x000
     "Protection" / At(0x000, Bits(1, 5, T_unsigned_short)),  # +0x000
     "StartingSector4132" / At(0x000, Bits(6, 10, T_unsigned_short)),  # +0x000
@@ -2147,14 +2148,14 @@ _MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
     "DirtyPages" / At(0x002, Bits(2, 1, T_unsigned_short)),  # +0x002
     "Spare" / At(0x002, Bits(3, 1, T_unsigned_short)),  # +0x002
     "SectorEndOffset" / At(0x002, Bits(4, 12, T_unsigned_short)),  # +0x002
-    variant="_MMSUBSECTION_FLAGS_1", digest="ab04edfd2e5cb0b1")
+), variant="_MMSUBSECTION_FLAGS_1", digest="ab04edfd2e5cb0b1")
 
-_unnamed_14 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_14 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Parent" / At(0x000, Ptr("_MMVAD")),  # +0x000
     "Balance" / At(0x000, Bits(0, 2, T_long_long)),  # +0x000
-    variant="_unnamed_14", digest="3c4ac5c4ed5afed4")
+), variant="_unnamed_14", digest="3c4ac5c4ed5afed4")
 
-_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
+_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct", lambda: (
     "FileOffset" / At(0x000, Bits(0, 24, T_unsigned_int)),  # +0x000
     "SecNoChange" / At(0x000, Bits(24, 1, T_unsigned_int)),  # +0x000
     "OneSecured" / At(0x000, Bits(25, 1, T_unsigned_int)),  # +0x000
@@ -2164,14 +2165,14 @@ _MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
     "ExtendableFile" / At(0x000, Bits(29, 1, T_unsigned_int)),  # +0x000
     "Inherit" / At(0x000, Bits(30, 1, T_unsigned_int)),  # +0x000
     "CopyOnWrite" / At(0x000, Bits(31, 1, T_unsigned_int)),  # +0x000
-    variant="_MMVAD_FLAGS2_1", digest="e96ea2f6f15e37c7")
+), variant="_MMVAD_FLAGS2_1", digest="e96ea2f6f15e37c7")
 
-_unnamed_15 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_15 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags2" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags2" / At(0x000, _MMVAD_FLAGS2_1),  # +0x000
-    variant="_unnamed_15", digest="559eb586a836b0b9")
+), variant="_unnamed_15", digest="559eb586a836b0b9")
 
-_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x8, "struct",
+_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x8, "struct", lambda: (
     "CommitCharge" / At(0x000, Bits(0, 51, T_unsigned_long_long)),  # +0x000
     "NoChange" / At(0x000, Bits(51, 1, T_unsigned_long_long)),  # +0x000
     "VadType" / At(0x000, Bits(52, 3, T_unsigned_long_long)),  # +0x000
@@ -2179,14 +2180,14 @@ _MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x8, "struct",
     "Protection" / At(0x000, Bits(56, 5, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(61, 2, T_unsigned_long_long)),  # +0x000
     "PrivateMemory" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMVAD_FLAGS_1", digest="30970af654492933")
+), variant="_MMVAD_FLAGS_1", digest="30970af654492933")
 
-_unnamed_16 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_16 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long_long),  # +0x000
     "VadFlags" / At(0x000, _MMVAD_FLAGS_1),  # +0x000
-    variant="_unnamed_16", digest="ee28aedb8b4975d5")
+), variant="_unnamed_16", digest="ee28aedb8b4975d5")
 
-_MMVAD_FLAGS3_1 = Record("_MMVAD_FLAGS3", 0x8, "struct",
+_MMVAD_FLAGS3_1 = Record("_MMVAD_FLAGS3", 0x8, "struct", lambda: (
     "PreferredNode" / At(0x000, Bits(0, 6, T_unsigned_long_long)),  # +0x000
     "Teb" / At(0x000, Bits(6, 1, T_unsigned_long_long)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_long_long)),  # +0x000
@@ -2195,14 +2196,14 @@ _MMVAD_FLAGS3_1 = Record("_MMVAD_FLAGS3", 0x8, "struct",
     "Spare2" / At(0x000, Bits(24, 8, T_unsigned_long_long)),  # +0x000
     "LargePageCreating" / At(0x000, Bits(32, 1, T_unsigned_long_long)),  # +0x000
     "Spare3" / At(0x000, Bits(33, 31, T_unsigned_long_long)),  # +0x000
-    variant="_MMVAD_FLAGS3_1", digest="00292429a4dd146c")
+), variant="_MMVAD_FLAGS3_1", digest="00292429a4dd146c")
 
-_unnamed_17 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_17 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "LongFlags3" / At(0x000, T_unsigned_long_long),  # +0x000
     "VadFlags3" / At(0x000, _MMVAD_FLAGS3_1),  # +0x000
-    variant="_unnamed_17", digest="fbd09339d4eee358")
+), variant="_unnamed_17", digest="fbd09339d4eee358")
 
-_MMVAD_1 = Record("_MMVAD", 0x78, "struct",
+_MMVAD_1 = Record("_MMVAD", 0x78, "struct", lambda: (
     "u1" / At(0x000, _unnamed_14),  # +0x000
     "LeftChild" / At(0x008, Ptr("_MMVAD")),  # +0x008
     "RightChild" / At(0x010, Ptr("_MMVAD")),  # +0x010
@@ -2218,9 +2219,9 @@ _MMVAD_1 = Record("_MMVAD", 0x78, "struct",
     "LastContiguousPte" / At(0x058, Ptr("_MMPTE")),  # +0x058
     "ViewLinks" / At(0x060, _LIST_ENTRY_1),  # +0x060
     "VadsProcess" / At(0x070, Ptr("_EPROCESS")),  # +0x070
-    variant="_MMVAD_1", digest="326c0f42605cf7f7")
+), variant="_MMVAD_1", digest="326c0f42605cf7f7")
 
-_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
+_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct", lambda: (
     "u1" / At(0x000, _unnamed_14),  # +0x000
     "LeftChild" / At(0x008, Ptr("_MMVAD")),  # +0x008
     "RightChild" / At(0x010, Ptr("_MMVAD")),  # +0x010
@@ -2229,18 +2230,18 @@ _MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
     "u" / At(0x028, _unnamed_16),  # +0x028
     "PushLock" / At(0x030, _EX_PUSH_LOCK_1),  # +0x030
     "u5" / At(0x038, _unnamed_17),  # +0x038
-    variant="_MMVAD_SHORT_1", digest="e41c3acb573ae44d")
+), variant="_MMVAD_SHORT_1", digest="e41c3acb573ae44d")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x68, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x68, "struct", lambda: (
     "Mutex" / At(0x000, _KGUARDED_MUTEX_1),  # +0x000
     "PagedPoolAllocationMap" / At(0x038, _RTL_BITMAP_1),  # +0x038
     "FirstPteForPagedPool" / At(0x048, Ptr("_MMPTE")),  # +0x048
     "PagedPoolHint" / At(0x050, T_unsigned_long),  # +0x050
     "PagedPoolCommit" / At(0x058, T_unsigned_long_long),  # +0x058
     "AllocatedPagedPool" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_MM_PAGED_POOL_INFO_1", digest="7aa95e28b0dbe12d")
+), variant="_MM_PAGED_POOL_INFO_1", digest="7aa95e28b0dbe12d")
 
-_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
+_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct", lambda: (
     "PoolType" / At(0x000, _POOL_TYPE_1),  # +0x000
     "NonPagedLock" / At(0x008, T_unsigned_long_long),  # +0x008
     "PagedLock" / At(0x008, _KGUARDED_MUTEX_1),  # +0x008
@@ -2254,9 +2255,9 @@ _POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
     "PendingFrees" / At(0x100, Ptr("void", 8, "base", 1)),  # +0x100
     "PendingFreeDepth" / At(0x108, T_long),  # +0x108
     "ListHeads" / At(0x140, Array(256, _LIST_ENTRY_1)),  # +0x140
-    variant="_POOL_DESCRIPTOR_1", digest="7cd6142e64892911")
+), variant="_POOL_DESCRIPTOR_1", digest="7cd6142e64892911")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -2265,14 +2266,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "PoolDestroyed" / At(0x000, Bits(5, 1, T_unsigned_long)),  # +0x000
     "ObjectInitialized" / At(0x000, Bits(6, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(7, 25, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="bebf166a1490ba51")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="bebf166a1490ba51")
 
-_unnamed_18 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_18 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_18", digest="b67be1542f5da0d7")
+), variant="_unnamed_18", digest="b67be1542f5da0d7")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x1f80, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x1f80, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _unnamed_18),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -2320,9 +2321,9 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x1f80, "struct",
     "IoNotificationEvent" / At(0x1f58, _KEVENT_1),  # +0x1f58
     "CreateTime" / At(0x1f70, T_unsigned_long_long),  # +0x1f70
     "CpuQuotaBlock" / At(0x1f78, Ptr("_PS_CPU_QUOTA_BLOCK")),  # +0x1f78
-    variant="_MM_SESSION_SPACE_1", digest="9d4fdd70068caf65")
+), variant="_MM_SESSION_SPACE_1", digest="9d4fdd70068caf65")
 
-_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
+_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct", lambda: (
     "ExceptionList" / At(0x000, T_unsigned_long),  # +0x000
     "StackBase" / At(0x004, T_unsigned_long),  # +0x004
     "StackLimit" / At(0x008, T_unsigned_long),  # +0x008
@@ -2331,9 +2332,9 @@ _NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
     "Version" / At(0x010, T_unsigned_long),  # +0x010
     "ArbitraryUserPointer" / At(0x014, T_unsigned_long),  # +0x014
     "Self" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_NT_TIB32_1", digest="2465d710e974b87a")
+), variant="_NT_TIB32_1", digest="2465d710e974b87a")
 
-_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
+_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, Ptr("_OBJECT_DIRECTORY_ENTRY"))),  # +0x000
     "Lock" / At(0x128, _EX_PUSH_LOCK_1),  # +0x128
     "DeviceMap" / At(0x130, Ptr("_DEVICE_MAP")),  # +0x130
@@ -2341,26 +2342,26 @@ _OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
     "NamespaceEntry" / At(0x140, Ptr("void", 8, "base")),  # +0x140
     "SessionObject" / At(0x148, Ptr("void", 8, "base")),  # +0x148
     "Flags" / At(0x150, T_unsigned_long),  # +0x150
-    variant="_OBJECT_DIRECTORY_1", digest="c92d9f0f8c0091df")
+), variant="_OBJECT_DIRECTORY_1", digest="c92d9f0f8c0091df")
 
-_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct",
+_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct", lambda: (
     "ChainLink" / At(0x000, Ptr("_OBJECT_DIRECTORY_ENTRY")),  # +0x000
     "Object" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "HashValue" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
+), variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
 
-_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct",
+_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct", lambda: (
     "Process" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "HandleCount" / At(0x008, Bits(0, 24, T_unsigned_long)),  # +0x008
     "LockCount" / At(0x008, Bits(24, 8, T_unsigned_long)),  # +0x008
-    variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
+), variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -2373,44 +2374,44 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="89e9e2e6b2b7f9b5")
+), variant="_OBJECT_HEADER_1", digest="89e9e2e6b2b7f9b5")
 
-_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct",
+_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "CreatorUniqueProcess" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "CreatorBackTraceIndex" / At(0x018, T_unsigned_short),  # +0x018
     "Reserved" / At(0x01a, T_unsigned_short),  # +0x01a
-    variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="20af23ac015d66d3")
+), variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="20af23ac015d66d3")
 
-_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct",
+_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct", lambda: (
     "HandleCountDataBase" / At(0x000, Ptr("_OBJECT_HANDLE_COUNT_DATABASE")),  # +0x000
     "SingleEntry" / At(0x000, _OBJECT_HANDLE_COUNT_ENTRY_1),  # +0x000
-    variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
+), variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="7689e21b874adae1")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="7689e21b874adae1")
 
-_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct",
+_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct", lambda: (
     "ExclusiveProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
+), variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
 
-_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct",
+_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct", lambda: (
     "PagedPoolCharge" / At(0x000, T_unsigned_long),  # +0x000
     "NonPagedPoolCharge" / At(0x004, T_unsigned_long),  # +0x004
     "SecurityDescriptorCharge" / At(0x008, T_unsigned_long),  # +0x008
     "SecurityDescriptorQuotaBlock" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "Reserved" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="2a9e74c944c54363")
+), variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="2a9e74c944c54363")
 
-_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct",
+_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct", lambda: (
     "Name" / At(0x000, _UNICODE_STRING_1),  # +0x000
-    variant="_OBJECT_NAME_INFORMATION_1", digest="0a12e9891ef70895")
+), variant="_OBJECT_NAME_INFORMATION_1", digest="0a12e9891ef70895")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x70, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x70, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_char),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -2437,9 +2438,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x70, "struct",
     "SecurityProcedure" / At(0x058, Ptr("<function>", 8, "function")),  # +0x058
     "QueryNameProcedure" / At(0x060, Ptr("<function>", 8, "function")),  # +0x060
     "OkayToCloseProcedure" / At(0x068, Ptr("<function>", 8, "function")),  # +0x068
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="fa458e2f3f96a969")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="fa458e2f3f96a969")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd0, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd0, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -2452,9 +2453,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd0, "struct",
     "TypeLock" / At(0x0b0, _EX_PUSH_LOCK_1),  # +0x0b0
     "Key" / At(0x0b8, T_unsigned_long),  # +0x0b8
     "CallbackList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
-    variant="_OBJECT_TYPE_1", digest="aa1b004aa7490906")
+), variant="_OBJECT_TYPE_1", digest="aa1b004aa7490906")
 
-_PEB_1 = Record("_PEB", 0x380, "struct",
+_PEB_1 = Record("_PEB", 0x380, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -2546,15 +2547,15 @@ _PEB_1 = Record("_PEB", 0x380, "struct",
     "HeapTracingEnabled" / At(0x378, Bits(0, 1, T_unsigned_long)),  # +0x378
     "CritSecTracingEnabled" / At(0x378, Bits(1, 1, T_unsigned_long)),  # +0x378
     "SpareTracingBits" / At(0x378, Bits(2, 30, T_unsigned_long)),  # +0x378
-    variant="_PEB_1", digest="c8502098a299bfd5")
+), variant="_PEB_1", digest="c8502098a299bfd5")
 
-_STRING32_1 = Record("_STRING32", 0x8, "struct",
+_STRING32_1 = Record("_STRING32", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_STRING32_1", digest="acbfab945c83bb53")
+), variant="_STRING32_1", digest="acbfab945c83bb53")
 
-_PEB32_1 = Record("_PEB32", 0x248, "struct",
+_PEB32_1 = Record("_PEB32", 0x248, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -2646,9 +2647,9 @@ _PEB32_1 = Record("_PEB32", 0x248, "struct",
     "HeapTracingEnabled" / At(0x240, Bits(0, 1, T_unsigned_long)),  # +0x240
     "CritSecTracingEnabled" / At(0x240, Bits(1, 1, T_unsigned_long)),  # +0x240
     "SpareTracingBits" / At(0x240, Bits(2, 30, T_unsigned_long)),  # +0x240
-    variant="_PEB32_1", digest="4f02d18cff945165")
+), variant="_PEB32_1", digest="4f02d18cff945165")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -2658,41 +2659,41 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x400, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x400, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -2723,9 +2724,9 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x400, "
     "CurrentDirectores" / At(0x0f0, Array(32, _RTL_DRIVE_LETTER_CURDIR_1)),  # +0x0f0
     "EnvironmentSize" / At(0x3f0, T_unsigned_long_long),  # +0x3f0
     "EnvironmentVersion" / At(0x3f8, T_unsigned_long_long),  # +0x3f8
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="89430eeefadf0718")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="89430eeefadf0718")
 
-_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
+_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct", lambda: (
     "TotalNumberOfPtes4132" / At(0x000, Bits(0, 10, T_unsigned_long)),  # +0x000
     "ExtraSharedWowSubsections" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "LargePages" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
@@ -2738,19 +2739,19 @@ _SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
     "Binary32" / At(0x000, Bits(22, 1, T_unsigned_long)),  # +0x000
     "ContainsDebug" / At(0x000, Bits(23, 1, T_unsigned_long)),  # +0x000
     "Spare" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_SEGMENT_FLAGS_1", digest="093319fa2c1fe31b")
+), variant="_SEGMENT_FLAGS_1", digest="093319fa2c1fe31b")
 
-_unnamed_19 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_19 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "FirstMappedVa" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImageInformation" / At(0x000, Ptr("_MI_SECTION_IMAGE_INFORMATION")),  # +0x000
-    variant="_unnamed_19", digest="1791735d388ba01c")
+), variant="_unnamed_19", digest="1791735d388ba01c")
 
-_unnamed_20 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_20 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "CreatingProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "ImageCommitment" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_20", digest="b795cbd85a868b21")
+), variant="_unnamed_20", digest="b795cbd85a868b21")
 
-_SEGMENT_1 = Record("_SEGMENT", 0x50, "struct",
+_SEGMENT_1 = Record("_SEGMENT", 0x50, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "TotalNumberOfPtes" / At(0x008, T_unsigned_long),  # +0x008
     "SegmentFlags" / At(0x00c, _SEGMENT_FLAGS_1),  # +0x00c
@@ -2763,51 +2764,51 @@ _SEGMENT_1 = Record("_SEGMENT", 0x50, "struct",
     "u2" / At(0x038, _unnamed_19),  # +0x038
     "PrototypePte" / At(0x040, Ptr("_MMPTE")),  # +0x040
     "ThePtes" / At(0x048, Array(1, _MMPTE_1)),  # +0x048
-    variant="_SEGMENT_1", digest="c607f66b596c0ecb")
+), variant="_SEGMENT_1", digest="c607f66b596c0ecb")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1b, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1b, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(27, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="41b1be5347dc2854")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="41b1be5347dc2854")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1c, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1c, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01b, T_unsigned_char),  # +0x01b
-    variant="_SEP_AUDIT_POLICY_1", digest="2734c9b6f2a81e98")
+), variant="_SEP_AUDIT_POLICY_1", digest="2734c9b6f2a81e98")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_unnamed_21 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_21 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "SubsectionFlags" / At(0x000, _MMSUBSECTION_FLAGS_1),  # +0x000
-    variant="_unnamed_21", digest="5d9fa813f21b7e4f")
+), variant="_unnamed_21", digest="5d9fa813f21b7e4f")
 
-_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
+_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "SubsectionBase" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextSubsection" / At(0x010, Ptr("_SUBSECTION")),  # +0x010
@@ -2817,9 +2818,9 @@ _SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
     "u" / At(0x028, _unnamed_21),  # +0x028
     "StartingSector" / At(0x02c, T_unsigned_long),  # +0x02c
     "NumberOfFullSectors" / At(0x030, T_unsigned_long),  # +0x030
-    variant="_SUBSECTION_1", digest="b5e880faefe08358")
+), variant="_SUBSECTION_1", digest="b5e880faefe08358")
 
-_TEB_1 = Record("_TEB", 0x1818, "struct",
+_TEB_1 = Record("_TEB", 0x1818, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -2921,9 +2922,9 @@ _TEB_1 = Record("_TEB", 0x1818, "struct",
     "LockCount" / At(0x1808, T_unsigned_long),  # +0x1808
     "SpareUlong0" / At(0x180c, T_unsigned_long),  # +0x180c
     "ResourceRetValue" / At(0x1810, Ptr("void", 8, "base")),  # +0x1810
-    variant="_TEB_1", digest="81b4179e9cb13197")
+), variant="_TEB_1", digest="81b4179e9cb13197")
 
-_TEB32_1 = Record("_TEB32", 0xfe4, "struct",
+_TEB32_1 = Record("_TEB32", 0xfe4, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB32_1),  # +0x000
     "EnvironmentPointer" / At(0x01c, T_unsigned_long),  # +0x01c
     "ClientId" / At(0x020, _CLIENT_ID32_1),  # +0x020
@@ -3023,14 +3024,14 @@ _TEB32_1 = Record("_TEB32", 0xfe4, "struct",
     "LockCount" / At(0xfd8, T_unsigned_long),  # +0xfd8
     "SpareUlong0" / At(0xfdc, T_unsigned_long),  # +0xfdc
     "ResourceRetValue" / At(0xfe0, T_unsigned_long),  # +0xfe0
-    variant="_TEB32_1", digest="4c0834324f88f025")
+), variant="_TEB32_1", digest="4c0834324f88f025")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x318, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x318, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -3065,7 +3066,7 @@ _TOKEN_1 = Record("_TOKEN", 0x318, "struct",
     "pSecurityAttributes" / At(0x300, Ptr("_AUTHZBASEP_SECURITY_ATTRIBUTES_INFORMATION")),  # +0x300
     "SessionObject" / At(0x308, Ptr("void", 8, "base")),  # +0x308
     "VariablePart" / At(0x310, T_unsigned_long_long),  # +0x310
-    variant="_TOKEN_1", digest="9532036ee38db9a4")
+), variant="_TOKEN_1", digest="9532036ee38db9a4")
 
 
 # ---- per-build tables: PDB name -> variant

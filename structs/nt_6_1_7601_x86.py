@@ -5,7 +5,8 @@ Types-only layouts converted from public C headers generated from Microsoft's pu
 (see NOTICE-derived beside this file and index.json `source` for the header set and licence).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 6.1.7601.17514-x86
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -121,7 +122,7 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x4, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x4, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
@@ -129,33 +130,33 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x4, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 28, T_unsigned_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="7604a4f2dc7e2ce1")
+), variant="_EX_PUSH_LOCK_1", digest="7604a4f2dc7e2ce1")
 
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x8, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x8, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY", 4, "struct")),  # +0x000
     "Blink" / At(0x004, Ptr("_LIST_ENTRY", 4, "struct")),  # +0x004
-    variant="_LIST_ENTRY_1", digest="c4cb90d7e486a17f")
+), variant="_LIST_ENTRY_1", digest="c4cb90d7e486a17f")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x10, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x10, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x004, _LIST_ENTRY_1),  # +0x004
     "PagedPoolQuotaCache" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="c8dfc1c16a1e9bd9")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="c8dfc1c16a1e9bd9")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x8, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x8, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "UniqueThread" / At(0x004, Ptr("void", 4, "base")),  # +0x004
-    variant="_CLIENT_ID_1", digest="fbdfe11d25287473")
+), variant="_CLIENT_ID_1", digest="fbdfe11d25287473")
 
-_FLOATING_SAVE_AREA_1 = Record("_FLOATING_SAVE_AREA", 0x70, "struct",
+_FLOATING_SAVE_AREA_1 = Record("_FLOATING_SAVE_AREA", 0x70, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_long),  # +0x000
     "StatusWord" / At(0x004, T_unsigned_long),  # +0x004
     "TagWord" / At(0x008, T_unsigned_long),  # +0x008
@@ -165,9 +166,9 @@ _FLOATING_SAVE_AREA_1 = Record("_FLOATING_SAVE_AREA", 0x70, "struct",
     "DataSelector" / At(0x018, T_unsigned_long),  # +0x018
     "RegisterArea" / At(0x01c, Array(80, T_unsigned_char)),  # +0x01c
     "Cr0NpxState" / At(0x06c, T_unsigned_long),  # +0x06c
-    variant="_FLOATING_SAVE_AREA_1", digest="f12c4eec86a48f97")
+), variant="_FLOATING_SAVE_AREA_1", digest="f12c4eec86a48f97")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x2cc, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x2cc, "struct", lambda: (
     "ContextFlags" / At(0x000, T_unsigned_long),  # +0x000
     "Dr0" / At(0x004, T_unsigned_long),  # +0x004
     "Dr1" / At(0x008, T_unsigned_long),  # +0x008
@@ -193,26 +194,26 @@ _CONTEXT_1 = Record("_CONTEXT", 0x2cc, "struct",
     "Esp" / At(0x0c4, T_unsigned_long),  # +0x0c4
     "SegSs" / At(0x0c8, T_unsigned_long),  # +0x0c8
     "ExtendedRegisters" / At(0x0cc, Array(512, T_unsigned_char)),  # +0x0cc
-    variant="_CONTEXT_1", digest="30edf98f0378bf2b")
+), variant="_CONTEXT_1", digest="30edf98f0378bf2b")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x8, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, Ptr("unsigned short", 4, "base")),  # +0x004
-    variant="_UNICODE_STRING_1", digest="344786cc833845c3")
+), variant="_UNICODE_STRING_1", digest="344786cc833845c3")
 
-_CURDIR_1 = Record("_CURDIR", 0xc, "struct",
+_CURDIR_1 = Record("_CURDIR", 0xc, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x008, Ptr("void", 4, "base")),  # +0x008
-    variant="_CURDIR_1", digest="2c3dd65bd5acfc20")
+), variant="_CURDIR_1", digest="2c3dd65bd5acfc20")
 
-_DESCRIPTOR_1 = Record("_DESCRIPTOR", 0x8, "struct",
+_DESCRIPTOR_1 = Record("_DESCRIPTOR", 0x8, "struct", lambda: (
     "Pad" / At(0x000, T_unsigned_short),  # +0x000
     "Limit" / At(0x002, T_unsigned_short),  # +0x002
     "Base" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_DESCRIPTOR_1", digest="a493368bfeb0837a")
+), variant="_DESCRIPTOR_1", digest="a493368bfeb0837a")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x10, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x10, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Abandoned" / At(0x001, T_unsigned_char),  # +0x001
@@ -243,17 +244,17 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x10, "struct",
     "UmsPrimary" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="3adca666ba6a295a")
+), variant="_DISPATCHER_HEADER_1", digest="3adca666ba6a295a")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x8, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x8, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long),  # +0x000
     "TableSize" / At(0x004, T_unsigned_long),  # +0x004
     "IoPriorityBoosted" / At(0x004, Bits(0, 1, T_unsigned_long)),  # +0x004
     "OwnerReferenced" / At(0x004, Bits(1, 1, T_unsigned_long)),  # +0x004
     "OwnerCount" / At(0x004, Bits(2, 30, T_unsigned_long)),  # +0x004
-    variant="_OWNER_ENTRY_1", digest="18ec3fe07bb05020")
+), variant="_OWNER_ENTRY_1", digest="18ec3fe07bb05020")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x38, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x38, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x008, Ptr("_OWNER_ENTRY", 4, "struct")),  # +0x008
     "ActiveCount" / At(0x00c, T_short),  # +0x00c
@@ -268,32 +269,32 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x38, "struct",
     "Address" / At(0x030, Ptr("void", 4, "base")),  # +0x030
     "CreatorBackTraceIndex" / At(0x030, T_unsigned_long),  # +0x030
     "SpinLock" / At(0x034, T_unsigned_long),  # +0x034
-    variant="_ERESOURCE_1", digest="5edbe1a9bab33135")
+), variant="_ERESOURCE_1", digest="5edbe1a9bab33135")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xc, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xc, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="c242ba4b2188e24b")
+), variant="_KAFFINITY_EX_1", digest="c242ba4b2188e24b")
 
-_KEVENT_1 = Record("_KEVENT", 0x10, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x10, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="d1f6f95cd040d626")
+), variant="_KEVENT_1", digest="d1f6f95cd040d626")
 
-_EJOB_1 = Record("_EJOB", 0x138, "struct",
+_EJOB_1 = Record("_EJOB", 0x138, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "ProcessListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
@@ -336,9 +337,9 @@ _EJOB_1 = Record("_EJOB", 0x138, "struct",
     "JobSetLinks" / At(0x124, _LIST_ENTRY_1),  # +0x124
     "MemberLevel" / At(0x12c, T_unsigned_long),  # +0x12c
     "JobFlags" / At(0x130, T_unsigned_long),  # +0x130
-    variant="_EJOB_1", digest="6728d8861c818e23")
+), variant="_EJOB_1", digest="6728d8861c818e23")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "ModwriterAttached" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "TrimHard" / At(0x000, Bits(4, 1, T_unsigned_char)),  # +0x000
@@ -354,9 +355,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "VmExiting" / At(0x003, Bits(1, 1, T_unsigned_char)),  # +0x003
     "ExpansionFailed" / At(0x003, Bits(2, 1, T_unsigned_char)),  # +0x003
     "Available" / At(0x003, Bits(3, 5, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="0c2594fad02a63d7")
+), variant="_MMSUPPORT_FLAGS_1", digest="0c2594fad02a63d7")
 
-_MMSUPPORT_1 = Record("_MMSUPPORT", 0x6c, "struct",
+_MMSUPPORT_1 = Record("_MMSUPPORT", 0x6c, "struct", lambda: (
     "WorkingSetMutex" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ExitGate" / At(0x004, Ptr("_KGATE", 4, "struct")),  # +0x004
     "AccessLog" / At(0x008, Ptr("void", 4, "base")),  # +0x008
@@ -378,9 +379,9 @@ _MMSUPPORT_1 = Record("_MMSUPPORT", 0x6c, "struct",
     "RepurposeCount" / At(0x060, T_unsigned_long),  # +0x060
     "Spare" / At(0x064, Array(1, T_unsigned_long)),  # +0x064
     "Flags" / At(0x068, _MMSUPPORT_FLAGS_1),  # +0x068
-    variant="_MMSUPPORT_1", digest="17ce590601ca0eb1")
+), variant="_MMSUPPORT_1", digest="17ce590601ca0eb1")
 
-_HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x4, "struct",
+_HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x4, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -394,37 +395,37 @@ _HARDWARE_PTE_1 = Record("_HARDWARE_PTE", 0x4, "struct",
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "reserved" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 20, T_unsigned_long)),  # +0x000
-    variant="_HARDWARE_PTE_1", digest="58b566e117bbca20")
+), variant="_HARDWARE_PTE_1", digest="58b566e117bbca20")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x4, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x4, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="61f91ba521e06420")
+), variant="_EX_FAST_REF_1", digest="61f91ba521e06420")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x4, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x4, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION", 4, "struct")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="675332ab7c6f1d6e")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="675332ab7c6f1d6e")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x4, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x4, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY", 4, "struct")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="5a354601c96b7bf3")
+), variant="_SINGLE_LIST_ENTRY_1", digest="5a354601c96b7bf3")
 
-_KIDTENTRY_1 = Record("_KIDTENTRY", 0x8, "struct",
+_KIDTENTRY_1 = Record("_KIDTENTRY", 0x8, "struct", lambda: (
     "Offset" / At(0x000, T_unsigned_short),  # +0x000
     "Selector" / At(0x002, T_unsigned_short),  # +0x002
     "Access" / At(0x004, T_unsigned_short),  # +0x004
     "ExtendedOffset" / At(0x006, T_unsigned_short),  # +0x006
-    variant="_KIDTENTRY_1", digest="6135897efc65245d")
+), variant="_KIDTENTRY_1", digest="6135897efc65245d")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_2 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMid" / At(0x000, T_unsigned_char),  # +0x000
     "Flags1" / At(0x001, T_unsigned_char),  # +0x001
     "Flags2" / At(0x002, T_unsigned_char),  # +0x002
     "BaseHi" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_unnamed_2", digest="51ebc14406b9c46d")
+), variant="_unnamed_2", digest="51ebc14406b9c46d")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_3 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMid" / At(0x000, Bits(0, 8, T_unsigned_long)),  # +0x000
     "Type" / At(0x000, Bits(8, 5, T_unsigned_long)),  # +0x000
     "Dpl" / At(0x000, Bits(13, 2, T_unsigned_long)),  # +0x000
@@ -435,26 +436,26 @@ _unnamed_3 = Record("<unnamed-tag>", 0x4, "struct",
     "Default_Big" / At(0x000, Bits(22, 1, T_unsigned_long)),  # +0x000
     "Granularity" / At(0x000, Bits(23, 1, T_unsigned_long)),  # +0x000
     "BaseHi" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_unnamed_3", digest="67a1d29501b8e188")
+), variant="_unnamed_3", digest="67a1d29501b8e188")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_4 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Bits" / At(0x000, _unnamed_3),  # +0x000
     "Bytes" / At(0x000, _unnamed_2),  # +0x000
-    variant="_unnamed_4", digest="88dbbf010895adb4")
+), variant="_unnamed_4", digest="88dbbf010895adb4")
 
-_KGDTENTRY_1 = Record("_KGDTENTRY", 0x8, "struct",
+_KGDTENTRY_1 = Record("_KGDTENTRY", 0x8, "struct", lambda: (
     "LimitLow" / At(0x000, T_unsigned_short),  # +0x000
     "BaseLow" / At(0x002, T_unsigned_short),  # +0x002
     "HighWord" / At(0x004, _unnamed_4),  # +0x004
-    variant="_KGDTENTRY_1", digest="6f1addbc101e6681")
+), variant="_KGDTENTRY_1", digest="6f1addbc101e6681")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
     "ExecuteEnable" / At(0x000, Bits(1, 1, T_unsigned_char)),  # +0x000
@@ -464,9 +465,9 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="bb51b0ce8c61d7fc")
+), variant="_KEXECUTE_OPTIONS_1", digest="bb51b0ce8c61d7fc")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x98, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x98, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "DirectoryTableBase" / At(0x018, T_unsigned_long),  # +0x018
@@ -501,36 +502,36 @@ _KPROCESS_1 = Record("_KPROCESS", 0x98, "struct",
     "KernelTime" / At(0x088, T_unsigned_long),  # +0x088
     "UserTime" / At(0x08c, T_unsigned_long),  # +0x08c
     "VdmTrapcHandler" / At(0x090, Ptr("void", 4, "base")),  # +0x090
-    variant="_KPROCESS_1", digest="adc3e6d68dd20199")
+), variant="_KPROCESS_1", digest="adc3e6d68dd20199")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x4, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x4, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 4, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="c1ae06131be2cf71")
+), variant="_EX_RUNDOWN_REF_1", digest="c1ae06131be2cf71")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_5 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Parent" / At(0x000, Ptr("_MMADDRESS_NODE", 4, "struct")),  # +0x000
     "Balance" / At(0x000, Bits(0, 2, T_long)),  # +0x000
-    variant="_unnamed_5", digest="ca38daa0b139f9c7")
+), variant="_unnamed_5", digest="ca38daa0b139f9c7")
 
-_MMADDRESS_NODE_1 = Record("_MMADDRESS_NODE", 0x14, "struct",
+_MMADDRESS_NODE_1 = Record("_MMADDRESS_NODE", 0x14, "struct", lambda: (
     "u1" / At(0x000, _unnamed_5),  # +0x000
     "LeftChild" / At(0x004, Ptr("_MMADDRESS_NODE", 4, "struct")),  # +0x004
     "RightChild" / At(0x008, Ptr("_MMADDRESS_NODE", 4, "struct")),  # +0x008
     "StartingVpn" / At(0x00c, T_unsigned_long),  # +0x00c
     "EndingVpn" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_MMADDRESS_NODE_1", digest="39058e50eb0c3948")
+), variant="_MMADDRESS_NODE_1", digest="39058e50eb0c3948")
 
-_MM_AVL_TABLE_1 = Record("_MM_AVL_TABLE", 0x20, "struct",
+_MM_AVL_TABLE_1 = Record("_MM_AVL_TABLE", 0x20, "struct", lambda: (
     "BalancedRoot" / At(0x000, _MMADDRESS_NODE_1),  # +0x000
     "DepthOfTree" / At(0x014, Bits(0, 5, T_unsigned_long)),  # +0x014
     "Unused" / At(0x014, Bits(5, 3, T_unsigned_long)),  # +0x014
     "NumberGenericTableElements" / At(0x014, Bits(8, 24, T_unsigned_long)),  # +0x014
     "NodeHint" / At(0x018, Ptr("void", 4, "base")),  # +0x018
     "NodeFreeHint" / At(0x01c, Ptr("void", 4, "base")),  # +0x01c
-    variant="_MM_AVL_TABLE_1", digest="d3f03fd78c1a837d")
+), variant="_MM_AVL_TABLE_1", digest="d3f03fd78c1a837d")
 
-_EPROCESS_1 = Record("_EPROCESS", 0x2c0, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0x2c0, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x098, _EX_PUSH_LOCK_1),  # +0x098
     "CreateTime" / At(0x0a0, _LARGE_INTEGER_1),  # +0x0a0
@@ -665,16 +666,16 @@ _EPROCESS_1 = Record("_EPROCESS", 0x2c0, "struct",
     "ActiveThreadsHighWatermark" / At(0x2b4, T_unsigned_long),  # +0x2b4
     "SmallestTimerResolution" / At(0x2b8, T_unsigned_long),  # +0x2b8
     "TimerResolutionStackRecord" / At(0x2bc, Ptr("_PO_DIAG_STACK_RECORD", 4, "struct")),  # +0x2bc
-    variant="_EPROCESS_1", digest="30a0cf0e3684d1b3")
+), variant="_EPROCESS_1", digest="30a0cf0e3684d1b3")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x4, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x4, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="0a72ecfc058e38ee")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="0a72ecfc058e38ee")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x18, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x18, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Thread" / At(0x008, Ptr("_KTHREAD", 4, "struct")),  # +0x008
     "Object" / At(0x00c, Ptr("void", 4, "base")),  # +0x00c
@@ -682,15 +683,15 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x18, "struct",
     "WaitKey" / At(0x014, T_unsigned_short),  # +0x014
     "WaitType" / At(0x016, T_unsigned_char),  # +0x016
     "BlockState" / At(0x017, T_unsigned_char),  # +0x017
-    variant="_KWAIT_BLOCK_1", digest="1f871eefdf5455b2")
+), variant="_KWAIT_BLOCK_1", digest="1f871eefdf5455b2")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0xc, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0xc, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long),  # +0x000
     "Group" / At(0x004, T_unsigned_short),  # +0x004
     "Reserved" / At(0x006, Array(3, T_unsigned_short)),  # +0x006
-    variant="_GROUP_AFFINITY_1", digest="26c16e35fbc505a7")
+), variant="_GROUP_AFFINITY_1", digest="26c16e35fbc505a7")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 2, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(2, 1, T_unsigned_char)),  # +0x000
@@ -699,14 +700,14 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "UserApc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Unused" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="5120bd38a170ad24")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="5120bd38a170ad24")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x14, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x14, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x010, T_long),  # +0x010
-    variant="_KSEMAPHORE_1", digest="6666ba48d80fa9b7")
+), variant="_KSEMAPHORE_1", digest="6666ba48d80fa9b7")
 
-_KAPC_1 = Record("_KAPC", 0x30, "struct",
+_KAPC_1 = Record("_KAPC", 0x30, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -723,37 +724,37 @@ _KAPC_1 = Record("_KAPC", 0x30, "struct",
     "ApcStateIndex" / At(0x02c, T_char),  # +0x02c
     "ApcMode" / At(0x02d, T_char),  # +0x02d
     "Inserted" / At(0x02e, T_unsigned_char),  # +0x02e
-    variant="_KAPC_1", digest="ad598f61d0be20de")
+), variant="_KAPC_1", digest="ad598f61d0be20de")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_6 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_6", digest="66d4b3569580fde7")
+), variant="_unnamed_6", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_6),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x28, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x28, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x010, _ULARGE_INTEGER_1),  # +0x010
     "TimerListEntry" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "Dpc" / At(0x020, Ptr("_KDPC", 4, "struct")),  # +0x020
     "Period" / At(0x024, T_unsigned_long),  # +0x024
-    variant="_KTIMER_1", digest="c68f652cacb026d7")
+), variant="_KTIMER_1", digest="c68f652cacb026d7")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x18, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x18, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x010, Ptr("_KPROCESS", 4, "struct")),  # +0x010
     "KernelApcInProgress" / At(0x014, T_unsigned_char),  # +0x014
     "KernelApcPending" / At(0x015, T_unsigned_char),  # +0x015
     "UserApcPending" / At(0x016, T_unsigned_char),  # +0x016
-    variant="_KAPC_STATE_1", digest="dab2aed77c749e44")
+), variant="_KAPC_STATE_1", digest="dab2aed77c749e44")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x200, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x200, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "CycleTime" / At(0x010, T_unsigned_long_long),  # +0x010
     "HighCycleTime" / At(0x018, T_unsigned_long),  # +0x018
@@ -871,9 +872,9 @@ _KTHREAD_1 = Record("_KTHREAD", 0x200, "struct",
     "SListFaultAddress" / At(0x1f0, Ptr("void", 4, "base")),  # +0x1f0
     "ThreadCounters" / At(0x1f4, Ptr("_KTHREAD_COUNTERS", 4, "struct")),  # +0x1f4
     "XStateSave" / At(0x1f8, Ptr("_XSTATE_SAVE", 4, "struct")),  # +0x1f8
-    variant="_KTHREAD_1", digest="0eb4dc46b9083ed2")
+), variant="_KTHREAD_1", digest="0eb4dc46b9083ed2")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x2b8, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x2b8, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x200, _LARGE_INTEGER_1),  # +0x200
     "ExitTime" / At(0x208, _LARGE_INTEGER_1),  # +0x208
@@ -962,9 +963,9 @@ _ETHREAD_1 = Record("_ETHREAD", 0x2b8, "struct",
     "IrpListLock" / At(0x2a8, T_unsigned_long),  # +0x2a8
     "ReservedForSynchTracking" / At(0x2ac, Ptr("void", 4, "base")),  # +0x2ac
     "CmCallbackListHead" / At(0x2b0, _SINGLE_LIST_ENTRY_1),  # +0x2b0
-    variant="_ETHREAD_1", digest="ee239b0f55a284dd")
+), variant="_ETHREAD_1", digest="ee239b0f55a284dd")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0x80, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0x80, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x004, Ptr("_DEVICE_OBJECT", 4, "struct")),  # +0x004
@@ -995,22 +996,22 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0x80, "struct",
     "IrpListLock" / At(0x070, T_unsigned_long),  # +0x070
     "IrpList" / At(0x074, _LIST_ENTRY_1),  # +0x074
     "FileObjectExtension" / At(0x07c, Ptr("void", 4, "base")),  # +0x07c
-    variant="_FILE_OBJECT_1", digest="712cd6a999f84805")
+), variant="_FILE_OBJECT_1", digest="712cd6a999f84805")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e0, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e0, "struct", lambda: (
     "Offset" / At(0x000, T_unsigned_long),  # +0x000
     "HDC" / At(0x004, T_unsigned_long),  # +0x004
     "Buffer" / At(0x008, Array(310, T_unsigned_long)),  # +0x008
-    variant="_GDI_TEB_BATCH_1", digest="4aaa23ea81a320fa")
+), variant="_GDI_TEB_BATCH_1", digest="4aaa23ea81a320fa")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x8, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x8, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "Next" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x004, T_unsigned_short),  # +0x004
     "Sequence" / At(0x006, T_unsigned_short),  # +0x006
-    variant="_SLIST_HEADER_1", digest="53a30c538e386843")
+), variant="_SLIST_HEADER_1", digest="53a30c538e386843")
 
-_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
+_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x008, T_unsigned_short),  # +0x008
@@ -1033,9 +1034,9 @@ _GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
     "LastAllocateHits" / At(0x03c, T_unsigned_long),  # +0x03c
     "LastAllocateMisses" / At(0x03c, T_unsigned_long),  # +0x03c
     "Future" / At(0x040, Array(2, T_unsigned_long)),  # +0x040
-    variant="_GENERAL_LOOKASIDE_1", digest="15aced1620fcaf82")
+), variant="_GENERAL_LOOKASIDE_1", digest="15aced1620fcaf82")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x48, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x48, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x008, T_unsigned_short),  # +0x008
@@ -1058,23 +1059,23 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x48, "struct",
     "LastAllocateHits" / At(0x03c, T_unsigned_long),  # +0x03c
     "LastAllocateMisses" / At(0x03c, T_unsigned_long),  # +0x03c
     "Future" / At(0x040, Array(2, T_unsigned_long)),  # +0x040
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="923bf4b03e544e8a")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="923bf4b03e544e8a")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x3c, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x3c, "struct", lambda: (
     "TableCode" / At(0x000, T_unsigned_long),  # +0x000
     "QuotaProcess" / At(0x004, Ptr("_EPROCESS", 4, "struct")),  # +0x004
     "UniqueProcessId" / At(0x008, Ptr("void", 4, "base")),  # +0x008
@@ -1090,9 +1091,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x3c, "struct",
     "HandleCount" / At(0x030, T_unsigned_long),  # +0x030
     "NextHandleNeedingPool" / At(0x034, T_unsigned_long),  # +0x034
     "HandleCountHighWatermark" / At(0x038, T_unsigned_long),  # +0x038
-    variant="_HANDLE_TABLE_1", digest="8eb97c9882781d78")
+), variant="_HANDLE_TABLE_1", digest="8eb97c9882781d78")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x8, "struct",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x8, "struct", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO", 4, "struct")),  # +0x000
     "ObAttributes" / At(0x000, T_unsigned_long),  # +0x000
     "Object" / At(0x000, Ptr("void", 4, "base")),  # +0x000
@@ -1101,9 +1102,9 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x8, "struct",
     "GrantedAccessIndex" / At(0x004, T_unsigned_short),  # +0x004
     "NextFreeTableEntry" / At(0x004, T_unsigned_long),  # +0x004
     "CreatorBackTraceIndex" / At(0x006, T_unsigned_short),  # +0x006
-    variant="_HANDLE_TABLE_ENTRY_1", digest="627edb50259d3c42")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="627edb50259d3c42")
 
-_KDPC_1 = Record("_KDPC", 0x20, "struct",
+_KDPC_1 = Record("_KDPC", 0x20, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
     "Number" / At(0x002, T_unsigned_short),  # +0x002
@@ -1113,20 +1114,20 @@ _KDPC_1 = Record("_KDPC", 0x20, "struct",
     "SystemArgument1" / At(0x014, Ptr("void", 4, "base")),  # +0x014
     "SystemArgument2" / At(0x018, Ptr("void", 4, "base")),  # +0x018
     "DpcData" / At(0x01c, Ptr("void", 4, "base")),  # +0x01c
-    variant="_KDPC_1", digest="2ff9b18b543e5fac")
+), variant="_KDPC_1", digest="2ff9b18b543e5fac")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x14, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x14, "struct", lambda: (
     "DpcListHead" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "DpcLock" / At(0x008, T_unsigned_long),  # +0x008
     "DpcQueueDepth" / At(0x00c, T_long),  # +0x00c
     "DpcCount" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_KDPC_DATA_1", digest="3c31a30554265061")
+), variant="_KDPC_DATA_1", digest="3c31a30554265061")
 
-_KGATE_1 = Record("_KGATE", 0x10, "struct",
+_KGATE_1 = Record("_KGATE", 0x10, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="3a83404a04d41ee7")
+), variant="_KGATE_1", digest="3a83404a04d41ee7")
 
-_KGUARDED_MUTEX_1 = Record("_KGUARDED_MUTEX", 0x20, "struct",
+_KGUARDED_MUTEX_1 = Record("_KGUARDED_MUTEX", 0x20, "struct", lambda: (
     "Count" / At(0x000, T_long),  # +0x000
     "Owner" / At(0x004, Ptr("_KTHREAD", 4, "struct")),  # +0x004
     "Contention" / At(0x008, T_unsigned_long),  # +0x008
@@ -1134,9 +1135,9 @@ _KGUARDED_MUTEX_1 = Record("_KGUARDED_MUTEX", 0x20, "struct",
     "CombinedApcDisable" / At(0x01c, T_unsigned_long),  # +0x01c
     "KernelApcDisable" / At(0x01c, T_short),  # +0x01c
     "SpecialApcDisable" / At(0x01e, T_short),  # +0x01e
-    variant="_KGUARDED_MUTEX_1", digest="a2440dd4d44778e3")
+), variant="_KGUARDED_MUTEX_1", digest="a2440dd4d44778e3")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x1c, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x1c, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD", 4, "struct")),  # +0x000
     "StackBase" / At(0x004, Ptr("void", 4, "base")),  # +0x004
     "StackLimit" / At(0x008, Ptr("void", 4, "base")),  # +0x008
@@ -1145,33 +1146,33 @@ _NT_TIB_1 = Record("_NT_TIB", 0x1c, "struct",
     "Version" / At(0x010, T_unsigned_long),  # +0x010
     "ArbitraryUserPointer" / At(0x014, Ptr("void", 4, "base")),  # +0x014
     "Self" / At(0x018, Ptr("_NT_TIB", 4, "struct")),  # +0x018
-    variant="_NT_TIB_1", digest="7468d3458ab7df1d")
+), variant="_NT_TIB_1", digest="7468d3458ab7df1d")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x18, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long),  # +0x000
     "Entry" / At(0x004, _LIST_ENTRY_1),  # +0x004
     "Time" / At(0x010, _ULARGE_INTEGER_1),  # +0x010
-    variant="_KTIMER_TABLE_ENTRY_1", digest="16fa93d6286104c1")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="16fa93d6286104c1")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x1840, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x1840, "struct", lambda: (
     "TimerExpiry" / At(0x000, Array(16, Ptr("_KTIMER", 4, "struct"))),  # +0x000
     "TimerEntries" / At(0x040, Array(256, _KTIMER_TABLE_ENTRY_1)),  # +0x040
-    variant="_KTIMER_TABLE_1", digest="6885f1f01b91ac64")
+), variant="_KTIMER_TABLE_1", digest="6885f1f01b91ac64")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0xc8, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0xc8, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES", 4, "struct")),  # +0x000
     "IdleTimeLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "IdleTimeTotal" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1199,9 +1200,9 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0xc8, "struct",
     "OverUtilizedHistory" / At(0x0bc, T_unsigned_long),  # +0x0bc
     "AffinityCount" / At(0x0c0, T_unsigned_long),  # +0x0c0
     "AffinityHistory" / At(0x0c4, T_unsigned_long),  # +0x0c4
-    variant="_PROCESSOR_POWER_STATE_1", digest="858d077d2b55506f")
+), variant="_PROCESSOR_POWER_STATE_1", digest="858d077d2b55506f")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0x54, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0x54, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long),  # +0x000
     "Cr2" / At(0x004, T_unsigned_long),  # +0x004
     "Cr3" / At(0x008, T_unsigned_long),  # +0x008
@@ -1217,24 +1218,24 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0x54, "struct",
     "Tr" / At(0x038, T_unsigned_short),  # +0x038
     "Ldtr" / At(0x03a, T_unsigned_short),  # +0x03a
     "Reserved" / At(0x03c, Array(6, T_unsigned_long)),  # +0x03c
-    variant="_KSPECIAL_REGISTERS_1", digest="1bea66c26be381ea")
+), variant="_KSPECIAL_REGISTERS_1", digest="1bea66c26be381ea")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x320, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x320, "struct", lambda: (
     "ContextFrame" / At(0x000, _CONTEXT_1),  # +0x000
     "SpecialRegisters" / At(0x2cc, _KSPECIAL_REGISTERS_1),  # +0x2cc
-    variant="_KPROCESSOR_STATE_1", digest="9d4c8389678e5503")
+), variant="_KPROCESSOR_STATE_1", digest="9d4c8389678e5503")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x8, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x8, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE", 4, "struct")),  # +0x000
     "L" / At(0x004, Ptr("_GENERAL_LOOKASIDE", 4, "struct")),  # +0x004
-    variant="_PP_LOOKASIDE_LIST_1", digest="ac706f766fe9c249")
+), variant="_PP_LOOKASIDE_LIST_1", digest="ac706f766fe9c249")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x8, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE", 4, "struct")),  # +0x000
     "Lock" / At(0x004, Ptr("unsigned long", 4, "base")),  # +0x004
-    variant="_KSPIN_LOCK_QUEUE_1", digest="e05fd7e0b3fc0633")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="e05fd7e0b3fc0633")
 
-_KPRCB_1 = Record("_KPRCB", 0x3628, "struct",
+_KPRCB_1 = Record("_KPRCB", 0x3628, "struct", lambda: (
     "MinorVersion" / At(0x0000, T_unsigned_short),  # +0x0000
     "MajorVersion" / At(0x0002, T_unsigned_short),  # +0x0002
     "CurrentThread" / At(0x0004, Ptr("_KTHREAD", 4, "struct")),  # +0x0004
@@ -1480,9 +1481,9 @@ _KPRCB_1 = Record("_KPRCB", 0x3628, "struct",
     "Context" / At(0x3618, Ptr("_CONTEXT", 4, "struct")),  # +0x3618
     "ContextFlags" / At(0x361c, T_unsigned_long),  # +0x361c
     "ExtendedState" / At(0x3620, Ptr("_XSAVE_AREA", 4, "struct")),  # +0x3620
-    variant="_KPRCB_1", digest="95075efacb6a5810")
+), variant="_KPRCB_1", digest="95075efacb6a5810")
 
-_KPCR_1 = Record("_KPCR", 0x3748, "struct",
+_KPCR_1 = Record("_KPCR", 0x3748, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "Used_ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD", 4, "struct")),  # +0x000
     "Used_StackBase" / At(0x004, Ptr("void", 4, "base")),  # +0x004
@@ -1517,9 +1518,9 @@ _KPCR_1 = Record("_KPCR", 0x3748, "struct",
     "Spare1" / At(0x0d8, T_unsigned_char),  # +0x0d8
     "KernelReserved2" / At(0x0dc, Array(17, T_unsigned_long)),  # +0x0dc
     "PrcbData" / At(0x120, _KPRCB_1),  # +0x120
-    variant="_KPCR_1", digest="d81cf4655c8ec57a")
+), variant="_KPCR_1", digest="d81cf4655c8ec57a")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x78, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x78, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "InInitializationOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
@@ -1544,14 +1545,14 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x78, "struct",
     "ContextInformation" / At(0x068, Ptr("void", 4, "base")),  # +0x068
     "OriginalBase" / At(0x06c, T_unsigned_long),  # +0x06c
     "LoadTime" / At(0x070, _LARGE_INTEGER_1),  # +0x070
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="45ba0ef971bf8f47")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="45ba0ef971bf8f47")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x4, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x4, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -1565,35 +1566,35 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x4, "struct",
     "Unused" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "Write" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 20, T_unsigned_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="6c61eeb7fc7468de")
+), variant="_MMPTE_HARDWARE_1", digest="6c61eeb7fc7468de")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x4, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x4, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "PageFileLow" / At(0x000, Bits(1, 4, T_unsigned_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long)),  # +0x000
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(12, 20, T_unsigned_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="8d1fa534e2f05b46")
+), variant="_MMPTE_SOFTWARE_1", digest="8d1fa534e2f05b46")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x4, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x4, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "ProtoAddressLow" / At(0x000, Bits(1, 8, T_unsigned_long)),  # +0x000
     "ReadOnly" / At(0x000, Bits(9, 1, T_unsigned_long)),  # +0x000
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "ProtoAddressHigh" / At(0x000, Bits(11, 21, T_unsigned_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="935f7d28c795d1ea")
+), variant="_MMPTE_PROTOTYPE_1", digest="935f7d28c795d1ea")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x4, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x4, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 8, T_unsigned_long)),  # +0x000
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "filler1" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(12, 20, T_unsigned_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="a6ff6ab1787d1a2f")
+), variant="_MMPTE_LIST_1", digest="a6ff6ab1787d1a2f")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x4, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x4, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -1603,25 +1604,25 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x4, "struct",
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 20, T_unsigned_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="bbc1721c06fda0d7")
+), variant="_MMPTE_TRANSITION_1", digest="bbc1721c06fda0d7")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x4, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x4, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "PageFileLow" / At(0x000, Bits(1, 4, T_unsigned_long)),  # +0x000
     "Protection" / At(0x000, Bits(5, 5, T_unsigned_long)),  # +0x000
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(12, 20, T_unsigned_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="ebdf901846e43a0c")
+), variant="_MMPTE_TIMESTAMP_1", digest="ebdf901846e43a0c")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x4, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x4, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "SubsectionAddressLow" / At(0x000, Bits(1, 9, T_unsigned_long)),  # +0x000
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long)),  # +0x000
     "SubsectionAddressHigh" / At(0x000, Bits(11, 21, T_unsigned_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="f5403f1df67b8841")
+), variant="_MMPTE_SUBSECTION_1", digest="f5403f1df67b8841")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_7 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flush" / At(0x000, _HARDWARE_PTE_1),  # +0x000
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
@@ -1632,32 +1633,32 @@ _unnamed_7 = Record("<unnamed-tag>", 0x4, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_7", digest="fbf57aefae46a5f3")
+), variant="_unnamed_7", digest="fbf57aefae46a5f3")
 
-_MMPTE_1 = Record("_MMPTE", 0x4, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x4, "struct", lambda: (
     "u" / At(0x000, _unnamed_7),  # +0x000
-    variant="_MMPTE_1", digest="e726177f5e001c6f")
+), variant="_MMPTE_1", digest="e726177f5e001c6f")
 
-_MI_SPECIAL_POOL_PTE_LIST_1 = Record("_MI_SPECIAL_POOL_PTE_LIST", 0x8, "struct",
+_MI_SPECIAL_POOL_PTE_LIST_1 = Record("_MI_SPECIAL_POOL_PTE_LIST", 0x8, "struct", lambda: (
     "FreePteHead" / At(0x000, _MMPTE_1),  # +0x000
     "FreePteTail" / At(0x004, _MMPTE_1),  # +0x004
-    variant="_MI_SPECIAL_POOL_PTE_LIST_1", digest="3dac91894e80bff9")
+), variant="_MI_SPECIAL_POOL_PTE_LIST_1", digest="3dac91894e80bff9")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x8, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x8, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Ptr("unsigned long", 4, "base")),  # +0x004
-    variant="_RTL_BITMAP_1", digest="97dae0492f0d4008")
+), variant="_RTL_BITMAP_1", digest="97dae0492f0d4008")
 
-_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x24, "struct",
+_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x24, "struct", lambda: (
     "PteBase" / At(0x000, Ptr("_MMPTE", 4, "struct")),  # +0x000
     "Lock" / At(0x004, T_unsigned_long),  # +0x004
     "Paged" / At(0x008, _MI_SPECIAL_POOL_PTE_LIST_1),  # +0x008
     "NonPaged" / At(0x010, _MI_SPECIAL_POOL_PTE_LIST_1),  # +0x010
     "PagesInUse" / At(0x018, T_long),  # +0x018
     "SpecialPoolPdes" / At(0x01c, _RTL_BITMAP_1),  # +0x01c
-    variant="_MI_SPECIAL_POOL_1", digest="363f775575dd323c")
+), variant="_MI_SPECIAL_POOL_1", digest="363f775575dd323c")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x30, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x30, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_1),  # +0x000
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
     "Hint" / At(0x00c, T_unsigned_long),  # +0x00c
@@ -1670,9 +1671,9 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x30, "struct",
     "PteFailures" / At(0x028, T_unsigned_long),  # +0x028
     "GlobalMutex" / At(0x02c, Ptr("_KGUARDED_MUTEX", 4, "struct")),  # +0x02c
     "SpinLock" / At(0x02c, T_unsigned_long),  # +0x02c
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="11c083c7c8ab1610")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="11c083c7c8ab1610")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x38, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x38, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _KGUARDED_MUTEX_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x020, Ptr("_KGUARDED_MUTEX", 4, "struct")),  # +0x020
     "SystemSpaceViewTable" / At(0x024, Ptr("_MMVIEW", 4, "struct")),  # +0x024
@@ -1680,18 +1681,18 @@ _MMSESSION_1 = Record("_MMSESSION", 0x38, "struct",
     "SystemSpaceHashEntries" / At(0x02c, T_unsigned_long),  # +0x02c
     "SystemSpaceHashKey" / At(0x030, T_unsigned_long),  # +0x030
     "BitmapFailures" / At(0x034, T_unsigned_long),  # +0x034
-    variant="_MMSESSION_1", digest="c8ce7c7133176b98")
+), variant="_MMSESSION_1", digest="c8ce7c7133176b98")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x38, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x38, "struct", lambda: (
     "Mutex" / At(0x000, _KGUARDED_MUTEX_1),  # +0x000
     "PagedPoolAllocationMap" / At(0x020, _RTL_BITMAP_1),  # +0x020
     "FirstPteForPagedPool" / At(0x028, Ptr("_MMPTE", 4, "struct")),  # +0x028
     "PagedPoolHint" / At(0x02c, T_unsigned_long),  # +0x02c
     "PagedPoolCommit" / At(0x030, T_unsigned_long),  # +0x030
     "AllocatedPagedPool" / At(0x034, T_unsigned_long),  # +0x034
-    variant="_MM_PAGED_POOL_INFO_1", digest="da68b112060d7475")
+), variant="_MM_PAGED_POOL_INFO_1", digest="da68b112060d7475")
 
-_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
+_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct", lambda: (
     "PoolType" / At(0x000, _POOL_TYPE_1),  # +0x000
     "NonPagedLock" / At(0x004, T_unsigned_long),  # +0x004
     "PagedLock" / At(0x004, _KGUARDED_MUTEX_1),  # +0x004
@@ -1705,9 +1706,9 @@ _POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
     "PendingFrees" / At(0x100, Ptr("void", 4, "base", 1)),  # +0x100
     "PendingFreeDepth" / At(0x104, T_long),  # +0x104
     "ListHeads" / At(0x140, Array(512, _LIST_ENTRY_1)),  # +0x140
-    variant="_POOL_DESCRIPTOR_1", digest="7e71d71f287faaf9")
+), variant="_POOL_DESCRIPTOR_1", digest="7e71d71f287faaf9")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -1716,14 +1717,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "PoolDestroyed" / At(0x000, Bits(5, 1, T_unsigned_long)),  # +0x000
     "ObjectInitialized" / At(0x000, Bits(6, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(7, 25, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="bebf166a1490ba51")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="bebf166a1490ba51")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_8 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_8", digest="b67be1542f5da0d7")
+), variant="_unnamed_8", digest="b67be1542f5da0d7")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x2000, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x2000, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _unnamed_8),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -1768,14 +1769,14 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x2000, "struct",
     "IoNotificationEvent" / At(0x1fe0, _KEVENT_1),  # +0x1fe0
     "SessionPoolPdes" / At(0x1ff0, _RTL_BITMAP_1),  # +0x1ff0
     "CpuQuotaBlock" / At(0x1ff8, Ptr("_PS_CPU_QUOTA_BLOCK", 4, "struct")),  # +0x1ff8
-    variant="_MM_SESSION_SPACE_1", digest="a05524349a248835")
+), variant="_MM_SESSION_SPACE_1", digest="a05524349a248835")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x20, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x20, "struct", lambda: (
     "PointerCount" / At(0x000, T_long),  # +0x000
     "HandleCount" / At(0x004, T_long),  # +0x004
     "NextToFree" / At(0x004, Ptr("void", 4, "base")),  # +0x004
@@ -1788,15 +1789,15 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x20, "struct",
     "QuotaBlockCharged" / At(0x010, Ptr("void", 4, "base")),  # +0x010
     "SecurityDescriptor" / At(0x014, Ptr("void", 4, "base")),  # +0x014
     "Body" / At(0x018, _QUAD_1),  # +0x018
-    variant="_OBJECT_HEADER_1", digest="b31cfde04e878dbc")
+), variant="_OBJECT_HEADER_1", digest="b31cfde04e878dbc")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x10, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x10, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY", 4, "struct")),  # +0x000
     "Name" / At(0x004, _UNICODE_STRING_1),  # +0x004
     "ReferenceCount" / At(0x00c, T_long),  # +0x00c
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="4f1c16dfcd8efb2a")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="4f1c16dfcd8efb2a")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x50, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x50, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_char),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -1822,9 +1823,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x50, "struct",
     "SecurityProcedure" / At(0x044, Ptr("<function>", 4, "function")),  # +0x044
     "QueryNameProcedure" / At(0x048, Ptr("<function>", 4, "function")),  # +0x048
     "OkayToCloseProcedure" / At(0x04c, Ptr("<function>", 4, "function")),  # +0x04c
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="36fa9b8d6676fd96")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="36fa9b8d6676fd96")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0x88, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0x88, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "DefaultObject" / At(0x010, Ptr("void", 4, "base")),  # +0x010
@@ -1837,9 +1838,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0x88, "struct",
     "TypeLock" / At(0x078, _EX_PUSH_LOCK_1),  # +0x078
     "Key" / At(0x07c, T_unsigned_long),  # +0x07c
     "CallbackList" / At(0x080, _LIST_ENTRY_1),  # +0x080
-    variant="_OBJECT_TYPE_1", digest="9ca388912df99189")
+), variant="_OBJECT_TYPE_1", digest="9ca388912df99189")
 
-_PEB_1 = Record("_PEB", 0x248, "struct",
+_PEB_1 = Record("_PEB", 0x248, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -1931,9 +1932,9 @@ _PEB_1 = Record("_PEB", 0x248, "struct",
     "HeapTracingEnabled" / At(0x240, Bits(0, 1, T_unsigned_long)),  # +0x240
     "CritSecTracingEnabled" / At(0x240, Bits(1, 1, T_unsigned_long)),  # +0x240
     "SpareTracingBits" / At(0x240, Bits(2, 30, T_unsigned_long)),  # +0x240
-    variant="_PEB_1", digest="8f0b40c10a25859e")
+), variant="_PEB_1", digest="8f0b40c10a25859e")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x30, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x30, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 4, "base")),  # +0x008
@@ -1943,28 +1944,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x30, "struct",
     "EntryInProgress" / At(0x024, Ptr("void", 4, "base")),  # +0x024
     "ShutdownInProgress" / At(0x028, T_unsigned_char),  # +0x028
     "ShutdownThreadId" / At(0x02c, Ptr("void", 4, "base")),  # +0x02c
-    variant="_PEB_LDR_DATA_1", digest="cbed75fdf2a98f70")
+), variant="_PEB_LDR_DATA_1", digest="cbed75fdf2a98f70")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x8, "struct",
+_STRING_1 = Record("_STRING", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, Ptr("char", 4, "base")),  # +0x004
-    variant="_STRING_1", digest="a5a0a18deb8b09dc")
+), variant="_STRING_1", digest="a5a0a18deb8b09dc")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x10, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x10, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="995e846895983370")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="995e846895983370")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x298, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x298, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -1995,46 +1996,46 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x298, "
     "CurrentDirectores" / At(0x090, Array(32, _RTL_DRIVE_LETTER_CURDIR_1)),  # +0x090
     "EnvironmentSize" / At(0x290, T_unsigned_long),  # +0x290
     "EnvironmentVersion" / At(0x294, T_unsigned_long),  # +0x294
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="fd3e48393e49c220")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="fd3e48393e49c220")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1b, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1b, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(27, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="41b1be5347dc2854")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="41b1be5347dc2854")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1c, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1c, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01b, T_unsigned_char),  # +0x01b
-    variant="_SEP_AUDIT_POLICY_1", digest="2734c9b6f2a81e98")
+), variant="_SEP_AUDIT_POLICY_1", digest="2734c9b6f2a81e98")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x8, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x8, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 4, "base")),  # +0x000
     "Attributes" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_SID_AND_ATTRIBUTES_1", digest="c9df0a0143c5447e")
+), variant="_SID_AND_ATTRIBUTES_1", digest="c9df0a0143c5447e")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x88, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x88, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x004, Ptr("_SID_AND_ATTRIBUTES", 4, "struct")),  # +0x004
     "Hash" / At(0x008, Array(32, T_unsigned_long)),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="aa613a8bbd6d8020")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="aa613a8bbd6d8020")
 
-_TEB_1 = Record("_TEB", 0xfe4, "struct",
+_TEB_1 = Record("_TEB", 0xfe4, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "EnvironmentPointer" / At(0x01c, Ptr("void", 4, "base")),  # +0x01c
     "ClientId" / At(0x020, _CLIENT_ID_1),  # +0x020
@@ -2134,14 +2135,14 @@ _TEB_1 = Record("_TEB", 0xfe4, "struct",
     "LockCount" / At(0xfd8, T_unsigned_long),  # +0xfd8
     "SpareUlong0" / At(0xfdc, T_unsigned_long),  # +0xfdc
     "ResourceRetValue" / At(0xfe0, Ptr("void", 4, "base")),  # +0xfe0
-    variant="_TEB_1", digest="a00ed5f4491ccbd9")
+), variant="_TEB_1", digest="a00ed5f4491ccbd9")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x1e0, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x1e0, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -2175,7 +2176,7 @@ _TOKEN_1 = Record("_TOKEN", 0x1e0, "struct",
     "RestrictedSidHash" / At(0x150, _SID_AND_ATTRIBUTES_HASH_1),  # +0x150
     "pSecurityAttributes" / At(0x1d8, Ptr("_AUTHZBASEP_SECURITY_ATTRIBUTES_INFORMATION", 4, "struct")),  # +0x1d8
     "VariablePart" / At(0x1dc, T_unsigned_long),  # +0x1dc
-    variant="_TOKEN_1", digest="0d27ee9ce33d0515")
+), variant="_TOKEN_1", digest="0d27ee9ce33d0515")
 
 
 # ---- per-build tables: PDB name -> variant

@@ -5,7 +5,8 @@ Layouts derived from Volatility ISF symbol tables of Microsoft's public kernel P
 published by JPCERTCC/Windows-Symbol-Tables (BSD-3-Clause; see LICENSE-JPCERTCC beside this file).
 
 Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.
-Members are `"Name" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.
+Members are `"Name" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are
+built when a command first uses the type; see pykd_ext/layouts/cons.py.
 Builds: 6.3.9600.19913 ... 6.3.9600.21620 (27)
 """
 from pykd_ext.layouts.cons import Array, At, Base, Bits, EnumDef, FuncType, Ptr, Record
@@ -250,17 +251,17 @@ _TOKEN_TYPE_1 = EnumDef("_TOKEN_TYPE", T_int, {
 })
 
 # ---- types
-LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct",
+LIST_ENTRY32_1 = Record("LIST_ENTRY32", 0x8, "struct", lambda: (
     "Flink" / At(0x000, T_unsigned_long),  # +0x000
     "Blink" / At(0x004, T_unsigned_long),  # +0x004
-    variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
+), variant="LIST_ENTRY32_1", digest="358ef2a5ca08b251")
 
-_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct",
+_LIST_ENTRY_1 = Record("_LIST_ENTRY", 0x10, "struct", lambda: (
     "Flink" / At(0x000, Ptr("_LIST_ENTRY")),  # +0x000
     "Blink" / At(0x008, Ptr("_LIST_ENTRY")),  # +0x008
-    variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
+), variant="_LIST_ENTRY_1", digest="732be3b4809fde34")
 
-_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
+_EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct", lambda: (
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "Locked" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
@@ -268,49 +269,49 @@ _EX_PUSH_LOCK_1 = Record("_EX_PUSH_LOCK", 0x8, "struct",
     "Waking" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
     "MultipleShared" / At(0x000, Bits(3, 1, T_unsigned_long_long)),  # +0x000
     "Shared" / At(0x000, Bits(4, 60, T_unsigned_long_long)),  # +0x000
-    variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
+), variant="_EX_PUSH_LOCK_1", digest="82ddec1c62a1eb68")
 
-_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct",
+_ALPC_PROCESS_CONTEXT_1 = Record("_ALPC_PROCESS_CONTEXT", 0x20, "struct", lambda: (
     "Lock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "ViewListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "PagedPoolQuotaCache" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
+), variant="_ALPC_PROCESS_CONTEXT_1", digest="f8cb13daf27104dc")
 
-_CACHED_CHILD_LIST_1 = Record("_CACHED_CHILD_LIST", 0x10, "struct",
+_CACHED_CHILD_LIST_1 = Record("_CACHED_CHILD_LIST", 0x10, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "RealKcb" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "ValueList" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_CACHED_CHILD_LIST_1", digest="ce145d9048c608a2")
+), variant="_CACHED_CHILD_LIST_1", digest="ce145d9048c608a2")
 
-_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct",
+_CACHE_DESCRIPTOR_1 = Record("_CACHE_DESCRIPTOR", 0xc, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Associativity" / At(0x001, T_unsigned_char),  # +0x001
     "LineSize" / At(0x002, T_unsigned_short),  # +0x002
     "Size" / At(0x004, T_unsigned_long),  # +0x004
     "Type" / At(0x008, _PROCESSOR_CACHE_TYPE_1),  # +0x008
-    variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
+), variant="_CACHE_DESCRIPTOR_1", digest="9f69ea726ecf5bc7")
 
-_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct",
+_CHILD_LIST_1 = Record("_CHILD_LIST", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long),  # +0x000
     "List" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
+), variant="_CHILD_LIST_1", digest="05e81349deb59c6b")
 
-_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct",
+_CLIENT_ID_1 = Record("_CLIENT_ID", 0x10, "struct", lambda: (
     "UniqueProcess" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "UniqueThread" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_CLIENT_ID_1", digest="dda663846bc3c512")
+), variant="_CLIENT_ID_1", digest="dda663846bc3c512")
 
-_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct",
+_CLIENT_ID32_1 = Record("_CLIENT_ID32", 0x8, "struct", lambda: (
     "UniqueProcess" / At(0x000, T_unsigned_long),  # +0x000
     "UniqueThread" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
+), variant="_CLIENT_ID32_1", digest="64c79e960d0ac704")
 
-_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct",
+_CM_INTENT_LOCK_1 = Record("_CM_INTENT_LOCK", 0x10, "struct", lambda: (
     "OwnerCount" / At(0x000, T_unsigned_long),  # +0x000
     "OwnerTable" / At(0x008, Ptr("_CM_KCB_UOW", 8, "struct", 1)),  # +0x008
-    variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
+), variant="_CM_INTENT_LOCK_1", digest="6f9f4430238e249c")
 
-_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct",
+_CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_long),  # +0x000
     "KeyControlBlock" / At(0x008, Ptr("_CM_KEY_CONTROL_BLOCK")),  # +0x008
     "NotifyBlock" / At(0x010, Ptr("_CM_NOTIFY_BLOCK")),  # +0x010
@@ -321,28 +322,28 @@ _CM_KEY_BODY_1 = Record("_CM_KEY_BODY", 0x58, "struct",
     "KtmTrans" / At(0x038, Ptr("void", 8, "base")),  # +0x038
     "KtmUow" / At(0x040, Ptr("_GUID")),  # +0x040
     "ContextListHead" / At(0x048, _LIST_ENTRY_1),  # +0x048
-    variant="_CM_KEY_BODY_1", digest="940a19995b435baf")
+), variant="_CM_KEY_BODY_1", digest="940a19995b435baf")
 
-_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_1 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_unnamed_1", digest="0ce5426de7e08d50")
+), variant="_unnamed_1", digest="0ce5426de7e08d50")
 
-_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union",
+_LARGE_INTEGER_1 = Record("_LARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_long_long),  # +0x000
     "u" / At(0x000, _unnamed_1),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
+), variant="_LARGE_INTEGER_1", digest="69786b017c1c48e8")
 
-_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct",
+_CM_KEY_HASH_1 = Record("_CM_KEY_HASH", 0x20, "struct", lambda: (
     "ConvKey" / At(0x000, T_unsigned_long),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_KEY_HASH")),  # +0x008
     "KeyHive" / At(0x010, Ptr("_HHIVE")),  # +0x010
     "KeyCell" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_CM_KEY_HASH_1", digest="b42978b736b1c5c2")
+), variant="_CM_KEY_HASH_1", digest="b42978b736b1c5c2")
 
-_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct",
+_CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct", lambda: (
     "RefCount" / At(0x000, T_unsigned_long),  # +0x000
     "ExtFlags" / At(0x004, Bits(0, 16, T_unsigned_long)),  # +0x004
     "PrivateAlloc" / At(0x004, Bits(16, 1, T_unsigned_long)),  # +0x004
@@ -391,16 +392,16 @@ _CM_KEY_CONTROL_BLOCK_1 = Record("_CM_KEY_CONTROL_BLOCK", 0x128, "struct",
     "TransValueCache" / At(0x110, _CHILD_LIST_1),  # +0x110
     "TransValueListOwner" / At(0x118, Ptr("_CM_TRANS")),  # +0x118
     "FullKCBName" / At(0x120, Ptr("_UNICODE_STRING")),  # +0x120
-    variant="_CM_KEY_CONTROL_BLOCK_1", digest="4666e6032174636c")
+), variant="_CM_KEY_CONTROL_BLOCK_1", digest="4666e6032174636c")
 
-_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct",
+_CM_NAME_HASH_1 = Record("_CM_NAME_HASH", 0x18, "struct", lambda: (
     "ConvKey" / At(0x000, T_unsigned_long),  # +0x000
     "NextHash" / At(0x008, Ptr("_CM_NAME_HASH")),  # +0x008
     "NameLength" / At(0x010, T_unsigned_short),  # +0x010
     "Name" / At(0x012, Array(1, T_wchar)),  # +0x012
-    variant="_CM_NAME_HASH_1", digest="bcde52106797640d")
+), variant="_CM_NAME_HASH_1", digest="bcde52106797640d")
 
-_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
+_CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct", lambda: (
     "Compressed" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "RefCount" / At(0x000, Bits(1, 31, T_unsigned_long)),  # +0x000
     "ConvKey" / At(0x008, T_unsigned_long),  # +0x008
@@ -408,14 +409,14 @@ _CM_NAME_CONTROL_BLOCK_1 = Record("_CM_NAME_CONTROL_BLOCK", 0x20, "struct",
     "NextHash" / At(0x010, Ptr("_CM_KEY_HASH")),  # +0x010
     "NameLength" / At(0x018, T_unsigned_short),  # +0x018
     "Name" / At(0x01a, Array(1, T_wchar)),  # +0x01a
-    variant="_CM_NAME_CONTROL_BLOCK_1", digest="509a6451d3a10556")
+), variant="_CM_NAME_CONTROL_BLOCK_1", digest="509a6451d3a10556")
 
-_M128A_1 = Record("_M128A", 0x10, "struct",
+_M128A_1 = Record("_M128A", 0x10, "struct", lambda: (
     "Low" / At(0x000, T_unsigned_long_long),  # +0x000
     "High" / At(0x008, T_long_long),  # +0x008
-    variant="_M128A_1", digest="0efc05f3f4219f32")
+), variant="_M128A_1", digest="0efc05f3f4219f32")
 
-_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
+_XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct", lambda: (
     "ControlWord" / At(0x000, T_unsigned_short),  # +0x000
     "StatusWord" / At(0x002, T_unsigned_short),  # +0x002
     "TagWord" / At(0x004, T_unsigned_char),  # +0x004
@@ -432,9 +433,9 @@ _XSAVE_FORMAT_1 = Record("_XSAVE_FORMAT", 0x200, "struct",
     "FloatRegisters" / At(0x020, Array(8, _M128A_1)),  # +0x020
     "XmmRegisters" / At(0x0a0, Array(16, _M128A_1)),  # +0x0a0
     "Reserved4" / At(0x1a0, Array(96, T_unsigned_char)),  # +0x1a0
-    variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
+), variant="_XSAVE_FORMAT_1", digest="5444a4b619c7cf88")
 
-_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
+_CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct", lambda: (
     "P1Home" / At(0x000, T_unsigned_long_long),  # +0x000
     "P2Home" / At(0x008, T_unsigned_long_long),  # +0x008
     "P3Home" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -499,9 +500,9 @@ _CONTEXT_1 = Record("_CONTEXT", 0x4d0, "struct",
     "LastBranchFromRip" / At(0x4b8, T_unsigned_long_long),  # +0x4b8
     "LastExceptionToRip" / At(0x4c0, T_unsigned_long_long),  # +0x4c0
     "LastExceptionFromRip" / At(0x4c8, T_unsigned_long_long),  # +0x4c8
-    variant="_CONTEXT_1", digest="65baaff0cabff959")
+), variant="_CONTEXT_1", digest="65baaff0cabff959")
 
-_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
+_MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct", lambda: (
     "BeingDeleted" / At(0x000, Bits(0, 1, T_unsigned_int)),  # +0x000
     "BeingCreated" / At(0x000, Bits(1, 1, T_unsigned_int)),  # +0x000
     "BeingPurged" / At(0x000, Bits(2, 1, T_unsigned_int)),  # +0x000
@@ -526,14 +527,14 @@ _MMSECTION_FLAGS_1 = Record("_MMSECTION_FLAGS", 0x4, "struct",
     "GlobalOnlyPerSession" / At(0x000, Bits(26, 1, T_unsigned_int)),  # +0x000
     "UserWritable" / At(0x000, Bits(27, 1, T_unsigned_int)),  # +0x000
     "Spare" / At(0x000, Bits(28, 4, T_unsigned_int)),  # +0x000
-    variant="_MMSECTION_FLAGS_1", digest="61eadcf5636031e1")
+), variant="_MMSECTION_FLAGS_1", digest="61eadcf5636031e1")
 
-_unnamed_2 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_2 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MMSECTION_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_2", digest="488a7990feec6854")
+), variant="_unnamed_2", digest="488a7990feec6854")
 
-_unnamed_3 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_3 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "ImageRelocationStartBit" / At(0x000, T_unsigned_long),  # +0x000
     "NumberOfSystemCacheViews" / At(0x000, T_unsigned_long),  # +0x000
     "WritableUserReferences" / At(0x004, T_long),  # +0x004
@@ -545,19 +546,19 @@ _unnamed_3 = Record("<unnamed-tag>", 0x10, "struct",
     "FlushInProgressCount" / At(0x008, T_unsigned_long),  # +0x008
     "NumberOfSubsections" / At(0x008, T_unsigned_long),  # +0x008
     "SeImageStub" / At(0x008, Ptr("_MI_IMAGE_SECURITY_REFERENCE")),  # +0x008
-    variant="_unnamed_3", digest="aa4d274316db875f")
+), variant="_unnamed_3", digest="aa4d274316db875f")
 
-_unnamed_4 = Record("<unnamed-tag>", 0x10, "union",
+_unnamed_4 = Record("<unnamed-tag>", 0x10, "union", lambda: (
     "e2" / At(0x000, _unnamed_3),  # +0x000
-    variant="_unnamed_4", digest="c8d6c0ffe253428c")
+), variant="_unnamed_4", digest="c8d6c0ffe253428c")
 
-_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct",
+_EX_FAST_REF_1 = Record("_EX_FAST_REF", 0x8, "struct", lambda: (
     "Object" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "RefCnt" / At(0x000, Bits(0, 4, T_unsigned_long_long)),  # +0x000
-    variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
+), variant="_EX_FAST_REF_1", digest="d2d805d94215c404")
 
-_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x78, "struct",
+_CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x78, "struct", lambda: (
     "Segment" / At(0x000, Ptr("_SEGMENT")),  # +0x000
     "ListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "NumberOfSectionReferences" / At(0x018, T_unsigned_long_long),  # +0x018
@@ -572,24 +573,24 @@ _CONTROL_AREA_1 = Record("_CONTROL_AREA", 0x78, "struct",
     "u2" / At(0x058, _unnamed_4),  # +0x058
     "LockedPages" / At(0x068, T_unsigned_long_long),  # +0x068
     "FileObjectLock" / At(0x070, _EX_PUSH_LOCK_1),  # +0x070
-    variant="_CONTROL_AREA_1", digest="55aed4bd043d4370")
+), variant="_CONTROL_AREA_1", digest="55aed4bd043d4370")
 
-_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct",
+_UNICODE_STRING_1 = Record("_UNICODE_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("unsigned short", 8, "base")),  # +0x008
-    variant="_UNICODE_STRING_1", digest="3a3da215a6c78ed5")
+), variant="_UNICODE_STRING_1", digest="3a3da215a6c78ed5")
 
-_CURDIR_1 = Record("_CURDIR", 0x18, "struct",
+_CURDIR_1 = Record("_CURDIR", 0x18, "struct", lambda: (
     "DosPath" / At(0x000, _UNICODE_STRING_1),  # +0x000
     "Handle" / At(0x010, Ptr("void", 8, "base")),  # +0x010
-    variant="_CURDIR_1", digest="d31f749013052626")
+), variant="_CURDIR_1", digest="d31f749013052626")
 
-_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct",
+_SINGLE_LIST_ENTRY_1 = Record("_SINGLE_LIST_ENTRY", 0x8, "struct", lambda: (
     "Next" / At(0x000, Ptr("_SINGLE_LIST_ENTRY")),  # +0x000
-    variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
+), variant="_SINGLE_LIST_ENTRY_1", digest="bba07c5dc91e8397")
 
-_KDPC_1 = Record("_KDPC", 0x40, "struct",
+_KDPC_1 = Record("_KDPC", 0x40, "struct", lambda: (
     "TargetInfoAsUlong" / At(0x000, T_unsigned_long),  # +0x000
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "Importance" / At(0x001, T_unsigned_char),  # +0x001
@@ -601,15 +602,15 @@ _KDPC_1 = Record("_KDPC", 0x40, "struct",
     "SystemArgument1" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "SystemArgument2" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "DpcData" / At(0x038, Ptr("void", 8, "base")),  # +0x038
-    variant="_KDPC_1", digest="196cf91fa76fcbd3")
+), variant="_KDPC_1", digest="196cf91fa76fcbd3")
 
-_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct",
+_KDEVICE_QUEUE_ENTRY_1 = Record("_KDEVICE_QUEUE_ENTRY", 0x18, "struct", lambda: (
     "DeviceListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "SortKey" / At(0x010, T_unsigned_long),  # +0x010
     "Inserted" / At(0x014, T_unsigned_char),  # +0x014
-    variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
+), variant="_KDEVICE_QUEUE_ENTRY_1", digest="99e399b848f9ad4b")
 
-_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
+_WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct", lambda: (
     "DmaWaitEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitQueueEntry" / At(0x000, _KDEVICE_QUEUE_ENTRY_1),  # +0x000
     "NumberOfChannels" / At(0x010, T_unsigned_long),  # +0x010
@@ -622,14 +623,14 @@ _WAIT_CONTEXT_BLOCK_1 = Record("_WAIT_CONTEXT_BLOCK", 0x48, "struct",
     "DeviceObject" / At(0x030, Ptr("void", 8, "base")),  # +0x030
     "CurrentIrp" / At(0x038, Ptr("void", 8, "base")),  # +0x038
     "BufferChainingDpc" / At(0x040, Ptr("_KDPC")),  # +0x040
-    variant="_WAIT_CONTEXT_BLOCK_1", digest="5c67076139f348df")
+), variant="_WAIT_CONTEXT_BLOCK_1", digest="5c67076139f348df")
 
-_unnamed_5 = Record("<unnamed-tag>", 0x48, "union",
+_unnamed_5 = Record("<unnamed-tag>", 0x48, "union", lambda: (
     "ListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Wcb" / At(0x000, _WAIT_CONTEXT_BLOCK_1),  # +0x000
-    variant="_unnamed_5", digest="3439d9b5f44c2590")
+), variant="_unnamed_5", digest="3439d9b5f44c2590")
 
-_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
+_KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
@@ -637,9 +638,9 @@ _KDEVICE_QUEUE_1 = Record("_KDEVICE_QUEUE", 0x28, "struct",
     "Busy" / At(0x020, T_unsigned_char),  # +0x020
     "Reserved" / At(0x020, Bits(0, 8, T_long_long)),  # +0x020
     "Hint" / At(0x020, Bits(8, 56, T_long_long)),  # +0x020
-    variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
+), variant="_KDEVICE_QUEUE_1", digest="4eb9abd76eb073e4")
 
-_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
+_DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct", lambda: (
     "Lock" / At(0x000, T_long),  # +0x000
     "LockNV" / At(0x000, T_long),  # +0x000
     "MutantType" / At(0x000, T_unsigned_char),  # +0x000
@@ -695,13 +696,13 @@ _DISPATCHER_HEADER_1 = Record("_DISPATCHER_HEADER", 0x18, "struct",
     "UmsPrimary" / At(0x003, Bits(7, 1, T_unsigned_char)),  # +0x003
     "SignalState" / At(0x004, T_long),  # +0x004
     "WaitListHead" / At(0x008, _LIST_ENTRY_1),  # +0x008
-    variant="_DISPATCHER_HEADER_1", digest="113818eeb622ff86")
+), variant="_DISPATCHER_HEADER_1", digest="113818eeb622ff86")
 
-_KEVENT_1 = Record("_KEVENT", 0x18, "struct",
+_KEVENT_1 = Record("_KEVENT", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KEVENT_1", digest="6fe04bd464c5e928")
+), variant="_KEVENT_1", digest="6fe04bd464c5e928")
 
-_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
+_DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "ReferenceCount" / At(0x004, T_long),  # +0x004
@@ -727,36 +728,36 @@ _DEVICE_OBJECT_1 = Record("_DEVICE_OBJECT", 0x150, "struct",
     "Spare1" / At(0x132, T_unsigned_short),  # +0x132
     "DeviceObjectExtension" / At(0x138, Ptr("_DEVOBJ_EXTENSION")),  # +0x138
     "Reserved" / At(0x140, Ptr("void", 8, "base")),  # +0x140
-    variant="_DEVICE_OBJECT_1", digest="10d4dced10e14e22")
+), variant="_DEVICE_OBJECT_1", digest="10d4dced10e14e22")
 
-_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct",
+_PROCESS_DISK_COUNTERS_1 = Record("_PROCESS_DISK_COUNTERS", 0x28, "struct", lambda: (
     "BytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "BytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
     "ReadOperationCount" / At(0x010, T_unsigned_long_long),  # +0x010
     "WriteOperationCount" / At(0x018, T_unsigned_long_long),  # +0x018
     "FlushOperationCount" / At(0x020, T_unsigned_long_long),  # +0x020
-    variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
+), variant="_PROCESS_DISK_COUNTERS_1", digest="0f9908deb33eb85a")
 
-_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct",
+_WNF_STATE_NAME_1 = Record("_WNF_STATE_NAME", 0x8, "struct", lambda: (
     "Data" / At(0x000, Array(2, T_unsigned_long)),  # +0x000
-    variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
+), variant="_WNF_STATE_NAME_1", digest="1636b5bf08ace4ad")
 
-_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct",
+_KAFFINITY_EX_1 = Record("_KAFFINITY_EX", 0xa8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_short),  # +0x000
     "Size" / At(0x002, T_unsigned_short),  # +0x002
     "Reserved" / At(0x004, T_unsigned_long),  # +0x004
     "Bitmap" / At(0x008, Array(20, T_unsigned_long_long)),  # +0x008
-    variant="_KAFFINITY_EX_1", digest="220652141d407d45")
+), variant="_KAFFINITY_EX_1", digest="220652141d407d45")
 
-_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct",
+_OWNER_ENTRY_1 = Record("_OWNER_ENTRY", 0x10, "struct", lambda: (
     "OwnerThread" / At(0x000, T_unsigned_long_long),  # +0x000
     "TableSize" / At(0x008, T_unsigned_long),  # +0x008
     "IoPriorityBoosted" / At(0x008, Bits(0, 1, T_unsigned_long)),  # +0x008
     "OwnerReferenced" / At(0x008, Bits(1, 1, T_unsigned_long)),  # +0x008
     "OwnerCount" / At(0x008, Bits(2, 30, T_unsigned_long)),  # +0x008
-    variant="_OWNER_ENTRY_1", digest="7870ecf0691bfa76")
+), variant="_OWNER_ENTRY_1", digest="7870ecf0691bfa76")
 
-_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
+_ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct", lambda: (
     "SystemResourcesList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "OwnerTable" / At(0x010, Ptr("_OWNER_ENTRY")),  # +0x010
     "ActiveCount" / At(0x018, T_short),  # +0x018
@@ -774,9 +775,9 @@ _ERESOURCE_1 = Record("_ERESOURCE", 0x68, "struct",
     "Address" / At(0x058, Ptr("void", 8, "base")),  # +0x058
     "CreatorBackTraceIndex" / At(0x058, T_unsigned_long_long),  # +0x058
     "SpinLock" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_ERESOURCE_1", digest="50181446172a7f86")
+), variant="_ERESOURCE_1", digest="50181446172a7f86")
 
-_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x50, "struct",
+_EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x50, "struct", lambda: (
     "KernelTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "UserTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "CycleTime" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -787,20 +788,20 @@ _EPROCESS_VALUES_1 = Record("_EPROCESS_VALUES", 0x50, "struct",
     "ReadTransferCount" / At(0x038, T_long_long),  # +0x038
     "WriteTransferCount" / At(0x040, T_long_long),  # +0x040
     "OtherTransferCount" / At(0x048, T_long_long),  # +0x048
-    variant="_EPROCESS_VALUES_1", digest="a7ca72f1fc028b97")
+), variant="_EPROCESS_VALUES_1", digest="a7ca72f1fc028b97")
 
-_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct",
+_JOBOBJECT_WAKE_FILTER_1 = Record("_JOBOBJECT_WAKE_FILTER", 0x8, "struct", lambda: (
     "HighEdgeFilter" / At(0x000, T_unsigned_long),  # +0x000
     "LowEdgeFilter" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
+), variant="_JOBOBJECT_WAKE_FILTER_1", digest="ae09024c708f5451")
 
-_PS_WAKE_INFORMATION_1 = Record("_PS_WAKE_INFORMATION", 0x38, "struct",
+_PS_WAKE_INFORMATION_1 = Record("_PS_WAKE_INFORMATION", 0x38, "struct", lambda: (
     "NotificationChannel" / At(0x000, T_unsigned_long_long),  # +0x000
     "WakeCounters" / At(0x008, Array(5, T_unsigned_long_long)),  # +0x008
     "NoWakeCounter" / At(0x030, T_unsigned_long_long),  # +0x030
-    variant="_PS_WAKE_INFORMATION_1", digest="c9e873374c5d99f7")
+), variant="_PS_WAKE_INFORMATION_1", digest="c9e873374c5d99f7")
 
-_EJOB_1 = Record("_EJOB", 0x4b0, "struct",
+_EJOB_1 = Record("_EJOB", 0x4b0, "struct", lambda: (
     "Event" / At(0x000, _KEVENT_1),  # +0x000
     "JobLinks" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "ProcessListHead" / At(0x028, _LIST_ENTRY_1),  # +0x028
@@ -913,28 +914,28 @@ _EJOB_1 = Record("_EJOB", 0x4b0, "struct",
     "NoWakeChargePolicyDecided" / At(0x4a8, Bits(24, 1, T_unsigned_long)),  # +0x4a8
     "SpareJobFlags" / At(0x4a8, Bits(25, 7, T_unsigned_long)),  # +0x4a8
     "EffectiveHighEdgeFilters" / At(0x4ac, T_unsigned_long),  # +0x4ac
-    variant="_EJOB_1", digest="1f5feda0ddb9871c")
+), variant="_EJOB_1", digest="1f5feda0ddb9871c")
 
-_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct",
+_PS_PROTECTION_1 = Record("_PS_PROTECTION", 0x1, "struct", lambda: (
     "Level" / At(0x000, T_unsigned_char),  # +0x000
     "Type" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Audit" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
     "Signer" / At(0x000, Bits(4, 4, T_unsigned_char)),  # +0x000
-    variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
+), variant="_PS_PROTECTION_1", digest="19ab619e6cf5d498")
 
-_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct",
+_SE_AUDIT_PROCESS_CREATION_INFO_1 = Record("_SE_AUDIT_PROCESS_CREATION_INFO", 0x8, "struct", lambda: (
     "ImageFileName" / At(0x000, Ptr("_OBJECT_NAME_INFORMATION")),  # +0x000
-    variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
+), variant="_SE_AUDIT_PROCESS_CREATION_INFO_1", digest="430308a618e98cc1")
 
-_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x38, "struct",
+_FAST_MUTEX_1 = Record("_FAST_MUTEX", 0x38, "struct", lambda: (
     "Count" / At(0x000, T_long),  # +0x000
     "Owner" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "Contention" / At(0x010, T_unsigned_long),  # +0x010
     "Event" / At(0x018, _KEVENT_1),  # +0x018
     "OldIrql" / At(0x030, T_unsigned_long),  # +0x030
-    variant="_FAST_MUTEX_1", digest="279be1a4cbbe5d20")
+), variant="_FAST_MUTEX_1", digest="279be1a4cbbe5d20")
 
-_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
+_KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union", lambda: (
     "ExecuteOptions" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteOptionsNV" / At(0x000, T_unsigned_char),  # +0x000
     "ExecuteDisable" / At(0x000, Bits(0, 1, T_unsigned_char)),  # +0x000
@@ -945,9 +946,9 @@ _KEXECUTE_OPTIONS_1 = Record("_KEXECUTE_OPTIONS", 0x1, "union",
     "ImageDispatchEnable" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "DisableExceptionChainValidation" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Spare" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
+), variant="_KEXECUTE_OPTIONS_1", digest="395044ee55f8c9b0")
 
-_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_6 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMiddle" / At(0x000, Bits(0, 8, T_unsigned_long)),  # +0x000
     "Type" / At(0x000, Bits(8, 5, T_unsigned_long)),  # +0x000
     "Dpl" / At(0x000, Bits(13, 2, T_unsigned_long)),  # +0x000
@@ -958,16 +959,16 @@ _unnamed_6 = Record("<unnamed-tag>", 0x4, "struct",
     "DefaultBig" / At(0x000, Bits(22, 1, T_unsigned_long)),  # +0x000
     "Granularity" / At(0x000, Bits(23, 1, T_unsigned_long)),  # +0x000
     "BaseHigh" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_unnamed_6", digest="0c936b5096ed1509")
+), variant="_unnamed_6", digest="0c936b5096ed1509")
 
-_unnamed_7 = Record("<unnamed-tag>", 0x4, "struct",
+_unnamed_7 = Record("<unnamed-tag>", 0x4, "struct", lambda: (
     "BaseMiddle" / At(0x000, T_unsigned_char),  # +0x000
     "Flags1" / At(0x001, T_unsigned_char),  # +0x001
     "Flags2" / At(0x002, T_unsigned_char),  # +0x002
     "BaseHigh" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_unnamed_7", digest="4e9cbd7a8168d5b2")
+), variant="_unnamed_7", digest="4e9cbd7a8168d5b2")
 
-_KGDTENTRY64_1 = Record("_KGDTENTRY64", 0x10, "union",
+_KGDTENTRY64_1 = Record("_KGDTENTRY64", 0x10, "union", lambda: (
     "DataLow" / At(0x000, T_long_long),  # +0x000
     "LimitLow" / At(0x000, T_unsigned_short),  # +0x000
     "BaseLow" / At(0x002, T_unsigned_short),  # +0x002
@@ -976,15 +977,15 @@ _KGDTENTRY64_1 = Record("_KGDTENTRY64", 0x10, "union",
     "BaseUpper" / At(0x008, T_unsigned_long),  # +0x008
     "DataHigh" / At(0x008, T_long_long),  # +0x008
     "MustBeZero" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KGDTENTRY64_1", digest="8dac4f95dcf01913")
+), variant="_KGDTENTRY64_1", digest="8dac4f95dcf01913")
 
-_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union",
+_KSTACK_COUNT_1 = Record("_KSTACK_COUNT", 0x4, "union", lambda: (
     "Value" / At(0x000, T_long),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "StackCount" / At(0x000, Bits(3, 29, T_unsigned_long)),  # +0x000
-    variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
+), variant="_KSTACK_COUNT_1", digest="988ec542799a665c")
 
-_KPROCESS_1 = Record("_KPROCESS", 0x2c8, "struct",
+_KPROCESS_1 = Record("_KPROCESS", 0x2c8, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "ProfileListHead" / At(0x018, _LIST_ENTRY_1),  # +0x018
     "DirectoryTableBase" / At(0x028, T_unsigned_long_long),  # +0x028
@@ -1031,18 +1032,18 @@ _KPROCESS_1 = Record("_KPROCESS", 0x2c8, "struct",
     "LdtBaseAddress" / At(0x280, Ptr("void", 8, "base")),  # +0x280
     "LdtProcessLock" / At(0x288, _FAST_MUTEX_1),  # +0x288
     "InstrumentationCallback" / At(0x2c0, Ptr("void", 8, "base")),  # +0x2c0
-    variant="_KPROCESS_1", digest="5320cfade62e40ae")
+), variant="_KPROCESS_1", digest="5320cfade62e40ae")
 
-_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct",
+_RTL_AVL_TREE_1 = Record("_RTL_AVL_TREE", 0x8, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
-    variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
+), variant="_RTL_AVL_TREE_1", digest="706d8635020fc226")
 
-_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct",
+_EX_RUNDOWN_REF_1 = Record("_EX_RUNDOWN_REF", 0x8, "struct", lambda: (
     "Count" / At(0x000, T_unsigned_long_long),  # +0x000
     "Ptr" / At(0x000, Ptr("void", 8, "base")),  # +0x000
-    variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
+), variant="_EX_RUNDOWN_REF_1", digest="d9655a25d958d754")
 
-_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
+_MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct", lambda: (
     "WorkingSetType" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "ForceCredits" / At(0x000, Bits(3, 3, T_unsigned_char)),  # +0x000
     "MaximumWorkingSetHard" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
@@ -1057,9 +1058,9 @@ _MMSUPPORT_FLAGS_1 = Record("_MMSUPPORT_FLAGS", 0x4, "struct",
     "ExpansionFailed" / At(0x003, Bits(2, 1, T_unsigned_char)),  # +0x003
     "SvmEnabled" / At(0x003, Bits(3, 1, T_unsigned_char)),  # +0x003
     "Available" / At(0x003, Bits(4, 4, T_unsigned_char)),  # +0x003
-    variant="_MMSUPPORT_FLAGS_1", digest="ccfca6313afe9d70")
+), variant="_MMSUPPORT_FLAGS_1", digest="ccfca6313afe9d70")
 
-_MMSUPPORT_1 = Record("_MMSUPPORT", 0xf0, "struct",
+_MMSUPPORT_1 = Record("_MMSUPPORT", 0xf0, "struct", lambda: (
     "ExitGate" / At(0x000, Ptr("_KGATE")),  # +0x000
     "AccessLog" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "WorkingSetMutex" / At(0x010, _EX_PUSH_LOCK_1),  # +0x010
@@ -1085,9 +1086,9 @@ _MMSUPPORT_1 = Record("_MMSUPPORT", 0xf0, "struct",
     "Flags" / At(0x0d8, _MMSUPPORT_FLAGS_1),  # +0x0d8
     "WsSwapSupport" / At(0x0e0, Ptr("void", 8, "base")),  # +0x0e0
     "ShadowMapping" / At(0x0e8, Ptr("void", 8, "base")),  # +0x0e8
-    variant="_MMSUPPORT_1", digest="ee501d903c96a22c")
+), variant="_MMSUPPORT_1", digest="ee501d903c96a22c")
 
-_EPROCESS_1 = Record("_EPROCESS", 0x700, "struct",
+_EPROCESS_1 = Record("_EPROCESS", 0x700, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x2c8, _EX_PUSH_LOCK_1),  # +0x2c8
     "CreateTime" / At(0x2d0, _LARGE_INTEGER_1),  # +0x2d0
@@ -1259,21 +1260,21 @@ _EPROCESS_1 = Record("_EPROCESS", 0x700, "struct",
     "SecurityDomain" / At(0x6f0, T_unsigned_long_long),  # +0x6f0
     "ModifiedPageCount" / At(0x6f8, T_unsigned_long),  # +0x6f8
     "ExitStatus" / At(0x6fc, T_long),  # +0x6fc
-    variant="_EPROCESS_1", digest="07fd7c597df467f6")
+), variant="_EPROCESS_1", digest="07fd7c597df467f6")
 
-_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct",
+_KSEMAPHORE_1 = Record("_KSEMAPHORE", 0x20, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "Limit" / At(0x018, T_long),  # +0x018
-    variant="_KSEMAPHORE_1", digest="1bfe41b8830589c1")
+), variant="_KSEMAPHORE_1", digest="1bfe41b8830589c1")
 
-_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union",
+_PS_CLIENT_SECURITY_CONTEXT_1 = Record("_PS_CLIENT_SECURITY_CONTEXT", 0x8, "union", lambda: (
     "ImpersonationData" / At(0x000, T_unsigned_long_long),  # +0x000
     "ImpersonationToken" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImpersonationLevel" / At(0x000, Bits(0, 2, T_unsigned_long_long)),  # +0x000
     "EffectiveOnly" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
-    variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
+), variant="_PS_CLIENT_SECURITY_CONTEXT_1", digest="999b3442425c255a")
 
-_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
+_KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct", lambda: (
     "LockState" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Waiting" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Busy" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
@@ -1282,23 +1283,23 @@ _KLOCK_ENTRY_LOCK_STATE_1 = Record("_KLOCK_ENTRY_LOCK_STATE", 0x10, "struct",
     "SessionId" / At(0x008, T_unsigned_long),  # +0x008
     "SessionState" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "SessionPad" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="3da227a31a20b287")
+), variant="_KLOCK_ENTRY_LOCK_STATE_1", digest="3da227a31a20b287")
 
-_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct",
+_RTL_BALANCED_NODE_1 = Record("_RTL_BALANCED_NODE", 0x18, "struct", lambda: (
     "Children" / At(0x000, Array(2, Ptr("_RTL_BALANCED_NODE"))),  # +0x000
     "Left" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Right" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
     "ParentValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "Balance" / At(0x010, Bits(0, 2, T_unsigned_char)),  # +0x010
     "Red" / At(0x010, Bits(0, 1, T_unsigned_char)),  # +0x010
-    variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
+), variant="_RTL_BALANCED_NODE_1", digest="9b726d57699df828")
 
-_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct",
+_RTL_RB_TREE_1 = Record("_RTL_RB_TREE", 0x10, "struct", lambda: (
     "Root" / At(0x000, Ptr("_RTL_BALANCED_NODE")),  # +0x000
     "Min" / At(0x008, Ptr("_RTL_BALANCED_NODE")),  # +0x008
-    variant="_RTL_RB_TREE_1", digest="c6969b4debb4a8f5")
+), variant="_RTL_RB_TREE_1", digest="c6969b4debb4a8f5")
 
-_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
+_KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct", lambda: (
     "FreeListEntry" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "TreeNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "HeadNodeByte" / At(0x018, T_unsigned_char),  # +0x018
@@ -1324,9 +1325,9 @@ _KLOCK_ENTRY_1 = Record("_KLOCK_ENTRY", 0x60, "struct",
     "IoPriorityBit" / At(0x05c, Bits(0, 1, T_unsigned_char)),  # +0x05c
     "AbSpare" / At(0x05c, Bits(1, 7, T_unsigned_char)),  # +0x05c
     "SparePad" / At(0x05d, Array(3, T_unsigned_char)),  # +0x05d
-    variant="_KLOCK_ENTRY_1", digest="0b7ef3c69ae13932")
+), variant="_KLOCK_ENTRY_1", digest="0b7ef3c69ae13932")
 
-_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
+_KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct", lambda: (
     "ApcListHead" / At(0x000, Array(2, _LIST_ENTRY_1)),  # +0x000
     "Process" / At(0x020, Ptr("_KPROCESS")),  # +0x020
     "InProgressFlags" / At(0x028, T_unsigned_char),  # +0x028
@@ -1334,9 +1335,9 @@ _KAPC_STATE_1 = Record("_KAPC_STATE", 0x30, "struct",
     "SpecialApcInProgress" / At(0x028, Bits(1, 1, T_unsigned_char)),  # +0x028
     "KernelApcPending" / At(0x029, T_unsigned_char),  # +0x029
     "UserApcPending" / At(0x02a, T_unsigned_char),  # +0x02a
-    variant="_KAPC_STATE_1", digest="24436c88a0f7c684")
+), variant="_KAPC_STATE_1", digest="24436c88a0f7c684")
 
-_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
+_KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct", lambda: (
     "WaitListEntry" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "WaitType" / At(0x010, T_unsigned_char),  # +0x010
     "BlockState" / At(0x011, T_unsigned_char),  # +0x011
@@ -1346,15 +1347,15 @@ _KWAIT_BLOCK_1 = Record("_KWAIT_BLOCK", 0x30, "struct",
     "Thread" / At(0x018, Ptr("_KTHREAD")),  # +0x018
     "Object" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SparePtr" / At(0x028, Ptr("void", 8, "base")),  # +0x028
-    variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
+), variant="_KWAIT_BLOCK_1", digest="289c28ebee79b0f7")
 
-_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct",
+_GROUP_AFFINITY_1 = Record("_GROUP_AFFINITY", 0x10, "struct", lambda: (
     "Mask" / At(0x000, T_unsigned_long_long),  # +0x000
     "Group" / At(0x008, T_unsigned_short),  # +0x008
     "Reserved" / At(0x00a, Array(3, T_unsigned_short)),  # +0x00a
-    variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
+), variant="_GROUP_AFFINITY_1", digest="4d809fd28b9ccc8c")
 
-_KAPC_1 = Record("_KAPC", 0x58, "struct",
+_KAPC_1 = Record("_KAPC", 0x58, "struct", lambda: (
     "Type" / At(0x000, T_unsigned_char),  # +0x000
     "SpareByte0" / At(0x001, T_unsigned_char),  # +0x001
     "Size" / At(0x002, T_unsigned_char),  # +0x002
@@ -1372,30 +1373,30 @@ _KAPC_1 = Record("_KAPC", 0x58, "struct",
     "ApcStateIndex" / At(0x050, T_char),  # +0x050
     "ApcMode" / At(0x051, T_char),  # +0x051
     "Inserted" / At(0x052, T_unsigned_char),  # +0x052
-    variant="_KAPC_1", digest="5c2255b587e6fac1")
+), variant="_KAPC_1", digest="5c2255b587e6fac1")
 
-_unnamed_8 = Record("<unnamed-tag>", 0x8, "struct",
+_unnamed_8 = Record("<unnamed-tag>", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_unnamed_8", digest="66d4b3569580fde7")
+), variant="_unnamed_8", digest="66d4b3569580fde7")
 
-_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union",
+_ULARGE_INTEGER_1 = Record("_ULARGE_INTEGER", 0x8, "union", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "QuadPart" / At(0x000, T_unsigned_long_long),  # +0x000
     "u" / At(0x000, _unnamed_8),  # +0x000
     "HighPart" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
+), variant="_ULARGE_INTEGER_1", digest="b85a957bfda550f0")
 
-_KTIMER_1 = Record("_KTIMER", 0x40, "struct",
+_KTIMER_1 = Record("_KTIMER", 0x40, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "DueTime" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
     "TimerListEntry" / At(0x020, _LIST_ENTRY_1),  # +0x020
     "Dpc" / At(0x030, Ptr("_KDPC")),  # +0x030
     "Processor" / At(0x038, T_unsigned_long),  # +0x038
     "Period" / At(0x03c, T_unsigned_long),  # +0x03c
-    variant="_KTIMER_1", digest="86e68f0d452020cc")
+), variant="_KTIMER_1", digest="86e68f0d452020cc")
 
-_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
+_KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union", lambda: (
     "Flags" / At(0x000, T_unsigned_char),  # +0x000
     "State" / At(0x000, Bits(0, 3, T_unsigned_char)),  # +0x000
     "Affinity" / At(0x000, Bits(3, 1, T_unsigned_char)),  # +0x000
@@ -1403,9 +1404,9 @@ _KWAIT_STATUS_REGISTER_1 = Record("_KWAIT_STATUS_REGISTER", 0x1, "union",
     "Apc" / At(0x000, Bits(5, 1, T_unsigned_char)),  # +0x000
     "UserApc" / At(0x000, Bits(6, 1, T_unsigned_char)),  # +0x000
     "Alert" / At(0x000, Bits(7, 1, T_unsigned_char)),  # +0x000
-    variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
+), variant="_KWAIT_STATUS_REGISTER_1", digest="9858e910d026c84c")
 
-_KTHREAD_1 = Record("_KTHREAD", 0x5d0, "struct",
+_KTHREAD_1 = Record("_KTHREAD", 0x5d0, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
     "SListFaultAddress" / At(0x018, Ptr("void", 8, "base")),  # +0x018
     "QuantumTarget" / At(0x020, T_unsigned_long_long),  # +0x020
@@ -1571,9 +1572,9 @@ _KTHREAD_1 = Record("_KTHREAD", 0x5d0, "struct",
     "ReadTransferCount" / At(0x5b8, T_long_long),  # +0x5b8
     "WriteTransferCount" / At(0x5c0, T_long_long),  # +0x5c0
     "OtherTransferCount" / At(0x5c8, T_long_long),  # +0x5c8
-    variant="_KTHREAD_1", digest="dfe958c13843232c")
+), variant="_KTHREAD_1", digest="dfe958c13843232c")
 
-_ETHREAD_1 = Record("_ETHREAD", 0x778, "struct",
+_ETHREAD_1 = Record("_ETHREAD", 0x778, "struct", lambda: (
     "Tcb" / At(0x000, _KTHREAD_1),  # +0x000
     "CreateTime" / At(0x5d0, _LARGE_INTEGER_1),  # +0x5d0
     "ExitTime" / At(0x5d8, _LARGE_INTEGER_1),  # +0x5d8
@@ -1674,21 +1675,21 @@ _ETHREAD_1 = Record("_ETHREAD", 0x778, "struct",
     "UserFsBase" / At(0x760, T_unsigned_long),  # +0x760
     "UserGsBase" / At(0x768, T_unsigned_long_long),  # +0x768
     "PicoContext" / At(0x770, Ptr("void", 8, "base")),  # +0x770
-    variant="_ETHREAD_1", digest="a1ff3fe67be962ea")
+), variant="_ETHREAD_1", digest="a1ff3fe67be962ea")
 
-_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct",
+_EXHANDLE_1 = Record("_EXHANDLE", 0x8, "struct", lambda: (
     "GenericHandleOverlay" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Value" / At(0x000, T_unsigned_long_long),  # +0x000
     "TagBits" / At(0x000, Bits(0, 2, T_unsigned_long)),  # +0x000
     "Index" / At(0x000, Bits(2, 30, T_unsigned_long)),  # +0x000
-    variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
+), variant="_EXHANDLE_1", digest="37b9f2d69b96b4e2")
 
-_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct",
+_FILESYSTEM_DISK_COUNTERS_1 = Record("_FILESYSTEM_DISK_COUNTERS", 0x10, "struct", lambda: (
     "FsBytesRead" / At(0x000, T_unsigned_long_long),  # +0x000
     "FsBytesWritten" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
+), variant="_FILESYSTEM_DISK_COUNTERS_1", digest="70a53de1de3e96d5")
 
-_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
+_FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct", lambda: (
     "Type" / At(0x000, T_short),  # +0x000
     "Size" / At(0x002, T_short),  # +0x002
     "DeviceObject" / At(0x008, Ptr("_DEVICE_OBJECT")),  # +0x008
@@ -1719,36 +1720,36 @@ _FILE_OBJECT_1 = Record("_FILE_OBJECT", 0xd8, "struct",
     "IrpListLock" / At(0x0b8, T_unsigned_long_long),  # +0x0b8
     "IrpList" / At(0x0c0, _LIST_ENTRY_1),  # +0x0c0
     "FileObjectExtension" / At(0x0d0, Ptr("void", 8, "base")),  # +0x0d0
-    variant="_FILE_OBJECT_1", digest="48a357563d0655e3")
+), variant="_FILE_OBJECT_1", digest="48a357563d0655e3")
 
-_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct",
+_GDI_TEB_BATCH_1 = Record("_GDI_TEB_BATCH", 0x4e8, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x008, T_unsigned_long_long),  # +0x008
     "Buffer" / At(0x010, Array(310, T_unsigned_long)),  # +0x010
-    variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
+), variant="_GDI_TEB_BATCH_1", digest="d2e91fb7707c8fd6")
 
-_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct",
+_GDI_TEB_BATCH32_1 = Record("_GDI_TEB_BATCH32", 0x4e0, "struct", lambda: (
     "Offset" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "HasRenderingCommand" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
     "HDC" / At(0x004, T_unsigned_long),  # +0x004
     "Buffer" / At(0x008, Array(310, T_unsigned_long)),  # +0x008
-    variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
+), variant="_GDI_TEB_BATCH32_1", digest="8e5ca3e781ca33e7")
 
-_unnamed_9 = Record("<unnamed-tag>", 0x10, "struct",
+_unnamed_9 = Record("<unnamed-tag>", 0x10, "struct", lambda: (
     "Depth" / At(0x000, Bits(0, 16, T_unsigned_long_long)),  # +0x000
     "Sequence" / At(0x000, Bits(16, 48, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x008, Bits(0, 4, T_unsigned_long_long)),  # +0x008
     "NextEntry" / At(0x008, Bits(4, 60, T_unsigned_long_long)),  # +0x008
-    variant="_unnamed_9", digest="31c8e98d94d22f62")
+), variant="_unnamed_9", digest="31c8e98d94d22f62")
 
-_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union",
+_SLIST_HEADER_1 = Record("_SLIST_HEADER", 0x10, "union", lambda: (
     "Alignment" / At(0x000, T_unsigned_long_long),  # +0x000
     "HeaderX64" / At(0x000, _unnamed_9),  # +0x000
     "Region" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
+), variant="_SLIST_HEADER_1", digest="4d8037cee5f4a897")
 
-_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
+_GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -1771,9 +1772,9 @@ _GENERAL_LOOKASIDE_1 = Record("_GENERAL_LOOKASIDE", 0x80, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_1", digest="416a797a67d07480")
+), variant="_GENERAL_LOOKASIDE_1", digest="416a797a67d07480")
 
-_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
+_GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct", lambda: (
     "ListHead" / At(0x000, _SLIST_HEADER_1),  # +0x000
     "SingleListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "Depth" / At(0x010, T_unsigned_short),  # +0x010
@@ -1796,32 +1797,32 @@ _GENERAL_LOOKASIDE_POOL_1 = Record("_GENERAL_LOOKASIDE_POOL", 0x60, "struct",
     "LastAllocateHits" / At(0x054, T_unsigned_long),  # +0x054
     "LastAllocateMisses" / At(0x054, T_unsigned_long),  # +0x054
     "Future" / At(0x058, Array(2, T_unsigned_long)),  # +0x058
-    variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
+), variant="_GENERAL_LOOKASIDE_POOL_1", digest="333b4e39566b475a")
 
-_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct",
+_GENERIC_MAPPING_1 = Record("_GENERIC_MAPPING", 0x10, "struct", lambda: (
     "GenericRead" / At(0x000, T_unsigned_long),  # +0x000
     "GenericWrite" / At(0x004, T_unsigned_long),  # +0x004
     "GenericExecute" / At(0x008, T_unsigned_long),  # +0x008
     "GenericAll" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
+), variant="_GENERIC_MAPPING_1", digest="7c0fc3056748011e")
 
-_GUID_1 = Record("_GUID", 0x10, "struct",
+_GUID_1 = Record("_GUID", 0x10, "struct", lambda: (
     "Data1" / At(0x000, T_unsigned_long),  # +0x000
     "Data2" / At(0x004, T_unsigned_short),  # +0x004
     "Data3" / At(0x006, T_unsigned_short),  # +0x006
     "Data4" / At(0x008, Array(8, T_unsigned_char)),  # +0x008
-    variant="_GUID_1", digest="0dd924b7a8b02f1e")
+), variant="_GUID_1", digest="0dd924b7a8b02f1e")
 
-_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct",
+_HANDLE_TABLE_FREE_LIST_1 = Record("_HANDLE_TABLE_FREE_LIST", 0x40, "struct", lambda: (
     "FreeListLock" / At(0x000, _EX_PUSH_LOCK_1),  # +0x000
     "FirstFreeHandleEntry" / At(0x008, Ptr("_HANDLE_TABLE_ENTRY")),  # +0x008
     "LastFreeHandleEntry" / At(0x010, Ptr("_HANDLE_TABLE_ENTRY")),  # +0x010
     "HandleCount" / At(0x018, T_long),  # +0x018
     "HighWaterMark" / At(0x01c, T_unsigned_long),  # +0x01c
     "Reserved" / At(0x020, Array(8, T_unsigned_long)),  # +0x020
-    variant="_HANDLE_TABLE_FREE_LIST_1", digest="b118257c75861fc3")
+), variant="_HANDLE_TABLE_FREE_LIST_1", digest="b118257c75861fc3")
 
-_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
+_HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct", lambda: (
     "NextHandleNeedingPool" / At(0x000, T_unsigned_long),  # +0x000
     "ExtraInfoPages" / At(0x004, T_long),  # +0x004
     "TableCode" / At(0x008, T_unsigned_long_long),  # +0x008
@@ -1838,9 +1839,9 @@ _HANDLE_TABLE_1 = Record("_HANDLE_TABLE", 0x80, "struct",
     "ActualEntry" / At(0x040, Array(32, T_unsigned_char)),  # +0x040
     "FreeLists" / At(0x040, Array(1, _HANDLE_TABLE_FREE_LIST_1)),  # +0x040
     "DebugInfo" / At(0x060, Ptr("_HANDLE_TRACE_DEBUG_INFO")),  # +0x060
-    variant="_HANDLE_TABLE_1", digest="a8d711f90880293d")
+), variant="_HANDLE_TABLE_1", digest="a8d711f90880293d")
 
-_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "struct",
+_HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "struct", lambda: (
     "InfoTable" / At(0x000, Ptr("_HANDLE_TABLE_ENTRY_INFO")),  # +0x000
     "LowValue" / At(0x000, T_long_long),  # +0x000
     "VolatileLowValue" / At(0x000, T_long_long),  # +0x000
@@ -1855,55 +1856,55 @@ _HANDLE_TABLE_ENTRY_1 = Record("_HANDLE_TABLE_ENTRY", 0x10, "struct",
     "NoRightsUpgrade" / At(0x008, Bits(25, 1, T_unsigned_long)),  # +0x008
     "Spare" / At(0x008, Bits(26, 6, T_unsigned_long)),  # +0x008
     "TypeInfo" / At(0x00c, T_unsigned_long),  # +0x00c
-    variant="_HANDLE_TABLE_ENTRY_1", digest="3bf44fc6b552a6e9")
+), variant="_HANDLE_TABLE_ENTRY_1", digest="3bf44fc6b552a6e9")
 
-_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct",
+_IOP_IRP_STACK_PROFILER_1 = Record("_IOP_IRP_STACK_PROFILER", 0x54, "struct", lambda: (
     "Profile" / At(0x000, Array(20, T_unsigned_long)),  # +0x000
     "TotalIrps" / At(0x050, T_unsigned_long),  # +0x050
-    variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
+), variant="_IOP_IRP_STACK_PROFILER_1", digest="80d9c28178c718bb")
 
-_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct",
+_KDESCRIPTOR_1 = Record("_KDESCRIPTOR", 0x10, "struct", lambda: (
     "Pad" / At(0x000, Array(3, T_unsigned_short)),  # +0x000
     "Limit" / At(0x006, T_unsigned_short),  # +0x006
     "Base" / At(0x008, Ptr("void", 8, "base")),  # +0x008
-    variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
+), variant="_KDESCRIPTOR_1", digest="f7ed721878e7a101")
 
-_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct",
+_KDPC_LIST_1 = Record("_KDPC_LIST", 0x10, "struct", lambda: (
     "ListHead" / At(0x000, _SINGLE_LIST_ENTRY_1),  # +0x000
     "LastEntry" / At(0x008, Ptr("_SINGLE_LIST_ENTRY")),  # +0x008
-    variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
+), variant="_KDPC_LIST_1", digest="ed962efc2b6c8c2a")
 
-_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct",
+_KDPC_DATA_1 = Record("_KDPC_DATA", 0x28, "struct", lambda: (
     "DpcList" / At(0x000, _KDPC_LIST_1),  # +0x000
     "DpcLock" / At(0x010, T_unsigned_long_long),  # +0x010
     "DpcQueueDepth" / At(0x018, T_long),  # +0x018
     "DpcCount" / At(0x01c, T_unsigned_long),  # +0x01c
     "ActiveDpc" / At(0x020, Ptr("_KDPC")),  # +0x020
-    variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
+), variant="_KDPC_DATA_1", digest="3c758aa07f39144c")
 
-_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct",
+_KENTROPY_TIMING_STATE_1 = Record("_KENTROPY_TIMING_STATE", 0x150, "struct", lambda: (
     "EntropyCount" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x004, Array(64, T_unsigned_long)),  # +0x004
     "Dpc" / At(0x108, _KDPC_1),  # +0x108
     "LastDeliveredBuffer" / At(0x148, T_unsigned_long),  # +0x148
-    variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
+), variant="_KENTROPY_TIMING_STATE_1", digest="dd2682d4ddcb8ce0")
 
-_KGATE_1 = Record("_KGATE", 0x18, "struct",
+_KGATE_1 = Record("_KGATE", 0x18, "struct", lambda: (
     "Header" / At(0x000, _DISPATCHER_HEADER_1),  # +0x000
-    variant="_KGATE_1", digest="2ed3b3ea77929f2e")
+), variant="_KGATE_1", digest="2ed3b3ea77929f2e")
 
-_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct",
+_KSPIN_LOCK_QUEUE_1 = Record("_KSPIN_LOCK_QUEUE", 0x10, "struct", lambda: (
     "Next" / At(0x000, Ptr("_KSPIN_LOCK_QUEUE")),  # +0x000
     "Lock" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
+), variant="_KSPIN_LOCK_QUEUE_1", digest="30873f63910917f9")
 
-_PROC_PERF_UTILITY_1 = Record("_PROC_PERF_UTILITY", 0xc, "struct",
+_PROC_PERF_UTILITY_1 = Record("_PROC_PERF_UTILITY", 0xc, "struct", lambda: (
     "Affinitized" / At(0x000, T_unsigned_long),  # +0x000
     "Performance" / At(0x004, T_unsigned_long),  # +0x004
     "Total" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_PROC_PERF_UTILITY_1", digest="24e6113c70036374")
+), variant="_PROC_PERF_UTILITY_1", digest="24e6113c70036374")
 
-_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x70, "struct",
+_PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x70, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "CyclesLast" / At(0x008, T_unsigned_long_long),  # +0x008
     "CyclesActive" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1917,36 +1918,36 @@ _PROC_FEEDBACK_1 = Record("_PROC_FEEDBACK", 0x70, "struct",
     "UserTimeLast" / At(0x060, T_unsigned_long),  # +0x060
     "KernelTimeLast" / At(0x064, T_unsigned_long),  # +0x064
     "KernelTimesIndex" / At(0x068, T_unsigned_char),  # +0x068
-    variant="_PROC_FEEDBACK_1", digest="39d14ff9b0d34644")
+), variant="_PROC_FEEDBACK_1", digest="39d14ff9b0d34644")
 
-_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union",
+_PPM_IDLE_SYNCHRONIZATION_STATE_1 = Record("_PPM_IDLE_SYNCHRONIZATION_STATE", 0x4, "union", lambda: (
     "AsLong" / At(0x000, T_long),  # +0x000
     "RefCount" / At(0x000, Bits(0, 24, T_long)),  # +0x000
     "State" / At(0x000, Bits(24, 8, T_unsigned_long)),  # +0x000
-    variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
+), variant="_PPM_IDLE_SYNCHRONIZATION_STATE_1", digest="40c49fafb2a5f49f")
 
-_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct",
+_PPM_FFH_THROTTLE_STATE_INFO_1 = Record("_PPM_FFH_THROTTLE_STATE_INFO", 0x20, "struct", lambda: (
     "EnableLogging" / At(0x000, T_unsigned_char),  # +0x000
     "MismatchCount" / At(0x004, T_unsigned_long),  # +0x004
     "Initialized" / At(0x008, T_unsigned_char),  # +0x008
     "LastValue" / At(0x010, T_unsigned_long_long),  # +0x010
     "LastLogTickCount" / At(0x018, _LARGE_INTEGER_1),  # +0x018
-    variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
+), variant="_PPM_FFH_THROTTLE_STATE_INFO_1", digest="7e6744485076e730")
 
-_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct",
+_PROC_IDLE_SNAP_1 = Record("_PROC_IDLE_SNAP", 0x10, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "Idle" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
+), variant="_PROC_IDLE_SNAP_1", digest="a10d4882fdb1ef56")
 
-_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x5, "struct",
+_PROC_IDLE_POLICY_1 = Record("_PROC_IDLE_POLICY", 0x5, "struct", lambda: (
     "PromotePercent" / At(0x000, T_unsigned_char),  # +0x000
     "DemotePercent" / At(0x001, T_unsigned_char),  # +0x001
     "PromotePercentBase" / At(0x002, T_unsigned_char),  # +0x002
     "DemotePercentBase" / At(0x003, T_unsigned_char),  # +0x003
     "AllowScaling" / At(0x004, T_unsigned_char),  # +0x004
-    variant="_PROC_IDLE_POLICY_1", digest="a31caffa90982f2b")
+), variant="_PROC_IDLE_POLICY_1", digest="a31caffa90982f2b")
 
-_PROC_PERF_SNAP_1 = Record("_PROC_PERF_SNAP", 0x40, "struct",
+_PROC_PERF_SNAP_1 = Record("_PROC_PERF_SNAP", 0x40, "struct", lambda: (
     "Time" / At(0x000, T_unsigned_long_long),  # +0x000
     "LastTime" / At(0x008, T_unsigned_long_long),  # +0x008
     "Active" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1955,9 +1956,9 @@ _PROC_PERF_SNAP_1 = Record("_PROC_PERF_SNAP", 0x40, "struct",
     "PerformanceScaledActive" / At(0x028, T_unsigned_long_long),  # +0x028
     "CyclesActive" / At(0x030, T_unsigned_long_long),  # +0x030
     "CyclesAffinitized" / At(0x038, T_unsigned_long_long),  # +0x038
-    variant="_PROC_PERF_SNAP_1", digest="b660d3343119fff9")
+), variant="_PROC_PERF_SNAP_1", digest="b660d3343119fff9")
 
-_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x1e0, "struct",
+_PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x1e0, "struct", lambda: (
     "IdleStates" / At(0x000, Ptr("_PPM_IDLE_STATES")),  # +0x000
     "IdleAccounting" / At(0x008, Ptr("_PROC_IDLE_ACCOUNTING")),  # +0x008
     "IdleTimeLast" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -1989,9 +1990,9 @@ _PROCESSOR_POWER_STATE_1 = Record("_PROCESSOR_POWER_STATE", 0x1e0, "struct",
     "LatestAffinitizedPercent" / At(0x1b0, T_unsigned_long),  # +0x1b0
     "ExpectedUtility" / At(0x1b4, T_unsigned_long),  # +0x1b4
     "Utility" / At(0x1b8, Array(3, _PROC_PERF_UTILITY_1)),  # +0x1b8
-    variant="_PROCESSOR_POWER_STATE_1", digest="46015eb84bab293d")
+), variant="_PROCESSOR_POWER_STATE_1", digest="46015eb84bab293d")
 
-_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xe0, "struct",
+_KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xe0, "struct", lambda: (
     "Cr0" / At(0x000, T_unsigned_long_long),  # +0x000
     "Cr2" / At(0x008, T_unsigned_long_long),  # +0x008
     "Cr3" / At(0x010, T_unsigned_long_long),  # +0x010
@@ -2020,43 +2021,43 @@ _KSPECIAL_REGISTERS_1 = Record("_KSPECIAL_REGISTERS", 0xe0, "struct",
     "MsrCStar" / At(0x0c8, T_unsigned_long_long),  # +0x0c8
     "MsrSyscallMask" / At(0x0d0, T_unsigned_long_long),  # +0x0d0
     "Xcr0" / At(0x0d8, T_unsigned_long_long),  # +0x0d8
-    variant="_KSPECIAL_REGISTERS_1", digest="dee9bd22788e95d7")
+), variant="_KSPECIAL_REGISTERS_1", digest="dee9bd22788e95d7")
 
-_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5b0, "struct",
+_KPROCESSOR_STATE_1 = Record("_KPROCESSOR_STATE", 0x5b0, "struct", lambda: (
     "SpecialRegisters" / At(0x000, _KSPECIAL_REGISTERS_1),  # +0x000
     "ContextFrame" / At(0x0e0, _CONTEXT_1),  # +0x0e0
-    variant="_KPROCESSOR_STATE_1", digest="496c3e2657a25a87")
+), variant="_KPROCESSOR_STATE_1", digest="496c3e2657a25a87")
 
-_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct",
+_KREQUEST_PACKET_1 = Record("_KREQUEST_PACKET", 0x20, "struct", lambda: (
     "CurrentPacket" / At(0x000, Array(3, Ptr("void", 8, "base"))),  # +0x000
     "WorkerRoutine" / At(0x018, Ptr("<function>", 8, "function")),  # +0x018
-    variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
+), variant="_KREQUEST_PACKET_1", digest="451d91731ae337d1")
 
-_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct",
+_REQUEST_MAILBOX_1 = Record("_REQUEST_MAILBOX", 0x40, "struct", lambda: (
     "Next" / At(0x000, Ptr("_REQUEST_MAILBOX")),  # +0x000
     "RequestSummary" / At(0x008, T_unsigned_long_long),  # +0x008
     "RequestPacket" / At(0x010, _KREQUEST_PACKET_1),  # +0x010
     "NodeTargetCountAddr" / At(0x030, Ptr("long", 8, "base")),  # +0x030
     "NodeTargetCount" / At(0x038, T_long),  # +0x038
-    variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
+), variant="_REQUEST_MAILBOX_1", digest="4e828206dd5e6a07")
 
-_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct",
+_KTIMER_TABLE_ENTRY_1 = Record("_KTIMER_TABLE_ENTRY", 0x20, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Entry" / At(0x008, _LIST_ENTRY_1),  # +0x008
     "Time" / At(0x018, _ULARGE_INTEGER_1),  # +0x018
-    variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
+), variant="_KTIMER_TABLE_ENTRY_1", digest="6eccc08c44fb714b")
 
-_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct",
+_KTIMER_TABLE_1 = Record("_KTIMER_TABLE", 0x2200, "struct", lambda: (
     "TimerExpiry" / At(0x000, Array(64, Ptr("_KTIMER"))),  # +0x000
     "TimerEntries" / At(0x200, Array(256, _KTIMER_TABLE_ENTRY_1)),  # +0x200
-    variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
+), variant="_KTIMER_TABLE_1", digest="96a10987ab063ab1")
 
-_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct",
+_KTIMER_EXPIRATION_TRACE_1 = Record("_KTIMER_EXPIRATION_TRACE", 0x10, "struct", lambda: (
     "InterruptTime" / At(0x000, T_unsigned_long_long),  # +0x000
     "PerformanceCounter" / At(0x008, _LARGE_INTEGER_1),  # +0x008
-    variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
+), variant="_KTIMER_EXPIRATION_TRACE_1", digest="9b65eb83f87492fb")
 
-_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
+_SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct", lambda: (
     "SpinLockAcquireCount" / At(0x000, T_unsigned_long),  # +0x000
     "SpinLockContentionCount" / At(0x004, T_unsigned_long),  # +0x004
     "SpinLockSpinCount" / At(0x008, T_unsigned_long),  # +0x008
@@ -2103,14 +2104,14 @@ _SYNCH_COUNTERS_1 = Record("_SYNCH_COUNTERS", 0xb8, "struct",
     "ExBoostSharedOwners" / At(0x0ac, T_unsigned_long),  # +0x0ac
     "ExEtwSynchTrackingNotificationsCount" / At(0x0b0, T_unsigned_long),  # +0x0b0
     "ExEtwSynchTrackingNotificationsAccountedCount" / At(0x0b4, T_unsigned_long),  # +0x0b4
-    variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
+), variant="_SYNCH_COUNTERS_1", digest="a3c556e5a4599fc5")
 
-_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct",
+_PP_LOOKASIDE_LIST_1 = Record("_PP_LOOKASIDE_LIST", 0x10, "struct", lambda: (
     "P" / At(0x000, Ptr("_GENERAL_LOOKASIDE")),  # +0x000
     "L" / At(0x008, Ptr("_GENERAL_LOOKASIDE")),  # +0x008
-    variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
+), variant="_PP_LOOKASIDE_LIST_1", digest="a67dee14d05a2718")
 
-_KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct",
+_KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -2384,9 +2385,9 @@ _KPRCB_1 = Record("_KPRCB", 0x7ec0, "struct",
     "PrcbPad139" / At(0x6e9e, T_unsigned_short),  # +0x6e9e
     "PrcbPad140" / At(0x6ea0, Array(508, T_unsigned_long_long)),  # +0x6ea0
     "RequestMailbox" / At(0x7e80, Array(1, _REQUEST_MAILBOX_1)),  # +0x7e80
-    variant="_KPRCB_1", digest="3ddee530cdbbe5d3")
+), variant="_KPRCB_1", digest="3ddee530cdbbe5d3")
 
-_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
+_NT_TIB_1 = Record("_NT_TIB", 0x38, "struct", lambda: (
     "ExceptionList" / At(0x000, Ptr("_EXCEPTION_REGISTRATION_RECORD")),  # +0x000
     "StackBase" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "StackLimit" / At(0x010, Ptr("void", 8, "base")),  # +0x010
@@ -2395,9 +2396,9 @@ _NT_TIB_1 = Record("_NT_TIB", 0x38, "struct",
     "Version" / At(0x020, T_unsigned_long),  # +0x020
     "ArbitraryUserPointer" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Self" / At(0x030, Ptr("_NT_TIB")),  # +0x030
-    variant="_NT_TIB_1", digest="71f458a0b2c6063d")
+), variant="_NT_TIB_1", digest="71f458a0b2c6063d")
 
-_KPCR_1 = Record("_KPCR", 0x8040, "struct",
+_KPCR_1 = Record("_KPCR", 0x8040, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -2425,9 +2426,9 @@ _KPCR_1 = Record("_KPCR", 0x8040, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_1),  # +0x180
-    variant="_KPCR_1", digest="734961fc54125835")
+), variant="_KPCR_1", digest="734961fc54125835")
 
-_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x118, "struct",
+_LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x118, "struct", lambda: (
     "InLoadOrderLinks" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "InMemoryOrderLinks" / At(0x010, _LIST_ENTRY_1),  # +0x010
     "InInitializationOrderLinks" / At(0x020, _LIST_ENTRY_1),  # +0x020
@@ -2484,14 +2485,14 @@ _LDR_DATA_TABLE_ENTRY_1 = Record("_LDR_DATA_TABLE_ENTRY", 0x118, "struct",
     "BaseNameHashValue" / At(0x108, T_unsigned_long),  # +0x108
     "LoadReason" / At(0x10c, _LDR_DLL_LOAD_REASON_1),  # +0x10c
     "ImplicitPathOptions" / At(0x110, T_unsigned_long),  # +0x110
-    variant="_LDR_DATA_TABLE_ENTRY_1", digest="bb2f0b132a2ba142")
+), variant="_LDR_DATA_TABLE_ENTRY_1", digest="bb2f0b132a2ba142")
 
-_LUID_1 = Record("_LUID", 0x8, "struct",
+_LUID_1 = Record("_LUID", 0x8, "struct", lambda: (
     "LowPart" / At(0x000, T_unsigned_long),  # +0x000
     "HighPart" / At(0x004, T_long),  # +0x004
-    variant="_LUID_1", digest="652eda0bbd7dc698")
+), variant="_LUID_1", digest="652eda0bbd7dc698")
 
-_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
+_MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Write" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "WriteThrough" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2502,9 +2503,9 @@ _MMPTE_TRANSITION_1 = Record("_MMPTE_TRANSITION", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "PageFrameNumber" / At(0x000, Bits(12, 36, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(48, 16, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TRANSITION_1", digest="035e3a072e8f922f")
+), variant="_MMPTE_TRANSITION_1", digest="035e3a072e8f922f")
 
-_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
+_MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "OneEntry" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "filler0" / At(0x000, Bits(2, 2, T_unsigned_long_long)),  # +0x000
@@ -2514,9 +2515,9 @@ _MMPTE_LIST_1 = Record("_MMPTE_LIST", 0x8, "struct",
     "Transition" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "filler1" / At(0x000, Bits(12, 16, T_unsigned_long_long)),  # +0x000
     "NextEntry" / At(0x000, Bits(28, 36, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
+), variant="_MMPTE_LIST_1", digest="1edec92562ab6775")
 
-_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
+_MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "PageFileReserved" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "PageFileAllocated" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2529,9 +2530,9 @@ _MMPTE_SOFTWARE_1 = Record("_MMPTE_SOFTWARE", 0x8, "struct",
     "UsedPageTableEntries" / At(0x000, Bits(16, 10, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(26, 6, T_unsigned_long_long)),  # +0x000
     "PageFileHigh" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_SOFTWARE_1", digest="52a241e9557edefc")
+), variant="_MMPTE_SOFTWARE_1", digest="52a241e9557edefc")
 
-_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
+_MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "DemandFillProto" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "HiberVerifyConverted" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2542,9 +2543,9 @@ _MMPTE_PROTOTYPE_1 = Record("_MMPTE_PROTOTYPE", 0x8, "struct",
     "Combined" / At(0x000, Bits(11, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "ProtoAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
+), variant="_MMPTE_PROTOTYPE_1", digest="693c65eda9f5086c")
 
-_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
+_MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct", lambda: (
     "MustBeZero" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -2554,9 +2555,9 @@ _MMPTE_TIMESTAMP_1 = Record("_MMPTE_TIMESTAMP", 0x8, "struct",
     "PageFileLow" / At(0x000, Bits(12, 4, T_unsigned_long_long)),  # +0x000
     "Reserved" / At(0x000, Bits(16, 16, T_unsigned_long_long)),  # +0x000
     "GlobalTimeStamp" / At(0x000, Bits(32, 32, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
+), variant="_MMPTE_TIMESTAMP_1", digest="735443edea5c0698")
 
-_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
+_MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Unused0" / At(0x000, Bits(1, 3, T_unsigned_long_long)),  # +0x000
     "SwizzleBit" / At(0x000, Bits(4, 1, T_unsigned_long_long)),  # +0x000
@@ -2564,9 +2565,9 @@ _MMPTE_SUBSECTION_1 = Record("_MMPTE_SUBSECTION", 0x8, "struct",
     "Prototype" / At(0x000, Bits(10, 1, T_unsigned_long_long)),  # +0x000
     "Unused1" / At(0x000, Bits(11, 5, T_unsigned_long_long)),  # +0x000
     "SubsectionAddress" / At(0x000, Bits(16, 48, T_long_long)),  # +0x000
-    variant="_MMPTE_SUBSECTION_1", digest="c4fb7345f4c352c7")
+), variant="_MMPTE_SUBSECTION_1", digest="c4fb7345f4c352c7")
 
-_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
+_MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct", lambda: (
     "Valid" / At(0x000, Bits(0, 1, T_unsigned_long_long)),  # +0x000
     "Dirty1" / At(0x000, Bits(1, 1, T_unsigned_long_long)),  # +0x000
     "Owner" / At(0x000, Bits(2, 1, T_unsigned_long_long)),  # +0x000
@@ -2583,9 +2584,9 @@ _MMPTE_HARDWARE_1 = Record("_MMPTE_HARDWARE", 0x8, "struct",
     "reserved1" / At(0x000, Bits(48, 4, T_unsigned_long_long)),  # +0x000
     "SoftwareWsIndex" / At(0x000, Bits(52, 11, T_unsigned_long_long)),  # +0x000
     "NoExecute" / At(0x000, Bits(63, 1, T_unsigned_long_long)),  # +0x000
-    variant="_MMPTE_HARDWARE_1", digest="d0987c74bc88cc91")
+), variant="_MMPTE_HARDWARE_1", digest="d0987c74bc88cc91")
 
-_unnamed_10 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_10 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "Hard" / At(0x000, _MMPTE_HARDWARE_1),  # +0x000
     "List" / At(0x000, _MMPTE_LIST_1),  # +0x000
     "Long" / At(0x000, T_unsigned_long_long),  # +0x000
@@ -2595,42 +2596,42 @@ _unnamed_10 = Record("<unnamed-tag>", 0x8, "union",
     "TimeStamp" / At(0x000, _MMPTE_TIMESTAMP_1),  # +0x000
     "Trans" / At(0x000, _MMPTE_TRANSITION_1),  # +0x000
     "VolatileLong" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_10", digest="0d66a813f9d1bf00")
+), variant="_unnamed_10", digest="0d66a813f9d1bf00")
 
-_MMPTE_1 = Record("_MMPTE", 0x8, "struct",
+_MMPTE_1 = Record("_MMPTE", 0x8, "struct", lambda: (
     "u" / At(0x000, _unnamed_10),  # +0x000
-    variant="_MMPTE_1", digest="26297b2999fdef2f")
+), variant="_MMPTE_1", digest="26297b2999fdef2f")
 
-_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct",
+_MI_PTE_CHAIN_HEAD_1 = Record("_MI_PTE_CHAIN_HEAD", 0x18, "struct", lambda: (
     "Flink" / At(0x000, _MMPTE_1),  # +0x000
     "Blink" / At(0x008, _MMPTE_1),  # +0x008
     "PteBase" / At(0x010, Ptr("_MMPTE")),  # +0x010
-    variant="_MI_PTE_CHAIN_HEAD_1", digest="4672f044393c27b4")
+), variant="_MI_PTE_CHAIN_HEAD_1", digest="4672f044393c27b4")
 
-_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct",
+_MI_SESSION_DRIVER_UNLOAD_1 = Record("_MI_SESSION_DRIVER_UNLOAD", 0x8, "struct", lambda: (
     "Function" / At(0x000, Ptr("<function>", 8, "function")),  # +0x000
     "FunctionValue" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
+), variant="_MI_SESSION_DRIVER_UNLOAD_1", digest="9df9eb2f175077d6")
 
-_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct",
+_RTL_BITMAP_1 = Record("_RTL_BITMAP", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
+), variant="_RTL_BITMAP_1", digest="a9e38562390f79b9")
 
-_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x50, "struct",
+_MI_SPECIAL_POOL_1 = Record("_MI_SPECIAL_POOL", 0x50, "struct", lambda: (
     "Lock" / At(0x000, T_unsigned_long_long),  # +0x000
     "Paged" / At(0x008, _MI_PTE_CHAIN_HEAD_1),  # +0x008
     "NonPaged" / At(0x020, _MI_PTE_CHAIN_HEAD_1),  # +0x020
     "PagesInUse" / At(0x038, T_unsigned_long_long),  # +0x038
     "SpecialPoolPdes" / At(0x040, _RTL_BITMAP_1),  # +0x040
-    variant="_MI_SPECIAL_POOL_1", digest="9aff215d175131f4")
+), variant="_MI_SPECIAL_POOL_1", digest="9aff215d175131f4")
 
-_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct",
+_RTL_BITMAP_EX_1 = Record("_RTL_BITMAP_EX", 0x10, "struct", lambda: (
     "SizeOfBitMap" / At(0x000, T_unsigned_long_long),  # +0x000
     "Buffer" / At(0x008, Ptr("unsigned long long", 8, "base")),  # +0x008
-    variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
+), variant="_RTL_BITMAP_EX_1", digest="e01a09b6033db203")
 
-_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x68, "struct",
+_MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x68, "struct", lambda: (
     "Bitmap" / At(0x000, _RTL_BITMAP_EX_1),  # +0x000
     "BasePte" / At(0x010, Ptr("_MMPTE")),  # +0x010
     "Flags" / At(0x018, T_unsigned_long),  # +0x018
@@ -2645,14 +2646,14 @@ _MI_SYSTEM_PTE_TYPE_1 = Record("_MI_SYSTEM_PTE_TYPE", 0x68, "struct",
     "CachedPtes" / At(0x050, Ptr("_MI_CACHED_PTE")),  # +0x050
     "TotalFreeSystemPtes" / At(0x058, T_unsigned_long_long),  # +0x058
     "CachedPteCount" / At(0x060, T_long),  # +0x060
-    variant="_MI_SYSTEM_PTE_TYPE_1", digest="21d60485db1c3590")
+), variant="_MI_SYSTEM_PTE_TYPE_1", digest="21d60485db1c3590")
 
-_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct",
+_MI_VAD_SEQUENTIAL_INFO_1 = Record("_MI_VAD_SEQUENTIAL_INFO", 0x8, "struct", lambda: (
     "Length" / At(0x000, Bits(0, 12, T_unsigned_long_long)),  # +0x000
     "Vpn" / At(0x000, Bits(12, 52, T_unsigned_long_long)),  # +0x000
-    variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
+), variant="_MI_VAD_SEQUENTIAL_INFO_1", digest="7d5867d6fe9ac7b5")
 
-_MMSESSION_1 = Record("_MMSESSION", 0x58, "struct",
+_MMSESSION_1 = Record("_MMSESSION", 0x58, "struct", lambda: (
     "SystemSpaceViewLock" / At(0x000, _FAST_MUTEX_1),  # +0x000
     "SystemSpaceViewLockPointer" / At(0x038, Ptr("_FAST_MUTEX")),  # +0x038
     "SystemSpaceViewTable" / At(0x040, Ptr("_MMVIEW")),  # +0x040
@@ -2660,9 +2661,9 @@ _MMSESSION_1 = Record("_MMSESSION", 0x58, "struct",
     "SystemSpaceHashEntries" / At(0x04c, T_unsigned_long),  # +0x04c
     "SystemSpaceHashKey" / At(0x050, T_unsigned_long),  # +0x050
     "BitmapFailures" / At(0x054, T_unsigned_long),  # +0x054
-    variant="_MMSESSION_1", digest="328dd992f8741030")
+), variant="_MMSESSION_1", digest="328dd992f8741030")
 
-_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
+_MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct", lambda: (
     "SubsectionAccessed" / At(0x000, Bits(0, 1, T_unsigned_short)),  # +0x000
     "Protection" / At(0x000, Bits(1, 5, T_unsigned_short)),  # +0x000
     "StartingSector4132" / At(0x000, Bits(6, 10, T_unsigned_short)),  # +0x000
@@ -2671,19 +2672,19 @@ _MMSUBSECTION_FLAGS_1 = Record("_MMSUBSECTION_FLAGS", 0x4, "struct",
     "DirtyPages" / At(0x002, Bits(2, 1, T_unsigned_short)),  # +0x002
     "OnDereferenceList" / At(0x002, Bits(3, 1, T_unsigned_short)),  # +0x002
     "SectorEndOffset" / At(0x002, Bits(4, 12, T_unsigned_short)),  # +0x002
-    variant="_MMSUBSECTION_FLAGS_1", digest="8fbc6e01b6c1a401")
+), variant="_MMSUBSECTION_FLAGS_1", digest="8fbc6e01b6c1a401")
 
-_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct",
+_MMVAD_FLAGS1_1 = Record("_MMVAD_FLAGS1", 0x4, "struct", lambda: (
     "CommitCharge" / At(0x000, Bits(0, 31, T_unsigned_long)),  # +0x000
     "MemCommit" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
+), variant="_MMVAD_FLAGS1_1", digest="7cf10897a1d7dc64")
 
-_unnamed_11 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_11 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags1" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags1" / At(0x000, _MMVAD_FLAGS1_1),  # +0x000
-    variant="_unnamed_11", digest="737ef63df461c619")
+), variant="_unnamed_11", digest="737ef63df461c619")
 
-_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
+_MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct", lambda: (
     "VadType" / At(0x000, Bits(0, 3, T_unsigned_long)),  # +0x000
     "Protection" / At(0x000, Bits(3, 5, T_unsigned_long)),  # +0x000
     "PreferredNode" / At(0x000, Bits(8, 6, T_unsigned_long)),  # +0x000
@@ -2693,14 +2694,14 @@ _MMVAD_FLAGS_1 = Record("_MMVAD_FLAGS", 0x4, "struct",
     "PrivateFixup" / At(0x000, Bits(17, 1, T_unsigned_long)),  # +0x000
     "Spare" / At(0x000, Bits(18, 13, T_unsigned_long)),  # +0x000
     "DeleteInProgress" / At(0x000, Bits(31, 1, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS_1", digest="cbdf602080c665c1")
+), variant="_MMVAD_FLAGS_1", digest="cbdf602080c665c1")
 
-_unnamed_12 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_12 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags" / At(0x000, _MMVAD_FLAGS_1),  # +0x000
-    variant="_unnamed_12", digest="ab98340d37dbe827")
+), variant="_unnamed_12", digest="ab98340d37dbe827")
 
-_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
+_MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct", lambda: (
     "NextVad" / At(0x000, Ptr("_MMVAD_SHORT")),  # +0x000
     "VadNode" / At(0x000, _RTL_BALANCED_NODE_1),  # +0x000
     "StartingVpn" / At(0x018, T_unsigned_long),  # +0x018
@@ -2714,14 +2715,14 @@ _MMVAD_SHORT_1 = Record("_MMVAD_SHORT", 0x40, "struct",
     "u" / At(0x030, _unnamed_12),  # +0x030
     "u1" / At(0x034, _unnamed_11),  # +0x034
     "EventList" / At(0x038, Ptr("_MI_VAD_EVENT_BLOCK")),  # +0x038
-    variant="_MMVAD_SHORT_1", digest="1896245f2130c6d3")
+), variant="_MMVAD_SHORT_1", digest="1896245f2130c6d3")
 
-_unnamed_13 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_13 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "ExtendedInfo" / At(0x000, Ptr("_MMEXTEND_INFO")),  # +0x000
     "SequentialVa" / At(0x000, _MI_VAD_SEQUENTIAL_INFO_1),  # +0x000
-    variant="_unnamed_13", digest="9cc74113466a3a2f")
+), variant="_unnamed_13", digest="9cc74113466a3a2f")
 
-_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
+_MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct", lambda: (
     "FileOffset" / At(0x000, Bits(0, 24, T_unsigned_long)),  # +0x000
     "Large" / At(0x000, Bits(24, 1, T_unsigned_long)),  # +0x000
     "TrimBehind" / At(0x000, Bits(25, 1, T_unsigned_long)),  # +0x000
@@ -2729,14 +2730,14 @@ _MMVAD_FLAGS2_1 = Record("_MMVAD_FLAGS2", 0x4, "struct",
     "CopyOnWrite" / At(0x000, Bits(27, 1, T_unsigned_long)),  # +0x000
     "NoValidationNeeded" / At(0x000, Bits(28, 1, T_unsigned_long)),  # +0x000
     "Spare" / At(0x000, Bits(29, 3, T_unsigned_long)),  # +0x000
-    variant="_MMVAD_FLAGS2_1", digest="e715d8a53111d601")
+), variant="_MMVAD_FLAGS2_1", digest="e715d8a53111d601")
 
-_unnamed_14 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_14 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags2" / At(0x000, T_unsigned_long),  # +0x000
     "VadFlags2" / At(0x000, _MMVAD_FLAGS2_1),  # +0x000
-    variant="_unnamed_14", digest="f5c75b3c6a0a2ca4")
+), variant="_unnamed_14", digest="f5c75b3c6a0a2ca4")
 
-_MMVAD_1 = Record("_MMVAD", 0x80, "struct",
+_MMVAD_1 = Record("_MMVAD", 0x80, "struct", lambda: (
     "Core" / At(0x000, _MMVAD_SHORT_1),  # +0x000
     "u2" / At(0x040, _unnamed_14),  # +0x040
     "Subsection" / At(0x048, Ptr("_SUBSECTION")),  # +0x048
@@ -2745,18 +2746,18 @@ _MMVAD_1 = Record("_MMVAD", 0x80, "struct",
     "ViewLinks" / At(0x060, _LIST_ENTRY_1),  # +0x060
     "VadsProcess" / At(0x070, Ptr("_EPROCESS")),  # +0x070
     "u4" / At(0x078, _unnamed_13),  # +0x078
-    variant="_MMVAD_1", digest="b4572762520c18fc")
+), variant="_MMVAD_1", digest="b4572762520c18fc")
 
-_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x68, "struct",
+_MM_PAGED_POOL_INFO_1 = Record("_MM_PAGED_POOL_INFO", 0x68, "struct", lambda: (
     "Mutex" / At(0x000, _FAST_MUTEX_1),  # +0x000
     "PagedPoolAllocationMap" / At(0x038, _RTL_BITMAP_EX_1),  # +0x038
     "FirstPteForPagedPool" / At(0x048, Ptr("_MMPTE")),  # +0x048
     "MaximumSize" / At(0x050, T_unsigned_long_long),  # +0x050
     "PagedPoolHint" / At(0x058, T_unsigned_long_long),  # +0x058
     "AllocatedPagedPool" / At(0x060, T_unsigned_long_long),  # +0x060
-    variant="_MM_PAGED_POOL_INFO_1", digest="546c0a3f0b5b4ef4")
+), variant="_MM_PAGED_POOL_INFO_1", digest="546c0a3f0b5b4ef4")
 
-_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
+_MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct", lambda: (
     "Initialized" / At(0x000, Bits(0, 1, T_unsigned_long)),  # +0x000
     "DeletePending" / At(0x000, Bits(1, 1, T_unsigned_long)),  # +0x000
     "PoolInitialized" / At(0x000, Bits(2, 1, T_unsigned_long)),  # +0x000
@@ -2766,14 +2767,14 @@ _MM_SESSION_SPACE_FLAGS_1 = Record("_MM_SESSION_SPACE_FLAGS", 0x4, "struct",
     "ObjectInitialized" / At(0x000, Bits(6, 1, T_unsigned_long)),  # +0x000
     "LeakedPoolDeliberately" / At(0x000, Bits(7, 1, T_unsigned_long)),  # +0x000
     "Filler" / At(0x000, Bits(8, 24, T_unsigned_long)),  # +0x000
-    variant="_MM_SESSION_SPACE_FLAGS_1", digest="30455fbd6477dab5")
+), variant="_MM_SESSION_SPACE_FLAGS_1", digest="30455fbd6477dab5")
 
-_unnamed_15 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_15 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "Flags" / At(0x000, _MM_SESSION_SPACE_FLAGS_1),  # +0x000
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
-    variant="_unnamed_15", digest="b8aac65941c01475")
+), variant="_unnamed_15", digest="b8aac65941c01475")
 
-_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
+_POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct", lambda: (
     "PoolType" / At(0x000, _POOL_TYPE_1),  # +0x000
     "NonPagedLock" / At(0x008, T_unsigned_long_long),  # +0x008
     "PagedLock" / At(0x008, _FAST_MUTEX_1),  # +0x008
@@ -2787,9 +2788,9 @@ _POOL_DESCRIPTOR_1 = Record("_POOL_DESCRIPTOR", 0x1140, "struct",
     "PendingFrees" / At(0x100, _SINGLE_LIST_ENTRY_1),  # +0x100
     "PendingFreeDepth" / At(0x108, T_long),  # +0x108
     "ListHeads" / At(0x140, Array(256, _LIST_ENTRY_1)),  # +0x140
-    variant="_POOL_DESCRIPTOR_1", digest="c14a63fe90b9f1ef")
+), variant="_POOL_DESCRIPTOR_1", digest="c14a63fe90b9f1ef")
 
-_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x2000, "struct",
+_MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x2000, "struct", lambda: (
     "ReferenceCount" / At(0x0000, T_long),  # +0x0000
     "u" / At(0x0004, _unnamed_15),  # +0x0004
     "SessionId" / At(0x0008, T_unsigned_long),  # +0x0008
@@ -2834,9 +2835,9 @@ _MM_SESSION_SPACE_1 = Record("_MM_SESSION_SPACE", 0x2000, "struct",
     "IoStateSequence" / At(0x1fbc, T_unsigned_long),  # +0x1fbc
     "IoNotificationEvent" / At(0x1fc0, _KEVENT_1),  # +0x1fc0
     "CreateTime" / At(0x1fd8, T_unsigned_long_long),  # +0x1fd8
-    variant="_MM_SESSION_SPACE_1", digest="907e213626ce12eb")
+), variant="_MM_SESSION_SPACE_1", digest="907e213626ce12eb")
 
-_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
+_NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct", lambda: (
     "ExceptionList" / At(0x000, T_unsigned_long),  # +0x000
     "StackBase" / At(0x004, T_unsigned_long),  # +0x004
     "StackLimit" / At(0x008, T_unsigned_long),  # +0x008
@@ -2845,9 +2846,9 @@ _NT_TIB32_1 = Record("_NT_TIB32", 0x1c, "struct",
     "Version" / At(0x010, T_unsigned_long),  # +0x010
     "ArbitraryUserPointer" / At(0x014, T_unsigned_long),  # +0x014
     "Self" / At(0x018, T_unsigned_long),  # +0x018
-    variant="_NT_TIB32_1", digest="2465d710e974b87a")
+), variant="_NT_TIB32_1", digest="2465d710e974b87a")
 
-_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
+_OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct", lambda: (
     "HashBuckets" / At(0x000, Array(37, Ptr("_OBJECT_DIRECTORY_ENTRY"))),  # +0x000
     "Lock" / At(0x128, _EX_PUSH_LOCK_1),  # +0x128
     "DeviceMap" / At(0x130, Ptr("_DEVICE_MAP")),  # +0x130
@@ -2856,26 +2857,26 @@ _OBJECT_DIRECTORY_1 = Record("_OBJECT_DIRECTORY", 0x158, "struct",
     "NamespaceEntry" / At(0x140, Ptr("void", 8, "base")),  # +0x140
     "SessionObject" / At(0x148, Ptr("void", 8, "base")),  # +0x148
     "Flags" / At(0x150, T_unsigned_long),  # +0x150
-    variant="_OBJECT_DIRECTORY_1", digest="428867b2d4c33fe7")
+), variant="_OBJECT_DIRECTORY_1", digest="428867b2d4c33fe7")
 
-_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct",
+_OBJECT_DIRECTORY_ENTRY_1 = Record("_OBJECT_DIRECTORY_ENTRY", 0x18, "struct", lambda: (
     "ChainLink" / At(0x000, Ptr("_OBJECT_DIRECTORY_ENTRY")),  # +0x000
     "Object" / At(0x008, Ptr("void", 8, "base")),  # +0x008
     "HashValue" / At(0x010, T_unsigned_long),  # +0x010
-    variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
+), variant="_OBJECT_DIRECTORY_ENTRY_1", digest="6785b083e242eb53")
 
-_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct",
+_OBJECT_HANDLE_COUNT_ENTRY_1 = Record("_OBJECT_HANDLE_COUNT_ENTRY", 0x10, "struct", lambda: (
     "Process" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "HandleCount" / At(0x008, Bits(0, 24, T_unsigned_long)),  # +0x008
     "LockCount" / At(0x008, Bits(24, 8, T_unsigned_long)),  # +0x008
-    variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
+), variant="_OBJECT_HANDLE_COUNT_ENTRY_1", digest="2c047fb8294b6ec7")
 
-_QUAD_1 = Record("_QUAD", 0x8, "struct",
+_QUAD_1 = Record("_QUAD", 0x8, "struct", lambda: (
     "DoNotUseThisField" / At(0x000, T_double),  # +0x000
     "UseThisFieldToCopy" / At(0x000, T_long_long),  # +0x000
-    variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
+), variant="_QUAD_1", digest="f32d3f9b17d2fcb1")
 
-_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
+_OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct", lambda: (
     "PointerCount" / At(0x000, T_long_long),  # +0x000
     "HandleCount" / At(0x008, T_long_long),  # +0x008
     "NextToFree" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -2899,49 +2900,49 @@ _OBJECT_HEADER_1 = Record("_OBJECT_HEADER", 0x38, "struct",
     "QuotaBlockCharged" / At(0x020, Ptr("void", 8, "base")),  # +0x020
     "SecurityDescriptor" / At(0x028, Ptr("void", 8, "base")),  # +0x028
     "Body" / At(0x030, _QUAD_1),  # +0x030
-    variant="_OBJECT_HEADER_1", digest="2c719a1ae805dc94")
+), variant="_OBJECT_HEADER_1", digest="2c719a1ae805dc94")
 
-_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct",
+_OBJECT_HEADER_AUDIT_INFO_1 = Record("_OBJECT_HEADER_AUDIT_INFO", 0x10, "struct", lambda: (
     "SecurityDescriptor" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
+), variant="_OBJECT_HEADER_AUDIT_INFO_1", digest="fed36dd01a75a2ca")
 
-_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct",
+_OBJECT_HEADER_CREATOR_INFO_1 = Record("_OBJECT_HEADER_CREATOR_INFO", 0x20, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "CreatorUniqueProcess" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "CreatorBackTraceIndex" / At(0x018, T_unsigned_short),  # +0x018
     "Reserved" / At(0x01a, T_unsigned_short),  # +0x01a
-    variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="20af23ac015d66d3")
+), variant="_OBJECT_HEADER_CREATOR_INFO_1", digest="20af23ac015d66d3")
 
-_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct",
+_OBJECT_HEADER_HANDLE_INFO_1 = Record("_OBJECT_HEADER_HANDLE_INFO", 0x10, "struct", lambda: (
     "HandleCountDataBase" / At(0x000, Ptr("_OBJECT_HANDLE_COUNT_DATABASE")),  # +0x000
     "SingleEntry" / At(0x000, _OBJECT_HANDLE_COUNT_ENTRY_1),  # +0x000
-    variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
+), variant="_OBJECT_HEADER_HANDLE_INFO_1", digest="9881e02ab6824d88")
 
-_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct",
+_OBJECT_HEADER_NAME_INFO_1 = Record("_OBJECT_HEADER_NAME_INFO", 0x20, "struct", lambda: (
     "Directory" / At(0x000, Ptr("_OBJECT_DIRECTORY")),  # +0x000
     "Name" / At(0x008, _UNICODE_STRING_1),  # +0x008
     "ReferenceCount" / At(0x018, T_long),  # +0x018
-    variant="_OBJECT_HEADER_NAME_INFO_1", digest="7689e21b874adae1")
+), variant="_OBJECT_HEADER_NAME_INFO_1", digest="7689e21b874adae1")
 
-_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct",
+_OBJECT_HEADER_PROCESS_INFO_1 = Record("_OBJECT_HEADER_PROCESS_INFO", 0x10, "struct", lambda: (
     "ExclusiveProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "Reserved" / At(0x008, T_unsigned_long_long),  # +0x008
-    variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
+), variant="_OBJECT_HEADER_PROCESS_INFO_1", digest="ef421df1ee4988bf")
 
-_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct",
+_OBJECT_HEADER_QUOTA_INFO_1 = Record("_OBJECT_HEADER_QUOTA_INFO", 0x20, "struct", lambda: (
     "PagedPoolCharge" / At(0x000, T_unsigned_long),  # +0x000
     "NonPagedPoolCharge" / At(0x004, T_unsigned_long),  # +0x004
     "SecurityDescriptorCharge" / At(0x008, T_unsigned_long),  # +0x008
     "SecurityDescriptorQuotaBlock" / At(0x010, Ptr("void", 8, "base")),  # +0x010
     "Reserved" / At(0x018, T_unsigned_long_long),  # +0x018
-    variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="2a9e74c944c54363")
+), variant="_OBJECT_HEADER_QUOTA_INFO_1", digest="2a9e74c944c54363")
 
-_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct",
+_OBJECT_NAME_INFORMATION_1 = Record("_OBJECT_NAME_INFORMATION", 0x10, "struct", lambda: (
     "Name" / At(0x000, _UNICODE_STRING_1),  # +0x000
-    variant="_OBJECT_NAME_INFORMATION_1", digest="0a12e9891ef70895")
+), variant="_OBJECT_NAME_INFORMATION_1", digest="0a12e9891ef70895")
 
-_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
+_OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "ObjectTypeFlags" / At(0x002, T_unsigned_char),  # +0x002
     "CaseInsensitive" / At(0x002, Bits(0, 1, T_unsigned_char)),  # +0x002
@@ -2971,9 +2972,9 @@ _OBJECT_TYPE_INITIALIZER_1 = Record("_OBJECT_TYPE_INITIALIZER", 0x78, "struct",
     "WaitObjectFlagMask" / At(0x070, T_unsigned_long),  # +0x070
     "WaitObjectFlagOffset" / At(0x074, T_unsigned_short),  # +0x074
     "WaitObjectPointerOffset" / At(0x076, T_unsigned_short),  # +0x076
-    variant="_OBJECT_TYPE_INITIALIZER_1", digest="17e8482bf6fc0578")
+), variant="_OBJECT_TYPE_INITIALIZER_1", digest="17e8482bf6fc0578")
 
-_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
+_OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct", lambda: (
     "TypeList" / At(0x000, _LIST_ENTRY_1),  # +0x000
     "Name" / At(0x010, _UNICODE_STRING_1),  # +0x010
     "DefaultObject" / At(0x020, Ptr("void", 8, "base")),  # +0x020
@@ -2986,9 +2987,9 @@ _OBJECT_TYPE_1 = Record("_OBJECT_TYPE", 0xd8, "struct",
     "TypeLock" / At(0x0b8, _EX_PUSH_LOCK_1),  # +0x0b8
     "Key" / At(0x0c0, T_unsigned_long),  # +0x0c0
     "CallbackList" / At(0x0c8, _LIST_ENTRY_1),  # +0x0c8
-    variant="_OBJECT_TYPE_1", digest="a73d5271281eb5d5")
+), variant="_OBJECT_TYPE_1", digest="a73d5271281eb5d5")
 
-_PEB_1 = Record("_PEB", 0x388, "struct",
+_PEB_1 = Record("_PEB", 0x388, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -3091,15 +3092,15 @@ _PEB_1 = Record("_PEB", 0x388, "struct",
     "SpareTracingBits" / At(0x378, Bits(3, 29, T_unsigned_long)),  # +0x378
     "Padding6" / At(0x37c, Array(4, T_unsigned_char)),  # +0x37c
     "CsrServerReadOnlySharedMemoryBase" / At(0x380, T_unsigned_long_long),  # +0x380
-    variant="_PEB_1", digest="a851c0bc69fb0c0d")
+), variant="_PEB_1", digest="a851c0bc69fb0c0d")
 
-_STRING32_1 = Record("_STRING32", 0x8, "struct",
+_STRING32_1 = Record("_STRING32", 0x8, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x004, T_unsigned_long),  # +0x004
-    variant="_STRING32_1", digest="acbfab945c83bb53")
+), variant="_STRING32_1", digest="acbfab945c83bb53")
 
-_PEB32_1 = Record("_PEB32", 0x250, "struct",
+_PEB32_1 = Record("_PEB32", 0x250, "struct", lambda: (
     "InheritedAddressSpace" / At(0x000, T_unsigned_char),  # +0x000
     "ReadImageFileExecOptions" / At(0x001, T_unsigned_char),  # +0x001
     "BeingDebugged" / At(0x002, T_unsigned_char),  # +0x002
@@ -3195,9 +3196,9 @@ _PEB32_1 = Record("_PEB32", 0x250, "struct",
     "LibLoaderTracingEnabled" / At(0x240, Bits(2, 1, T_unsigned_long)),  # +0x240
     "SpareTracingBits" / At(0x240, Bits(3, 29, T_unsigned_long)),  # +0x240
     "CsrServerReadOnlySharedMemoryBase" / At(0x248, T_unsigned_long_long),  # +0x248
-    variant="_PEB32_1", digest="1397d5a67e304ba4")
+), variant="_PEB32_1", digest="1397d5a67e304ba4")
 
-_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
+_PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_long),  # +0x000
     "Initialized" / At(0x004, T_unsigned_char),  # +0x004
     "SsHandle" / At(0x008, Ptr("void", 8, "base")),  # +0x008
@@ -3207,28 +3208,28 @@ _PEB_LDR_DATA_1 = Record("_PEB_LDR_DATA", 0x58, "struct",
     "EntryInProgress" / At(0x040, Ptr("void", 8, "base")),  # +0x040
     "ShutdownInProgress" / At(0x048, T_unsigned_char),  # +0x048
     "ShutdownThreadId" / At(0x050, Ptr("void", 8, "base")),  # +0x050
-    variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
+), variant="_PEB_LDR_DATA_1", digest="d08dd37ce194008f")
 
-_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct",
+_PROCESSOR_NUMBER_1 = Record("_PROCESSOR_NUMBER", 0x4, "struct", lambda: (
     "Group" / At(0x000, T_unsigned_short),  # +0x000
     "Number" / At(0x002, T_unsigned_char),  # +0x002
     "Reserved" / At(0x003, T_unsigned_char),  # +0x003
-    variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
+), variant="_PROCESSOR_NUMBER_1", digest="bfdf52cceee7dddf")
 
-_STRING_1 = Record("_STRING", 0x10, "struct",
+_STRING_1 = Record("_STRING", 0x10, "struct", lambda: (
     "Length" / At(0x000, T_unsigned_short),  # +0x000
     "MaximumLength" / At(0x002, T_unsigned_short),  # +0x002
     "Buffer" / At(0x008, Ptr("char", 8, "base")),  # +0x008
-    variant="_STRING_1", digest="9455818e676c0340")
+), variant="_STRING_1", digest="9455818e676c0340")
 
-_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct",
+_RTL_DRIVE_LETTER_CURDIR_1 = Record("_RTL_DRIVE_LETTER_CURDIR", 0x18, "struct", lambda: (
     "Flags" / At(0x000, T_unsigned_short),  # +0x000
     "Length" / At(0x002, T_unsigned_short),  # +0x002
     "TimeStamp" / At(0x004, T_unsigned_long),  # +0x004
     "DosPath" / At(0x008, _STRING_1),  # +0x008
-    variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
+), variant="_RTL_DRIVE_LETTER_CURDIR_1", digest="5f9918ad0c0eb20a")
 
-_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "struct",
+_RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "struct", lambda: (
     "MaximumLength" / At(0x000, T_unsigned_long),  # +0x000
     "Length" / At(0x004, T_unsigned_long),  # +0x004
     "Flags" / At(0x008, T_unsigned_long),  # +0x008
@@ -3261,14 +3262,14 @@ _RTL_USER_PROCESS_PARAMETERS_1 = Record("_RTL_USER_PROCESS_PARAMETERS", 0x410, "
     "EnvironmentVersion" / At(0x3f8, T_unsigned_long_long),  # +0x3f8
     "PackageDependencyData" / At(0x400, Ptr("void", 8, "base")),  # +0x400
     "ProcessGroupId" / At(0x408, T_unsigned_long),  # +0x408
-    variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="e3d9889ff8573380")
+), variant="_RTL_USER_PROCESS_PARAMETERS_1", digest="e3d9889ff8573380")
 
-_unnamed_16 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_16 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "FirstMappedVa" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "ImageInformation" / At(0x000, Ptr("_MI_SECTION_IMAGE_INFORMATION")),  # +0x000
-    variant="_unnamed_16", digest="1791735d388ba01c")
+), variant="_unnamed_16", digest="1791735d388ba01c")
 
-_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
+_SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct", lambda: (
     "Short0" / At(0x000, T_unsigned_short),  # +0x000
     "TotalNumberOfPtes4132" / At(0x000, Bits(0, 10, T_unsigned_short)),  # +0x000
     "Spare0" / At(0x000, Bits(10, 1, T_unsigned_short)),  # +0x000
@@ -3286,14 +3287,14 @@ _SEGMENT_FLAGS_1 = Record("_SEGMENT_FLAGS", 0x4, "struct",
     "ILOnly" / At(0x003, Bits(0, 1, T_unsigned_char)),  # +0x003
     "ImageSigningType" / At(0x003, Bits(1, 3, T_unsigned_char)),  # +0x003
     "ImageSigningLevel" / At(0x003, Bits(4, 4, T_unsigned_char)),  # +0x003
-    variant="_SEGMENT_FLAGS_1", digest="b408be77b78736a7")
+), variant="_SEGMENT_FLAGS_1", digest="b408be77b78736a7")
 
-_unnamed_17 = Record("<unnamed-tag>", 0x8, "union",
+_unnamed_17 = Record("<unnamed-tag>", 0x8, "union", lambda: (
     "CreatingProcess" / At(0x000, Ptr("_EPROCESS")),  # +0x000
     "ImageCommitment" / At(0x000, T_unsigned_long_long),  # +0x000
-    variant="_unnamed_17", digest="b795cbd85a868b21")
+), variant="_unnamed_17", digest="b795cbd85a868b21")
 
-_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
+_SEGMENT_1 = Record("_SEGMENT", 0x48, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "TotalNumberOfPtes" / At(0x008, T_unsigned_long),  # +0x008
     "SegmentFlags" / At(0x00c, _SEGMENT_FLAGS_1),  # +0x00c
@@ -3305,51 +3306,51 @@ _SEGMENT_1 = Record("_SEGMENT", 0x48, "struct",
     "u1" / At(0x030, _unnamed_17),  # +0x030
     "u2" / At(0x038, _unnamed_16),  # +0x038
     "PrototypePte" / At(0x040, Ptr("_MMPTE")),  # +0x040
-    variant="_SEGMENT_1", digest="8cbeb7788d5af476")
+), variant="_SEGMENT_1", digest="8cbeb7788d5af476")
 
-_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1d, "struct",
+_TOKEN_AUDIT_POLICY_1 = Record("_TOKEN_AUDIT_POLICY", 0x1d, "struct", lambda: (
     "PerUserPolicy" / At(0x000, Array(29, T_unsigned_char)),  # +0x000
-    variant="_TOKEN_AUDIT_POLICY_1", digest="2d0fe8116406b040")
+), variant="_TOKEN_AUDIT_POLICY_1", digest="2d0fe8116406b040")
 
-_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1e, "struct",
+_SEP_AUDIT_POLICY_1 = Record("_SEP_AUDIT_POLICY", 0x1e, "struct", lambda: (
     "AdtTokenPolicy" / At(0x000, _TOKEN_AUDIT_POLICY_1),  # +0x000
     "PolicySetStatus" / At(0x01d, T_unsigned_char),  # +0x01d
-    variant="_SEP_AUDIT_POLICY_1", digest="3e6c708a274009ee")
+), variant="_SEP_AUDIT_POLICY_1", digest="3e6c708a274009ee")
 
-_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct",
+_SEP_TOKEN_PRIVILEGES_1 = Record("_SEP_TOKEN_PRIVILEGES", 0x18, "struct", lambda: (
     "Present" / At(0x000, T_unsigned_long_long),  # +0x000
     "Enabled" / At(0x008, T_unsigned_long_long),  # +0x008
     "EnabledByDefault" / At(0x010, T_unsigned_long_long),  # +0x010
-    variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
+), variant="_SEP_TOKEN_PRIVILEGES_1", digest="fb89e06035ab4196")
 
-_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct",
+_SID_IDENTIFIER_AUTHORITY_1 = Record("_SID_IDENTIFIER_AUTHORITY", 0x6, "struct", lambda: (
     "Value" / At(0x000, Array(6, T_unsigned_char)),  # +0x000
-    variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
+), variant="_SID_IDENTIFIER_AUTHORITY_1", digest="2145c7d15b6f3d9b")
 
-_SID_1 = Record("_SID", 0xc, "struct",
+_SID_1 = Record("_SID", 0xc, "struct", lambda: (
     "Revision" / At(0x000, T_unsigned_char),  # +0x000
     "SubAuthorityCount" / At(0x001, T_unsigned_char),  # +0x001
     "IdentifierAuthority" / At(0x002, _SID_IDENTIFIER_AUTHORITY_1),  # +0x002
     "SubAuthority" / At(0x008, Array(1, T_unsigned_long)),  # +0x008
-    variant="_SID_1", digest="60bcae3e94d91ce6")
+), variant="_SID_1", digest="60bcae3e94d91ce6")
 
-_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct",
+_SID_AND_ATTRIBUTES_1 = Record("_SID_AND_ATTRIBUTES", 0x10, "struct", lambda: (
     "Sid" / At(0x000, Ptr("void", 8, "base")),  # +0x000
     "Attributes" / At(0x008, T_unsigned_long),  # +0x008
-    variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
+), variant="_SID_AND_ATTRIBUTES_1", digest="43cef585f75ff612")
 
-_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct",
+_SID_AND_ATTRIBUTES_HASH_1 = Record("_SID_AND_ATTRIBUTES_HASH", 0x110, "struct", lambda: (
     "SidCount" / At(0x000, T_unsigned_long),  # +0x000
     "SidAttr" / At(0x008, Ptr("_SID_AND_ATTRIBUTES")),  # +0x008
     "Hash" / At(0x010, Array(32, T_unsigned_long_long)),  # +0x010
-    variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
+), variant="_SID_AND_ATTRIBUTES_HASH_1", digest="902f5d8c3952eb95")
 
-_unnamed_18 = Record("<unnamed-tag>", 0x4, "union",
+_unnamed_18 = Record("<unnamed-tag>", 0x4, "union", lambda: (
     "LongFlags" / At(0x000, T_unsigned_long),  # +0x000
     "SubsectionFlags" / At(0x000, _MMSUBSECTION_FLAGS_1),  # +0x000
-    variant="_unnamed_18", digest="69de95918a3e356e")
+), variant="_unnamed_18", digest="69de95918a3e356e")
 
-_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
+_SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct", lambda: (
     "ControlArea" / At(0x000, Ptr("_CONTROL_AREA")),  # +0x000
     "SubsectionBase" / At(0x008, Ptr("_MMPTE")),  # +0x008
     "NextSubsection" / At(0x010, Ptr("_SUBSECTION")),  # +0x010
@@ -3359,9 +3360,9 @@ _SUBSECTION_1 = Record("_SUBSECTION", 0x38, "struct",
     "u" / At(0x028, _unnamed_18),  # +0x028
     "StartingSector" / At(0x02c, T_unsigned_long),  # +0x02c
     "NumberOfFullSectors" / At(0x030, T_unsigned_long),  # +0x030
-    variant="_SUBSECTION_1", digest="da1478eb0f4f1f19")
+), variant="_SUBSECTION_1", digest="da1478eb0f4f1f19")
 
-_TEB_1 = Record("_TEB", 0x1820, "struct",
+_TEB_1 = Record("_TEB", 0x1820, "struct", lambda: (
     "NtTib" / At(0x0000, _NT_TIB_1),  # +0x0000
     "EnvironmentPointer" / At(0x0038, Ptr("void", 8, "base")),  # +0x0038
     "ClientId" / At(0x0040, _CLIENT_ID_1),  # +0x0040
@@ -3474,9 +3475,9 @@ _TEB_1 = Record("_TEB", 0x1820, "struct",
     "SpareUlong0" / At(0x180c, T_unsigned_long),  # +0x180c
     "ResourceRetValue" / At(0x1810, Ptr("void", 8, "base")),  # +0x1810
     "ReservedForWdf" / At(0x1818, Ptr("void", 8, "base")),  # +0x1818
-    variant="_TEB_1", digest="048f55b4b1f2cf98")
+), variant="_TEB_1", digest="048f55b4b1f2cf98")
 
-_TEB32_1 = Record("_TEB32", 0xfe8, "struct",
+_TEB32_1 = Record("_TEB32", 0xfe8, "struct", lambda: (
     "NtTib" / At(0x000, _NT_TIB32_1),  # +0x000
     "EnvironmentPointer" / At(0x01c, T_unsigned_long),  # +0x01c
     "ClientId" / At(0x020, _CLIENT_ID32_1),  # +0x020
@@ -3579,14 +3580,14 @@ _TEB32_1 = Record("_TEB32", 0xfe8, "struct",
     "SpareUlong0" / At(0xfdc, T_unsigned_long),  # +0xfdc
     "ResourceRetValue" / At(0xfe0, T_unsigned_long),  # +0xfe0
     "ReservedForWdf" / At(0xfe4, T_unsigned_long),  # +0xfe4
-    variant="_TEB32_1", digest="a6c414004768d0ea")
+), variant="_TEB32_1", digest="a6c414004768d0ea")
 
-_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct",
+_TOKEN_SOURCE_1 = Record("_TOKEN_SOURCE", 0x10, "struct", lambda: (
     "SourceName" / At(0x000, Array(8, T_char)),  # +0x000
     "SourceIdentifier" / At(0x008, _LUID_1),  # +0x008
-    variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
+), variant="_TOKEN_SOURCE_1", digest="76ea1655771e3a66")
 
-_TOKEN_1 = Record("_TOKEN", 0x480, "struct",
+_TOKEN_1 = Record("_TOKEN", 0x480, "struct", lambda: (
     "TokenSource" / At(0x000, _TOKEN_SOURCE_1),  # +0x000
     "TokenId" / At(0x010, _LUID_1),  # +0x010
     "AuthenticationId" / At(0x018, _LUID_1),  # +0x018
@@ -3632,9 +3633,9 @@ _TOKEN_1 = Record("_TOKEN", 0x480, "struct",
     "TokenSidValues" / At(0x468, Ptr("_SEP_SID_VALUES_BLOCK")),  # +0x468
     "SessionObject" / At(0x470, Ptr("void", 8, "base")),  # +0x470
     "VariablePart" / At(0x478, T_unsigned_long_long),  # +0x478
-    variant="_TOKEN_1", digest="3925f37103701b84")
+), variant="_TOKEN_1", digest="3925f37103701b84")
 
-_EPROCESS_2 = Record("_EPROCESS", 0x708, "struct",
+_EPROCESS_2 = Record("_EPROCESS", 0x708, "struct", lambda: (
     "Pcb" / At(0x000, _KPROCESS_1),  # +0x000
     "ProcessLock" / At(0x2c8, _EX_PUSH_LOCK_1),  # +0x2c8
     "CreateTime" / At(0x2d0, _LARGE_INTEGER_1),  # +0x2d0
@@ -3807,9 +3808,9 @@ _EPROCESS_2 = Record("_EPROCESS", 0x708, "struct",
     "ModifiedPageCount" / At(0x6f8, T_unsigned_long),  # +0x6f8
     "ExitStatus" / At(0x6fc, T_long),  # +0x6fc
     "PathRedirectionHashes" / At(0x700, Ptr("unsigned long", 8, "base")),  # +0x700
-    variant="_EPROCESS_2", digest="28f2ed1b288c903d")
+), variant="_EPROCESS_2", digest="28f2ed1b288c903d")
 
-_KPRCB_2 = Record("_KPRCB", 0x7ec0, "struct",
+_KPRCB_2 = Record("_KPRCB", 0x7ec0, "struct", lambda: (
     "MxCsr" / At(0x0000, T_unsigned_long),  # +0x0000
     "LegacyNumber" / At(0x0004, T_unsigned_char),  # +0x0004
     "ReservedMustBeZero" / At(0x0005, T_unsigned_char),  # +0x0005
@@ -4085,9 +4086,9 @@ _KPRCB_2 = Record("_KPRCB", 0x7ec0, "struct",
     "PrcbPad139" / At(0x6e9e, T_unsigned_short),  # +0x6e9e
     "PrcbPad140" / At(0x6ea0, Array(508, T_unsigned_long_long)),  # +0x6ea0
     "RequestMailbox" / At(0x7e80, Array(1, _REQUEST_MAILBOX_1)),  # +0x7e80
-    variant="_KPRCB_2", digest="f2c04327d90c1c9a")
+), variant="_KPRCB_2", digest="f2c04327d90c1c9a")
 
-_KPCR_2 = Record("_KPCR", 0x8040, "struct",
+_KPCR_2 = Record("_KPCR", 0x8040, "struct", lambda: (
     "GdtBase" / At(0x000, Ptr("_KGDTENTRY64", 8, "union")),  # +0x000
     "NtTib" / At(0x000, _NT_TIB_1),  # +0x000
     "TssBase" / At(0x008, Ptr("_KTSS64")),  # +0x008
@@ -4115,7 +4116,7 @@ _KPCR_2 = Record("_KPCR", 0x8040, "struct",
     "Unused3" / At(0x110, Ptr("void", 8, "base")),  # +0x110
     "PcrAlign1" / At(0x118, Array(24, T_unsigned_long)),  # +0x118
     "Prcb" / At(0x180, _KPRCB_2),  # +0x180
-    variant="_KPCR_2", digest="f17b48efef7d7dc4")
+), variant="_KPCR_2", digest="f17b48efef7d7dc4")
 
 
 # ---- per-build tables: PDB name -> variant

@@ -102,6 +102,9 @@ class KernelContext:
         if self.budget.notes is None:
             self.budget.notes = self.notes
         self._borrowed: Dict[str, Any] = {}
+        #: enum name -> its value-to-name table (the build's, a borrowed one, or None): asked
+        #: five times per thread by `threads`
+        self._enum_names: Dict[str, Optional[Dict[int, str]]] = {}
         #: True once a symbol address disagreed with the dump's own statement of it
         self.rva_mismatch = False
         self._globals: Dict[str, Tuple[Optional[int], str]] = {}
@@ -220,10 +223,16 @@ class KernelContext:
         """
         if not isinstance(value, int):
             return None
-        if self.layouts.has_enum(enum):
-            return self.layouts.enum(enum).name_of(value)
-        borrowed = self._borrowed_enum(enum)
-        return borrowed.name_of(value) if borrowed is not None else None
+        try:
+            names = self._enum_names[enum]
+        except KeyError:
+            if self.layouts.has_enum(enum):
+                names = self.layouts.enum(enum).names_by_value()
+            else:
+                borrowed = self._borrowed_enum(enum)
+                names = borrowed.names_by_value() if borrowed is not None else None
+            self._enum_names[enum] = names
+        return names.get(value) if names is not None else None
 
     def _borrowed_enum(self, enum: str) -> Any:
         if enum not in BORROWABLE_ENUMS:

@@ -96,12 +96,12 @@ class ThreadListing:
 
 def _walk_threads(ctx: "KernelContext", head: int, link_offset: int, limit: int) -> Tuple[array, WalkEnd]:
     end = WalkEnd()
-    found = array("Q", walk_list(ctx.space, head, end, limit, budget=_budget(ctx)))
-    if link_offset:
-        # a garbage link below the offset wraps to an unreadable address (shown as a Fault)
-        mask = int(getattr(ctx, "pointer_mask", 0) or 0xFFFFFFFFFFFFFFFF)
-        found = array("Q", [(entry - link_offset) & mask for entry in found])
-    return found, end
+    links = walk_list(ctx.space, head, end, limit, budget=_budget(ctx))
+    if not link_offset:
+        return array("Q", links), end
+    # a garbage link below the offset wraps to an unreadable address (shown as a Fault)
+    mask = int(getattr(ctx, "pointer_mask", 0) or 0xFFFFFFFFFFFFFFFF)
+    return array("Q", [(entry - link_offset) & mask for entry in links]), end
 
 
 def process_threads(ctx: "KernelContext", process: Any, limit: int = DEFAULT_THREAD_LIMIT) -> ThreadListing:
@@ -131,9 +131,8 @@ def process_threads(ctx: "KernelContext", process: Any, limit: int = DEFAULT_THR
         note = end.note("process 0x%x %s" % (process.address, method))
         if note:
             listing.notes.append(note)
-    listed: Set[int] = set()
-    for addresses in listing.addresses.values():
-        listed.update(addresses)
+    members = {method: set(addresses) for method, addresses in listing.addresses.items()}
+    listed: Set[int] = set().union(*members.values())
     # threads other sources know belong here but neither list reached (a torn or triage dump)
     for address, method in _other_known_threads(ctx):
         if address in listed or any(address == known for known, _ in listing.extra):
@@ -147,7 +146,7 @@ def process_threads(ctx: "KernelContext", process: Any, limit: int = DEFAULT_THR
     ends = list(listing.ends.values())
     if len(listing.addresses) == 2 and not any(e.cut_by_budget for e in ends):
         e_list, k_list = listing.addresses[BY_ETHREAD_LIST], listing.addresses[BY_KTHREAD_LIST]
-        e_set, k_set = set(e_list), set(k_list)
+        e_set, k_set = members[BY_ETHREAD_LIST], members[BY_KTHREAD_LIST]
         if e_set != k_set:
             for method, mine, other in ((BY_ETHREAD_LIST, e_list, k_set), (BY_KTHREAD_LIST, k_list, e_set)):
                 extra = [a for a in mine if a not in other]

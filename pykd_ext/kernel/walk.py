@@ -74,8 +74,8 @@ def walk_list(space: AddressSpace, head: int, end: Optional[WalkEnd] = None,
     if budget is not None and budget.walks_stopped:
         end.reason = END_BUDGET
         return
-    ptr = space.pointer_size
     seen = set()
+    read_link = space.read_link
     try:
         current = space.read_pointer(head)
     except MemoryReadError as err:
@@ -100,13 +100,13 @@ def walk_list(space: AddressSpace, head: int, end: Optional[WalkEnd] = None,
             budget.entries -= 1
         seen.add(current)
         try:
-            pair = space.read(current, 2 * ptr)
+            flink, blink = read_link(current)
         except MemoryReadError as err:
             end.reason, end.at, end.fault = END_UNREADABLE, current, err.fault
             return
-        if check_back_links and int.from_bytes(pair[ptr:], "little") != previous:
+        if check_back_links and blink != previous:
             end.back_link_mismatches.append(current)
         end.count += 1
         yield current
         previous = current
-        current = int.from_bytes(pair[:ptr], "little")
+        current = flink

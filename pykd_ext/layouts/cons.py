@@ -11,7 +11,7 @@ introspecting these objects (`Record.fields`, `At.offset`, `Base.fmt`, `Bits.pos
 the generated construct definitions are the single source of every layout.
 """
 import struct as _struct
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from construct import Array, Construct, Container, Renamed, Subconstruct, SizeofError
 from construct.core import stream_read, stream_seek, stream_tell, stream_write
@@ -191,15 +191,34 @@ class Record(Construct):
     `digest` the content hash that identifies the variant across builds.
     """
 
-    def __init__(self, type_name: str, size: int, kind: str, *fields: Renamed,
+    def __init__(self, type_name: str, size: int, kind: str, *fields: Any,
                  variant: str = "", digest: str = "") -> None:
         super().__init__()
         self.type_name = type_name
         self.size = size
         self.kind = kind
-        self.fields: Tuple[Renamed, ...] = tuple(fields)
+        self._members: Optional[Callable[[], Iterable[Renamed]]] = None
+        self._fields: Optional[Tuple[Renamed, ...]] = None
+        if len(fields) == 1 and callable(fields[0]) and not isinstance(fields[0], Construct):
+            self._members = fields[0]        # generated modules: members made on first use
+        else:
+            self._fields = tuple(fields)
         self.variant = variant
         self.digest = digest
+
+    @property
+    def fields(self) -> Tuple[Renamed, ...]:
+        """The members, `"Name" / At(offset, subcon)`, in offset order.
+
+        Why deferred: a generated build module holds a few hundred types with thousands of
+        members, and a command touches a dozen types; building every member when the module is
+        imported was most of its import time. Generated modules pass `lambda: (members...)`.
+        """
+        fields = self._fields
+        if fields is None:
+            members, self._members = self._members, None
+            fields = self._fields = tuple(members()) if members is not None else ()
+        return fields
 
     def __repr__(self) -> str:
         return "Record(%r, 0x%x, %s)" % (self.type_name, self.size, self.variant or "?")

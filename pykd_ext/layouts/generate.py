@@ -239,7 +239,8 @@ class ModuleWriter:
             self.attribution,
             "",
             "Each variant is one layout of a type, shared by every build listed in BUILDS that uses it.",
-            "Members are `\"Name\" / At(offset, type)` in offset order; see pykd_ext/layouts/cons.py.",
+            "Members are `\"Name\" / At(offset, type)` in offset order, inside `lambda: (...)` so that they are",
+            "built when a command first uses the type; see pykd_ext/layouts/cons.py.",
             "Builds: %s" % ", ".join(versions) if len(versions) <= 6 else
             "Builds: %s ... %s (%d)" % (versions[0], versions[-1], len(versions)),
             '"""',
@@ -262,11 +263,13 @@ class ModuleWriter:
     def _record_lines(self, digest: str) -> List[str]:
         r = self.records[digest]
         width = max([3] + [len("%x" % m[1]) for m in r.fields])
-        lines = ["%s = Record(%s, 0x%x, %s," % (self.var_name[digest], json.dumps(r.name), r.size, json.dumps(r.kind))]
+        # members inside `lambda: (...)`: built on first use (see cons.Record.fields)
+        lines = ["%s = Record(%s, 0x%x, %s, lambda: (" % (self.var_name[digest], json.dumps(r.name), r.size,
+                                                           json.dumps(r.kind))]
         for mname, offset, desc in r.fields:
             off = "0x%0*x" % (width, offset)
             lines.append("    %s / At(%s, %s),  # +%s" % (json.dumps(mname), off, self.expr(desc), off))
-        lines.append("    variant=%s, digest=%s)" % (json.dumps(self.var_name[digest]), json.dumps(digest)))
+        lines.append("), variant=%s, digest=%s)" % (json.dumps(self.var_name[digest]), json.dumps(digest)))
         lines.append("")
         return lines
 

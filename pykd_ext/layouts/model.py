@@ -157,6 +157,10 @@ class EnumLayout:
     def name_of(self, value: int) -> Optional[str]:
         return self._by_value.get(value)
 
+    def names_by_value(self) -> Dict[int, str]:
+        """The value -> name table itself (callers keep it for repeated lookups; do not modify)."""
+        return self._by_value
+
     def value_of(self, name: str) -> int:
         try:
             return self._by_name[name]

@@ -28,6 +28,8 @@ TABLE_CACHE_LIMIT = 1 << 14
 MAX_TABLES_SCANNED = 200000
 
 _UNPACK = {4: struct.Struct("<L").unpack_from, 8: struct.Struct("<Q").unpack_from}
+#: a LIST_ENTRY's Flink and Blink, by pointer size
+_UNPACK_LINK = {4: struct.Struct("<LL").unpack_from, 8: struct.Struct("<QQ").unpack_from}
 _OFFSET_MASK = PAGE_SIZE - 1
 
 
@@ -72,6 +74,7 @@ class PagedAddressSpace(AddressSpace):
         self.software_pte = software_pte
         self.pointer_size = mode.pointer_size
         self._unpack_pointer: Any = _UNPACK[mode.pointer_size]
+        self._unpack_link: Any = _UNPACK_LINK[mode.pointer_size]
         self.maxphyaddr = mode.check_maxphyaddr(maxphyaddr)
         self._frame = mode.frame_mask(self.maxphyaddr)
         self.dtb = mode.root(dtb, self.maxphyaddr)
@@ -142,6 +145,15 @@ class PagedAddressSpace(AddressSpace):
                 page = self._load(address, 0)
             return self._unpack_pointer(page, offset)[0]
         return int.from_bytes(self._read_span(address, size), "little")
+
+    def read_link(self, address: int) -> Tuple[int, int]:
+        offset = address & 0xFFF
+        if offset <= PAGE_SIZE - 2 * self.pointer_size:
+            page = self._pages.get(address >> PAGE_SHIFT)
+            if page is None:
+                page = self._load(address, 0)
+            return self._unpack_link(page, offset)
+        return super().read_link(address)
 
     def _read_span(self, address: int, size: int) -> bytes:
         if size < 0:

@@ -3,8 +3,8 @@
 Why data and not code: x86 without PAE, x86 PAE, x64 4-level (and 5-level, AArch64) walk tables
 the same way: split the virtual address into indexes, read one entry per level, stop at a present
 leaf or a large page. They differ only in numbers (bits per level, entry size, which levels may
-map large pages, where the frame bits are, how wide an address is). Described here as small frozen
-dataclasses, after the way Volatility 3's `layers/intel.py` lists its levels, they drive the one
+map large pages, where the frame bits are, how wide an address is). Described here as small immutable
+records (NamedTuple), after the way Volatility 3's `layers/intel.py` lists its levels, they drive the one
 walker (`paged.PagedAddressSpace`) and the table scan of the raw-image reader. What Windows keeps
 in a *not-present* entry is not an architecture fact; `pte.SoftwarePteLayout` decodes it for every
 mode.
@@ -29,14 +29,12 @@ Adding a mode: describe it here (and register it in `PAGING_MODES`), give it a t
 tables planted for it (`tests/memory/test_paging_modes.py`); the walker needs no change unless
 the mode translates in a way these fields cannot say.
 """
-from dataclasses import dataclass, replace
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 PAGE_SHIFT = 12
 
 
-@dataclass(frozen=True)
-class PagingLevel:
+class PagingLevel(NamedTuple):
     """One level of tables: which VA bits index it and what its entries may be."""
 
     name: str                   # the entry's name in faults and walks: "PML4E", "PDE", "L2", ...
@@ -58,8 +56,7 @@ class PagingLevel:
         return 1 << self.index_bits
 
 
-@dataclass(frozen=True)
-class EntryFormat:
+class EntryFormat(NamedTuple):
     """The hardware half of a paging-structure entry (present, large page, frame, NX)."""
 
     size: int                   # bytes per entry
@@ -77,8 +74,7 @@ class EntryFormat:
         return self.nx_bit is None or not (entry >> self.nx_bit) & 1
 
 
-@dataclass(frozen=True)
-class PagingMode:
+class PagingMode(NamedTuple):
     """One way of translating virtual addresses (see the module docstring for the sources)."""
 
     name: str                           # "x64 4-level", "x86 PAE", ...
@@ -197,7 +193,7 @@ X64_5LEVEL = PagingMode(
 #: 2 MiB at the middle levels); its entries are not (valid bit 0, bit 1 clear = block).
 AARCH64_4K = PagingMode(
     name="AArch64 4K granule 4-level",
-    levels=tuple(replace(level, name=name)
+    levels=tuple(level._replace(name=name)
                  for level, name in zip(X64_4LEVEL.levels, ("L0", "L1", "L2", "L3"))),
     entry=EntryFormat(size=8, frame_bits=48, present_mask=1, large_mask=0b10, large_value=0,
                       nx_bit=54),

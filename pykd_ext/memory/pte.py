@@ -8,8 +8,6 @@ built from ISF `user_types`, a chosen `KernelLayouts`, or an ISF file, whatever 
 x86 PAE with 8-byte `_MMPTE`, x86 without PAE with 4-byte ones). `decode_not_present` is the one
 decoder every walk uses; without a layout it only says "paged out" (keeping the raw value).
 """
-import json
-import lzma
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 from pykd_ext.errors import MissingLayoutError
@@ -78,14 +76,6 @@ class SoftwarePteLayout(NamedTuple):
                 return None
             return int(fl.bit_position), int(fl.bit_length)
         return cls.from_lookup(bits, "layout %s" % getattr(layouts, "build_id", "?"))
-
-    @classmethod
-    def from_isf_file(cls, path: str) -> "SoftwarePteLayout":
-        """Build from an ISF JSON file (`.json` or `.json.xz`)."""
-        opener: Any = lzma.open if path.endswith(".xz") else open
-        with opener(path, "rt") as handle:
-            data = json.load(handle)
-        return cls.from_user_types(data.get("user_types", {}))
 
 
 def software_pte_from_layouts(layouts: Any) -> Optional[SoftwarePteLayout]:

@@ -5,7 +5,6 @@ streamed result is out before its last record is decoded (only `table` buffers, 
 widths). `render_lines` is the one way out for every sink (CLI, `!py`, tests): the human formats
 (text, table, csv) leave it escaped (`render.escape`), JSON escapes by itself.
 """
-import csv
 import io
 import json
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional
@@ -37,7 +36,17 @@ def serial_value(value: Any, keys: FrozenSet[str], key: Optional[str] = None) ->
             return _hex(value)
         return value
     if kind is dict:
-        return {k: serial_value(v, keys, k) for k, v in value.items()}
+        # scalars inline (a thread record has ~40 values; one call each was most of the cost)
+        out = {}
+        for k, v in value.items():
+            vkind = type(v)
+            if vkind is int:
+                out[k] = _hex(v) if (k in keys or v > MAX_EXACT_JSON_INT or v < -MAX_EXACT_JSON_INT) else v
+            elif vkind is str or v is None or vkind is bool or vkind is float:
+                out[k] = v
+            else:
+                out[k] = serial_value(v, keys, k)
+        return out
     if kind is list or kind is tuple:
         return [serial_value(v, keys, key) for v in value]
     if kind in _JSON_SCALARS:
@@ -137,6 +146,7 @@ def render_jsonl(result: Result) -> Iterator[str]:
 
 def render_csv(result: Result) -> Iterator[str]:
     """A header row, then one row per record as it is decoded."""
+    import csv                  # here: most commands never write CSV (start-up cost)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     columns = result.columns

@@ -19,8 +19,7 @@ when raw images of it are to be read, and the tests of each. ARM64 is described 
 known (machine type, paging mode, CONTEXT, 64-bit dump header); 32-bit ARM has a CONTEXT and
 its triage dumps are read, but no paging mode.
 """
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from pykd_ext.memory.paging_modes import AARCH64_4K, X64_4LEVEL, X86_NONPAE, X86_PAE, PagingMode
 from pykd_ext.targets.cpu_context import (AMD64_CONTEXT, ARM64_CONTEXT, ARM_CONTEXT, X86_CONTEXT,
@@ -28,8 +27,7 @@ from pykd_ext.targets.cpu_context import (AMD64_CONTEXT, ARM64_CONTEXT, ARM_CONT
 from pykd_ext.targets.dtbscan import LOW_STUB_FINDER, RECURSIVE_MAP_FINDER, DtbFinder
 
 
-@dataclass(frozen=True)
-class Arch:
+class Arch(NamedTuple):
     """What pykd-ext needs to know about one processor architecture."""
 
     name: str                                   # "x64", "x86" (TargetInfo.arch)

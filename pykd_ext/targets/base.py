@@ -17,15 +17,14 @@ How a file becomes a `Target` is `opener.open_target(path)` (a registry of `open
 """
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from pykd_ext.errors import PykdExtError
 from pykd_ext.memory.space import AddressSpace, PhysicalSource
 from pykd_ext.targets.pe import CodeViewInfo, PeInfo, read_pe_info
 
 
-@dataclass(frozen=True)
-class TargetDescription:
+class TargetDescription(NamedTuple):
     """Enough to re-open a target in another process (batch workers): a kind and a locator."""
 
     kind: str           # "file" (any dump/image, format detected on open), "pykd", "live", ...

@@ -16,8 +16,7 @@ ARM_MAX_BREAKPOINTS (8) / ARM_MAX_WATCHPOINTS (1) debug registers, Padding2[2]: 
 No ISF here describes the ARM records; the real ARM64 and ARM32 triage dumps confirm them (their
 context's Sp equals the TRIAGE_DUMP's TopOfStack, tests/targets/test_triage_arm.py).
 """
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Struct
 
@@ -115,8 +114,7 @@ CONTEXT_ARM_INTEGER = Struct(
 )                                    # 0x48 bytes decoded of 0x1a0
 
 
-@dataclass(frozen=True)
-class ContextLayout:
+class ContextLayout(NamedTuple):
     """One architecture's CONTEXT record: its size and the integer registers decoded from it."""
 
     name: str                    # winnt.h's name for the flavour ("AMD64", "x86")

@@ -19,7 +19,7 @@ so each has its finder, named in its `arch.Arch` description (`find_dtbs`). A fi
 """
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional
 
 from construct import Bytes, Int64ul, Struct
 
@@ -84,8 +84,7 @@ def low_stub_dtbs(physical: PhysicalSource, arch: "Arch") -> List[DtbCandidate]:
     return [found] if found is not None else []
 
 
-@dataclass(frozen=True)
-class DtbFinder:
+class DtbFinder(NamedTuple):
     """One architecture's way to the kernel DTB of a raw image."""
 
     looks_for: str                     # what it scans for (said in a note when nothing is found)

@@ -99,9 +99,8 @@ def _flatten(parsed: Container, limit: int) -> "OrderedDict[str, int]":
     return out
 
 
-def decode_kdbg_bytes(data: bytes, address: Optional[int] = None) -> "OrderedDict[str, Any]":
-    """Decode a KDBG block already in memory (see `decode_kdbg`)."""
-    where = " at 0x%x" % address if address is not None else ""
+def _checked_header(data: bytes, where: str) -> Tuple[Container, bytes, int]:
+    """The block's header, owner tag and Size, or DumpFormatError when they are not a KDBG's."""
     if len(data) < DBGKD_DEBUG_DATA_HEADER64_SIZE:
         raise DumpFormatError("KDBG block%s: only %d bytes, its header needs %d"
                               % (where, len(data), DBGKD_DEBUG_DATA_HEADER64_SIZE))
@@ -117,6 +116,13 @@ def decode_kdbg_bytes(data: bytes, address: Optional[int] = None) -> "OrderedDic
         raise DumpFormatError("KDBG block%s: Header.Size 0x%x is not a plausible size "
                               "(0x%x..0x%x)" % (where, size, kdbg_field_offset("KernBase") + 8,
                                                 MAX_SANE_SIZE))
+    return header, tag, size
+
+
+def decode_kdbg_bytes(data: bytes, address: Optional[int] = None) -> "OrderedDict[str, Any]":
+    """Decode a KDBG block already in memory (see `decode_kdbg`)."""
+    where = " at 0x%x" % address if address is not None else ""
+    header, tag, size = _checked_header(data, where)
     limit = min(size, len(data), KDDEBUGGER_DATA64_SIZE)
     padded = bytes(data[:limit]) + bytes(KDDEBUGGER_DATA64_SIZE - limit)
     try:
@@ -150,9 +156,8 @@ def decode_kdbg(space: AddressSpace, address: int, info: Any = None) -> "Ordered
     is the same on x86 kernels (they store sign-extended pointers in KDDEBUGGER_DATA64).
     """
     head = space.read(address, DBGKD_DEBUG_DATA_HEADER64_SIZE)
-    decode_kdbg_bytes(head, address)   # validates tag and size before reading more
-    header = DBGKD_DEBUG_DATA_HEADER64.parse(head)
-    want = min(int(header.Size), KDDEBUGGER_DATA64_SIZE)
+    _header, _tag, size = _checked_header(head, " at 0x%x" % address)   # before reading more
+    want = min(size, KDDEBUGGER_DATA64_SIZE)
     data, _fault = space.read_partial(address, want)
     return decode_kdbg_bytes(data, address)
 

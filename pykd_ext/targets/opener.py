@@ -12,8 +12,7 @@ measured in `benchmarks/bench_memory.py`), and the readers never import this mod
 """
 import os
 import stat
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 from pykd_ext.errors import DumpFormatError, TargetError
 from pykd_ext.targets.base import Target, TargetDescription
@@ -23,8 +22,7 @@ RAW_EXTENSIONS = (".raw", ".mem", ".vmem", ".bin", ".img", ".lime")
 HEAD_SIZE = 8
 
 
-@dataclass(frozen=True)
-class Opener:
+class Opener(NamedTuple):
     """How one kind of file is recognised and opened.
 
     A file is recognised when every criterion the opener declares holds: one of `magic` starts

@@ -19,6 +19,8 @@ import importlib
 import sys
 from typing import Any, Iterable, List, Optional, Sequence
 
+from pykd_ext.startup import defer_unused_imports
+
 #: commands whose object argument defaults to the debugger's current process
 PROCESS_DEFAULT = ("eproc", "threads", "token", "handles", "job", "peb", "modules")
 #: commands whose object argument defaults to the debugger's implicit thread
@@ -171,12 +173,14 @@ def _drop_script_folder() -> None:
 
 def run_script(command: str, argv: Optional[Sequence[str]] = None) -> int:
     """What each `scripts/<command>.py` calls: `sys.argv[1:]` as the bootstrapper passed it."""
+    defer_unused_imports()
     _drop_script_folder()
     return run(command, list(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`!py -m pykd_ext COMMAND ARGS...`: the first token names the command."""
+    defer_unused_imports()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         from pykd_ext.commands import COMMANDS

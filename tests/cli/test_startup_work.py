@@ -36,3 +36,39 @@ def test_eproc_does_not_load_the_kphdyn_table() -> None:
     assert proc.returncode == 0, proc.stderr
     state = json.loads(proc.stdout.strip().splitlines()[-1])
     assert state == {"code": 0, "lsass": True, "asked": True, "table_loaded": False}
+
+
+#: after `eproc` in a fresh interpreter: what construct imported but nobody used is still a
+#: placeholder, what the command used of the 19041 layouts was built and the rest was not; then
+#: the deferred modules work when used (SHA-256 of "abc": the FIPS 180-2 test vector)
+DEFERRED_PROBE = r'''
+import contextlib, io, json, sys
+from pykd_ext import cli
+with contextlib.redirect_stdout(io.StringIO()):
+    code = cli.main(["eproc", "lsass.exe", "--target", sys.argv[1]])
+from pykd_ext.layouts.cons import Record
+layouts = sys.modules["pykd_ext.structs.nt_10_0_19041"]
+records = [v for v in vars(layouts).values() if isinstance(v, Record)]
+state = {"code": code,
+         "placeholders": sorted(n for n in ("pdb", "pickle", "hashlib") if type(sys.modules[n]).__name__ == "_Placeholder"),
+         "records": len(records), "built": sum(r._fields is not None for r in records),
+         "eprocess_built": any(r.type_name == "_EPROCESS" and r._fields is not None for r in records)}
+import hashlib, pickle
+state["sha256"] = hashlib.sha256(b"abc").hexdigest()
+state["pickle"] = pickle.loads(pickle.dumps({"a": [1, 2]}))
+state["hashlib_is_real"] = type(sys.modules["hashlib"]).__name__ == "module"
+print(json.dumps(state))
+'''
+
+
+def test_eproc_builds_only_what_it_uses_and_deferred_modules_still_work() -> None:
+    proc = subprocess.run([sys.executable, "-c", DEFERRED_PROBE, str(SAMPLE)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert state["code"] == 0
+    assert state["placeholders"] == ["hashlib", "pdb", "pickle"]
+    assert state["eprocess_built"]
+    assert state["records"] > 200 and state["built"] < state["records"] // 4
+    assert state["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert state["pickle"] == {"a": [1, 2]} and state["hashlib_is_real"]

@@ -6,6 +6,7 @@ import pytest
 from forge_planted import PAGE, Forged, absent_pfns, pages_in_dump
 from pykd_ext.errors import MemoryReadError
 from pykd_ext.memory import faults
+from pykd_ext.layouts.isf import load_isf
 from pykd_ext.memory.pte import SoftwarePteLayout
 from pykd_ext.targets.opener import open_target
 
@@ -53,7 +54,7 @@ def test_virtual_reads_and_translation(forged: Forged, kind: str) -> None:
 @pytest.mark.parametrize("kind", DUMPS)
 def test_planted_invalid_ptes(forged: Forged, kind: str) -> None:
     with open_target(forged.paths[kind]) as target:
-        target.set_software_pte(SoftwarePteLayout.from_isf_file(forged.machine.table.path))
+        target.set_software_pte(SoftwarePteLayout.from_user_types(load_isf(forged.machine.table.path)["user_types"]))
         space = target.kernel
         special = forged.special
         standby = forged.machine.phys.page_bytes(forged.transition_pfn)

@@ -10,11 +10,12 @@ from pykd_ext.kernel.peb import read_environment
 from pykd_ext.kernel.view import read_utf16
 from pykd_ext.kernel.walk import END_BUDGET, END_OK, WalkEnd, walk_list
 from pykd_ext.memory.faults import Fault
+from pykd_ext.memory.space import AddressSpace
 
 BASE = 0x10000
 
 
-class Space:
+class Space(AddressSpace):
     """Flat little memory at BASE (pages of zeros until written)."""
 
     pointer_size = 8

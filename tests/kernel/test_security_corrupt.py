@@ -12,11 +12,12 @@ from pykd_ext.kernel.token import MAX_TOKEN_SIDS, Token
 from pykd_ext.kernel.view import StructView, read_unicode_string
 from pykd_ext.layouts.registry import load_layouts
 from pykd_ext.memory.faults import Fault
+from pykd_ext.memory.space import AddressSpace
 
 BASE = 0xFFFF800000100000
 
 
-class FakeSpace:
+class FakeSpace(AddressSpace):
     pointer_size = 8
 
     def __init__(self) -> None:

@@ -18,6 +18,7 @@ from dumpbuild import DictPhysical, PageTables  # noqa: E402
 from pykd_ext.errors import MemoryReadError  # noqa: E402
 from pykd_ext.memory import faults  # noqa: E402
 from pykd_ext.memory.paged import X64AddressSpace  # noqa: E402
+from pykd_ext.layouts.isf import load_isf  # noqa: E402
 from pykd_ext.memory.pte import SoftwarePteLayout  # noqa: E402
 
 KVA = 0xFFFFF80000000000
@@ -68,6 +69,13 @@ def test_4k_read_translate_and_cross_page(world):
     assert space.read_pointer(KVA + 0x1FFC) == int.from_bytes(b"\xFC\xFD\xFE\xFF\xAA\xAA\xAA\xAA",
                                                               "little")
     assert space.read(KVA + 0x1000, 0) == b""
+    # a LIST_ENTRY's two pointers in one read: inside a page, and straddling the page boundary
+    assert space.read_link(KVA + 0x1010) == (int.from_bytes(bytes(range(0x10, 0x18)), "little"),
+                                             int.from_bytes(bytes(range(0x18, 0x20)), "little"))
+    straddling = space.read(KVA + 0x1FF8, 16)
+    assert space.read_link(KVA + 0x1FF8) == (int.from_bytes(straddling[:8], "little"),
+                                             int.from_bytes(straddling[8:], "little"))
+    assert straddling[8:] == b"\xAA" * 8
 
 
 def test_partial_read_reports_readable_prefix(world):
@@ -227,9 +235,9 @@ def test_walk_lists_each_level(world):
     assert walk.physical_address == 0x500123 and walk.fault is None
 
 
-def test_software_pte_layout_from_isf_file(isf_dir, isf_types):
+def test_software_pte_layout_from_a_bounded_isf_read(isf_dir, isf_types):
     path = next((isf_dir / "windows" / "ntkrnlmp.pdb").glob("*.json.xz"))
-    layout = SoftwarePteLayout.from_isf_file(str(path))
+    layout = SoftwarePteLayout.from_user_types(load_isf(str(path))["user_types"])
     with lzma.open(path, "rt") as handle:
         types = json.load(handle)["user_types"]
     assert layout.pagefile_high == _bits(types, "_MMPTE_SOFTWARE", "PageFileHigh")

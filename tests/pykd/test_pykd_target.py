@@ -8,6 +8,7 @@ import pytest
 
 from pykd_ext.errors import MemoryReadError, TargetError, UnsupportedDumpError
 from pykd_ext.memory.faults import NOT_IN_DUMP, UNAVAILABLE
+from pykd_ext.layouts.isf import load_isf
 from pykd_ext.memory.pte import SoftwarePteLayout
 from pykd_ext.targets.opener import open_target
 from pykd_ext.targets.pykd_target import PykdApi, PykdTarget, open_pykd_target
@@ -37,7 +38,7 @@ def test_faults_are_typed_like_the_file_reader(standin: Any, machines: Dict[int,
     dump = machines[19041]
     target = _pykd_target(standin, dump)
     offline = open_target(dump.path)
-    software_pte = SoftwarePteLayout.from_isf_file(dump.isf)     # not-present PTE bits, from the ISF
+    software_pte = SoftwarePteLayout.from_user_types(load_isf(dump.isf)["user_types"])   # not-present PTE bits
     target.set_software_pte(software_pte)
     offline.set_software_pte(software_pte)
     try:

@@ -430,6 +430,7 @@ def test_software_pte_layout_reaches_every_space(tmp_path, isf_dir):
     """A transition PTE is read once the target gets the kernel's PTE layout (from the ISF)."""
     import json
     import lzma
+    from pykd_ext.layouts.isf import load_isf
     from pykd_ext.memory.pte import SoftwarePteLayout
     isf = next((isf_dir / "windows" / "ntkrnlmp.pdb").glob("*.json.xz"))
     with lzma.open(isf, "rt") as handle:
@@ -449,6 +450,6 @@ def test_software_pte_layout_reaches_every_space(tmp_path, isf_dir):
         for space in (target.kernel, other):
             with pytest.raises(MemoryReadError):
                 space.read(KVA + 0x9000, 12)
-        target.set_software_pte(SoftwarePteLayout.from_isf_file(str(isf)))
+        target.set_software_pte(SoftwarePteLayout.from_user_types(load_isf(str(isf))["user_types"]))
         for space in (target.kernel, other, target.process_space(pt.dtb)):
             assert space.read(KVA + 0x9000, 12) == b"standby page"

@@ -1,0 +1,44 @@
+"""Start-up cost of a one-shot command: standard modules that are imported but never used are loaded on first use.
+
+Why: every `pykd-ext` command and every `!py` command inside WinDbg is a fresh start, so import
+time is paid per command. `construct` (the layout vocabulary) imports `pdb`, `pickle` and
+`hashlib` at its top for features pykd-ext never calls (its interactive debugger, `Pickled`,
+`Checksum`): about a tenth of a command's CPU. Before `construct` is imported, each of them is
+registered as a placeholder module; the first attribute anybody reads from it imports the real
+module and fills the placeholder with it, so code that does use them is unaffected.
+
+(`importlib.util.LazyLoader` does not help here: on Python 3.9-3.11 the `import` statement itself
+reads `__spec__` of a module found in `sys.modules`, which makes a lazy module load at once.)
+
+Only the short-lived entry points call this (the CLI, the WinDbg scripts); `import pykd_ext` as a
+library does not change the interpreter's modules.
+"""
+import importlib
+import sys
+import types
+from typing import Any
+
+#: imported by construct for features pykd-ext does not use; loaded on first attribute access
+DEFERRED_MODULES = ("pdb", "pickle", "hashlib")
+
+
+class _Placeholder(types.ModuleType):
+    """Stands in `sys.modules` for a module not loaded yet; becomes a copy of it on first use."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        # only called for attributes the placeholder lacks, i.e. before the real module is loaded
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, attribute)
+
+
+def defer_unused_imports() -> None:
+    """Register each of DEFERRED_MODULES as a placeholder unless it is already imported."""
+    for name in DEFERRED_MODULES:
+        if name not in sys.modules:
+            placeholder = _Placeholder(name)
+            placeholder.__spec__ = None      # what `import` checks; reading it must not load
+            sys.modules[name] = placeholder
