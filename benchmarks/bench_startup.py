@@ -12,7 +12,8 @@ compiled, and PYTHONDONTWRITEBYTECODE=1 keeps it so), one compiled with `compile
 `pip install` does at install time). Each command runs in a fresh interpreter (this one, `-I`-free
 so site and the venv load as usual) with that copy first on PYTHONPATH and the temporary folder as
 the working directory; the CPU time (user + system) of the child comes from `wait4`.
-Printed: the median of `--repeat` runs for each row and its ratio to `python -c pass`.
+Printed: the median of `--repeat` rounds for each row (each round runs every row once, the
+baseline included, so machine noise hits all alike) and its ratio to `python -c pass`.
 Nothing is asserted.
 """
 import argparse
@@ -40,9 +41,18 @@ def child_cpu(argv: List[str], env: Dict[str, str], cwd: str) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def median_cpu(argv: List[str], env: Dict[str, str], cwd: str, repeat: int) -> float:
-    child_cpu(argv, env, cwd)                       # warm the OS file cache, not timed
-    return statistics.median(child_cpu(argv, env, cwd) for _ in range(repeat))
+def interleaved_medians(runs: List[Tuple[List[str], Dict[str, str]]], cwd: str, repeat: int) -> List[float]:
+    """The median CPU of each (argv, env) over `repeat` rounds, one run of each per round.
+
+    Why interleaved: a shared machine's noise drifts over seconds; running the baseline and every
+    command in the same round makes it hit them alike, so the ratios stay meaningful."""
+    for argv, env in runs:
+        child_cpu(argv, env, cwd)                   # warm the OS file cache, not timed
+    samples: List[List[float]] = [[] for _ in runs]
+    for _ in range(repeat):
+        for i, (argv, env) in enumerate(runs):
+            samples[i].append(child_cpu(argv, env, cwd))
+    return [statistics.median(times) for times in samples]
 
 
 def install_copy(folder: str, compiled: bool) -> str:
@@ -68,17 +78,20 @@ def main() -> None:
         env.pop("PYTHONPYCACHEPREFIX", None)
         env.pop("PYTHONPATH", None)
         py = sys.executable
-        baseline = median_cpu([py, "-c", "pass"], env, work, opts.repeat)
-        rows: List[Tuple[str, float]] = []
+        labels: List[str] = ["python -c pass"]
+        runs: List[Tuple[List[str], Dict[str, str]]] = [([py, "-c", "pass"], env)]
         for label, compiled in (("source, no bytecode (editable install)", False),
                                 ("bytecode compiled at install (pip install)", True)):
             site = install_copy(os.path.join(work, "compiled" if compiled else "source"), compiled)
             run_env = dict(env, PYTHONPATH=site)
             for what, argv in (("pykd-ext --help", ["--help"]),
                                ("pykd-ext eproc lsass.exe", ["eproc", "lsass.exe", "--target", target])):
-                rows.append(("%s: %s" % (what, label),
-                             median_cpu([py, "-m", "pykd_ext"] + argv, run_env, work, opts.repeat)))
-        print("CPU seconds (user+sys), median of %d, %s, PYTHONDONTWRITEBYTECODE=1"
+                labels.append("%s: %s" % (what, label))
+                runs.append(([py, "-m", "pykd_ext"] + argv, run_env))
+        medians = interleaved_medians(runs, work, opts.repeat)
+        baseline = medians[0]
+        rows = list(zip(labels[1:], medians[1:]))
+        print("CPU seconds (user+sys), median of %d interleaved rounds, %s, PYTHONDONTWRITEBYTECODE=1"
               % (opts.repeat, sys.version.split()[0]))
         print("%-78s %8.3f s   1.0x" % ("python -c pass", baseline))
         for label, seconds in rows:

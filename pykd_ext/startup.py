@@ -13,7 +13,9 @@ reads `__spec__` of a module found in `sys.modules`, which makes a lazy module l
 Only the short-lived entry points call this (the CLI, the WinDbg scripts); `import pykd_ext` as a
 library does not change the interpreter's modules.
 """
+import _thread
 import importlib
+import importlib.util
 import sys
 import types
 from typing import Any
@@ -22,16 +24,21 @@ from typing import Any
 DEFERRED_MODULES = ("pdb", "pickle", "hashlib")
 
 
+#: one first use at a time (batch workers are threads): the placeholder leaves `sys.modules` once
+_LOADING = _thread.RLock()      # re-entrant: loading one may touch another
+
+
 class _Placeholder(types.ModuleType):
     """Stands in `sys.modules` for a module not loaded yet; becomes a copy of it on first use."""
 
     def __getattr__(self, attribute: str) -> Any:
         # only called for attributes the placeholder lacks, i.e. before the real module is loaded
         name = self.__name__
-        if sys.modules.get(name) is self:
-            del sys.modules[name]
-        real = importlib.import_module(name)
-        self.__dict__.update(real.__dict__)
+        with _LOADING:
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            real = importlib.import_module(name)
+            self.__dict__.update(real.__dict__)
         return getattr(real, attribute)
 
 
@@ -39,6 +46,11 @@ def defer_unused_imports() -> None:
     """Register each of DEFERRED_MODULES as a placeholder unless it is already imported."""
     for name in DEFERRED_MODULES:
         if name not in sys.modules:
+            spec = importlib.util.find_spec(name)
+            if spec is None:
+                continue
             placeholder = _Placeholder(name)
-            placeholder.__spec__ = None      # what `import` checks; reading it must not load
+            # set, so that reading it (the `import` statement does) does not load the module, and
+            # real, so that `importlib.util.find_spec(name)` still answers
+            placeholder.__spec__ = spec
             sys.modules[name] = placeholder

@@ -11,7 +11,7 @@ never when NO_COLOR is set to a non-empty value (https://no-color.org) or TERM i
 """
 import os
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 CHOICES = ("auto", "always", "never")
 RESET = "\x1b[0m"
@@ -19,17 +19,17 @@ RESET = "\x1b[0m"
 STYLES = {"address": "\x1b[36m", "pid": "\x1b[33m", "name": "\x1b[1;32m", "marker": "\x1b[31m",
           "heading": "\x1b[1m", "note": "\x1b[33m"}
 
-#: 64-bit kernel addresses as WinDbg prints them (ffffb30c8a027040, ffffb30c`8a027040)
-_ADDRESS = re.compile(r"\b(?:0x)?ffff[0-9a-f]{4}`?[0-9a-f]{8}\b")
-#: `Cid: 027c`, `Cid 027c.0280`, `ParentCid: 0220`, `UniqueProcessId ...` in !process/!thread lines
-_PID = re.compile(r"(?<=Cid: )[0-9a-f]+|(?<=Cid )[0-9a-f]+(?:\.[0-9a-f]+)?")
-#: the image name after `Image: ` (to the end of the line's first word run)
-_NAME = re.compile(r"(?<=Image: )\S[^\s]*")
-#: what is not in the dump
-_MARKER = re.compile(r"<(?:not in dump|paged out|invalid[^>]*|unreadable[^>]*)>")
-#: !process / !thread headings
-_HEADING = re.compile(r"^(?:PROCESS|THREAD)\b")
-
+#: what is painted how, in this order (compiled on first use: most runs never colour anything):
+#: - what is not in the dump;
+#: - 64-bit kernel addresses as WinDbg prints them (ffffb30c8a027040, ffffb30c`8a027040);
+#: - `Cid: 027c`, `Cid 027c.0280`, `ParentCid: 0220` in !process/!thread lines;
+#: - the image name after `Image: ` (to the end of the line's first word run);
+#: - !process / !thread headings
+PATTERNS = (("marker", r"<(?:not in dump|paged out|invalid[^>]*|unreadable[^>]*)>"),
+            ("address", r"\b(?:0x)?ffff[0-9a-f]{4}`?[0-9a-f]{8}\b"),
+            ("pid", r"(?<=Cid: )[0-9a-f]+|(?<=Cid )[0-9a-f]+(?:\.[0-9a-f]+)?"),
+            ("name", r"(?<=Image: )\S[^\s]*"),
+            ("heading", r"^(?:PROCESS|THREAD)\b"))
 
 def wanted(stream: Any, mode: Optional[str] = "auto") -> bool:
     """Whether text written to `stream` is coloured (see the module docstring)."""
@@ -50,13 +50,17 @@ def _wrap(kind: str) -> Callable[["re.Match[str]"], str]:
     return lambda m: "%s%s%s" % (style, m.group(0), RESET)
 
 
-_RULES = ((_MARKER, _wrap("marker")), (_ADDRESS, _wrap("address")), (_PID, _wrap("pid")),
-          (_NAME, _wrap("name")), (_HEADING, _wrap("heading")))
+_Rules = Tuple[Tuple["re.Pattern[str]", Callable[["re.Match[str]"], str]], ...]
+_RULES: Optional[_Rules] = None
 
 
 def colour_line(line: str) -> str:
     """One escaped output line with its names, PIDs, addresses and markers coloured."""
-    for pattern, paint in _RULES:
+    global _RULES
+    rules = _RULES
+    if rules is None:
+        rules = _RULES = tuple((re.compile(pattern), _wrap(kind)) for kind, pattern in PATTERNS)
+    for pattern, paint in rules:
         line = pattern.sub(paint, line)
     return line
 

@@ -72,3 +72,34 @@ def test_eproc_builds_only_what_it_uses_and_deferred_modules_still_work() -> Non
     assert state["records"] > 200 and state["built"] < state["records"] // 4
     assert state["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert state["pickle"] == {"a": [1, 2]} and state["hashlib_is_real"]
+
+
+THREADS_PROBE = r'''
+import sys, threading
+for name in ("pdb", "pickle", "hashlib"):
+    sys.modules.pop(name, None)
+from pykd_ext.startup import defer_unused_imports
+defer_unused_imports()
+import hashlib, importlib.util, pickle
+assert type(sys.modules["hashlib"]).__name__ == "_Placeholder"
+assert importlib.util.find_spec("hashlib").name == "hashlib"     # still answers, and loads nothing
+assert type(sys.modules["hashlib"]).__name__ == "_Placeholder"
+start = threading.Barrier(8)
+results, errors = [], []
+def use():
+    start.wait()
+    try:
+        results.append((hashlib.sha256(b"abc").hexdigest(), pickle.loads(pickle.dumps(7))))
+    except Exception as err:
+        errors.append(repr(err))
+threads = [threading.Thread(target=use) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(set(results)), len(results), errors, type(sys.modules["hashlib"]).__name__)
+'''
+
+
+def test_deferred_modules_load_once_under_threads() -> None:
+    proc = subprocess.run([sys.executable, "-c", THREADS_PROBE], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "8", "[]", "module"]
