@@ -6,16 +6,19 @@ the target: `NotFoundError`); 2 = bad input (usage, unreadable target, unknown b
 `pykd-ext: <path>: <what is wrong>`); 130 = interrupted; 3 = a bug (`main` prints the traceback
 so it gets reported).
 """
-import argparse
-import importlib
-import os
-import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
-from pykd_ext.commands import COMMANDS, summary
-from pykd_ext.errors import PykdExtError
-from pykd_ext.render.renderers import FORMATS, render
 from pykd_ext.startup import defer_unused_imports
+
+defer_unused_imports()      # first: the imports below bring in dataclasses (pykd_ext/startup.py)
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
+
+from pykd_ext.commands import COMMANDS, summary  # noqa: E402
+from pykd_ext.errors import PykdExtError  # noqa: E402
+from pykd_ext.render.renderers import FORMATS  # noqa: E402
 
 PROG = "pykd-ext"
 #: exit codes, the same for every command (see the module docstring)
@@ -276,7 +279,6 @@ def run_command(argv: List[str], out=None) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    defer_unused_imports()
     try:
         return run_command(list(sys.argv[1:] if argv is None else argv))
     except Exception:                      # a bug: its traceback (so it gets reported), exit 3

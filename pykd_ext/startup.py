@@ -1,17 +1,20 @@
-"""Start-up cost of a one-shot command: standard modules that are imported but never used are loaded on first use.
+"""Start-up of a one-shot command: standard modules imported but never used load on first use.
 
 Why: every `pykd-ext` command and every `!py` command inside WinDbg is a fresh start, so import
-time is paid per command. `construct` (the layout vocabulary) imports `pdb`, `pickle` and
-`hashlib` at its top for features pykd-ext never calls (its interactive debugger, `Pickled`,
-`Checksum`): about a tenth of a command's CPU. Before `construct` is imported, each of them is
-registered as a placeholder module; the first attribute anybody reads from it imports the real
-module and fills the placeholder with it, so code that does use them is unaffected.
+time is paid per command. `construct` (the layout vocabulary) imports `pdb`, `pickle`, `hashlib`,
+`inspect` and `traceback` at its top for features pykd-ext never calls (its interactive debugger,
+`Pickled`, `Checksum`); `dataclasses` imports `inspect` for classes without a docstring (ours all
+have one: a test checks). Together they were about a sixth of a command's CPU. Before anything
+imports them, each is registered as a placeholder module; the first attribute anybody reads from
+it imports the real module and fills the placeholder with it, so code that does use them is
+unaffected (a bug's traceback, a debugger, a batch run's pickling all load the real ones).
 
 (`importlib.util.LazyLoader` does not help here: on Python 3.9-3.11 the `import` statement itself
 reads `__spec__` of a module found in `sys.modules`, which makes a lazy module load at once.)
 
-Only the short-lived entry points call this (the CLI, the WinDbg scripts); `import pykd_ext` as a
-library does not change the interpreter's modules.
+Only the entry points call this: `pykd_ext.cli` as it is imported (before its own imports bring in
+`dataclasses`), and the WinDbg scripts; `import pykd_ext` as a library does not change the
+interpreter's modules.
 """
 import _thread
 import importlib
@@ -20,8 +23,8 @@ import sys
 import types
 from typing import Any
 
-#: imported by construct for features pykd-ext does not use; loaded on first attribute access
-DEFERRED_MODULES = ("pdb", "pickle", "hashlib")
+#: imported by construct (and dataclasses) for what pykd-ext does not use; loaded on first attribute access
+DEFERRED_MODULES = ("pdb", "pickle", "hashlib", "inspect", "traceback")
 
 
 #: one first use at a time (batch workers are threads): the placeholder leaves `sys.modules` once

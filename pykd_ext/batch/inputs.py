@@ -18,6 +18,9 @@ _CHUNK = 1 << 20
 
 @dataclass
 class InputFile:
+    """One dump named by a batch run: its size and content hash, or the one-line reason it cannot be
+    read."""
+
     path: str
     size: Optional[int] = None
     sha256: Optional[str] = None

@@ -23,6 +23,9 @@ FLUSH_SECONDS = 2.0
 
 @dataclass
 class BatchOptions:
+    """How a batch run works: where results go, how many workers (or which Dask cluster), limits, what
+    to analyse."""
+
     db: str
     jobs: int = 1
     dask: Optional[str] = None
@@ -37,6 +40,8 @@ class BatchOptions:
 
 @dataclass
 class BatchStats:
+    """What a batch run did: inputs seen, analysed, reused, skipped, failed, and how long it took."""
+
     inputs: int = 0
     distinct: int = 0
     analysed: int = 0

@@ -350,6 +350,8 @@ def _global_code_exports32(rva: Any, offset: Any, base: int) -> List[Export]:
 
 @dataclass
 class Section:
+    """One section the forged kernel image declares: name, RVA, size, characteristics."""
+
     name: str
     rva: int
     size: int

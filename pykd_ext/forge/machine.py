@@ -104,6 +104,8 @@ def kdbg_values_for(table: SymbolTable, kernel_base: int) -> Dict[str, int]:
 
 @dataclass
 class ForgedMachine:
+    """Everything a forged machine is made of: symbols, physical memory, page tables, kernel, KDBG."""
+
     table: SymbolTable
     phys: PhysicalImage
     pt: PageTables

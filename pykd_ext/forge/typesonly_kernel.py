@@ -99,6 +99,8 @@ class _HardwareBits:
 
 @dataclass
 class ThreadSpec:
+    """A thread to plant in a types-only forged kernel: ids, start addresses, state, wait reason."""
+
     tid: int
     start_address: int = 0x82A01000
     win32_start_address: int = 0
@@ -134,6 +136,8 @@ class TokenSpec:
 
 @dataclass
 class ProcessSpec:
+    """A process to plant in a types-only forged kernel: ids, name, threads, token."""
+
     pid: int
     ppid: int
     name: str

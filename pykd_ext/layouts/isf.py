@@ -108,6 +108,9 @@ class RecordDef:
 
 @dataclass
 class EnumDefn:
+    """One enum of a symbol table as data: its storage type and its constants, identified by a content
+    digest."""
+
     name: str
     storage: TypeDesc                 # a ("base", ...) desc
     constants: List[Tuple[str, int]]  # sorted by (value, name)

@@ -418,11 +418,12 @@ def _quick_candidates(timestamp: int, size_of_image: int, arch: str) -> Optional
         return None                     # the full load reports a missing or unexpected header
     if not rows:
         # a miss is the answer only when every data row writes its pair as 0x... (as
-        # gen_kphdyn does), so that the search above could not have passed over a row
-        lines = text.count("\n") + (not text.endswith("\n")) - text.count("\n\n")
-        comments = text.count("\n#") + text.startswith("#")
-        data_rows = lines - comments - 1
-        return [] if text.count("\t0x") + text.count("\t0X") == 2 * data_rows else None
+        # gen_kphdyn does), so that the search above could not have passed over a row. Counted
+        # after the header line: a comment, a blank line or an "0X" there makes the counts
+        # disagree and the whole table is loaded instead (slower, never wrong)
+        start = header.end()
+        data_rows = text.count("\n", start) - text.endswith("\n")
+        return [] if text.count("\t0x", start) == 2 * data_rows else None
     fields = _load_fields(os.path.join(folder, FIELDS_NAME))
     if any(row[6] not in fields for row in rows):
         return None                     # the full load reports the unknown fields set

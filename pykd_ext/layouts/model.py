@@ -11,7 +11,7 @@ Public API (other modules code against exactly this): `KernelLayouts`, `TypeLayo
 `FieldLayout`, `EnumLayout`.
 """
 import struct as _struct
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from construct import Array, Construct
 
@@ -211,6 +211,35 @@ def field_reader(fl: FieldLayout) -> Reader:
     return _make_reader(fl)
 
 
+class MemberFields(Mapping[str, FieldLayout]):
+    """A type's members by PDB name, in offset order, each `FieldLayout` made when first asked for.
+
+    Why lazily: a command reads a few dozen fields of types with hundreds of members (`_EPROCESS`
+    has ~250); describing every member of every type it touches was a millisecond of each run."""
+
+    __slots__ = ("_members", "_made")
+
+    def __init__(self, record: Record) -> None:
+        self._members: Dict[str, Any] = {member.name: member for member in record.fields}
+        self._made: Dict[str, FieldLayout] = {}
+
+    def __getitem__(self, name: str) -> FieldLayout:
+        found = self._made.get(name)
+        if found is None:
+            at = self._members[name].subcon          # KeyError: no such member
+            found = self._made[name] = FieldLayout(name, at.offset, at.subcon)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._members
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+
 class TypeLayout:
     """A struct/union compiled from its construct `Record`: members by PDB name, in offset order."""
 
@@ -221,10 +250,7 @@ class TypeLayout:
         self.kind = record.kind
         self.variant = record.variant
         self.digest = record.digest
-        self.fields: Dict[str, FieldLayout] = {}
-        for member in record.fields:
-            at = member.subcon
-            self.fields[member.name] = FieldLayout(member.name, at.offset, at.subcon)
+        self.fields: Mapping[str, FieldLayout] = MemberFields(record)
         self._paths: Dict[str, FieldLayout] = {}
         self._readers: Dict[str, Reader] = {}
         #: path -> (end offset, reader), or None when this layout has no such field: what a

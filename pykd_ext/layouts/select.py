@@ -12,8 +12,7 @@ Order of evidence (issue 3):
    PRCB's current thread is the dump's thread). The candidates that fit and the one chosen are
    recorded on `layouts.choice` and shown to the user.
 """
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from pykd_ext.errors import MemoryReadError, MissingLayoutError, PykdExtError, UnknownBuildError
 # KDBG field -> (type, member path) it states: shared with the inferred layouts (H9, issue 15)
@@ -30,8 +29,7 @@ TRIAGE_SIZES: Tuple[Tuple[str, str], ...] = (
     ("process_size", "_EPROCESS"), ("thread_size", "_ETHREAD"), ("prcb_size", "_KPRCB"))
 
 
-@dataclass
-class Check:
+class Check(NamedTuple):
     """One fact checked against one candidate layout: ok is True/False, None when not checkable."""
 
     name: str

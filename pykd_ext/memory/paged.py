@@ -11,7 +11,6 @@ copied into attributes at construction; a read first looks its page up in a per-
 span -> table page) so most walks read one entry; only then are all levels walked.
 """
 import struct
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from pykd_ext.errors import MemoryReadError
@@ -33,27 +32,44 @@ _UNPACK_LINK = {4: struct.Struct("<LL").unpack_from, 8: struct.Struct("<QQ").unp
 _OFFSET_MASK = PAGE_SIZE - 1
 
 
-@dataclass
 class WalkStep:
-    """One paging-structure entry read during a walk."""
+    """One paging-structure entry read during a walk.
 
-    level: str              # "PML4E", "PDPTE", "PDE", "PTE" (the mode's level names)
-    table: int              # physical address of the table
-    index: int              # entry index in the table
-    entry_address: int      # physical address of the entry
-    entry: Optional[int]    # the raw value (None when the table page is not in the dump)
+    (Plain classes, these two: the walker is imported by every command, and dataclass
+    decorators were most of this module's import time.)"""
+
+    __slots__ = ("level", "table", "index", "entry_address", "entry")
+
+    def __init__(self, level: str, table: int, index: int, entry_address: int,
+                 entry: Optional[int]) -> None:
+        self.level = level                  # "PML4E", "PDPTE", "PDE", "PTE" (the mode's level names)
+        self.table = table                  # physical address of the table
+        self.index = index                  # entry index in the table
+        self.entry_address = entry_address  # physical address of the entry
+        self.entry = entry                  # the raw value (None when the table page is not in the dump)
+
+    def __repr__(self) -> str:
+        return "WalkStep(%s, table=0x%x, index=%d, entry=%s)" % (
+            self.level, self.table, self.index, "None" if self.entry is None else "0x%x" % self.entry)
 
 
-@dataclass
 class PageWalk:
     """The full story of one translation (for `!pte`-like teaching output)."""
 
-    address: int
-    steps: List[WalkStep] = field(default_factory=list)
-    physical_address: Optional[int] = None
-    page_size: Optional[int] = None          # 0x1000, 0x200000, 0x400000 or 0x40000000
-    transition: bool = False                 # resolved through a transition entry
-    fault: Optional[Fault] = None
+    __slots__ = ("address", "steps", "physical_address", "page_size", "transition", "fault")
+
+    def __init__(self, address: int) -> None:
+        self.address = address
+        self.steps: List[WalkStep] = []
+        self.physical_address: Optional[int] = None
+        self.page_size: Optional[int] = None   # 0x1000, 0x200000, 0x400000 or 0x40000000
+        self.transition = False                # resolved through a transition entry
+        self.fault: Optional[Fault] = None
+
+    def __repr__(self) -> str:
+        physical = "None" if self.physical_address is None else "0x%x" % self.physical_address
+        return "PageWalk(0x%x, steps=%r, physical_address=%s, page_size=%s, fault=%r)" % (
+            self.address, self.steps, physical, self.page_size, self.fault)
 
 
 # One level, as the walker reads it: (name, shift, index mask, large-page frame mask or 0,

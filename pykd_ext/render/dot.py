@@ -51,6 +51,8 @@ class Row:
 
 @dataclass
 class Node:
+    """One structure in a diagram: its rows (fields) and what links it to other nodes."""
+
     id: str
     type_name: str
     address: Optional[int]
@@ -72,6 +74,8 @@ class Node:
 
 @dataclass
 class Edge:
+    """One pointer drawn in a diagram, from a node's row (port) to another node."""
+
     tail: str
     port: Optional[str]
     head: str

@@ -31,6 +31,9 @@ Verifier = Callable[[str], Optional[str]]
 
 @dataclass
 class FetchOptions:
+    """How far a symbol fetch may go: offline or not, per-request timeout, retries, the size cap,
+    progress."""
+
     offline: bool = False
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
@@ -40,6 +43,9 @@ class FetchOptions:
 
 @dataclass
 class Found:
+    """A symbol file that was found: its local path, where it came from, whether it was downloaded
+    now."""
+
     path: str
     source: str                            # where it came from (a directory, a store, a URL)
     downloaded: bool = False

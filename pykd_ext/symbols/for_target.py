@@ -19,6 +19,9 @@ KERNEL_IMAGES = ("ntoskrnl.exe", "ntkrnlmp.exe", "ntkrnlpa.exe", "ntkrpamp.exe")
 
 @dataclass
 class KernelIdentity:
+    """How a target names its kernel for a symbol server: the PDB (name, GUID, age) and/or the image
+    (name, timestamp, size)."""
+
     pdb: Optional[Tuple[str, str, int]] = None          # (name, GUID, age)
     image: Optional[Tuple[str, int, int]] = None        # (file name, TimeDateStamp, SizeOfImage)
 

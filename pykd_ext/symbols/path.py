@@ -60,6 +60,8 @@ class PathEntry:
 
 @dataclass
 class SymbolPath:
+    """A parsed `_NT_SYMBOL_PATH`-style path: its entries in order, and the text it came from."""
+
     entries: List[PathEntry]
     text: str = ""
 

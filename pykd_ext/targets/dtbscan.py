@@ -18,7 +18,6 @@ so each has its finder, named in its `arch.Arch` description (`find_dtbs`). A fi
   kept when the kernel's `_KUSER_SHARED_DATA` address translates.
 """
 import struct
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional
 
 from construct import Bytes, Int64ul, Struct
@@ -32,15 +31,23 @@ if TYPE_CHECKING:
     from pykd_ext.targets.arch import Arch
 
 
-@dataclass
 class DtbCandidate:
-    """A kernel DTB a finder believes in, the paging mode it implies, and why."""
+    """A kernel DTB a finder believes in, the paging mode it implies, and why.
 
-    dtb: int
-    mode: PagingMode
-    how: str                                  # for info(): what identified it
-    facts: Dict[str, Any] = field(default_factory=dict)   # extra info() facts (low stub, ...)
-    entry_hint: Optional[int] = None          # a VA inside the kernel image, when known
+    (A plain class: this module is imported by every command, through the architecture table.)"""
+
+    __slots__ = ("dtb", "mode", "how", "facts", "entry_hint")
+
+    def __init__(self, dtb: int, mode: PagingMode, how: str, facts: Optional[Dict[str, Any]] = None,
+                 entry_hint: Optional[int] = None) -> None:
+        self.dtb = dtb
+        self.mode = mode
+        self.how = how                                    # for info(): what identified it
+        self.facts: Dict[str, Any] = facts if facts is not None else {}   # extra info() facts
+        self.entry_hint = entry_hint                      # a VA inside the kernel image, when known
+
+    def __repr__(self) -> str:
+        return "DtbCandidate(0x%x, %s, %r)" % (self.dtb, self.mode.name, self.how)
 
 
 # --- x64: the processor start block ---------------------------------------------------------------

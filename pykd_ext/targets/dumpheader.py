@@ -22,7 +22,6 @@ Sources of the format facts (public):
 - The real dumps in `shared/real/kernel-triage/`: Windows pre-fills every header byte it does not
   set with the ASCII pattern "PAGE" (so an unset ULONG reads 0x45474150).
 """
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from construct import (Array, Bytes, Const, Default, FixedSized, Int8ul, Int16ul, Int32ul,
@@ -355,8 +354,7 @@ def _comment(raw: bytes) -> Optional[str]:
     return text or None
 
 
-@dataclass
-class DumpHeader:
+class DumpHeader(NamedTuple):
     """A parsed kernel dump header (either width); snake_case, fill values turned into None."""
 
     width: int                             # 64 or 32
@@ -390,7 +388,7 @@ class DumpHeader:
     boot_id: Optional[int]
     context_offset: int                     # file offset of the CONTEXT record
     context_bytes: bytes                    # the raw CONTEXT record area
-    exception: Dict[str, Any] = field(default_factory=dict)
+    exception: Dict[str, Any]               # ExceptionCode, flags, address, parameters
     pae_enabled: Optional[bool] = None      # only the 32-bit header states it
 
     @property
@@ -489,8 +487,7 @@ def parse_header32(buf: Any, path: Optional[str] = None) -> DumpHeader:
     return parse_header(buf, path, 32)
 
 
-@dataclass
-class SummaryHeader:
+class SummaryHeader(NamedTuple):
     """The bitmap body header (`SDMP`/`FDMP`) of dump types 2, 5 and 6."""
 
     offset: int              # file offset of the body header
@@ -521,8 +518,7 @@ def parse_summary_header(buf: Any, offset: int, path: Optional[str] = None) -> S
                          pages=s.Pages, bitmap_offset=end)
 
 
-@dataclass
-class RdmpHeader:
+class RdmpHeader(NamedTuple):
     """The body header of dump types 8, 9 and 0xA (kdmp-parser `RDMP_HEADER64` + its tail)."""
 
     offset: int
@@ -548,14 +544,13 @@ def parse_rdmp_header(buf: Any, offset: int, full: bool, path: Optional[str] = N
     if r.Marker != RDMP_MARKER:
         raise DumpFormatError("RDMP dump header marker is 0x%x, expected 0x%x"
                               % (r.Marker, RDMP_MARKER), path)
-    out = RdmpHeader(offset=offset, metadata_size=r.MetadataSize,
-                     first_page_offset=r.FirstPageOffset,
-                     metadata_offset=offset + RDMP_HEADER64_SIZE + 0x10, full=full)
+    number_of_ranges = total_pages = None
     if full:
         tail = RDMP_FULL_TAIL.parse(raw[RDMP_HEADER64_SIZE:])
-        out.number_of_ranges = tail.NumberOfRanges
-        out.total_pages = tail.TotalNumberOfPages
-    return out
+        number_of_ranges, total_pages = tail.NumberOfRanges, tail.TotalNumberOfPages
+    return RdmpHeader(offset=offset, metadata_size=r.MetadataSize, first_page_offset=r.FirstPageOffset,
+                      metadata_offset=offset + RDMP_HEADER64_SIZE + 0x10, full=full,
+                      number_of_ranges=number_of_ranges, total_pages=total_pages)
 
 
 def _self_check() -> None:

@@ -16,7 +16,7 @@ is the CodeView 7.0 format, as read by Volatility 3's `pdbutil.PdbSignatureScann
 servers (GUID fields 1-3 little-endian).
 """
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct, Switch, this
 
@@ -185,8 +185,10 @@ VS_FIXEDFILEINFO = Struct(
 RvaReader = Callable[[int, int], bytes]
 
 
-@dataclass
-class PeSection:
+class PeSection(NamedTuple):
+    """One section header of a PE image (IMAGE_SECTION_HEADER): name, where it lies in memory and in
+    the file."""
+
     name: str
     virtual_address: int
     virtual_size: int
@@ -195,8 +197,7 @@ class PeSection:
     characteristics: int
 
 
-@dataclass
-class CodeViewInfo:
+class CodeViewInfo(NamedTuple):
     """The RSDS record: PDB file name, GUID (32 upper-case hex, ISF/symbol-server form), age."""
 
     pdb_name: str
@@ -216,6 +217,9 @@ class CodeViewInfo:
 
 @dataclass
 class PeInfo:
+    """What the readers need from a PE image's headers: machine, identity (timestamp, size, CodeView),
+    sections."""
+
     machine: int
     timestamp: int
     size_of_image: int

@@ -50,7 +50,8 @@ from pykd_ext.layouts.cons import Record
 layouts = sys.modules["pykd_ext.structs.nt_10_0_19041"]
 records = [v for v in vars(layouts).values() if isinstance(v, Record)]
 state = {"code": code,
-         "placeholders": sorted(n for n in ("pdb", "pickle", "hashlib") if type(sys.modules[n]).__name__ == "_Placeholder"),
+         "placeholders": sorted(n for n in ("pdb", "pickle", "hashlib", "inspect", "traceback")
+                                if type(sys.modules[n]).__name__ == "_Placeholder"),
          "records": len(records), "built": sum(r._fields is not None for r in records),
          "eprocess_built": any(r.type_name == "_EPROCESS" and r._fields is not None for r in records)}
 import hashlib, pickle
@@ -67,7 +68,7 @@ def test_eproc_builds_only_what_it_uses_and_deferred_modules_still_work() -> Non
     assert proc.returncode == 0, proc.stderr
     state = json.loads(proc.stdout.strip().splitlines()[-1])
     assert state["code"] == 0
-    assert state["placeholders"] == ["hashlib", "pdb", "pickle"]
+    assert state["placeholders"] == ["hashlib", "inspect", "pdb", "pickle", "traceback"]
     assert state["eprocess_built"]
     assert state["records"] > 200 and state["built"] < state["records"] // 4
     assert state["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -76,7 +77,7 @@ def test_eproc_builds_only_what_it_uses_and_deferred_modules_still_work() -> Non
 
 THREADS_PROBE = r'''
 import sys, threading
-for name in ("pdb", "pickle", "hashlib"):
+for name in ("pdb", "pickle", "hashlib", "inspect", "traceback"):
     sys.modules.pop(name, None)
 from pykd_ext.startup import defer_unused_imports
 defer_unused_imports()
@@ -103,3 +104,18 @@ def test_deferred_modules_load_once_under_threads() -> None:
     proc = subprocess.run([sys.executable, "-c", THREADS_PROBE], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "8", "[]", "module"]
+
+
+def test_every_dataclass_has_a_docstring() -> None:
+    """`dataclasses` calls `inspect.signature` for a class without one, loading `inspect` (and
+    `ast`, `dis`, `tokenize`) that start-up otherwise never loads (pykd_ext/startup.py)."""
+    import ast
+    root = Path(__file__).resolve().parents[2] / "pykd_ext"
+    missing = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.ClassDef) and ast.get_docstring(node) is None
+                    and any("dataclass" in ast.dump(d) for d in node.decorator_list)):
+                missing.append("%s:%s" % (path.relative_to(root), node.name))
+    assert missing == []

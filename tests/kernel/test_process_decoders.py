@@ -2,6 +2,7 @@
 import datetime
 import json
 import lzma
+import random
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -10,7 +11,7 @@ import pytest
 from pykd_ext.kernel.context import _MODE_FALLBACK
 from pykd_ext.kernel.kinds import kind_flags, primary_kind
 from pykd_ext.kernel.protection import decode_protection
-from pykd_ext.kernel.times import duration_100ns, filetime_to_iso, ticks_text
+from pykd_ext.kernel.times import duration_100ns, filetime_to_iso, filetime_to_windbg, ticks_text
 from pykd_ext.layouts.registry import find_by_guid, load_layouts
 from pykd_ext.memory.faults import Fault
 
@@ -126,8 +127,35 @@ def test_filetime_text() -> None:
     for bad in (0, -5, 1 << 63, None, "x", Fault("not in dump", 0)):
         assert filetime_to_iso(bad) is None
     assert duration_100ns(12500000) == "00:00:01.250"
+    assert filetime_to_windbg(raw) == "Sun Feb 21 01:38:22.069 2021 (UTC + 0:00)"
     assert ticks_text(64, 156250) == "00:00:01.000"
     assert ticks_text(64, None) == "64 ticks"
+
+
+def test_filetime_calendar_agrees_with_datetime_over_the_whole_range() -> None:
+    """The integer calendar of `kernel.times` against the standard library's, from the FILETIME
+    epoch to the last second of 9999 (leap years, century rules, month ends, weekdays)."""
+    epoch = datetime.datetime(1601, 1, 1, tzinfo=datetime.timezone.utc)
+    last = datetime.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=datetime.timezone.utc)
+    rng = random.Random(1601)
+    moments = [epoch + datetime.timedelta(microseconds=1), last.replace(microsecond=0),
+               datetime.datetime(1900, 2, 28, 23, 59, 59, tzinfo=datetime.timezone.utc),
+               datetime.datetime(2000, 2, 29, 12, 0, 0, 1, tzinfo=datetime.timezone.utc),
+               datetime.datetime(2100, 3, 1, tzinfo=datetime.timezone.utc)]
+    span = int((last - epoch).total_seconds())
+    moments += [epoch + datetime.timedelta(seconds=rng.randrange(span), microseconds=rng.randrange(10 ** 6))
+                for _ in range(20000)]
+    for n, moment in enumerate(moments):
+        delta = moment - epoch
+        below_a_microsecond = rng.randrange(10) if n >= 5 else 0       # the edges exactly
+        raw = (delta.days * 86400 + delta.seconds) * 10000000 + delta.microseconds * 10 + below_a_microsecond
+        assert filetime_to_iso(raw) == moment.isoformat(timespec="microseconds")
+        assert filetime_to_windbg(raw) == "%s %s %2d %s.%03d %d (UTC + 0:00)" % (
+            ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[moment.weekday()],
+            ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")[moment.month - 1],
+            moment.day, moment.strftime("%H:%M:%S"), moment.microsecond // 1000, moment.year)
+    past = int((last - epoch).total_seconds()) * 10000000 + 10000000
+    assert filetime_to_iso(past) is None and filetime_to_windbg(past) == "(none)"
 
 
 def test_mode_fallback_matches_every_isf(isf_docs: List[Dict[str, Any]]) -> None:

@@ -91,6 +91,9 @@ class PdbIdentity:
 
 @dataclass
 class DbiInfo:
+    """What the PDB's DBI stream header says that the converter uses: age, machine, symbol and debug
+    streams."""
+
     age: int
     machine: int
     sym_record_stream: int
