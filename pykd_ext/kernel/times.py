@@ -18,7 +18,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 def _days_from_civil(year: int, month: int, day: int) -> int:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant, "chrono-Compatible
     Low-Level Date Algorithms", days_from_civil)."""
-    year -= month <= 2
+    if month <= 2:                   # years counted from March: January, February end the year before
+        year -= 1
     era = year // 400
     yoe = year - era * 400
     doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
@@ -36,13 +37,15 @@ def _civil_from_days(days: int) -> Tuple[int, int, int]:
     mp = (5 * doy + 2) // 153
     day = doy - (153 * mp + 2) // 5 + 1
     month = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (month <= 2), month, day
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    return year, month, day
 
 
 #: 1601-01-01, the FILETIME epoch, in days since 1970-01-01
 _EPOCH_DAYS = _days_from_civil(1601, 1, 1)
 #: the last FILETIME shown as a date (9999-12-31 23:59:59, where ISO-8601's four-digit years end)
-_MAX_FILETIME = ((_days_from_civil(9999, 12, 31) - _EPOCH_DAYS) * 86400 + 86399) * FILETIME_UNITS_PER_SECOND
+_MAX_FILETIME = (((_days_from_civil(9999, 12, 31) - _EPOCH_DAYS) * 86400 + 86399)
+                 * FILETIME_UNITS_PER_SECOND)
 
 
 class UtcMoment(NamedTuple):
