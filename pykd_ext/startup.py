@@ -4,10 +4,12 @@ Why: every `pykd-ext` command and every `!py` command inside WinDbg is a fresh s
 time is paid per command. `construct` (the layout vocabulary) imports `pdb`, `pickle`, `hashlib`,
 `inspect` and `traceback` at its top for features pykd-ext never calls (its interactive debugger,
 `Pickled`, `Checksum`); `dataclasses` imports `inspect` for classes without a docstring (ours all
-have one: a test checks). Together they were about a sixth of a command's CPU. Before anything
-imports them, each is registered as a placeholder module; the first attribute anybody reads from
-it imports the real module and fills the placeholder with it, so code that does use them is
-unaffected (a bug's traceback, a debugger, a batch run's pickling all load the real ones).
+have one: a test checks); on Python 3.9 (WinDbg's) `platform`, which construct asks for the OS
+name, imports `subprocess` (and `signal`, `selectors`) to run `ver` where nothing else answers.
+Together they were about a sixth of a command's CPU. Before anything imports them, each is
+registered as a placeholder module; the first attribute anybody reads from it imports the real
+module and fills the placeholder with it, so code that does use them is unaffected (a bug's
+traceback, a debugger, a batch run's pickling, the live VM's QEMU all load the real ones).
 
 (`importlib.util.LazyLoader` does not help here: on Python 3.9-3.11 the `import` statement itself
 reads `__spec__` of a module found in `sys.modules`, which makes a lazy module load at once.)
@@ -23,8 +25,8 @@ import sys
 import types
 from typing import Any
 
-#: imported by construct (and dataclasses) for what pykd-ext does not use; loaded on first attribute access
-DEFERRED_MODULES = ("pdb", "pickle", "hashlib", "inspect", "traceback")
+#: imported (by construct, dataclasses, platform) for what pykd-ext does not use; loaded on first use
+DEFERRED_MODULES = ("pdb", "pickle", "hashlib", "inspect", "traceback", "subprocess")
 
 
 #: one first use at a time (batch workers are threads): the placeholder leaves `sys.modules` once

@@ -50,7 +50,7 @@ from pykd_ext.layouts.cons import Record
 layouts = sys.modules["pykd_ext.structs.nt_10_0_19041"]
 records = [v for v in vars(layouts).values() if isinstance(v, Record)]
 state = {"code": code,
-         "placeholders": sorted(n for n in ("pdb", "pickle", "hashlib", "inspect", "traceback")
+         "placeholders": sorted(n for n in ("pdb", "pickle", "hashlib", "inspect", "traceback", "subprocess")
                                 if type(sys.modules[n]).__name__ == "_Placeholder"),
          "records": len(records), "built": sum(r._fields is not None for r in records),
          "eprocess_built": any(r.type_name == "_EPROCESS" and r._fields is not None for r in records)}
@@ -68,7 +68,7 @@ def test_eproc_builds_only_what_it_uses_and_deferred_modules_still_work() -> Non
     assert proc.returncode == 0, proc.stderr
     state = json.loads(proc.stdout.strip().splitlines()[-1])
     assert state["code"] == 0
-    assert state["placeholders"] == ["hashlib", "inspect", "pdb", "pickle", "traceback"]
+    assert state["placeholders"] == ["hashlib", "inspect", "pdb", "pickle", "subprocess", "traceback"]
     assert state["eprocess_built"]
     assert state["records"] > 200 and state["built"] < state["records"] // 4
     assert state["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
