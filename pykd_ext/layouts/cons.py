@@ -216,7 +216,9 @@ class Record(Construct):
         """
         fields = self._fields
         if fields is None:
-            members, self._members = self._members, None
+            # idempotent, never a half state: threads (batch workers) that meet here at once each
+            # build the same members, and one of the equal tuples is kept
+            members = self._members
             fields = self._fields = tuple(members()) if members is not None else ()
         return fields
 
